@@ -1,0 +1,92 @@
+"""`openmind` on the command line: a thin adapter over the same functions a notebook calls.
+
+Each command is registered by a module that owns it (`COMMANDS`), so new intents add a line here
+and keep their argument parsing next to their code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+
+from .errors import OpenmindError
+
+# module providing `register(subparsers)`; each registers its own sub-commands
+COMMANDS = [
+    "openmind.cli",
+]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("status", help="what resources this machine has right now")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--refresh", action="store_true", help="re-probe instead of using the cache")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("log", help="the latest decisions from the journal")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("-n", type=int, default=20, help="how many records (default 20)")
+    p.set_defaults(func=cmd_log)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .probe import probe
+
+    res = probe(refresh=args.refresh)
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=2, default=str))
+    else:
+        print(res)
+    return 0
+
+
+def format_records(records: list[dict]) -> str:
+    """One line per journal record, oldest first; shared by the CLI and the notebook runner."""
+    lines = []
+    for r in reversed(records):
+        ts = _dt.datetime.fromtimestamp(r.get("ts", 0)).strftime("%H:%M:%S")
+        cell = r.get("cell") or {}
+        where = f"[{cell.get('execution_count')}]" if cell.get("execution_count") is not None else ""
+        what = f"{r.get('intent')} {r.get('name') or ''}".strip()
+        how = f"{r.get('pathway')}/{r.get('decision')}" if r.get("ok") else "FAILED"
+        lines.append(f"{r.get('id', ''):>5} {ts} {where:>5} {what:<24} {how:<28} "
+                     f"{r.get('duration_ms', 0):8.1f} ms  {r.get('reason') or ''}")
+    return "\n".join(lines)
+
+
+def cmd_log(args: argparse.Namespace) -> int:
+    from .journal import journal
+
+    records = journal(args.n)
+    if args.json:
+        print(json.dumps(records, indent=2, default=str))
+    elif not records:
+        print("the journal is empty")
+    else:
+        print(format_records(records))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openmind", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in COMMANDS:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except OpenmindError as exc:
+        print(f"openmind: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""Configuration from the environment, the ASSUME mask, and secret redaction.
+
+Everything reads the environment at call time, so a notebook that sets a variable mid-session
+is honoured on the next probe.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInput
+
+# Resources that OPENMIND_ASSUME / openmind.assume() can mask.
+MASKABLE = ("gpu", "api", "infer", "serial", "memory")
+ASSUME_VALUES = ("off", "auto")
+
+_lock = threading.Lock()
+_assume_override: dict[str, str] | None = None  # set by openmind.assume(); wins over the env
+
+
+def home() -> Path:
+    """OPENMIND_HOME (default ~/.openmind), created on first use."""
+    path = Path(os.environ.get("OPENMIND_HOME") or Path.home() / ".openmind").expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def api_base() -> str | None:
+    base = os.environ.get("OPENMIND_API_BASE", "").strip()
+    return base.rstrip("/") or None
+
+
+def api_key() -> str | None:
+    key = os.environ.get("OPENMIND_API_KEY") or os.environ.get("OPENAI_API_KEY")
+    return key.strip() if key and key.strip() else None
+
+
+def infer_url() -> str | None:
+    url = os.environ.get("OPENMIND_INFER_URL", "").strip()
+    return url.rstrip("/") or None
+
+
+def infer_token() -> str | None:
+    tok = os.environ.get("OPENMIND_INFER_TOKEN", "").strip()
+    return tok or None
+
+
+def serial_port() -> str | None:
+    return os.environ.get("OPENMIND_SERIAL_PORT", "").strip() or None
+
+
+def secrets() -> list[str]:
+    """Every secret value currently configured, longest first (so redaction never leaves a tail)."""
+    found = [s for s in (api_key(), infer_token(), os.environ.get("OPENAI_API_KEY")) if s]
+    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
+def redact(value: Any) -> Any:
+    """Replace every configured secret in strings inside `value` (dicts/lists walked) by '***'."""
+    keys = secrets()
+    if not keys:
+        return value
+    return _redact(value, keys)
+
+
+def _redact(value: Any, keys: list[str]) -> Any:
+    if isinstance(value, str):
+        for k in keys:
+            value = value.replace(k, "***")
+        return value
+    if isinstance(value, dict):
+        return {_redact(k, keys): _redact(v, keys) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_redact(v, keys) for v in value)
+    return value
+
+
+def parse_assume(text: str | None) -> dict[str, str]:
+    """Parse 'gpu=off,api=off' (commas or spaces). A malformed item raises naming it and the valid ones."""
+    result: dict[str, str] = {}
+    if not text or not text.strip():
+        return result
+    for item in re.split(r"[,\s]+", text.strip()):
+        if not item:
+            continue
+        if "=" not in item:
+            raise BadInput(
+                f"malformed OPENMIND_ASSUME item {item!r}: expected resource=value, "
+                f"e.g. gpu=off (resources: {', '.join(MASKABLE)}; values: {', '.join(ASSUME_VALUES)})"
+            )
+        key, _, val = item.partition("=")
+        key, val = key.strip().lower(), val.strip().lower()
+        if key not in MASKABLE:
+            raise BadInput(
+                f"unknown resource {key!r} in OPENMIND_ASSUME; valid: {', '.join(MASKABLE)}"
+            )
+        if val not in ASSUME_VALUES:
+            raise BadInput(
+                f"unknown value {val!r} for {key} in OPENMIND_ASSUME; valid: {', '.join(ASSUME_VALUES)}"
+            )
+        result[key] = val
+    return result
+
+
+def assumed() -> dict[str, str]:
+    """The active mask: openmind.assume() if it was called, else OPENMIND_ASSUME."""
+    with _lock:
+        if _assume_override is not None:
+            return dict(_assume_override)
+    return parse_assume(os.environ.get("OPENMIND_ASSUME"))
+
+
+def assume(spec: str | dict[str, str] | None = None, **resources: str) -> dict[str, str]:
+    """Pretend resources are absent for this process: assume(gpu="off") or assume("gpu=off,api=off").
+
+    `assume(None)` / `assume("reset")` drops the override and goes back to OPENMIND_ASSUME.
+    Returns the mask now in force.
+    """
+    global _assume_override
+    if spec == "reset" or (spec is None and not resources):
+        with _lock:
+            _assume_override = None
+        return assumed()
+    mask = parse_assume(spec) if isinstance(spec, str) else parse_assume(
+        ",".join(f"{k}={v}" for k, v in (spec or {}).items())
+    )
+    mask.update(parse_assume(",".join(f"{k}={v}" for k, v in resources.items())))
+    with _lock:
+        base = dict(_assume_override) if _assume_override is not None else parse_assume(
+            os.environ.get("OPENMIND_ASSUME")
+        )
+        base.update(mask)
+        _assume_override = base
+    return dict(base)

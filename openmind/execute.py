@@ -1,0 +1,152 @@
+"""The executor: run a plan's candidates in order until one works, journal every attempt.
+
+A failure is a reason, not an error, while another candidate remains. BadInput is the caller's
+mistake and is raised at once (every pathway would fail the same way).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from .config import redact
+from .errors import AllPathwaysFailed, BadInput
+from .probe import Resources
+from .route import Candidate, Plan
+from .vocab import Attempt, Pathway, Route
+
+T = TypeVar("T")
+Handler = Callable[[Candidate], Any]
+Handlers = Handler | Mapping[Any, Handler]
+
+
+def _pick(handlers: Handlers, cand: Candidate) -> Handler | None:
+    if callable(handlers) and not isinstance(handlers, Mapping):
+        return handlers
+    return handlers.get((cand.pathway, cand.decision)) or handlers.get(cand.pathway)
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return redact(f"{type(exc).__name__}: {text}" if not isinstance(exc, BadInput) else text)
+
+
+def execute(
+    plan: Plan,
+    handlers: Handlers,
+    *,
+    resources: Resources | None = None,
+    summarize: Callable[[Any], dict[str, Any]] | None = None,
+    record: bool = True,
+) -> tuple[Any, Route]:
+    """Run `plan` and return (result, route). `handlers` is one callable taking the candidate, or
+    a mapping from Pathway or (Pathway, Decision) to callables. The result also gets `.route`.
+
+    Raises AllPathwaysFailed (listing every attempt) only when every candidate failed.
+    """
+    intent = plan.intent.kind.value
+    attempts: list[Attempt] = []
+    start = time.perf_counter()
+    for i, cand in enumerate(plan.candidates):
+        handler = _pick(handlers, cand)
+        t0 = time.perf_counter()
+        if handler is None:
+            attempts.append(Attempt(cand.pathway, cand.decision, cand.reason, "failed",
+                                    "no handler for this pathway", 0.0))
+            continue
+        last = i == len(plan.candidates) - 1
+        try:
+            result = handler(cand)
+        except BadInput as exc:
+            attempts.append(_failed(cand, "failed", exc, t0))
+            _finish(plan, attempts, None, start, resources, None, record, error=str(exc))
+            raise
+        except KeyboardInterrupt as exc:
+            attempts.append(_failed(cand, "interrupted", exc, t0))
+            if last:
+                _finish(plan, attempts, None, start, resources, None, record, error="interrupted")
+                raise
+            continue
+        except Exception as exc:
+            attempts.append(_failed(cand, "failed", exc, t0))
+            continue
+        attempts.append(Attempt(cand.pathway, cand.decision, cand.reason, "ok", None,
+                                (time.perf_counter() - t0) * 1000))
+        summary = {}
+        if summarize is not None:
+            try:
+                summary = summarize(result) or {}
+            except Exception as exc:  # a summary must never cost the user the result
+                summary = {"summary_error": _error_text(exc)}
+        route = _finish(plan, attempts, cand, start, resources, summary, record)
+        attach_route(result, route)
+        return result, route
+    error = AllPathwaysFailed(intent if not plan.intent.name else f"{intent} '{plan.intent.name}'", attempts)
+    if not plan.candidates and plan.excluded:
+        lines = [str(error), "  why no pathway was possible:"]
+        lines += [f"   - {p.value}: {r}" for p, r in plan.excluded]
+        error.args = (redact("\n".join(lines)),)
+    _finish(plan, attempts, None, start, resources, None, record, error=str(error))
+    raise error
+
+
+def _failed(cand: Candidate, outcome: str, exc: BaseException, t0: float) -> Attempt:
+    return Attempt(cand.pathway, cand.decision, cand.reason, outcome, _error_text(exc),
+                   (time.perf_counter() - t0) * 1000)
+
+
+def _finish(plan: Plan, attempts: list[Attempt], chosen: Candidate | None, start: float,
+            resources: Resources | None, summary: dict[str, Any] | None, record: bool,
+            error: str | None = None) -> Route:
+    duration = (time.perf_counter() - start) * 1000
+    if chosen is not None:
+        route = Route(chosen.pathway, chosen.decision, chosen.reason, plan.intent.kind.value,
+                      attempts, duration, None, summary or {})
+        tried = [a for a in attempts if a.outcome != "ok"]
+        if tried:
+            route.reason = chosen.reason + " (after " + "; ".join(
+                f"{a.pathway.value} failed: {a.error}" for a in tried) + ")"
+    else:
+        last = attempts[-1] if attempts else None
+        route = Route(last.pathway if last else Pathway.MUSCLE_MEMORY,
+                      last.decision if last else plan.candidates[0].decision if plan.candidates else _none_decision(),
+                      error or "no candidate", plan.intent.kind.value, attempts, duration)
+    if record:
+        entry = {
+            "intent": plan.intent.kind.value,
+            "name": plan.intent.name,
+            "ok": chosen is not None,
+            "pathway": chosen.pathway.value if chosen else None,
+            "decision": chosen.decision.value if chosen else None,
+            "reason": route.reason if chosen else error,
+            "duration_ms": round(duration, 3),
+            "policy": plan.policy.to_dict(),
+            "plan": plan.to_dict(),
+            "attempts": [a.to_dict() for a in attempts],
+            "summary": summary or {},
+            "resources": resources.to_dict() if resources is not None else None,
+            "error": error,
+        }
+        try:
+            from .journal import write
+
+            route.journal_id = write(entry)
+        except Exception as exc:  # an unwritable home must not cost the user the result
+            warnings.warn(f"openmind: could not write the journal ({_error_text(exc)})",
+                          RuntimeWarning, stacklevel=3)
+    return route
+
+
+def _none_decision():
+    from .vocab import Decision
+
+    return Decision.HARDCODE
+
+
+def attach_route(result: Any, route: Route) -> None:
+    try:
+        result.route = route
+    except (AttributeError, TypeError):
+        pass  # immutable results (tuples, ints) still get the route as the second return value

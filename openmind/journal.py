@@ -1,0 +1,81 @@
+"""The journal: one SQLite row per executed plan, readable by the CLI, the sidebar and `journal()`.
+
+Rows are written with every configured secret redacted; resources are stored as their
+(redacted) `to_dict`, never raw environment values.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from .config import redact
+from .context import cell_dict, session_id
+from .store import connect
+
+
+def write(entry: dict[str, Any]) -> int:
+    """Append one record and return its id. `entry` holds intent, pathway, decision, ok, ..."""
+    entry = redact(entry)
+    cell = entry.get("cell") or cell_dict()
+    entry["cell"] = cell
+    entry.setdefault("session", session_id())
+    entry.setdefault("ts", time.time())
+    text = json.dumps(entry, default=_json_default, sort_keys=True)
+    with connect(write=True) as con:
+        cur = con.execute(
+            "INSERT INTO journal (ts, session, notebook, cell_id, execution_count, intent, name, "
+            "pathway, decision, reason, ok, duration_ms, record) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                entry["ts"], entry["session"], cell.get("notebook"), cell.get("cell_id"),
+                cell.get("execution_count"), entry.get("intent", "?"), entry.get("name"),
+                entry.get("pathway"), entry.get("decision"), entry.get("reason"),
+                1 if entry.get("ok") else 0, entry.get("duration_ms"), text,
+            ),
+        )
+        return int(cur.lastrowid)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if hasattr(obj, "value"):
+        return obj.value
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
+
+
+def journal(limit: int = 50, *, after: int | None = None, session: str | None = None) -> list[dict[str, Any]]:
+    """The latest decision records, newest first (or, with `after`, those with a larger id, oldest first)."""
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        from .errors import BadInput
+
+        raise BadInput(f"limit must be a positive integer, got {limit!r}")
+    where, args = [], []
+    if after is not None:
+        where.append("id > ?")
+        args.append(int(after))
+    if session is not None:
+        where.append("session = ?")
+        args.append(session)
+    sql = "SELECT id, record FROM journal"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id " + ("ASC" if after is not None else "DESC") + " LIMIT ?"
+    args.append(limit)
+    with connect() as con:
+        rows = con.execute(sql, args).fetchall()
+    out = []
+    for r in rows:
+        rec = json.loads(r["record"])
+        rec["id"] = r["id"]
+        out.append(rec)
+    return out
+
+
+def count() -> int:
+    with connect() as con:
+        return int(con.execute("SELECT COUNT(*) FROM journal").fetchone()[0])

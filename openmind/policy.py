@@ -1,0 +1,133 @@
+"""What a cell asked for: fallback, strategy, budget, freshness, preference, source, timeout.
+
+A `%%openmind` cell sets a policy for its body through a context variable; plain Python does the
+same with `with openmind.policy(...)`. Explicit keyword arguments always win over the scope.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from .errors import BadInput
+from .units import parse_duration
+from .vocab import Pathway
+
+FALLBACKS = ("auto", "cached", "none")
+STRATEGIES = ("adaptive", "local", "cloud", "cached")
+SOURCES = ("auto", "device", "simulate")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a cell wants to be routed.
+
+    fallback: auto = every candidate in order; cached = the first, then only muscle memory;
+              none = the first candidate only (its failure raises).
+    strategy: adaptive = the routing rules; local = never the cloud; cloud = cloud first;
+              cached = muscle memory only.
+    budget:   seconds of compute the cell may spend (None = no limit).
+    fresh:    skip exact muscle-memory hits and compute anew.
+    prefer:   pathways to move to the front of the plan when they are candidates.
+    source:   sense only: auto, device (hardware only) or simulate (never the device).
+    timeout:  seconds a device or network candidate may take before it counts as failed.
+    """
+
+    fallback: str = "auto"
+    strategy: str = "adaptive"
+    budget: float | None = None
+    fresh: bool = False
+    prefer: tuple[Pathway, ...] = ()
+    source: str = "auto"
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        _choice("fallback", self.fallback, FALLBACKS)
+        _choice("strategy", self.strategy, STRATEGIES)
+        _choice("source", self.source, SOURCES)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["prefer"] = [p.value for p in self.prefer]
+        return d
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+def _choice(what: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise BadInput(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+
+
+def _coerce(key: str, value: Any) -> Any:
+    if key in ("fallback", "strategy", "source"):
+        return str(value).strip().lower()
+    if key in ("budget", "timeout"):
+        return parse_duration(value, key)
+    if key == "fresh":
+        if isinstance(value, str):
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off", ""):
+                return False
+            raise BadInput(f"fresh must be true or false, got {value!r}")
+        return bool(value)
+    if key == "prefer":
+        if value is None:
+            return ()
+        items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+        return tuple(Pathway.parse(v, "pathway in prefer") for v in items)
+    raise AssertionError(key)
+
+
+_scope: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(
+    "openmind_policy", default=None
+)
+
+
+def scoped() -> Mapping[str, Any]:
+    """The policy keywords set by the enclosing `policy(...)` scope or `%%openmind` cell."""
+    return _scope.get() or {}
+
+
+def make_policy(**kwargs: Any) -> Policy:
+    """Build a Policy from the active scope plus explicit keywords; unknown keys raise clearly."""
+    unknown = sorted(set(kwargs) - set(Policy.names()))
+    if unknown:
+        raise BadInput(
+            f"unknown policy option {', '.join(map(repr, unknown))}; valid: {', '.join(Policy.names())}"
+        )
+    merged = {**scoped(), **{k: v for k, v in kwargs.items() if v is not None}}
+    return Policy(**{k: _coerce(k, v) for k, v in merged.items()})
+
+
+def split_policy(kwargs: Mapping[str, Any]) -> tuple[Policy, dict[str, Any]]:
+    """Separate policy keywords from an API's own options (e.g. train config)."""
+    names = set(Policy.names())
+    pol = {k: v for k, v in kwargs.items() if k in names}
+    rest = {k: v for k, v in kwargs.items() if k not in names}
+    return make_policy(**pol), rest
+
+
+@contextlib.contextmanager
+def policy(**kwargs: Any) -> Iterator[Policy]:
+    """Run a block with a policy in force: `with openmind.policy(fallback="cached"): ...`.
+
+    Validated on entry, so a bad option fails before any work is done.
+    """
+    active = make_policy(**kwargs)
+    token = _scope.set({**scoped(), **{k: v for k, v in kwargs.items() if v is not None}})
+    try:
+        yield active
+    finally:
+        _scope.reset(token)
+
+
+def with_overrides(base: Policy, **changes: Any) -> Policy:
+    return replace(base, **{k: _coerce(k, v) for k, v in changes.items()})

@@ -1,0 +1,122 @@
+"""The one SQLite database in OPENMIND_HOME: journal and muscle-memory index, WAL, multi-process safe.
+
+Each module that keeps state registers its schema as a numbered migration here, so a database is
+upgraded in place, once, under a write lock, whatever process opens it first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from .config import home
+
+DB_NAME = "openmind.db"
+BUSY_TIMEOUT_S = 30.0
+
+# (version, SQL). Append only; never edit a migration that has shipped.
+MIGRATIONS: list[tuple[int, str]] = [
+    (
+        1,
+        """
+        CREATE TABLE IF NOT EXISTS journal (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts REAL NOT NULL,
+            session TEXT,
+            notebook TEXT,
+            cell_id TEXT,
+            execution_count INTEGER,
+            intent TEXT NOT NULL,
+            name TEXT,
+            pathway TEXT,
+            decision TEXT,
+            reason TEXT,
+            ok INTEGER NOT NULL,
+            duration_ms REAL,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS journal_ts ON journal(ts);
+        CREATE TABLE IF NOT EXISTS memory (
+            key TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            blob TEXT,
+            size INTEGER NOT NULL DEFAULT 0,
+            meta TEXT NOT NULL DEFAULT '{}',
+            created REAL NOT NULL,
+            used REAL NOT NULL,
+            hits INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX IF NOT EXISTS memory_kind_name ON memory(kind, name);
+        """,
+    ),
+]
+
+_migrated: set[str] = set()
+_mlock = threading.Lock()
+
+
+def db_path(root: Path | None = None) -> Path:
+    return (root or home()) / DB_NAME
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    con.row_factory = sqlite3.Row
+    con.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+    return con
+
+
+def _migrate(con: sqlite3.Connection, key: str) -> None:
+    with _mlock:
+        if key in _migrated:
+            return
+        for attempt in range(50):
+            try:
+                mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError:  # another process holds the lock mid-switch
+                time.sleep(0.02 * (attempt + 1))
+        else:
+            mode = "unknown"
+        del mode
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            version = con.execute("PRAGMA user_version").fetchone()[0]
+            for number, sql in MIGRATIONS:
+                if number > version:
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            con.execute(statement)
+                    con.execute(f"PRAGMA user_version={number}")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        _migrated.add(key)
+
+
+@contextlib.contextmanager
+def connect(root: Path | None = None, *, write: bool = False) -> Iterator[sqlite3.Connection]:
+    """A connection to the store; with write=True the block is one IMMEDIATE transaction."""
+    path = db_path(root)
+    con = _open(path)
+    try:
+        _migrate(con, str(path))
+        con.execute("PRAGMA synchronous=NORMAL")
+        if write:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        else:
+            yield con
+    finally:
+        con.close()

@@ -1,0 +1,105 @@
+"""The pinned vocabulary: pathways, decisions, intents and the route a result carries.
+
+String values are part of the journal and JSON contracts (see DESIGN.md); never rename them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from .errors import BadInput
+
+
+class _StrEnum(str, Enum):
+    def __str__(self) -> str:  # journal/JSON want the bare value
+        return self.value
+
+    @classmethod
+    def parse(cls, value: Any, what: str):
+        """Accept an enum member or its value (any case); a clear error names the valid ones."""
+        if isinstance(value, cls):
+            return value
+        text = str(value).strip()
+        for member in cls:
+            if text.lower() in (member.value.lower(), member.name.lower()):
+                return member
+        valid = ", ".join(m.value for m in cls)
+        raise BadInput(f"unknown {what} {value!r}; valid: {valid}")
+
+
+class Pathway(_StrEnum):
+    """The five metabolic pathways a cell can take."""
+
+    FULL_TRAIN = "full_train"
+    FINE_TUNE = "fine_tune"
+    CLOUD_INFERENCE = "cloud_inference"
+    MUSCLE_MEMORY = "muscle_memory"
+    HARDWARE_IN_LOOP = "hardware_in_loop"
+
+
+class Decision(_StrEnum):
+    """The tripartite decisions (plus MODEL for novel situations)."""
+
+    HARDCODE = "HARDCODE"
+    CACHED = "CACHED"
+    HYBRID = "HYBRID"
+    MODEL = "MODEL"
+
+
+class IntentKind(_StrEnum):
+    TRAIN = "train"
+    SENSE = "sense"
+    INFER = "infer"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One candidate the executor tried: what, whether it worked, why not, how long."""
+
+    pathway: Pathway
+    decision: Decision
+    reason: str
+    outcome: str  # "ok" | "failed" | "interrupted"
+    error: str | None = None
+    duration_ms: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pathway": self.pathway.value,
+            "decision": self.decision.value,
+            "reason": self.reason,
+            "outcome": self.outcome,
+            "error": self.error,
+            "duration_ms": round(self.duration_ms, 3),
+        }
+
+
+@dataclass
+class Route:
+    """What every result carries as `.route`: the pathway taken, the decision, and why."""
+
+    pathway: Pathway
+    decision: Decision
+    reason: str
+    intent: str = ""
+    attempts: list[Attempt] = field(default_factory=list)
+    duration_ms: float = 0.0
+    journal_id: int | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "intent": self.intent,
+            "pathway": self.pathway.value,
+            "decision": self.decision.value,
+            "reason": self.reason,
+            "attempts": [a.to_dict() for a in self.attempts],
+            "duration_ms": round(self.duration_ms, 3),
+            "journal_id": self.journal_id,
+            "summary": self.summary,
+        }
+
+    def __str__(self) -> str:
+        return f"{self.intent}: {self.pathway.value}/{self.decision.value} ({self.reason})"
