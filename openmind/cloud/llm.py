@@ -86,10 +86,19 @@ def _config(base: str | None = None) -> tuple[str, str | None, str]:
     return base, key, model
 
 
-def chat(messages: list[dict[str, str]], *, base: str | None = None, timeout: float = TIMEOUT_S,
+def timeout_s() -> float:
+    """Seconds one chat call may take (OPENMIND_LLM_TIMEOUT, default 20)."""
+    try:
+        return max(0.05, float(os.environ.get("OPENMIND_LLM_TIMEOUT", TIMEOUT_S)))
+    except ValueError:
+        return TIMEOUT_S
+
+
+def chat(messages: list[dict[str, str]], *, base: str | None = None, timeout: float | None = None,
          retries: int = 2, json_mode: bool = True) -> str:
     """The assistant's text for `messages`; raises LLMError with the reason on any failure."""
     base, key, model = _config(base)
+    timeout = timeout if timeout is not None else timeout_s()
     if key is None and api_base() is None:
         raise LLMError("no language model configured (set OPENMIND_API_BASE and OPENMIND_API_KEY)")
     body: dict[str, Any] = {"model": model, "messages": messages, "temperature": 0}
