@@ -90,12 +90,14 @@ class JSONHandler(tornado.web.RequestHandler):
             given = self.request.headers.get("Authorization", "")
             scheme, _, value = given.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.token.encode()):
-                self.set_header("WWW-Authenticate", 'Bearer realm="openmind"')
                 raise tornado.web.HTTPError(401, reason="Unauthorized",
                                             log_message="missing or wrong bearer token")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.set_header("Content-Type", "application/json")
+        self.clear_header("Server")
+        if status_code == 401:
+            self.set_header("WWW-Authenticate", 'Bearer realm="openmind"')
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, tornado.web.HTTPError) and exc.log_message:
             msg = exc.log_message % exc.args if exc.args else exc.log_message
@@ -297,6 +299,75 @@ def serve(host: str = "127.0.0.1", port: int = 8000, token: str | None = None, *
         server.stop()
 
 
+class ServeProcess:
+    """`openmind serve` in a child process (tests, benchmarks, notebooks serving their memory).
+
+    stdout is read only for the "listening on" line; the log goes to a file (`log_path`), so a
+    chatty server can never block on a full pipe.
+    """
+
+    def __init__(self, *, home: str | None = None, token: str | None = None, port: int = 0,
+                 max_body: int | None = None, extra_env: dict[str, str] | None = None,
+                 timeout: float = 60.0) -> None:
+        import selectors
+        import subprocess
+        import tempfile
+
+        env = dict(os.environ, **(extra_env or {}))
+        if home is not None:
+            env["OPENMIND_HOME"] = str(home)
+        env.pop("OPENMIND_SERVE_TOKEN", None)
+        if token:
+            env["OPENMIND_SERVE_TOKEN"] = token  # not on the command line, where `ps` shows it
+        cmd = [sys.executable, "-m", "openmind.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        if max_body is not None:
+            cmd += ["--max-body", str(max_body)]
+        self._log = tempfile.NamedTemporaryFile("w+b", prefix="openmind-serve-", suffix=".log", delete=False)
+        self.log_path = self._log.name
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=self._log,
+                                     stdin=subprocess.DEVNULL)
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            ready = sel.select(max(0.0, left)) if left > 0 else []
+            if not ready:
+                self.close()
+                raise RuntimeError(f"openmind serve did not start within {timeout:g}s: {self.log()[-500:]}")
+            chunk = os.read(self.proc.stdout.fileno(), 1)
+            if not chunk:
+                self.close()
+                raise RuntimeError(f"openmind serve exited: {self.log()[-500:]}")
+            line += chunk
+        sel.close()
+        self.banner = line.decode().strip()
+        self.url = self.banner.split("listening on ", 1)[1].split()[0]
+
+    def log(self) -> str:
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self._log.close()
+
+    def __enter__(self) -> ServeProcess:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
 # --------------------------------------------------------------------------- CLI
 
 
@@ -321,6 +392,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
         print("openmind serve: warning: listening beyond loopback without --token; anyone who can "
               "reach this port can query the models", file=sys.stderr, flush=True)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         serve(args.host, args.port, token, max_body=args.max_body, models=args.models)
     except OSError as exc:
