@@ -77,12 +77,14 @@ class LocalModel:
         layers = getattr(self.model, "layers", None)
         if layers is None:
             raise RuntimeError("model has no GPU path")
-        h = (torch.as_tensor(np.asarray(X, np.float32), device="cuda")
-             - torch.as_tensor(self.model.mean, device="cuda")) * torch.as_tensor(self.model.inv_std, device="cuda")
-        for wt, scale, bias, act in layers:
-            h = h @ torch.as_tensor(wt, device="cuda") * torch.as_tensor(scale, device="cuda") \
-                + torch.as_tensor(bias, device="cuda")
-            if act == 1:
+
+        def t(a: np.ndarray):
+            return torch.as_tensor(np.asarray(a, np.float32), device="cuda")
+
+        h = (t(X) - t(self.model.mean)) * t(self.model.inv_std)
+        for layer in layers:  # trits [out, in], scale (1 or out), bias (out), relu
+            h = (h @ t(layer.trits).T) * t(layer.scale) + t(layer.bias)
+            if layer.relu:
                 h = torch.relu(h)
         return torch.softmax(h, dim=1).cpu().numpy()
 
@@ -95,19 +97,19 @@ class LocalModel:
 
 def _model_from(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Any:
     """Stored arrays + meta -> a model object. The one place that knows stored model formats."""
-    if "packed" in arrays:
-        try:
-            from .ternary import PackedModel  # the numpy-only loader once ternary.py lands
-        except ImportError:
-            from .cloud.packed import PackedModel
-        return PackedModel(arrays["packed"].tobytes(), classes=meta.get("classes"))
-    from .ternary import TernaryModel
+    if meta.get("format") == "openmind-ternary":  # what train_or_load stores
+        from .ternary import TernaryModel
 
-    for loader in ("from_arrays", "from_memory", "from_state"):
-        fn = getattr(TernaryModel, loader, None)
-        if fn is not None:
-            return fn(arrays, meta)
-    raise PathwayUnavailable("the stored model has a format this version cannot load")
+        return TernaryModel.from_arrays(arrays, meta)
+    if "packed" in arrays:  # bare packed bytes (docs/packed-format.md) + an optional class list
+        classes = meta.get("classes") if isinstance(meta.get("classes"), list) else None
+        try:
+            from .ternary import PackedModel
+        except ImportError:  # until ternary.py is on main
+            from .cloud.packed import PackedModel
+        return PackedModel.from_bytes(arrays["packed"].tobytes(), classes=classes)
+    raise PathwayUnavailable(f"the stored model has a format this version cannot load "
+                             f"({meta.get('format', 'unknown')!r})")
 
 
 def load_local_model(name: str) -> LocalModel | None:

@@ -7,6 +7,7 @@ switches to that one and this file goes. Float32 BLAS, not the bit-exact accumul
 from __future__ import annotations
 
 import struct
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,8 +15,20 @@ _HEAD = struct.Struct("<4sHHHH")
 _LAYER = struct.Struct("<HHBBH")
 
 
+@dataclass(frozen=True)
+class Layer:
+    trits: np.ndarray  # [out, in] int8
+    scale: np.ndarray
+    bias: np.ndarray
+    relu: bool
+
+
 class PackedModel:
     """A classifier from packed bytes: predict, predict_proba, classes_, n_features_in_."""
+
+    @classmethod
+    def from_bytes(cls, blob: bytes, classes: list | None = None) -> PackedModel:
+        return cls(blob, classes)
 
     def __init__(self, blob: bytes, classes: list | None = None) -> None:
         magic, version, n_layers, n_in, n_out = _HEAD.unpack_from(blob, 0)
@@ -25,7 +38,7 @@ class PackedModel:
         self.mean = np.frombuffer(blob, "<f4", n_in, off)
         self.inv_std = np.frombuffer(blob, "<f4", n_in, off + 4 * n_in)
         off += 8 * n_in
-        self.layers: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = []
+        self.layers: list[Layer] = []
         prev = n_in
         for _ in range(n_layers):
             fan_in, fan_out, act, mode, _r = _LAYER.unpack_from(blob, off)
@@ -38,13 +51,13 @@ class PackedModel:
             codes = ((raw[:, None] >> np.array([0, 2, 4, 6], np.uint8)) & 3).reshape(-1)[: fan_in * fan_out]
             if (codes == 3).any():
                 raise ValueError("invalid trit code 11")
-            w = (codes.astype(np.float32) - 1.0).reshape(fan_out, fan_in)
+            trits = (codes.astype(np.int8) - 1).reshape(fan_out, fan_in)
             n_scale = fan_out if mode == 1 else 1
             scale = np.frombuffer(blob, "<f4", n_scale, off)
             off += 4 * n_scale
             bias = np.frombuffer(blob, "<f4", fan_out, off)
             off += 4 * fan_out
-            self.layers.append((np.ascontiguousarray(w.T), scale, bias, act))
+            self.layers.append(Layer(trits, scale, bias, act == 1))
             prev = fan_out
         if off != len(blob) or prev != n_out:
             raise ValueError("trailing bytes or output size mismatch")
@@ -53,9 +66,9 @@ class PackedModel:
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
         h = (np.asarray(X, np.float32) - self.mean) * self.inv_std
-        for wt, scale, bias, act in self.layers:
-            h = (h @ wt) * scale + bias
-            if act == 1:
+        for layer in self.layers:
+            h = (h @ layer.trits.T.astype(np.float32)) * layer.scale + layer.bias
+            if layer.relu:
                 h = np.maximum(h, 0.0)
         return h
 
