@@ -29,7 +29,7 @@ def store_model():
     try:
         import openmind
 
-        openmind.train_or_load("digits", X, y)
+        openmind.train_or_load("digits", X, y, hidden=64, epochs=15)
     except (ImportError, AttributeError):
         from openmind.cloud.packed import pack
         from openmind.memory import put

@@ -11,8 +11,8 @@ from openmind.errors import AllPathwaysFailed, BadInput
 from openmind.memory import entries
 from openmind.probe import Resource, Resources, gpu_present
 from openmind.vocab import Decision, Pathway
+from tests.cloud_fixtures import store_digits_model
 from tests.fake_llm import closed_port
-from tests.test_serve import store_digits_model
 
 
 @pytest.fixture(autouse=True)

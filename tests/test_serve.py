@@ -13,27 +13,10 @@ import pytest
 from openmind.cloud import http
 from openmind.cloud.oip import OIPClient
 from openmind.cloud.serve import ServeProcess
-from openmind.infer import load_local_model
 from openmind.vocab import Decision, Pathway
+from tests.cloud_fixtures import store_digits_model
 
 TOKEN = "serve-token-4f9a1c"
-
-
-def store_digits_model(name: str = "digits"):
-    """A model stored in this home as the notebook's train would store it; returns (X, model)."""
-    from sklearn.datasets import load_digits
-
-    from openmind.cloud.packed import pack
-    from openmind.memory import put
-
-    X, _y = load_digits(return_X_y=True)
-    rng = np.random.default_rng(0)
-    blob = pack(X.mean(0), 1 / (X.std(0) + 1e-3),
-                [(rng.integers(-1, 2, (32, 64)), 0.3, rng.normal(size=32), 1),
-                 (rng.integers(-1, 2, (10, 32)), rng.random(10) + 0.1, np.zeros(10), 0)])
-    put("model", name, f"{name}-k1", {"packed": np.frombuffer(blob, np.uint8)},
-        {"classes": list(range(10))})
-    return X.astype(np.float32), load_local_model(name)
 
 
 @pytest.fixture(scope="module")
