@@ -90,9 +90,13 @@ def test_fenced_json_is_accepted(fake):
 
 def test_401_is_one_clear_error(fake, monkeypatch):
     monkeypatch.setenv("OPENMIND_API_KEY", "sk-wrong-key-000000")
-    with pytest.raises(LLMError, match="refused the API key") as err:
+    with pytest.raises(LLMError, match="refused the key") as err:  # the probe's GET /v1/models
         llm.request_plan(SITUATION)
-    assert "sk-wrong-key-000000" not in str(err.value)
+    assert "sk-wrong-key-000000" not in str(err.value) and chat_calls(fake) == []
+    monkeypatch.setenv("OPENMIND_API_KEY", KEY)
+    fake.script("/v1/chat/completions", ("json", 401, {"error": {"message": "key revoked"}}))
+    with pytest.raises(LLMError, match="refused the API key") as err:  # revoked after the probe
+        llm.request_plan(SITUATION)
     assert len(chat_calls(fake)) == 1  # a refusal is not retried
 
 
@@ -128,8 +132,16 @@ def test_connection_refused_is_a_reason_not_a_crash(monkeypatch):
     assert llm.plan_training(SITUATION) is None
     plan, route = decide()  # the router offers no language model: heuristics, and says why
     assert plan["source"] == "heuristic" and "no language model is reachable" in route.reason
-    with pytest.raises(LLMError, match="cannot connect"):
+    with pytest.raises(LLMError, match="no language model: .* unreachable"):
         llm.request_plan(SITUATION)
+
+
+def test_a_masked_api_is_never_called(fake):
+    openmind.assume(api="off")
+    assert llm.plan_training(SITUATION) is None
+    with pytest.raises(LLMError, match="masked"):
+        llm.zero_shot(["a"])
+    assert chat_calls(fake) == []
 
 
 def test_describe_signal_valid_and_invalid(fake):

@@ -151,7 +151,18 @@ def validate(obj: Any, schema: dict[str, Any], what: str) -> dict[str, Any]:
     return obj
 
 
+def require_api() -> None:
+    """LLMError unless the probe found a usable language model (respects OPENMIND_ASSUME api=off;
+    the probe checked the key with GET /v1/models and caches the answer)."""
+    from ..probe import probe
+
+    api = probe().api
+    if not api.available:
+        raise LLMError(f"no language model: {api.reason}")
+
+
 def _ask(system: str, user: Any, schema: dict[str, Any], what: str) -> dict[str, Any]:
+    require_api()
     content = chat([{"role": "system", "content": system},
                     {"role": "user", "content": json.dumps(user, sort_keys=True)}])
     return validate(parse_json(content), schema, what)
@@ -298,6 +309,7 @@ def zero_shot(texts: list[str], labels_meaning: dict[int, str] | str | None = No
     if isinstance(meaning, dict):
         meaning = ", ".join(f"{int(k):+d} = {v}" for k, v in sorted(meaning.items()))
     system = ZERO_SHOT_SYSTEM.format(meaning=meaning)
+    require_api()
     out: list[int] = []
     for i in range(0, len(texts), ZERO_SHOT_BATCH):
         batch = [str(t)[:MAX_TEXT] for t in texts[i:i + ZERO_SHOT_BATCH]]
