@@ -2,7 +2,8 @@
  *
  * Prints "PTY <path>" on stdout, then serves PROTOCOL.md on that tty like a board on USB serial.
  * Sensors are simulated: temperature (C, 50 Hz), adc (raw 12-bit, 1 kHz), sine (V, 5 kHz).
- *   --boot-noise   print ROM garbage, ESP-IDF log lines and a half line before the protocol starts
+ *   --boot-noise   when the host first writes (as a board reset by the port opening would), print
+ *                  ROM garbage, ESP-IDF log lines and a half line before answering
  *   --log-every S  print an ESP-IDF style log line every S seconds (also mid-stream)
  *   --seed N       noise seed (default 1)
  */
@@ -159,7 +160,6 @@ int main(int argc, char **argv)
 #endif
     printf("PTY %s\n", path);
     fflush(stdout);
-    if (boot) boot_noise();
     if (log_every > 0) next_log = host_micros(NULL) + (uint64_t)(log_every * 1e6);
 
     while (!g_stop) {
@@ -176,6 +176,10 @@ int main(int argc, char **argv)
         FD_SET(g_fd, &rd);
         if (select(g_fd + 1, &rd, NULL, NULL, &tv) > 0 && FD_ISSET(g_fd, &rd)) {
             n = read(g_fd, buf, sizeof buf);
+            if (n > 0 && boot) {   /* pyserial flushes input on open: noise must come after it */
+                boot_noise();
+                boot = 0;
+            }
             if (n > 0) om_feed(&dev, buf, (size_t)n);
         }
         om_poll(&dev);
