@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# the firmware host build as a device on a pty (fixtures vdev, noisy_vdev, vdev_binary)
+pytest_plugins = ["vdev_fixtures"]
+
 
 @pytest.fixture(autouse=True)
 def _openmind_home(tmp_path, monkeypatch):

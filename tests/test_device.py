@@ -8,8 +8,6 @@ import numpy as np
 import pytest
 from vdev_fixtures import wait_until
 
-pytest_plugins = ("vdev_fixtures",)
-
 from openmind.device import DeviceError, Link, float32_text, hello_on
 
 
