@@ -188,3 +188,21 @@ def _journal(d: Deployment, model: Any, how: str) -> None:
                            "inputs": d.inputs, "outputs": d.outputs, "ts": time.time()}})
     except Exception as exc:  # an unwritable journal must not undo a deployment
         warnings.warn(f"openmind: could not journal the deployment ({exc})", RuntimeWarning, stacklevel=3)
+
+
+def register(sub: Any) -> None:
+    """`openmind deploy MODEL.bin TARGET [--port P]`: packed bytes to a header or the device."""
+    p = sub.add_parser("deploy", help="write a packed model as a C header or upload it to the ESP32")
+    p.add_argument("model", help="a file of packed model bytes (TernaryModel.pack())")
+    p.add_argument("target", help="path ending in .h, 'esp32', or serial:<port>")
+    p.add_argument("--port", default=None)
+    p.set_defaults(func=_cmd_deploy)
+
+
+def _cmd_deploy(args: Any) -> int:
+    try:
+        blob = Path(args.model).read_bytes()
+    except OSError as exc:
+        raise BadInput(f"cannot read the model file {args.model!r}: {exc.strerror}") from None
+    print(deploy(blob, args.target, port=args.port))
+    return 0

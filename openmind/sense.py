@@ -244,3 +244,30 @@ def calibrate(signal: str, unit: str, times: np.ndarray, values: np.ndarray) -> 
 def _rel(d: float, values: np.ndarray) -> float | None:
     s = float(np.std(values))
     return round(d / s, 6) if s > 0 and math.isfinite(d) else None
+
+
+def register(sub: Any) -> None:
+    """`openmind sense SIGNAL [--duration D] [--rate R] [--source S] [--json]`."""
+    p = sub.add_parser("sense", help="sense a signal from the ESP32, or simulate it")
+    p.add_argument("signal")
+    p.add_argument("--duration", default="10s", help="e.g. 500ms, 90s, 1h (default 10s)")
+    p.add_argument("--rate", default="1Hz", help="e.g. 1Hz, 10/s, 1kHz (default 1Hz)")
+    p.add_argument("--source", default="auto", choices=("auto", "device", "simulate"))
+    p.add_argument("--timeout", default="5s")
+    p.add_argument("--json", action="store_true", help="times and values as JSON")
+    p.set_defaults(func=_cmd_sense)
+
+
+def _cmd_sense(args: Any) -> int:
+    import json
+
+    sig = sense_or_simulate(args.signal, args.duration, args.rate, source=args.source,
+                            timeout=args.timeout)
+    if args.json:
+        print(json.dumps({**sig.summary(), "route": sig.route.to_dict() if sig.route else None,
+                          "times": sig.times.tolist(),
+                          "values": [v if math.isfinite(v) else None for v in sig.values.tolist()]}))
+    else:
+        print(sig)
+        print(sig.route)
+    return 0

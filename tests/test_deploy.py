@@ -189,3 +189,12 @@ def test_deployed_ternary_model_matches_python_on_the_digits_test_split(vdev):
     with Link(vdev.port) as link:
         dev_y = np.array([link.predict(x)[0] for x in Xte.astype(F32)])
     assert np.array_equal(dev_y, np.asarray(model.predict(Xte.astype(F32))))
+
+
+def test_cli_deploy_header(tmp_path, digits, capsys):
+    from openmind.cli import main
+
+    (tmp_path / "m.bin").write_bytes(digits["blob"])
+    assert main(["deploy", str(tmp_path / "m.bin"), str(tmp_path / "m.h")]) == 0
+    assert "64->10" in capsys.readouterr().out and (tmp_path / "m.h").exists()
+    assert main(["deploy", str(tmp_path / "nope.bin"), str(tmp_path / "m.h")]) == 2

@@ -129,3 +129,16 @@ def test_fit_recovers_level_period_and_noise():
     assert abs(p.sigma - 0.3) < 0.05 and abs(p.phi - 0.8) < 0.08
     sim = p.simulate(t, 1)
     assert distance(y, sim) < 0.1
+
+
+def test_cli_sense_json(capsys):
+    import json
+
+    from openmind.cli import main
+
+    assert main(["sense", "light", "--duration", "5s", "--rate", "2Hz", "--source", "simulate", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["source"] == "prior" and len(out["values"]) == 10
+    assert out["route"]["pathway"] == "muscle_memory"
+    assert main(["sense", "light", "--duration", "soon"]) == 2
+    assert "duration" in capsys.readouterr().err

@@ -50,11 +50,11 @@ static uint64_t host_micros(void *ctx)
 static void host_write(void *ctx, const char *data, size_t len)
 {
     (void)ctx;
-    while (len > 0) {
+    while (len > 0 && !g_stop) {
         ssize_t n = write(g_fd, data, len);
         if (n < 0) {
-            if (errno == EINTR) continue;
-            return;
+            if (errno == EINTR && !g_stop) continue;
+            return;   /* stopping, or the pty is gone */
         }
         data += n;
         len -= (size_t)n;
@@ -124,8 +124,14 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    signal(SIGTERM, on_signal);
-    signal(SIGINT, on_signal);
+    {   /* no SA_RESTART: a write blocked on a full pty returns EINTR, so SIGTERM always ends us */
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGINT, &sa, NULL);
+    }
     signal(SIGPIPE, SIG_IGN);
     g_fd = posix_openpt(O_RDWR | O_NOCTTY);
     if (g_fd < 0 || grantpt(g_fd) != 0 || unlockpt(g_fd) != 0 || (path = ptsname(g_fd)) == NULL) {
