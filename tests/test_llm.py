@@ -149,7 +149,12 @@ def test_describe_signal_valid_and_invalid(fake):
                 ("reply", json.dumps({"unit": "ppm", "typical": 420, "variation": 35, "period_s": 86400})),
                 ("reply", json.dumps({"unit": "ppm", "typical": 420, "variation": -1})),
                 ("reply", json.dumps({"unit": "ppm", "typical": 1, "variation": 1, "minimum": 5, "maximum": 2})))
-    assert llm.describe_signal("co2")["unit"] == "ppm"
+    desc = llm.describe_signal("co2")
+    assert desc["unit"] == "ppm" and desc["level"] == 420 and desc["sigma"] == 35 and desc["period"] == 86400
+    from openmind.pattern import from_description
+
+    pat = from_description("co2", desc)  # what sense simulates from
+    assert (pat.level, pat.sigma, pat.unit, pat.source) == (420, 35, "ppm", "llm")
     assert llm.describe_signal("co2") is None
     assert llm.describe_signal("co2") is None
     assert json.loads(chat_calls(fake)[0]["body"]["messages"][1]["content"]) == {"signal": "co2"}

@@ -66,9 +66,13 @@ SIGNAL_SCHEMA: dict[str, Any] = {
         "minimum": {"type": "number"},
         "maximum": {"type": "number"},
         "period_s": {"type": "number", "exclusiveMinimum": 0},
+        "cycle_amplitude": {"type": "number", "minimum": 0},
         "reason": {"type": "string", "maxLength": 500},
     },
 }
+# description field -> openmind.pattern.Pattern field (sense builds a pattern from these)
+PATTERN_FIELDS = {"typical": "level", "variation": "sigma", "minimum": "lo", "maximum": "hi",
+                  "period_s": "period", "cycle_amplitude": "amplitude"}
 
 # what a situation may say; anything else is dropped before it leaves the machine
 SITUATION_KEYS = ("intent", "name", "rows", "shape", "dtypes", "data_kind", "labels", "n_classes",
@@ -268,17 +272,20 @@ SIGNAL_SYSTEM = (
     "You describe a physical or software signal so it can be simulated. Answer with one JSON object "
     'only: {"unit": text, "typical": number, "variation": number >= 0 (standard deviation), '
     '"minimum": number (optional), "maximum": number (optional), "period_s": seconds of a daily or '
-    'other cycle (optional), "reason": short text (optional)}.'
+    'other cycle (optional), "cycle_amplitude": amplitude of that cycle (optional), "reason": short '
+    'text (optional)}.'
 )
 
 
 def request_signal(name: str) -> dict[str, Any]:
-    """A validated description of an unknown signal; raises LLMError with the reason otherwise."""
+    """A validated description of an unknown signal; raises LLMError with the reason otherwise.
+
+    The answer also carries the Pattern names (level, sigma, lo, hi, period, amplitude)."""
     desc = _ask(SIGNAL_SYSTEM, {"signal": str(name)[:100]}, SIGNAL_SCHEMA, "signal description")
     lo, hi = desc.get("minimum"), desc.get("maximum")
     if lo is not None and hi is not None and lo > hi:
         raise LLMError(f"the language model's signal description has minimum {lo} > maximum {hi}")
-    return desc
+    return {**desc, **{PATTERN_FIELDS[k]: v for k, v in desc.items() if k in PATTERN_FIELDS}}
 
 
 def describe_signal(name: str) -> dict[str, Any] | None:
