@@ -8,6 +8,7 @@ import logging
 import sqlite3
 import time
 
+import numpy as np
 import pytest
 
 import openmind
@@ -210,3 +211,11 @@ def test_the_key_appears_nowhere(fake, caplog, capsys):
     leaks = [t for t in texts if KEY in t]
     assert not leaks, leaks[:1]
     assert any("***" in t for t in texts)  # the echoed key was seen and scrubbed
+
+
+def test_unknown_signal_is_simulated_from_the_language_models_description(fake):
+    fake.script("/v1/chat/completions",
+                ("reply", json.dumps({"unit": "ppm", "typical": 420, "variation": 5, "minimum": 300})))
+    sig = openmind.sense_or_simulate("co2", duration="5s", rate="1Hz")
+    assert (sig.route.pathway, sig.route.decision) == (Pathway.CLOUD_INFERENCE, Decision.MODEL)
+    assert sig.unit == "ppm" and sig.source == "llm" and 380 < float(np.mean(sig.values)) < 460
