@@ -155,11 +155,10 @@ class _Job:
                       note="synthetic: built-in prior, no real capture yet" if pat.synthetic and kind == "prior" else "")
 
     def described(self, cand: Candidate) -> Signal:
-        try:
-            from .cloud.llm import describe_signal  # type: ignore[import-not-found]
-        except ImportError:
-            raise PathwayUnavailable("language-model description of unknown signals is not available yet") from None
-        pat = from_description(self.signal, describe_signal(self.signal))
+        # request_signal raises LLMError with the reason, which the journal keeps
+        from .cloud.llm import request_signal
+
+        pat = from_description(self.signal, request_signal(self.signal))
         return self.simulated(pat, "llm")
 
     def hardware(self, cand: Candidate) -> Signal:
