@@ -264,11 +264,20 @@ def remove(key: str) -> int:
     return n
 
 
-def gc(max_bytes: int | None = None, older_than: float | None = None) -> int:
+def gc(max_bytes: int | None = None, older_than: float | None = None, *,
+       broken: bool = True) -> int:
     """Evict least-recently-used entries beyond `max_bytes` or unused for `older_than` seconds,
-    then delete blobs no entry points at. Returns the number of entries evicted."""
+    (with `broken`) entries whose blob is missing or of the wrong size, then delete blobs no entry
+    points at. Returns the number of entries evicted."""
     evicted = 0
+    folder = blob_dir()
     with connect(write=True) as con:
+        if broken:
+            for r in con.execute("SELECT key, blob, size FROM memory").fetchall():
+                path = folder / (r["blob"] or "")
+                if not r["blob"] or not path.is_file() or path.stat().st_size != r["size"]:
+                    con.execute("DELETE FROM memory WHERE key=?", (r["key"],))
+                    evicted += 1
         if older_than is not None:
             evicted += con.execute("DELETE FROM memory WHERE used < ?",
                                    (time.time() - older_than,)).rowcount

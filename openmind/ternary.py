@@ -452,7 +452,7 @@ class TernaryModel(PackedModel):
         out = {"model": self.name, "classes": len(self.classes_),
                "architecture": "-".join([str(self.n_features_in_)] + [str(a.shape[0]) for a in self.layers]),
                "packed_bytes": self.nbytes, "fp32_bytes": self.fp32_nbytes()}
-        out.update({k: v for k, v in self.info.items() if k not in out})
+        out.update({k: v for k, v in self.info.items() if k not in out and k != "val_history"})
         return out
 
     def __repr__(self) -> str:

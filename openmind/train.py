@@ -170,6 +170,7 @@ class _Job:
             "val_accuracy": None if out.val_accuracy is None else round(out.val_accuracy, 4), "epochs": out.epochs, "best_epoch": out.best_epoch,
             "stopped": out.stopped, "train_seconds": round(out.seconds, 3), "device": device,
             "rows": int(len(X)), "fingerprint": self.fp, "key": self.key, "cached": False,
+            "val_history": [round(h["val_accuracy"], 4) for h in out.history],
         }
         if out.stopped == "budget":
             info["budget_s"] = self.pol.budget
