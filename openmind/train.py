@@ -21,7 +21,7 @@ from .memory import fingerprint, get, key_for, latest, put
 from .policy import Policy, split_policy
 from .probe import Resources
 from .route import Candidate, Intent, route
-from .ternary import TernaryModel, as_numeric, check_finite
+from .ternary import U16_MAX, TernaryModel, as_numeric, check_finite
 from .vocab import Decision, Pathway
 
 # --------------------------------------------------------------------------- input
@@ -47,7 +47,10 @@ def prepare(name: Any, data: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, 
             y = y[:, 0]
         else:
             raise BadInput(f"labels must be 1-D (one label per row), got shape {y.shape}")
-    if X.ndim == 0 or len(X) == 0:
+    if X.ndim == 0:
+        raise BadInput(f"X must be an array of rows (e.g. a 2-D numpy array), got a single "
+                       f"{type(data).__name__} value {str(data)[:40]!r}")
+    if len(X) == 0:
         raise BadInput(f"X has no rows (shape {X.shape}); give at least two rows of two classes")
     if len(X) != len(y):
         raise BadInput(f"X has {len(X)} rows but labels has {len(y)}; they must match row for row")
@@ -73,6 +76,10 @@ def prepare(name: Any, data: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, 
         if None in set(y.tolist()):
             raise BadInput("labels contain None; drop unlabeled rows before training")
     classes = np.unique(y)
+    width = int(np.prod(X.shape[1:])) if X.ndim > 1 else 1
+    if width > U16_MAX or len(classes) > U16_MAX:
+        raise BadInput(f"{width} features and {len(classes)} classes: the packed model format "
+                       f"allows at most {U16_MAX} of each; reduce the features (e.g. PCA) first")
     if len(classes) < 2:
         raise BadInput(f"labels contain one class only ({classes[0]!r}); a classifier needs at "
                        f"least two classes")

@@ -161,6 +161,8 @@ def test_string_and_trit_labels_round_trip():
     ((np.ones((10, 3)), np.arange(10) % 2), {"hiden": [3]}, "unknown training option 'hiden'"),
     ((np.ones((10, 3)), np.arange(10) % 2), {"hidden": [0]}, "hidden widths"),
     ((np.ones((10, 3)), np.arange(10) % 2), {"budget": "soon"}, "cannot read budget"),
+    ((np.ones((4, 70000), np.float32), np.arange(4) % 2), {}, "at most 65535"),
+    (("bad",), {"labels": np.arange(3)}, "X must be an array of rows"),
 ])
 def test_bad_input_is_named(args, kwargs, message):
     with pytest.raises(BadInput, match=message):
