@@ -179,7 +179,8 @@ class FitOutcome:
     net: nn.Sequential
     epochs: int = 0
     best_epoch: int = 0
-    val_accuracy: float | None = None
+    val_accuracy: float | None = None  # on held-out rows; the training rows when val_fraction=0
+    held_out: bool = True
     stopped: str = "epochs"  # epochs | early_stop | budget
     seconds: float = 0.0
     device: str = "cpu"
@@ -241,7 +242,8 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
     net.to(device)
     Xs = ((X.astype(np.float32) - mean) * inv_std).astype(np.float32)
     tr, va = split_indices(y_idx, cfg["val_fraction"], cfg["seed"])
-    if len(va) == 0:
+    held_out = len(va) > 0
+    if not held_out:
         va = tr
     Xt = torch.from_numpy(Xs[tr]).to(device)
     yt = torch.from_numpy(y_idx[tr].astype(np.int64)).to(device)
@@ -249,7 +251,7 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
     yv = torch.from_numpy(y_idx[va].astype(np.int64)).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
-    out = FitOutcome(net, device=device)
+    out = FitOutcome(net, device=device, held_out=held_out)
     best: tuple[float, float] | None = None
     best_state = None
     bar = tqdm(total=cfg["epochs"], desc=desc, unit="epoch", disable=not progress, leave=False)

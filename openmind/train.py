@@ -174,7 +174,8 @@ class _Job:
                   budget=self.pol.budget, init=parent, progress=self.progress,
                   desc=f"{'fine-tune' if parent else 'train'} {self.name}")
         info: dict[str, Any] = {
-            "val_accuracy": None if out.val_accuracy is None else round(out.val_accuracy, 4), "epochs": out.epochs, "best_epoch": out.best_epoch,
+            ("val_accuracy" if out.held_out else "train_accuracy"):
+                None if out.val_accuracy is None else round(out.val_accuracy, 4), "epochs": out.epochs, "best_epoch": out.best_epoch,
             "stopped": out.stopped, "train_seconds": round(out.seconds, 3), "device": device,
             "rows": int(len(X)), "fingerprint": self.fp, "key": self.key, "cached": False,
             "val_history": [round(h["val_accuracy"], 4) for h in out.history],
