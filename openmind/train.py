@@ -92,10 +92,12 @@ def prepare(name: Any, data: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, 
 class _Job:
     """The handlers of one train_or_load call, sharing its data, config and lookups."""
 
-    def __init__(self, name: str, X: np.ndarray, y: np.ndarray, cfg: dict[str, Any], key: str,
-                 fp: str, pol: Policy, exact: Any, ancestor: Any, progress: bool) -> None:
-        self.name, self.X, self.y, self.cfg, self.key, self.fp = name, X, y, cfg, key, fp
-        self.pol, self.exact, self.ancestor, self.progress = pol, exact, ancestor, progress
+    def __init__(self, name: str, X: np.ndarray, y: np.ndarray, kind: str, cfg: dict[str, Any],
+                 explicit: set[str], key: str, fp: str, pol: Policy, exact: Any, ancestor: Any,
+                 progress: bool) -> None:
+        self.name, self.X, self.y, self.kind, self.cfg, self.key, self.fp = name, X, y, kind, cfg, key, fp
+        self.explicit, self.pol, self.exact, self.ancestor = explicit, pol, exact, ancestor
+        self.progress = progress
 
     # ---- muscle memory
     def cached(self, cand: Candidate) -> TernaryModel:
@@ -115,32 +117,56 @@ class _Job:
     def full(self, cand: Candidate) -> TernaryModel:
         return self._train(cand, self.X, self.cfg)
 
-    def heuristic(self, cand: Candidate) -> TernaryModel:
+    def situation(self) -> dict[str, Any]:
+        """What a planner may know: shapes, dtypes, label set, resources; never the data."""
+        return {"intent": "train", "name": self.name, "rows": int(len(self.X)),
+                "shape": [int(d) for d in self.X.shape], "dtypes": [str(self.X.dtype)],
+                "data_kind": self.kind, "labels": np.unique(self.y).tolist()[:100],
+                "n_classes": int(len(np.unique(self.y))), "budget_s": self.pol.budget,
+                "ancestor": self.ancestor is not None}
+
+    def _planned(self, plan: dict[str, Any]) -> dict[str, Any]:
+        """A config from a plan (hidden, epochs, learning_rate, batch_size); options the caller
+        gave explicitly win."""
+        from .fit import resolve_config
+
+        arch = plan.get("architecture") or {}
+        planned = {"hidden": arch.get("hidden"), "epochs": plan.get("epochs"),
+                   "lr": plan.get("learning_rate"), "batch_size": plan.get("batch_size")}
+        base = {k: v for k, v in self.cfg.items()}
+        base.update({k: v for k, v in planned.items() if v is not None and k not in self.explicit})
+        return resolve_config(base)
+
+    def _numeric_rows(self, who: str) -> np.ndarray:
         if self.X.dtype.kind not in "biuf":
-            raise PathwayUnavailable(f"no heuristic plan for {self.X.dtype} data: give numbers "
+            raise PathwayUnavailable(f"{who} needs numeric data, got {self.X.dtype}: give numbers "
                                      f"(e.g. embeddings or encoded columns)")
-        X = self.X.reshape(len(self.X), -1)
-        return self._train(cand, X, self.cfg, note=f"heuristic plan: flattened {self.X.shape[1:]} "
-                                                     f"to {X.shape[1]} features")
+        return self.X.reshape(len(self.X), -1)
+
+    def heuristic(self, cand: Candidate) -> TernaryModel:
+        X = self._numeric_rows("the heuristic plan")
+        try:
+            from .cloud.llm import heuristic_plan
+        except ImportError:  # pragma: no cover - the cloud module ships with openmind
+            cfg = self.cfg
+        else:
+            cfg = self._planned(heuristic_plan(self.situation()))
+        return self._train(cand, X, cfg, note=f"heuristic plan (hidden {cfg['hidden']}, "
+                                              f"{cfg['epochs']} epochs) on {X.shape[1]} features")
 
     def llm(self, cand: Candidate) -> TernaryModel:
+        X = self._numeric_rows("training")
         try:
-            from .cloud.llm import plan_training  # written with the cloud pathway
+            from .cloud.llm import plan_training
         except ImportError:
             raise PathwayUnavailable("no language-model planner installed "
                                      "(openmind.cloud.llm.plan_training)") from None
-        from .fit import DEFAULTS, resolve_config
-
-        classes = np.unique(self.y)
-        plan = plan_training(f"classify {len(self.X)} rows of {self.X.dtype} data shaped "
-                             f"{self.X.shape[1:]} into {len(classes)} classes (model '{self.name}')")
+        plan = plan_training(self.situation())
         if not plan:
-            raise PathwayUnavailable("the language model gave no training plan")
-        if self.X.dtype.kind not in "biuf":
-            raise PathwayUnavailable(f"the language model's plan needs numeric data, got {self.X.dtype}")
-        cfg = resolve_config({**{k: v for k, v in self.cfg.items() if k in DEFAULTS},
-                              **{k: v for k, v in dict(plan).items() if k in DEFAULTS}})
-        return self._train(cand, self.X.reshape(len(self.X), -1), cfg, note="language model's plan")
+            raise PathwayUnavailable("the language model gave no valid training plan")
+        cfg = self._planned(plan)
+        return self._train(cand, X, cfg, note=f"language model's plan (hidden {cfg['hidden']}, "
+                                              f"{cfg['epochs']} epochs): {plan.get('reason', '')}".rstrip(": "))
 
     def fine_tune(self, cand: Candidate) -> TernaryModel:
         if self.ancestor is None:
@@ -232,7 +258,8 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
 
         resources = probe()
     plan = route(intent, resources=resources, policy=pol)
-    job = _Job(name, X, y, cfg, key, fp, pol, exact, ancestor, bool(run.get("progress", True)))
+    job = _Job(name, X, y, kind, cfg, set(rest), key, fp, pol, exact, ancestor,
+               bool(run.get("progress", True)))
     handlers = {
         (Pathway.MUSCLE_MEMORY, Decision.CACHED): job.cached,
         (Pathway.FINE_TUNE, Decision.HYBRID): job.fine_tune,

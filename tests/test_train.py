@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -126,19 +127,43 @@ def test_routing_with_injected_gpu_trains_on_cpu_and_says_why():
     assert pick_device("cpu", cuda_available=True) == ("cpu", None)
 
 
-def test_unknown_data_shape_gets_a_heuristic_plan():
+def _images(n: int = 200):
     rng = np.random.default_rng(0)
-    y = rng.integers(0, 2, size=200)
-    X = rng.normal(size=(200, 4, 4)) + y[:, None, None]
+    y = rng.integers(0, 2, size=n)
+    return rng.normal(size=(n, 4, 4)) + 2 * y[:, None, None], y
+
+
+def test_unknown_data_shape_gets_a_heuristic_plan():
+    X, y = _images()
+    # the router is told an API is there (injected); the planner finds no usable one and says so
     res = Resources.none(api=Resource.present("api", "injected key", "valid"))
-    model = train_or_load("images", X, y, resources=res, **SMALL)
+    model = train_or_load("images", X, y, resources=res, lr=0.01, progress=False)
     assert (model.route.pathway, model.route.decision) == (Pathway.FULL_TRAIN, Decision.MODEL)
-    try:
-        import openmind.cloud.llm  # noqa: F401
-    except ImportError:
-        first = model.route.attempts[0]
-        assert first.pathway == Pathway.CLOUD_INFERENCE and "planner" in first.error
+    first = model.route.attempts[0]
+    assert first.pathway == Pathway.CLOUD_INFERENCE and first.outcome == "failed"
+    assert "heuristic plan" in model.info["plan"] and model.config["lr"] == 0.01  # explicit wins
     assert model.n_features_in_ == 16 and model.score(X, y) > 0.8  # predicts on 3-D input too
+
+
+def test_unknown_data_shape_trains_on_the_language_models_plan(monkeypatch):
+    from openmind.cloud import http
+    from tests.fake_llm import VALID_PLAN, FakeLLM
+
+    key = "sk-openmind-train-test-0c1d2e"
+    http.reset()
+    with FakeLLM(key) as fake:
+        monkeypatch.setenv("OPENMIND_API_BASE", fake.base)
+        monkeypatch.setenv("OPENMIND_API_KEY", key)
+        X, y = _images()
+        model = train_or_load("images", X, y, progress=False)
+        sent = json.dumps(fake.calls("/v1/chat/completions")[0]["body"])
+    http.reset()
+    assert (model.route.pathway, model.route.decision) == (Pathway.CLOUD_INFERENCE, Decision.MODEL)
+    assert model.config["hidden"] == VALID_PLAN["architecture"]["hidden"]
+    assert model.config["epochs"] == VALID_PLAN["epochs"]
+    assert "language model's plan" in model.info["plan"]
+    assert "[200, 4, 4]" in sent and str(X[0, 0, 0])[:8] not in sent  # the shape, never the data
+    assert key not in json.dumps(journal(1)[0])
 
 
 def test_string_and_trit_labels_round_trip():
