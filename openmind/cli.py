@@ -21,6 +21,7 @@ COMMANDS = [
     "openmind.sense",
     "openmind.deploy",
     "openmind.cloud.serve",
+    "openmind.memory_cli",
 ]
 
 
