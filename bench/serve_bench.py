@@ -26,20 +26,9 @@ def store_model():
 
     X, y = load_digits(return_X_y=True)
     X = X.astype(np.float32)
-    try:
-        import openmind
+    import openmind
 
-        openmind.train_or_load("digits", X, y, hidden=64, epochs=15)
-    except (ImportError, AttributeError):
-        from openmind.cloud.packed import pack
-        from openmind.memory import put
-
-        rng = np.random.default_rng(0)
-        blob = pack(X.mean(0), 1 / (X.std(0) + 1e-3),
-                    [(rng.integers(-1, 2, (64, 64)), 0.3, rng.normal(size=64), 1),
-                     (rng.integers(-1, 2, (10, 64)), 0.2, np.zeros(10), 0)])
-        put("model", "digits", "bench-digits", {"packed": np.frombuffer(blob, np.uint8)},
-            {"classes": list(range(10))})
+    openmind.train_or_load("digits", X, y, hidden=64, epochs=15)
     return X
 
 

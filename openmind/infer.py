@@ -103,10 +103,8 @@ def _model_from(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Any:
         return TernaryModel.from_arrays(arrays, meta)
     if "packed" in arrays:  # bare packed bytes (docs/packed-format.md) + an optional class list
         classes = meta.get("classes") if isinstance(meta.get("classes"), list) else None
-        try:
-            from .ternary import PackedModel
-        except ImportError:  # until ternary.py is on main
-            from .cloud.packed import PackedModel
+        from .ternary import PackedModel
+
         return PackedModel.from_bytes(arrays["packed"].tobytes(), classes=classes)
     raise PathwayUnavailable(f"the stored model has a format this version cannot load "
                              f"({meta.get('format', 'unknown')!r})")

@@ -27,22 +27,10 @@ def _trained_arrays() -> tuple[dict, dict]:
         old = os.environ.get("OPENMIND_HOME")
         os.environ["OPENMIND_HOME"] = tempfile.mkdtemp(prefix="omh-digits-")
         try:
+            import openmind
             from openmind.memory import latest
 
-            try:
-                import openmind
-
-                openmind.train_or_load("digits", X, y, hidden=32, epochs=5)  # the real TernaryModel
-            except (ImportError, AttributeError):  # until ternary/train are on main
-                from openmind.cloud.packed import pack
-                from openmind.memory import put
-
-                rng = np.random.default_rng(0)
-                blob = pack(X.mean(0), 1 / (X.std(0) + 1e-3),
-                            [(rng.integers(-1, 2, (32, 64)), 0.3, rng.normal(size=32), 1),
-                             (rng.integers(-1, 2, (10, 32)), rng.random(10) + 0.1, np.zeros(10), 0)])
-                put("model", "digits", "digits-k1", {"packed": np.frombuffer(blob, np.uint8)},
-                    {"classes": list(range(10))})
+            openmind.train_or_load("digits", X, y, hidden=32, epochs=5)  # the real TernaryModel
             arrays, entry = latest("model", "digits")
             _TRAINED["digits"] = ({k: v.copy() for k, v in arrays.items()}, dict(entry.meta), entry.key)
         finally:

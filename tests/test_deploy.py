@@ -173,18 +173,14 @@ def test_model_with_pack_method_is_accepted(tmp_path, digits):
 
 def test_deployed_ternary_model_matches_python_on_the_digits_test_split(vdev):
     """The project's own TernaryModel (openmind/ternary.py), trained on digits."""
-    ternary = pytest.importorskip("openmind.ternary", reason="openmind.ternary has not landed on this branch yet")
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
+    import openmind
+
     X, y = load_digits(return_X_y=True)
     Xtr, Xte, ytr, _ = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
-    Model = ternary.TernaryModel
-    if not hasattr(Model, "fit"):
-        pytest.skip("TernaryModel has no fit(); wire this test to its training API")
-    model = Model.fit(Xtr.astype(F32), ytr)
-    if not hasattr(model, "pack") or not hasattr(model, "predict"):
-        pytest.skip("TernaryModel lacks pack()/predict()")
+    model = openmind.train_or_load("digits", Xtr.astype(F32), ytr, hidden=[64], epochs=25)
     deploy(model, "esp32", port=vdev.port)
     with Link(vdev.port) as link:
         dev_y = np.array([link.predict(x)[0] for x in Xte.astype(F32)])
