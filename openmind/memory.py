@@ -1,0 +1,263 @@
+"""Muscle memory: a content-addressed store of models, predictions and signal patterns.
+
+The SQLite index (store.py) maps a key to a safetensors blob named by the hash of its bytes, so
+identical content is stored once. Writes are atomic (temp file + fsync + rename, then the index
+row); a blob that is missing or corrupt is a miss with a warning, never a crash; an unwritable
+store warns and the caller keeps its freshly computed result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import home
+from .probe import invalidate
+from .store import connect
+
+KINDS = ("model", "predictions", "pattern")
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    kind: str
+    name: str
+    blob: str | None
+    size: int
+    meta: dict[str, Any]
+    created: float
+    used: float
+    hits: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, "kind": self.kind, "name": self.name, "blob": self.blob,
+                "size": self.size, "meta": self.meta, "created": self.created,
+                "used": self.used, "hits": self.hits}
+
+
+class MemoryWarning(UserWarning):
+    """Muscle memory could not serve or keep something; the caller goes on without it."""
+
+
+def blob_dir(root: Path | None = None) -> Path:
+    return (root or home()) / "blobs"
+
+
+def key_for(*parts: Any) -> str:
+    """A stable key from JSON-able parts (names, fingerprints, configs)."""
+    text = json.dumps(parts, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def fingerprint(*arrays: Any) -> str:
+    """A content fingerprint of arrays: raw bytes + dtype + shape (not strides: same data, same key)."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        if a is None:
+            h.update(b"none;")
+            continue
+        arr = np.ascontiguousarray(np.asarray(a))
+        if arr.dtype.hasobject:
+            h.update(json.dumps(arr.tolist(), default=str).encode())
+        else:
+            h.update(f"{arr.dtype.str}{arr.shape};".encode())
+            h.update(memoryview(arr).cast("B"))
+    return h.hexdigest()
+
+
+def _row(r: sqlite3.Row) -> Entry:
+    return Entry(r["key"], r["kind"], r["name"], r["blob"], r["size"], json.loads(r["meta"]),
+                 r["created"], r["used"], r["hits"])
+
+
+def _check_kind(kind: str) -> None:
+    if kind not in KINDS:
+        from .errors import BadInput
+
+        raise BadInput(f"unknown memory kind {kind!r}; valid: {', '.join(KINDS)}")
+
+
+def _write_blob(data: bytes, root: Path) -> str:
+    name = hashlib.sha256(data).hexdigest() + ".safetensors"
+    folder = blob_dir(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / name
+    if target.exists() and target.stat().st_size == len(data):
+        return name
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return name
+
+
+def put(kind: str, name: str, key: str, arrays: dict[str, np.ndarray],
+        meta: dict[str, Any] | None = None) -> Entry | None:
+    """Store arrays (+ JSON meta) under `key`. Returns None, with a warning, if the store can't be written."""
+    _check_kind(kind)
+    from safetensors.numpy import save
+
+    tensors = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    meta = dict(meta or {})
+    try:
+        root = home()
+        data = save(tensors, metadata={"openmind_kind": kind, "openmind_name": name})
+        blob = _write_blob(data, root)
+        now = time.time()
+        with connect(root, write=True) as con:
+            con.execute(
+                "INSERT INTO memory (key, kind, name, blob, size, meta, created, used, hits) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT(key) DO UPDATE SET "
+                "kind=excluded.kind, name=excluded.name, blob=excluded.blob, size=excluded.size, "
+                "meta=excluded.meta, used=excluded.used",
+                (key, kind, name, blob, len(data), json.dumps(meta, default=str), now, now),
+            )
+        invalidate("memory")
+    except (OSError, sqlite3.Error) as exc:
+        warnings.warn(f"openmind: muscle memory could not keep {kind} '{name}' ({exc}); "
+                      f"the result is still returned. Check that OPENMIND_HOME is writable.",
+                      MemoryWarning, stacklevel=2)
+        return None
+    return Entry(key, kind, name, blob, len(data), meta, now, now, 0)
+
+
+def _load(entry: Entry, root: Path) -> dict[str, np.ndarray] | None:
+    from safetensors.numpy import load
+
+    path = blob_dir(root) / (entry.blob or "")
+    try:
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() + ".safetensors" != entry.blob:
+            raise ValueError("content does not match its hash (truncated or corrupted)")
+        return load(data)
+    except Exception as exc:
+        warnings.warn(f"openmind: muscle memory entry {entry.kind} '{entry.name}' is unreadable "
+                      f"({type(exc).__name__}: {exc}); treating it as a miss", MemoryWarning,
+                      stacklevel=3)
+        return None
+
+
+def _lookup(sql: str, args: tuple) -> tuple[dict[str, np.ndarray], Entry] | None:
+    try:
+        root = home()
+        with connect(root) as con:
+            rows = con.execute(sql, args).fetchall()
+    except (OSError, sqlite3.Error) as exc:
+        warnings.warn(f"openmind: muscle memory is unreadable ({exc}); treating it as a miss",
+                      MemoryWarning, stacklevel=3)
+        return None
+    for r in rows:
+        entry = _row(r)
+        arrays = _load(entry, root)
+        if arrays is not None:
+            _touch(entry.key, root)
+            return arrays, entry
+    return None
+
+
+def _touch(key: str, root: Path) -> None:
+    try:
+        with connect(root, write=True) as con:
+            con.execute("UPDATE memory SET used=?, hits=hits+1 WHERE key=?", (time.time(), key))
+    except sqlite3.Error:
+        pass  # read-only store: serving the hit matters more than counting it
+
+
+def get(kind: str, key: str) -> tuple[dict[str, np.ndarray], Entry] | None:
+    """The arrays and entry stored under `key`, or None on a miss (or an unreadable blob)."""
+    _check_kind(kind)
+    return _lookup("SELECT * FROM memory WHERE kind=? AND key=?", (kind, key))
+
+
+def latest(kind: str, name: str) -> tuple[dict[str, np.ndarray], Entry] | None:
+    """The most recently stored readable entry of that kind and name."""
+    _check_kind(kind)
+    return _lookup("SELECT * FROM memory WHERE kind=? AND name=? ORDER BY created DESC, rowid DESC",
+                   (kind, name))
+
+
+def entries(kind: str | None = None, name: str | None = None) -> list[Entry]:
+    sql, args = "SELECT * FROM memory", []
+    where = []
+    if kind is not None:
+        _check_kind(kind)
+        where.append("kind=?")
+        args.append(kind)
+    if name is not None:
+        where.append("name=?")
+        args.append(name)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY created DESC"
+    with connect() as con:
+        return [_row(r) for r in con.execute(sql, args).fetchall()]
+
+
+def remove(key: str) -> int:
+    """Remove entries whose key starts with `key` (at least 6 characters). Returns how many."""
+    if len(key) < 6:
+        from .errors import BadInput
+
+        raise BadInput(f"key prefix {key!r} is too short: give at least 6 characters (see `openmind memory ls`)")
+    with connect(write=True) as con:
+        n = con.execute("DELETE FROM memory WHERE key LIKE ?", (key + "%",)).rowcount
+    invalidate("memory")
+    _sweep()
+    return n
+
+
+def gc(max_bytes: int | None = None, older_than: float | None = None) -> int:
+    """Evict least-recently-used entries beyond `max_bytes` or unused for `older_than` seconds,
+    then delete blobs no entry points at. Returns the number of entries evicted."""
+    evicted = 0
+    with connect(write=True) as con:
+        if older_than is not None:
+            evicted += con.execute("DELETE FROM memory WHERE used < ?",
+                                   (time.time() - older_than,)).rowcount
+        if max_bytes is not None:
+            rows = con.execute("SELECT key, size FROM memory ORDER BY used DESC").fetchall()
+            total = 0
+            for r in rows:
+                total += r["size"]
+                if total > max_bytes:
+                    con.execute("DELETE FROM memory WHERE key=?", (r["key"],))
+                    evicted += 1
+    invalidate("memory")
+    _sweep()
+    return evicted
+
+
+def _sweep() -> None:
+    """Delete blob files that no index row references (and stale temp files)."""
+    folder = blob_dir()
+    if not folder.exists():
+        return
+    with connect() as con:
+        live = {r[0] for r in con.execute("SELECT DISTINCT blob FROM memory WHERE blob IS NOT NULL")}
+    cutoff = time.time() - 3600
+    for path in folder.iterdir():
+        if path.name.startswith(".tmp-"):
+            if path.stat().st_mtime < cutoff:
+                path.unlink(missing_ok=True)
+        elif path.name not in live:
+            path.unlink(missing_ok=True)
