@@ -35,6 +35,10 @@ async def _off_loop(fn: Callable[[], T]) -> T:
     return await asyncio.get_running_loop().run_in_executor(None, fn)
 
 
+class _BadQuery(ValueError):
+    """A query parameter the client got wrong (answered with 400 and this message)."""
+
+
 class _OpenmindHandler(APIHandler):
     def _int_arg(self, name: str, default: int | None, lo: int, hi: int | None = None) -> int | None:
         raw = self.get_argument(name, None)
@@ -46,8 +50,12 @@ class _OpenmindHandler(APIHandler):
             value = None
         if value is None or value < lo or (hi is not None and value > hi):
             span = f"{lo}..{hi}" if hi is not None else f">= {lo}"
-            raise tornado.web.HTTPError(400, reason=f"{name} must be an integer {span}, got {raw!r}")
+            raise _BadQuery(f"{name} must be an integer {span}, got {raw!r}")
         return value
+
+    def _fail(self, status: int, message: str) -> None:
+        self.set_status(status)
+        self._send({"message": message})
 
     def _send(self, obj: Any) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
@@ -64,7 +72,7 @@ class ResourcesHandler(_OpenmindHandler):
         try:
             res = await _off_loop(lambda: probe(refresh=refresh))
         except BadInput as exc:  # a malformed OPENMIND_ASSUME in the server's environment
-            raise tornado.web.HTTPError(500, reason=str(exc)) from exc
+            return self._fail(500, str(exc))
         self._send(res.to_dict())
 
 
@@ -73,9 +81,11 @@ class JournalHandler(_OpenmindHandler):
 
     @tornado.web.authenticated
     async def get(self) -> None:
-        after = self._int_arg("after", None, 0)
-        limit = self._int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
-        assert limit is not None
+        try:
+            after = self._int_arg("after", None, 0)
+            limit = self._int_arg("limit", DEFAULT_LIMIT, 1, MAX_LIMIT) or DEFAULT_LIMIT
+        except _BadQuery as exc:
+            return self._fail(400, str(exc))
         records = await _off_loop(lambda: journal(limit, after=after))
         if after is None:
             records.reverse()  # journal() gives newest first without `after`; keep one order
