@@ -30,6 +30,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
+INTERVAL = 2  # the user setting under test (seconds between polls)
 HAVE_MAGICS = importlib.util.find_spec("openmind.jupyter.magics") is not None
 if HAVE_MAGICS:
     SETUP_CELL = "%load_ext openmind.jupyter"
@@ -91,6 +92,9 @@ def lab(tmp_path, openmind_home):
     news = tmp_path / "settings" / "@jupyterlab" / "apputils-extension"
     news.mkdir(parents=True)
     (news / "notification.jupyterlab-settings").write_text('{"fetchNews": "false"}')
+    ours = tmp_path / "settings" / "openmind-jupyterlab"
+    ours.mkdir(parents=True)
+    (ours / "plugin.jupyterlab-settings").write_text(json.dumps({"refreshInterval": INTERVAL}))
     config = tmp_path / "config"
     config.mkdir()
     (config / "jupyter_server_config.json").write_text(json.dumps(
@@ -146,6 +150,9 @@ def test_decision_appears_in_sidebar(lab, tmp_path):
             page.set_default_timeout(30_000)
             errors: list[str] = []
             page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            polls: list[float] = []
+            page.on("request", lambda r: polls.append(time.monotonic())
+                    if "/openmind/api/journal" in r.url else None)
             page.goto(f"{lab['base']}/lab/tree/sidebar.ipynb?token={lab['token']}")
 
             # the panel: open it from its tab in the left sidebar
@@ -163,6 +170,22 @@ def test_decision_appears_in_sidebar(lab, tmp_path):
             host = panel.locator(".jp-openmind-badge[data-resource='host']")
             assert "jp-mod-available" in host.get_attribute("class")
             assert panel.locator(".jp-openmind-decision").count() == 0
+            status = panel.locator(".jp-openmind-status")
+            page.wait_for_function(f"el => el.textContent.includes('every {INTERVAL}s')",
+                                   arg=status.element_handle(), timeout=10_000)
+
+            # collapsed panel: no polling; shown again: it asks at once
+            tab.click()
+            panel.wait_for(state="hidden")
+            page.wait_for_timeout(500)
+            hidden_at = time.monotonic()
+            page.wait_for_timeout(INTERVAL * 1000 * 2 + 500)
+            assert [t for t in polls if t > hidden_at] == [], "polled while the panel was hidden"
+            shown_at = time.monotonic()
+            tab.click()
+            panel.wait_for(state="visible")
+            page.wait_for_timeout(1000)
+            assert [t for t in polls if t > shown_at], "did not poll when shown again"
 
             # run the two cells like a person: click the first, Shift+Enter twice
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=45_000)
@@ -212,7 +235,8 @@ def test_decision_appears_in_sidebar(lab, tmp_path):
             page.wait_for_timeout(1000)  # the settings write
             page.reload()
             page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
-            if not panel.is_visible():
+            page.locator(".jp-NotebookPanel").wait_for()  # the layout is restored by now
+            if "lm-mod-current" not in (tab.get_attribute("class") or ""):
                 tab.click()
             panel.locator(".jp-openmind-decision").first.wait_for(timeout=10_000)
             assert panel.locator(".jp-openmind-decision").count() == 1
