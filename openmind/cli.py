@@ -18,6 +18,10 @@ from .errors import OpenmindError
 # module providing `register(subparsers)`; each registers its own sub-commands
 COMMANDS = [
     "openmind.cli",
+    "openmind.sense",
+    "openmind.deploy",
+    "openmind.cloud.serve",
+    "openmind.memory_cli",
 ]
 
 

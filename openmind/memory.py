@@ -60,20 +60,63 @@ def key_for(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
+def _hasher():
+    """xxh3-128 (many GB/s) when xxhash is installed, else blake2b; the name is part of the digest
+    so the two never mix keys."""
+    try:
+        import xxhash
+
+        return "x", xxhash.xxh3_128()
+    except ImportError:  # pragma: no cover - xxhash is a dependency
+        return "b", hashlib.blake2b(digest_size=16)
+
+
+# Hash big buffers in slices of this many bytes, so a non-contiguous array is copied piecewise.
+_SLICE = 64 * 2**20
+
+
 def fingerprint(*arrays: Any) -> str:
-    """A content fingerprint of arrays: raw bytes + dtype + shape (not strides: same data, same key)."""
-    h = hashlib.blake2b(digest_size=16)
+    """A content fingerprint of arrays: raw bytes + dtype + shape (not strides: same data, same key).
+
+    Fast (xxh3, no copy for contiguous arrays) because it runs on every `train_or_load` call.
+    """
+    tag, h = _hasher()
     for a in arrays:
         if a is None:
             h.update(b"none;")
             continue
-        arr = np.ascontiguousarray(np.asarray(a))
+        arr = np.asarray(a)
         if arr.dtype.hasobject:
-            h.update(json.dumps(arr.tolist(), default=str).encode())
+            h.update(b"obj;" + json.dumps(arr.tolist(), default=str).encode())
+            continue
+        h.update(f"{arr.dtype.str}{arr.shape};".encode())
+        if arr.flags.c_contiguous:
+            h.update(memoryview(arr.reshape(-1)).cast("B"))
         else:
-            h.update(f"{arr.dtype.str}{arr.shape};".encode())
-            h.update(memoryview(arr).cast("B"))
-    return h.hexdigest()
+            flat = arr.reshape(arr.shape[0], -1) if arr.ndim > 1 else arr
+            rows = max(1, _SLICE // max(1, flat[:1].nbytes))
+            for start in range(0, flat.shape[0], rows):
+                h.update(memoryview(np.ascontiguousarray(flat[start:start + rows])).cast("B"))
+    return tag + h.hexdigest()
+
+
+def atomic_write(target: Path, data: bytes) -> None:
+    """Write `data` to `target` so a crash leaves either the old file or the new one, never half."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
 
 
 def _row(r: sqlite3.Row) -> Entry:
@@ -90,24 +133,10 @@ def _check_kind(kind: str) -> None:
 
 def _write_blob(data: bytes, root: Path) -> str:
     name = hashlib.sha256(data).hexdigest() + ".safetensors"
-    folder = blob_dir(root)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / name
+    target = blob_dir(root) / name
     if target.exists() and target.stat().st_size == len(data):
         return name
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(target, data)
     return name
 
 
@@ -213,9 +242,18 @@ def entries(kind: str | None = None, name: str | None = None) -> list[Entry]:
         return [_row(r) for r in con.execute(sql, args).fetchall()]
 
 
+def find(prefix: str) -> list[Entry]:
+    """Entries whose key starts with `prefix` (for `openmind memory show/rm`)."""
+    with connect() as con:
+        rows = con.execute("SELECT * FROM memory WHERE key LIKE ? ORDER BY created DESC",
+                           (prefix.strip().replace("%", "").replace("_", "") + "%",)).fetchall()
+    return [_row(r) for r in rows]
+
+
 def remove(key: str) -> int:
     """Remove entries whose key starts with `key` (at least 6 characters). Returns how many."""
-    if len(key) < 6:
+    key = key.strip()
+    if len(key) < 6 or any(ch in key for ch in "%_"):
         from .errors import BadInput
 
         raise BadInput(f"key prefix {key!r} is too short: give at least 6 characters (see `openmind memory ls`)")
@@ -226,11 +264,20 @@ def remove(key: str) -> int:
     return n
 
 
-def gc(max_bytes: int | None = None, older_than: float | None = None) -> int:
+def gc(max_bytes: int | None = None, older_than: float | None = None, *,
+       broken: bool = True) -> int:
     """Evict least-recently-used entries beyond `max_bytes` or unused for `older_than` seconds,
-    then delete blobs no entry points at. Returns the number of entries evicted."""
+    (with `broken`) entries whose blob is missing or of the wrong size, then delete blobs no entry
+    points at. Returns the number of entries evicted."""
     evicted = 0
+    folder = blob_dir()
     with connect(write=True) as con:
+        if broken:
+            for r in con.execute("SELECT key, blob, size FROM memory").fetchall():
+                path = folder / (r["blob"] or "")
+                if not r["blob"] or not path.is_file() or path.stat().st_size != r["size"]:
+                    con.execute("DELETE FROM memory WHERE key=?", (r["key"],))
+                    evicted += 1
         if older_than is not None:
             evicted += con.execute("DELETE FROM memory WHERE used < ?",
                                    (time.time() - older_than,)).rowcount

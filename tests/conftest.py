@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
+
+# the firmware host build as a device on a pty (fixtures vdev, noisy_vdev, vdev_binary)
+pytest_plugins = ["vdev_fixtures"]
 
 _ENV = ("OPENMIND_API_BASE", "OPENMIND_API_KEY", "OPENAI_API_KEY", "OPENMIND_INFER_URL",
         "OPENMIND_INFER_TOKEN", "OPENMIND_SERIAL_PORT", "OPENMIND_ASSUME", "OPENMIND_PROBE_TIMEOUT")
@@ -24,3 +28,37 @@ def openmind_home(tmp_path, monkeypatch):
     monkeypatch.delenv("OPENMIND_ASSUME", raising=False)
     config.assume("reset")
     invalidate()
+
+
+@pytest.fixture(scope="session")
+def digits_split():
+    """sklearn's digits (shipped with scikit-learn), a stratified 80/20 split."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
+
+
+@pytest.fixture(scope="session")
+def _digits_trained(digits_split):
+    """One small ternary net trained on digits (torch), shared by the ternary tests."""
+    from openmind.fit import export, fit, resolve_config, standardization
+
+    Xtr, Xte, ytr, yte = digits_split
+    cfg = resolve_config({"hidden": [64], "epochs": 25})
+    mean, inv_std = standardization(Xtr)
+    out = fit(Xtr, ytr, 10, cfg, mean=mean, inv_std=inv_std, progress=False)
+    model = export(out.net, mean, inv_std, np.arange(10), name="digits", config=cfg, info={})
+    return model, out.net, Xte, yte
+
+
+@pytest.fixture
+def digits_model(_digits_trained):
+    model, _net, Xte, yte = _digits_trained
+    return model, Xte, yte
+
+
+@pytest.fixture
+def digits_net(_digits_trained):
+    return _digits_trained[1]

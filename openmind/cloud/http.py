@@ -1,0 +1,204 @@
+"""One HTTP call to a remote endpoint: timeout, retries with backoff, Retry-After, cooldown.
+
+Shared by the OIP client and the language-model client so both behave the same way:
+- connect errors, HTTP 5xx and 429 are retried (429/503 honour Retry-After, capped by max_wait);
+- other 4xx are the caller's mistake or a refusal and are never retried;
+- a read timeout is not retried (the endpoint already cost the whole timeout);
+- after `cooldown_after` failed calls in a row an endpoint is benched for `cooldown` seconds, so a
+  dead endpoint costs later cells no time (per process, per scheme://host:port).
+
+Errors never carry a secret: messages are built from the public URL, the status and a short,
+redacted detail of the body.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ..config import redact
+from ..errors import OpenmindError
+from ..probe import public_url
+
+
+class EndpointError(OpenmindError):
+    """A remote endpoint failed; `status` is the HTTP status (None: no answer), `cooling` is True
+    when the call was not even tried because the endpoint is cooling down."""
+
+    def __init__(self, message: str, *, status: int | None = None, cooling: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.cooling = cooling
+
+
+@dataclass
+class _Health:
+    failures: int = 0
+    until: float = 0.0
+    last: str = ""
+
+
+_health: dict[str, _Health] = {}
+_lock = threading.Lock()
+_client: httpx.Client | None = None
+
+
+def endpoint_of(url: str) -> str:
+    """scheme://host:port of a URL: the unit retries and cooldowns are kept for."""
+    parts = httpx.URL(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+    return f"{parts.scheme}://{parts.host}:{port}"
+
+
+def reset(endpoint: str | None = None) -> None:
+    """Forget failure counts and cooldowns (of one endpoint, or all)."""
+    with _lock:
+        if endpoint is None:
+            _health.clear()
+        else:
+            _health.pop(endpoint_of(endpoint), None)
+
+
+def cooldown_left(url: str) -> float:
+    """Seconds the endpoint of `url` stays benched (0 when it may be called)."""
+    with _lock:
+        h = _health.get(endpoint_of(url))
+        return max(0.0, h.until - time.monotonic()) if h else 0.0
+
+
+def _shared_client() -> httpx.Client:
+    """One pooled client per process: keep-alive matters when a cell makes many calls."""
+    global _client
+    with _lock:
+        if _client is None:
+            _client = httpx.Client(limits=httpx.Limits(max_connections=32, max_keepalive_connections=8))
+        return _client
+
+
+def _scrub(text: str, secrets: tuple[str, ...]) -> str:
+    for s in secrets:
+        if s and len(s) >= 4:
+            text = text.replace(s, "***")
+    return redact(text)
+
+
+def _detail(resp: httpx.Response) -> str:
+    """A short reason from an error body ({"error": "..."} or {"error": {"message": ...}})."""
+    try:
+        body = resp.json()
+    except Exception:
+        return resp.text[:200].strip()
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        err = err.get("message") or err.get("type")
+    return str(err if err is not None else body)[:200]
+
+
+def retry_after(resp: httpx.Response) -> float | None:
+    """Seconds asked by a Retry-After header (delta-seconds or an HTTP date), if any."""
+    value = resp.headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _failed(ep: str, reason: str, cooldown_after: int, cooldown: float, bench_for: float = 0.0) -> None:
+    with _lock:
+        h = _health.setdefault(ep, _Health())
+        h.failures += 1
+        h.last = reason
+        if h.failures >= cooldown_after:
+            h.until = time.monotonic() + max(cooldown, bench_for)
+        elif bench_for:
+            h.until = time.monotonic() + bench_for
+
+
+def _succeeded(ep: str) -> None:
+    with _lock:
+        _health.pop(ep, None)
+
+
+def request(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str] | None = None,
+    json: Any = None,
+    content: bytes | None = None,
+    timeout: float = 10.0,
+    retries: int = 2,
+    backoff: float = 0.25,
+    max_wait: float = 5.0,
+    cooldown_after: int = 3,
+    cooldown: float = 30.0,
+    secrets: tuple[str, ...] = (),
+) -> httpx.Response:
+    """Make one call (with up to `retries` retries); return a 2xx/3xx response or raise EndpointError.
+
+    `secrets` (tokens, keys sent in headers) are scrubbed from every message, besides the
+    configured ones.
+    """
+    ep = endpoint_of(url)
+    shown = public_url(url)
+    with _lock:
+        h = _health.get(ep)
+        if h and h.until > time.monotonic():
+            left = h.until - time.monotonic()
+            raise EndpointError(_scrub(f"{ep} is cooling down for {left:.1f}s after {h.failures} "
+                                       f"failed calls (last: {h.last})", secrets), cooling=True)
+    client = _shared_client()
+    attempt = 0
+    while True:
+        wait = backoff * (2 ** attempt)
+        status: int | None = None
+        bench_for = 0.0
+        try:
+            resp = client.request(method, url, headers=headers, json=json, content=content,
+                                  timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            reason, retryable = f"{shown}: cannot connect ({type(exc).__name__})", True
+        except httpx.TimeoutException:
+            reason, retryable = f"{shown}: no answer within {timeout:g}s", False
+        except httpx.HTTPError as exc:
+            reason, retryable = f"{shown}: {type(exc).__name__}", False
+        else:
+            status = resp.status_code
+            if status < 400:
+                _succeeded(ep)
+                return resp
+            detail = _detail(resp)
+            reason = f"{shown} answered HTTP {status}" + (f": {detail}" if detail else "")
+            if status == 429 or status >= 500:
+                retryable = True
+                asked = retry_after(resp)
+                if asked is not None:
+                    if asked > max_wait:
+                        retryable = False
+                        bench_for = asked
+                        reason += f" (asked to retry after {asked:g}s, more than the {max_wait:g}s this call may wait)"
+                    wait = asked
+            else:
+                _succeeded(ep)  # the endpoint is alive; the request was refused
+                raise EndpointError(_scrub(reason, secrets), status=status)
+        if retryable and attempt < retries:
+            attempt += 1
+            time.sleep(min(wait, max_wait))
+            continue
+        if attempt:
+            reason += f" (after {attempt + 1} attempts)"
+        reason = _scrub(reason, secrets)
+        _failed(ep, reason, cooldown_after, cooldown, bench_for)
+        raise EndpointError(reason, status=status)

@@ -1,0 +1,104 @@
+"""Open Inference Protocol v2 (KServe v2 REST) client: talks to `openmind serve`, Triton, KServe,
+MLServer alike. Retries, Retry-After and cooldown come from `openmind.cloud.http`."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+
+from ..config import infer_token, infer_url
+from ..errors import BadInput
+from ..probe import public_url
+from .http import EndpointError, request
+from .tensors import TensorError, decode, encode
+
+
+class OIPClient:
+    """A client for one endpoint. `url`/`token` default to OPENMIND_INFER_URL/OPENMIND_INFER_TOKEN."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, *, timeout: float = 10.0,
+                 retries: int = 2, backoff: float = 0.25, max_wait: float = 5.0,
+                 cooldown_after: int = 3, cooldown: float = 30.0) -> None:
+        url = url or infer_url()
+        if not url:
+            raise BadInput("no inference endpoint: pass url= or set OPENMIND_INFER_URL "
+                           "(e.g. http://127.0.0.1:8000 for `openmind serve`)")
+        self.url = url.rstrip("/")
+        self.token = token if token is not None else infer_token()
+        self.options = {"timeout": timeout, "retries": retries, "backoff": backoff,
+                        "max_wait": max_wait, "cooldown_after": cooldown_after, "cooldown": cooldown}
+
+    def __repr__(self) -> str:
+        return f"OIPClient({public_url(self.url)!r})"
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        resp = request(method, f"{self.url}{path}", headers=headers, json=body,
+                       secrets=(self.token,) if self.token else (), **self.options)
+        if not resp.content:
+            return {}
+        try:
+            return resp.json()
+        except ValueError:
+            raise EndpointError(f"{public_url(self.url)}{path} answered non-JSON "
+                                f"({resp.headers.get('content-type', '?')})", status=resp.status_code) from None
+
+    @staticmethod
+    def _model_path(name: str, version: str | None = None) -> str:
+        path = f"/v2/models/{quote(name, safe='')}"
+        return path + (f"/versions/{quote(version, safe='')}" if version else "")
+
+    def live(self) -> bool:
+        """True when the server process answers (GET /v2/health/live)."""
+        return self._status("/v2/health/live")
+
+    def ready(self) -> bool:
+        """True when the server is ready for inference (GET /v2/health/ready)."""
+        return self._status("/v2/health/ready")
+
+    def model_ready(self, name: str, version: str | None = None) -> bool:
+        """True when the endpoint serves `name` and it is ready (404 -> False)."""
+        return self._status(self._model_path(name, version) + "/ready")
+
+    def _status(self, path: str) -> bool:
+        try:
+            self._call("GET", path)
+        except EndpointError as exc:
+            if exc.status is not None and exc.status in (400, 404):
+                return False
+            raise
+        return True
+
+    def server_metadata(self) -> dict[str, Any]:
+        return self._call("GET", "/v2")
+
+    def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
+        return self._call("GET", self._model_path(name, version))
+
+    def infer(self, name: str, inputs: Any, *, outputs: list[str] | None = None,
+              version: str | None = None, request_id: str | None = None) -> dict[str, np.ndarray]:
+        """Run inference; `inputs` is an array (sent as "input-0") or {name: array}.
+
+        Returns {output name: array}, decoded and validated.
+        """
+        if not isinstance(inputs, dict):
+            inputs = {"input-0": inputs}
+        body: dict[str, Any] = {"inputs": [encode(k, v) for k, v in inputs.items()]}
+        if outputs:
+            body["outputs"] = [{"name": o} for o in outputs]
+        if request_id:
+            body["id"] = request_id
+        answer = self._call("POST", self._model_path(name, version) + "/infer", body)
+        tensors = answer.get("outputs") if isinstance(answer, dict) else None
+        if not isinstance(tensors, list):
+            raise EndpointError(f"{public_url(self.url)}: infer answer has no 'outputs' list")
+        result = {}
+        for i, t in enumerate(tensors):
+            try:
+                key, arr = decode(t, where=f"outputs[{i}]")
+            except TensorError as exc:  # the server's fault, not the caller's: fall through
+                raise EndpointError(f"{public_url(self.url)}: malformed answer: {exc}") from None
+            result[key] = arr
+        return result

@@ -1,0 +1,401 @@
+"""`openmind serve`: the models in muscle memory over the Open Inference Protocol v2 REST API.
+
+One notebook's memory becomes another's cloud. A tornado server, loopback by default; with a
+token every request needs `Authorization: Bearer <token>`. Every refusal is a 4xx with a JSON
+`{"error": ...}`: oversized bodies are refused from their Content-Length before they are read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import tornado.netutil
+import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.ioloop import IOLoop
+
+from .. import __version__
+from ..errors import BadInput
+from .tensors import TensorError, decode, encode
+
+log = logging.getLogger("openmind.serve")
+
+DEFAULT_MAX_BODY = 32 * 2**20  # bytes of one request body
+DEFAULT_MAX_ROWS = 100_000
+RELOAD_S = 1.0  # how long a model lookup is trusted before muscle memory is asked again
+
+
+class Registry:
+    """Models by name from muscle memory; a newer model stored under the same name is picked up."""
+
+    def __init__(self, only: list[str] | None = None) -> None:
+        self.only = set(only) if only else None
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        from ..memory import entries
+
+        names = sorted({e.name for e in entries("model")})
+        return [n for n in names if self.only is None or n in self.only]
+
+    def get(self, name: str):
+        """The LocalModel for `name`, or None when memory holds no such model."""
+        if self.only is not None and name not in self.only:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(name)
+        if hit and now - hit[0] < RELOAD_S:
+            return hit[1]
+        from ..infer import load_local_model
+        from ..memory import entries
+
+        found = entries("model", name)
+        if not found:
+            model = None
+        elif hit and hit[1] is not None and hit[1].key == found[0].key:
+            model = hit[1]
+        else:
+            model = load_local_model(name)
+        with self._lock:
+            self._cache[name] = (now, model)
+        return model
+
+
+class JSONHandler(tornado.web.RequestHandler):
+    """Bearer-token check, JSON errors and no server banner, for every route."""
+
+    def initialize(self, registry: Registry, token: str | None, max_body: int, max_rows: int) -> None:
+        self.registry = registry
+        self.token = token
+        self.max_body = max_body
+        self.max_rows = max_rows
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.clear_header("Server")
+
+    def prepare(self) -> None:
+        if self.token:
+            given = self.request.headers.get("Authorization", "")
+            scheme, _, value = given.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(value.strip().encode(), self.token.encode()):
+                raise tornado.web.HTTPError(401, reason="Unauthorized",
+                                            log_message="missing or wrong bearer token")
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.clear_header("Server")
+        if status_code == 401:
+            self.set_header("WWW-Authenticate", 'Bearer realm="openmind"')
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, tornado.web.HTTPError) and exc.log_message:
+            msg = exc.log_message % exc.args if exc.args else exc.log_message
+        elif status_code >= 500:
+            msg = "internal error"
+        else:
+            msg = self._reason
+        self.finish(json.dumps({"error": msg}))
+
+    def fail(self, status: int, msg: str) -> None:
+        raise tornado.web.HTTPError(status, log_message=msg.replace("%", "%%"))
+
+    def send(self, obj: Any) -> None:
+        self.finish(json.dumps(obj))
+
+    def model_or_404(self, name: str):
+        try:
+            model = self.registry.get(name)
+        except Exception as exc:  # a stored model this version cannot read: the server's problem
+            log.warning("model %r cannot be loaded: %s", name, exc)
+            self.fail(503, f"model '{name}' is stored but cannot be loaded ({type(exc).__name__})")
+        if model is None:
+            self.fail(404, f"no model named '{name}' here; served: {self.registry.names()}")
+        return model
+
+
+class Live(JSONHandler):
+    def get(self) -> None:
+        self.send({"live": True})
+
+
+class Ready(JSONHandler):
+    def get(self) -> None:
+        self.send({"ready": True})
+
+
+class ServerMeta(JSONHandler):
+    def get(self) -> None:
+        self.send({"name": "openmind", "version": __version__, "extensions": ["model_repository"]})
+
+
+class RepoIndex(JSONHandler):
+    def post(self) -> None:
+        self.send([{"name": n, "version": "1", "state": "READY"} for n in self.registry.names()])
+
+
+def _label_type(model) -> str:
+    classes = model.classes
+    return "BYTES" if classes is not None and classes.dtype.kind in "USO" else "INT64"
+
+
+class ModelMeta(JSONHandler):
+    def get(self, name: str, version: str | None = None) -> None:
+        model = self.model_or_404(name)
+        n = model.n_inputs
+        classes = model.classes
+        k = len(classes) if classes is not None else -1
+        self.send({
+            "name": name, "versions": ["1"], "platform": "openmind-ternary",
+            "inputs": [{"name": "input-0", "datatype": "FP32", "shape": [-1, n if n else -1]}],
+            "outputs": [{"name": "label", "datatype": _label_type(model), "shape": [-1]},
+                        {"name": "probabilities", "datatype": "FP32", "shape": [-1, k]}],
+            "parameters": {"key": model.key,
+                           "classes": classes.tolist() if classes is not None else None},
+        })
+
+
+class ModelReady(JSONHandler):
+    def get(self, name: str, version: str | None = None) -> None:
+        self.model_or_404(name)
+        self.send({"name": name, "ready": True})
+
+
+@tornado.web.stream_request_body
+class Infer(JSONHandler):
+    """POST /v2/models/{name}/infer: the body is streamed so an oversized one is refused unread."""
+
+    def prepare(self) -> None:
+        super().prepare()
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._too_big = False
+        length = self.request.headers.get("Content-Length")
+        if length is not None:
+            if not length.isdigit():
+                self.fail(400, "Content-Length is not a number")
+            if int(length) > self.max_body:
+                self.fail(413, f"request body of {int(length)} bytes exceeds the limit of "
+                               f"{self.max_body} bytes (openmind serve --max-body); send smaller batches")
+
+    def data_received(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self.max_body:
+            self._too_big = True
+            self._chunks = []
+        elif not self._too_big:
+            self._chunks.append(chunk)
+
+    def post(self, name: str, version: str | None = None) -> None:
+        if self._too_big:
+            self.fail(413, f"request body exceeds the limit of {self.max_body} bytes")
+        model = self.model_or_404(name)
+        try:
+            body = json.loads(b"".join(self._chunks) or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            self.fail(400, f"body is not valid JSON ({exc})")
+        try:
+            X, wanted, rid = self._parse(body, model)
+        except BadInput as exc:
+            self.fail(400, str(exc))
+        classes = model.classes
+        proba = np.asarray(model.model.predict_proba(X), dtype=np.float32)
+        idx = np.argmax(proba, axis=1)
+        labels = classes[idx] if classes is not None else idx.astype(np.int64)
+        if _label_type(model) == "INT64":
+            labels = np.asarray(labels).astype(np.int64)
+        outs = {"label": labels, "probabilities": proba}
+        answer: dict[str, Any] = {"model_name": name, "model_version": "1",
+                                  "outputs": [encode(o, outs[o]) for o in wanted]}
+        if rid is not None:
+            answer["id"] = rid
+        self.send(answer)
+
+    def _parse(self, body: Any, model) -> tuple[np.ndarray, list[str], Any]:
+        if not isinstance(body, dict):
+            raise TensorError('body must be a JSON object {"inputs": [...]}')
+        inputs = body.get("inputs")
+        if not isinstance(inputs, list) or len(inputs) != 1:
+            raise TensorError("inputs must be a list of exactly one tensor (the feature rows)")
+        n = model.n_inputs
+        _, X = decode(inputs[0], where="inputs[0]", max_elements=self.max_rows * max(n or 1, 1))
+        if X.dtype == object or X.dtype == np.bool_:
+            raise TensorError("inputs[0] must hold numbers (FP32, FP64 or an integer type)")
+        if X.ndim == 1:
+            X = X.reshape(1, -1)
+        if X.ndim != 2 or (n is not None and X.shape[1] != n):
+            raise TensorError(f"inputs[0] has shape {list(X.shape)}; model '{model.name}' expects [rows, {n}]")
+        X = X.astype(np.float32)
+        if not np.isfinite(X).all():
+            raise TensorError("inputs[0] contains NaN or infinity")
+        outputs = body.get("outputs")
+        wanted = ["label", "probabilities"]
+        if outputs is not None:
+            if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
+                raise TensorError('outputs must be a list of {"name": ...} objects')
+            wanted = [o["name"] for o in outputs]
+            unknown = [w for w in wanted if w not in ("label", "probabilities")]
+            if unknown:
+                raise TensorError(f"unknown output(s) {unknown}; valid: label, probabilities")
+        rid = body.get("id")
+        if rid is not None and not isinstance(rid, str):
+            raise TensorError("id must be a string")
+        return X, wanted, rid
+
+
+class NotFound(JSONHandler):
+    def prepare(self) -> None:
+        super().prepare()
+        self.fail(404, f"no such route: {self.request.method} {self.request.path}")
+
+
+def make_app(token: str | None = None, *, max_body: int = DEFAULT_MAX_BODY,
+             max_rows: int = DEFAULT_MAX_ROWS, models: list[str] | None = None) -> tornado.web.Application:
+    """The tornado application (exposed for embedding; `serve` runs it)."""
+    args = {"registry": Registry(models), "token": token, "max_body": max_body, "max_rows": max_rows}
+    m = r"/v2/models/([^/]+)(?:/versions/([^/]+))?"
+    routes = [
+        (r"/v2/health/live", Live), (r"/v2/health/ready", Ready), (r"/v2/?", ServerMeta),
+        (r"/v2/repository/index", RepoIndex),
+        (m + r"/ready", ModelReady), (m + r"/infer", Infer), (m + r"/?", ModelMeta),
+    ]
+    return tornado.web.Application([(p, h, args) for p, h in routes],
+                                   default_handler_class=NotFound, default_handler_args=args,
+                                   compress_response=False)
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, token: str | None = None, *,
+          max_body: int = DEFAULT_MAX_BODY, models: list[str] | None = None,
+          ready: Any = None) -> None:
+    """Run the server until interrupted; prints the URL it listens on (port 0 = any free port)."""
+    app = make_app(token, max_body=max_body, models=models)
+    # tornado's own limit is a backstop above ours, so the handler can answer 413 in JSON
+    server = HTTPServer(app, max_body_size=max_body * 4 + 2**20, body_timeout=60,
+                        idle_connection_timeout=120, xheaders=False)
+    sockets = tornado.netutil.bind_sockets(port, address=host)
+    server.add_sockets(sockets)
+    bound = sockets[0].getsockname()[1]
+    shown_host = f"[{host}]" if ":" in host else host
+    print(f"openmind serve: listening on http://{shown_host}:{bound} "
+          f"({'token required' if token else 'no token'}; models: {', '.join(Registry(models).names()) or 'none yet'})",
+          flush=True)
+    if ready is not None:
+        ready(bound)
+    try:
+        IOLoop.current().start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+class ServeProcess:
+    """`openmind serve` in a child process (tests, benchmarks, notebooks serving their memory).
+
+    stdout is read only for the "listening on" line; the log goes to a file (`log_path`), so a
+    chatty server can never block on a full pipe.
+    """
+
+    def __init__(self, *, home: str | None = None, token: str | None = None, port: int = 0,
+                 max_body: int | None = None, extra_env: dict[str, str] | None = None,
+                 timeout: float = 60.0) -> None:
+        import selectors
+        import subprocess
+        import tempfile
+
+        env = dict(os.environ, **(extra_env or {}))
+        if home is not None:
+            env["OPENMIND_HOME"] = str(home)
+        env.pop("OPENMIND_SERVE_TOKEN", None)
+        if token:
+            env["OPENMIND_SERVE_TOKEN"] = token  # not on the command line, where `ps` shows it
+        cmd = [sys.executable, "-m", "openmind.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+        if max_body is not None:
+            cmd += ["--max-body", str(max_body)]
+        self._log = tempfile.NamedTemporaryFile("w+b", prefix="openmind-serve-", suffix=".log", delete=False)
+        self.log_path = self._log.name
+        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=self._log,
+                                     stdin=subprocess.DEVNULL)
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            ready = sel.select(max(0.0, left)) if left > 0 else []
+            if not ready:
+                self.close()
+                raise RuntimeError(f"openmind serve did not start within {timeout:g}s: {self.log()[-500:]}")
+            chunk = os.read(self.proc.stdout.fileno(), 1)
+            if not chunk:
+                self.close()
+                raise RuntimeError(f"openmind serve exited: {self.log()[-500:]}")
+            line += chunk
+        sel.close()
+        self.banner = line.decode().strip()
+        self.url = self.banner.split("listening on ", 1)[1].split()[0]
+
+    def log(self) -> str:
+        with open(self.log_path, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self._log.close()
+
+    def __enter__(self) -> ServeProcess:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="serve the models in muscle memory over the Open Inference Protocol v2")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
+    p.add_argument("--token", default=None,
+                   help="require 'Authorization: Bearer <token>' (default: $OPENMIND_SERVE_TOKEN)")
+    p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY,
+                   help=f"largest request body in bytes (default {DEFAULT_MAX_BODY})")
+    p.add_argument("--model", action="append", dest="models", help="serve only this model (repeatable)")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    token = args.token or os.environ.get("OPENMIND_SERVE_TOKEN") or None
+    if not 0 <= args.port <= 65535:
+        raise BadInput(f"--port {args.port} is not a TCP port; give 0-65535 (0 = any free port)")
+    if args.max_body < 1024:
+        raise BadInput(f"--max-body {args.max_body} is too small; give at least 1024 bytes")
+    if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
+        print("openmind serve: warning: listening beyond loopback without --token; anyone who can "
+              "reach this port can query the models", file=sys.stderr, flush=True)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        serve(args.host, args.port, token, max_body=args.max_body, models=args.models)
+    except OSError as exc:
+        raise BadInput(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
+                       "pick another --port or 0 for any free one") from None
+    return 0

@@ -1,0 +1,336 @@
+"""Training ternary MLPs in torch (TWN weights, straight-through estimator), and exporting them.
+
+Each layer keeps latent float32 weights; the forward pass uses their ternary form t * alpha with
+t = sign(w) * [|w| > 0.7 mean|w|] and alpha = mean |w| over the kept weights (per layer or per
+output row), and the gradient flows straight through to the latent weights. The exported
+`TernaryModel` holds the trits, alphas and biases, and predicts with the packed arithmetic.
+
+CUDA when the plan says so and torch sees a device, else CPU; a time budget is checked per batch;
+seeds make runs reproducible; a tqdm.auto bar shows progress (a widget in notebooks).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import BadInput
+from .ternary import U16_MAX, Layer, TernaryModel
+
+THRESHOLD = 0.7  # TWN: delta = 0.7 * mean|W|
+
+# The training config (part of the muscle-memory key) and its defaults.
+DEFAULTS: dict[str, Any] = {
+    "hidden": (256, 256),   # hidden layer widths
+    "epochs": 60,           # at most this many passes over the data
+    "lr": 3e-3,             # Adam learning rate (cosine-annealed over `epochs`)
+    "batch_size": 64,
+    "seed": 0,              # torch + split seed: same seed, same model
+    "scale": "layer",       # ternary scale per "layer" or per output "row"
+    "weight_decay": 0.0,
+    "patience": 20,         # stop after this many epochs without a better validation score
+    "val_fraction": 0.1,    # held out (stratified) for early stopping and the reported accuracy
+}
+# Options that change how a run looks, not what it learns (not part of the key).
+RUN_OPTIONS = ("progress",)
+
+
+def resolve_config(options: dict[str, Any]) -> dict[str, Any]:
+    """Defaults + options, validated; BadInput names the bad option and the valid ones."""
+    unknown = sorted(set(options) - set(DEFAULTS))
+    if unknown:
+        raise BadInput(f"unknown training option {', '.join(map(repr, unknown))}; valid: "
+                       f"{', '.join(DEFAULTS)} (and policy options: fallback, strategy, budget, "
+                       f"fresh, prefer, timeout)")
+    cfg = {**DEFAULTS, **options}
+    hidden = cfg["hidden"]
+    if isinstance(hidden, (int, np.integer)):
+        hidden = (hidden,)
+    try:
+        hidden = tuple(int(h) for h in hidden)
+    except (TypeError, ValueError):
+        raise BadInput(f"hidden must be a width or a list of widths, got {cfg['hidden']!r}") from None
+    if any(h < 1 or h > U16_MAX for h in hidden):
+        raise BadInput(f"hidden widths must be between 1 and {U16_MAX}, got {hidden}")
+    cfg["hidden"] = list(hidden)
+    for key, low in (("epochs", 1), ("batch_size", 1), ("patience", 1)):
+        if not isinstance(cfg[key], (int, np.integer)) or cfg[key] < low:
+            raise BadInput(f"{key} must be an integer >= {low}, got {cfg[key]!r}")
+        cfg[key] = int(cfg[key])
+    for key in ("lr", "weight_decay", "val_fraction"):
+        try:
+            cfg[key] = float(cfg[key])
+        except (TypeError, ValueError):
+            raise BadInput(f"{key} must be a number, got {cfg[key]!r}") from None
+    if not cfg["lr"] > 0:
+        raise BadInput(f"lr must be positive, got {cfg['lr']}")
+    if not 0 <= cfg["val_fraction"] < 0.9:
+        raise BadInput(f"val_fraction must be in [0, 0.9), got {cfg['val_fraction']}")
+    if cfg["scale"] not in ("layer", "row"):
+        raise BadInput(f"scale must be 'layer' or 'row', got {cfg['scale']!r}")
+    cfg["seed"] = int(cfg["seed"])
+    return cfg
+
+
+def estimate_seconds(rows: int, n_features: int, n_classes: int, cfg: dict[str, Any]) -> float:
+    """A rough CPU estimate of a full train, for the router's budget check (order of magnitude)."""
+    widths = [n_features, *cfg["hidden"], n_classes]
+    macs = sum(a * b for a, b in zip(widths, widths[1:], strict=False))
+    batches = math.ceil(rows / cfg["batch_size"]) * cfg["epochs"]
+    return rows * cfg["epochs"] * macs * 6 / 5e9 + batches * 1.5e-3
+
+
+# --------------------------------------------------------------------------- the network
+
+
+def ternarize(w: torch.Tensor, per_row: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """TWN: trits t and scale alpha ([out, 1] per row, [1, 1] per layer) of weights w [out, in]."""
+    a = w.abs()
+    delta = THRESHOLD * (a.mean(dim=1, keepdim=True) if per_row else a.mean().reshape(1, 1))
+    mask = (a > delta).to(w.dtype)
+    t = torch.sign(w) * mask
+    if per_row:
+        alpha = (a * mask).sum(dim=1, keepdim=True) / mask.sum(dim=1, keepdim=True).clamp_min(1)
+    else:
+        alpha = ((a * mask).sum() / mask.sum().clamp_min(1)).reshape(1, 1)
+    return t, alpha
+
+
+class TernaryLinear(nn.Linear):
+    """A linear layer computing with ternary weights (STE to latent fp32), or plain fp32."""
+
+    def __init__(self, n_in: int, n_out: int, quantize: bool = True, per_row: bool = False) -> None:
+        super().__init__(n_in, n_out)
+        self.quantize = quantize
+        self.per_row = per_row
+
+    def effective_weight(self) -> torch.Tensor:
+        if not self.quantize:
+            return self.weight
+        with torch.no_grad():
+            t, alpha = ternarize(self.weight, self.per_row)
+        return self.weight + (t * alpha - self.weight).detach()  # straight-through
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.effective_weight(), self.bias)
+
+
+def build_net(n_in: int, hidden: Sequence[int], n_out: int, *, quantize: bool = True,
+              scale: str = "layer") -> nn.Sequential:
+    widths = [n_in, *hidden, n_out]
+    mods: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(widths, widths[1:], strict=False)):
+        mods.append(TernaryLinear(a, b, quantize, scale == "row"))
+        if i < len(widths) - 2:
+            mods.append(nn.ReLU())
+    return nn.Sequential(*mods)
+
+
+def linears(net: nn.Sequential) -> list[TernaryLinear]:
+    return [m for m in net if isinstance(m, TernaryLinear)]
+
+
+def pick_device(requested: str | None, cuda_available: bool | None = None) -> tuple[str, str | None]:
+    """(device, note). CUDA when asked for and torch can use it; else CPU, saying why."""
+    if cuda_available is None:
+        cuda_available = torch.cuda.is_available()
+    if requested == "cuda":
+        if cuda_available:
+            return "cuda", None
+        return "cpu", (f"the plan chose CUDA but this torch ({torch.__version__}) cannot use it; "
+                       f"trained on the CPU")
+    return "cpu", None
+
+
+def standardization(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 mean and 1/std per feature (1 for constant features), stored with the model."""
+    X32 = X.astype(np.float64)
+    mean = X32.mean(axis=0)
+    std = X32.std(axis=0)
+    inv = np.where(std > 1e-12, 1.0 / np.where(std > 1e-12, std, 1.0), 1.0)
+    return mean.astype(np.float32), inv.astype(np.float32)
+
+
+def split_indices(y_idx: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified (train, validation) split; every class keeps at least one training row."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(y_idx):
+        rows = rng.permutation(np.flatnonzero(y_idx == c))
+        k = int(round(len(rows) * fraction)) if len(rows) > 1 else 0
+        val.append(rows[:k])
+        train.append(rows[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclass
+class FitOutcome:
+    net: nn.Sequential
+    epochs: int = 0
+    best_epoch: int = 0
+    val_accuracy: float | None = None  # on held-out rows; the training rows when val_fraction=0
+    held_out: bool = True
+    stopped: str = "epochs"  # epochs | early_stop | budget
+    seconds: float = 0.0
+    device: str = "cpu"
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def _evaluate(net: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    with torch.no_grad():
+        out = net(X)
+        loss = nn.functional.cross_entropy(out, y).item()
+        acc = (out.argmax(dim=1) == y).float().mean().item()
+    return acc, loss
+
+
+def fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any], *,
+        mean: np.ndarray, inv_std: np.ndarray, device: str = "cpu", budget: float | None = None,
+        init: TernaryModel | None = None, quantize: bool = True, progress: bool = True,
+        desc: str = "train") -> FitOutcome:
+    """Train on (X, class indices). `init` starts from a model's weights (fine-tune).
+
+    Stops at `epochs`, after `patience` epochs without a better validation score, or when
+    `budget` seconds are used up (checked every batch); the best validation state is kept.
+    KeyboardInterrupt propagates (the executor falls through to the cached model).
+    """
+    start = time.perf_counter()
+    deadline = None if budget is None else start + budget
+    threads = torch.get_num_threads()
+    if device == "cpu" and _small(X.shape[1], cfg, n_classes):
+        torch.set_num_threads(1)
+    try:
+        return _fit(X, y_idx, n_classes, cfg, mean, inv_std, device, deadline, init, quantize,
+                    progress, desc, start)
+    finally:
+        torch.set_num_threads(threads)
+
+
+# Below this many multiply-adds per batch one CPU thread beats several (thread hand-off costs
+# more than the matmuls; measured 4x slower with 2 threads on a shared 2-core machine).
+SMALL_BATCH_MACS = 5e7
+
+
+def _small(n_in: int, cfg: dict[str, Any], n_out: int) -> bool:
+    widths = [n_in, *cfg["hidden"], n_out]
+    macs = sum(a * b for a, b in zip(widths, widths[1:], strict=False))
+    return macs * cfg["batch_size"] < SMALL_BATCH_MACS
+
+
+def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
+         mean: np.ndarray, inv_std: np.ndarray, device: str, deadline: float | None,
+         init: TernaryModel | None, quantize: bool, progress: bool, desc: str,
+         start: float) -> FitOutcome:
+    from tqdm.auto import tqdm
+
+    torch.manual_seed(cfg["seed"])
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    net = build_net(X.shape[1], cfg["hidden"], n_classes, quantize=quantize, scale=cfg["scale"])
+    if init is not None:
+        load_weights(net, init)
+    net.to(device)
+    Xs = ((X.astype(np.float32) - mean) * inv_std).astype(np.float32)
+    tr, va = split_indices(y_idx, cfg["val_fraction"], cfg["seed"])
+    held_out = len(va) > 0
+    if not held_out:
+        va = tr
+    Xt = torch.from_numpy(Xs[tr]).to(device)
+    yt = torch.from_numpy(y_idx[tr].astype(np.int64)).to(device)
+    Xv = torch.from_numpy(Xs[va]).to(device)
+    yv = torch.from_numpy(y_idx[va].astype(np.int64)).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
+    out = FitOutcome(net, device=device, held_out=held_out)
+    best: tuple[float, float] | None = None
+    best_state = None
+    bar = tqdm(total=cfg["epochs"], desc=desc, unit="epoch", disable=not progress, leave=False)
+    try:
+        for epoch in range(1, cfg["epochs"] + 1):
+            net.train()
+            order = torch.randperm(len(tr), generator=gen).to(device)
+            total, seen = 0.0, 0
+            for s in range(0, len(tr), cfg["batch_size"]):
+                idx = order[s:s + cfg["batch_size"]]
+                loss = nn.functional.cross_entropy(net(Xt[idx]), yt[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+                seen += len(idx)
+                if deadline is not None and time.perf_counter() > deadline:
+                    out.stopped = "budget"
+                    break
+            sched.step()
+            net.eval()
+            acc, vloss = _evaluate(net, Xv, yv)
+            out.epochs = epoch
+            out.history.append({"epoch": epoch, "loss": total / max(seen, 1), "val_accuracy": acc,
+                                "val_loss": vloss})
+            if best is None or (acc, -vloss) > best:
+                best, out.best_epoch = (acc, -vloss), epoch
+                best_state = copy.deepcopy(net.state_dict())
+            bar.update(1)
+            bar.set_postfix(val_acc=f"{acc:.3f}", loss=f"{total / max(seen, 1):.3f}")
+            if out.stopped == "budget":
+                break
+            if epoch - out.best_epoch >= cfg["patience"]:
+                out.stopped = "early_stop"
+                break
+    finally:
+        bar.close()
+    if best_state is not None:
+        net.load_state_dict(best_state)
+        out.val_accuracy = best[0]
+    net.eval()
+    out.seconds = time.perf_counter() - start
+    return out
+
+
+def load_weights(net: nn.Sequential, model: TernaryModel) -> None:
+    """Start `net` from a model: its latent weights when stored, else trit x scale (which
+    re-ternarizes to the same trits), and its biases."""
+    layers = linears(net)
+    if [m.weight.shape for m in layers] != [torch.Size(a.shape) for a in model.layers]:
+        from .errors import PathwayUnavailable
+
+        raise PathwayUnavailable("the cached ancestor has another architecture; cannot fine-tune it")
+    latent = model.latent or [a.weights() for a in model.layers]
+    with torch.no_grad():
+        for m, w, a in zip(layers, latent, model.layers, strict=True):
+            m.weight.copy_(torch.from_numpy(np.asarray(w, dtype=np.float32)))
+            m.bias.copy_(torch.from_numpy(a.bias))
+
+
+def export(net: nn.Sequential, mean: np.ndarray, inv_std: np.ndarray, classes: np.ndarray, *,
+           name: str | None, config: dict[str, Any], info: dict[str, Any]) -> TernaryModel:
+    """The trained net as a TernaryModel (trits, alphas, biases + latent weights for fine-tunes)."""
+    mods = linears(net)
+    layers, latent = [], []
+    with torch.no_grad():
+        for i, m in enumerate(mods):
+            t, alpha = ternarize(m.weight.detach().float().cpu(), m.per_row)
+            layers.append(Layer(t.numpy().astype(np.int8), alpha.reshape(-1).numpy().astype(np.float32),
+                                m.bias.detach().float().cpu().numpy().astype(np.float32),
+                                relu=i < len(mods) - 1))
+            latent.append(m.weight.detach().float().cpu().numpy())
+    return TernaryModel(layers, mean, inv_std, classes, name=name, config=config, info=info,
+                        latent=latent)
+
+
+def torch_scores(net: nn.Module, X: np.ndarray, mean: np.ndarray, inv_std: np.ndarray) -> np.ndarray:
+    """The net's outputs on X (float32), computed by torch (for checks and the fp32 baseline)."""
+    p = next(net.parameters())
+    Xs = ((X.astype(np.float32) - mean) * inv_std).astype(np.float32)
+    with torch.no_grad():
+        return net.eval()(torch.from_numpy(Xs).to(p.device)).float().cpu().numpy()

@@ -1,0 +1,290 @@
+"""The `infer` intent: predictions from the cache, a local model, an OIP endpoint or the language model.
+
+`infer_adaptive` looks the facts up (cached predictions? model in local memory? served remotely?),
+lets the router order the pathways and the executor try them; every failure falls through to the
+next pathway with its reason in the journal. `load_local_model` is the one place that knows how a
+stored model becomes something with `predict_proba`.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import BadInput, PathwayUnavailable
+from .execute import execute
+from .memory import entries, fingerprint, get, key_for, latest, put
+from .policy import split_policy
+from .probe import Resources, probe, public_url
+from .route import Candidate, Intent, route
+from .vocab import Decision, Pathway, Route
+
+# default meaning of the trits for zero-shot text classification
+SENTIMENT = {-1: "negative", 0: "neutral", 1: "positive"}
+
+
+# --------------------------------------------------------------------------- models
+
+
+@dataclass
+class LocalModel:
+    """A model ready for inference here: the object, its name, and a key naming its content."""
+
+    name: str
+    key: str
+    model: Any
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def classes(self) -> np.ndarray:
+        classes = getattr(self.model, "classes_", None)
+        if classes is None:
+            classes = self.meta.get("classes")
+        return np.asarray(classes) if classes is not None else None
+
+    @property
+    def n_inputs(self) -> int | None:
+        n = getattr(self.model, "n_features_in_", None) or getattr(self.model, "n_inputs", None)
+        return int(n) if n else self.meta.get("n_inputs")
+
+    def check(self, X: np.ndarray) -> None:
+        """Bad input shapes are the caller's mistake: say what the model expects."""
+        n = self.n_inputs
+        if X.ndim != 2 or (n is not None and X.shape[1] != n):
+            raise BadInput(f"model '{self.name}' expects rows of {n} features, got data of shape "
+                           f"{tuple(X.shape)}; pass a 2-D array (rows x {n})")
+
+    def predict_proba(self, X: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, str]:
+        """(probabilities, device actually used). A CUDA request without usable CUDA runs on CPU."""
+        if device == "cuda":
+            try:
+                return self._proba_cuda(X), "cuda"
+            except Exception as exc:  # noqa: BLE001 - any CUDA trouble means: use the CPU path
+                self.meta["_cuda_fallback"] = f"CUDA not usable ({type(exc).__name__}: {exc})"
+        return np.asarray(self.model.predict_proba(X), dtype=np.float32), "cpu"
+
+    def _proba_cuda(self, X: np.ndarray) -> np.ndarray:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("torch sees no CUDA device")
+        fn = getattr(self.model, "predict_proba_torch", None)
+        if fn is not None:
+            return np.asarray(fn(X, device="cuda"), dtype=np.float32)
+        layers = getattr(self.model, "layers", None)
+        if layers is None:
+            raise RuntimeError("model has no GPU path")
+
+        def t(a: np.ndarray):
+            return torch.as_tensor(np.asarray(a, np.float32), device="cuda")
+
+        h = (t(X) - t(self.model.mean)) * t(self.model.inv_std)
+        for layer in layers:  # trits [out, in], scale (1 or out), bias (out), relu
+            h = (h @ t(layer.trits).T) * t(layer.scale) + t(layer.bias)
+            if layer.relu:
+                h = torch.relu(h)
+        return torch.softmax(h, dim=1).cpu().numpy()
+
+    def predict(self, X: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, str]:
+        proba, used = self.predict_proba(X, device)
+        classes = self.classes
+        idx = np.argmax(proba, axis=1)
+        return (classes[idx] if classes is not None else idx), proba, used
+
+
+def _model_from(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Any:
+    """Stored arrays + meta -> a model object. The one place that knows stored model formats."""
+    if meta.get("format") == "openmind-ternary":  # what train_or_load stores
+        from .ternary import TernaryModel
+
+        return TernaryModel.from_arrays(arrays, meta)
+    if "packed" in arrays:  # bare packed bytes (docs/packed-format.md) + an optional class list
+        classes = meta.get("classes") if isinstance(meta.get("classes"), list) else None
+        try:
+            from .ternary import PackedModel
+        except ImportError:  # until ternary.py is on main
+            from .cloud.packed import PackedModel
+        return PackedModel.from_bytes(arrays["packed"].tobytes(), classes=classes)
+    raise PathwayUnavailable(f"the stored model has a format this version cannot load "
+                             f"({meta.get('format', 'unknown')!r})")
+
+
+def load_local_model(name: str) -> LocalModel | None:
+    """The newest model named `name` in muscle memory, ready for inference (None if there is none)."""
+    hit = latest("model", name)
+    if hit is None:
+        return None
+    arrays, entry = hit
+    return LocalModel(name, entry.key, _model_from(arrays, entry.meta), dict(entry.meta))
+
+
+def _wrap(model: Any) -> LocalModel:
+    """A model object given directly: name from `.name`, key from its packed bytes if it packs."""
+    if not hasattr(model, "predict_proba"):
+        raise BadInput(f"{type(model).__name__} is not a model: pass a model name (str) or an object "
+                       "with predict_proba (e.g. a TernaryModel)")
+    name = getattr(model, "name", None) or type(model).__name__
+    pack = getattr(model, "pack", None)
+    key = key_for("packed", fingerprint(np.frombuffer(pack(), np.uint8))) if callable(pack) else ""
+    return LocalModel(str(name), key, model)
+
+
+def model_known(name: str) -> bool:
+    """True when muscle memory holds a model of that name (an index lookup, no blob read)."""
+    return bool(entries("model", name))
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+@dataclass
+class Predictions:
+    """What `infer_adaptive` returns: `values` (one label per row), optional `probabilities`, and
+    `.route` (pathway, decision, reason); `source` says where they came from."""
+
+    values: np.ndarray
+    probabilities: np.ndarray | None = None
+    model: str | None = None
+    source: str = ""
+    route: Route | None = None
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.values, dtype=dtype)
+
+    def __repr__(self) -> str:
+        how = f"{self.route.pathway.value}/{self.route.decision.value}" if self.route else self.source
+        return f"Predictions({len(self)} values from {self.model!r} via {how})"
+
+    def _repr_html_(self) -> str:
+        head = ", ".join(html.escape(str(v)) for v in np.asarray(self.values).reshape(-1)[:20].tolist())
+        more = " …" if len(self) > 20 else ""
+        why = ""
+        if self.route is not None:
+            why = (f"<div><b>{html.escape(self.route.pathway.value)}/{html.escape(self.route.decision.value)}</b>"
+                   f": {html.escape(self.route.reason)}</div>")
+        return (f"<div class='openmind-predictions'><div>{len(self)} predictions of "
+                f"<code>{html.escape(str(self.model))}</code> ({html.escape(self.source)})</div>"
+                f"{why}<div><code>[{head}{more}]</code></div></div>")
+
+
+def _as_data(data: Any) -> tuple[np.ndarray, str]:
+    """(array, data_kind): text (a list/array of strings) or tabular (2-D numbers)."""
+    if isinstance(data, str):
+        raise BadInput("data is a single string; pass a list of texts, e.g. ['good', 'bad']")
+    arr = np.asarray(data)
+    if arr.dtype.kind in ("U", "S") or (arr.dtype == object and arr.size and all(isinstance(x, str) for x in arr.reshape(-1))):
+        if arr.ndim != 1:
+            raise BadInput(f"text data must be a flat list of strings, got shape {arr.shape}")
+        return arr.astype(str), "text"
+    if arr.dtype.kind not in "biuf":
+        raise BadInput(f"data must be numbers (rows x features) or a list of texts; got dtype {arr.dtype}")
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise BadInput(f"data must be a non-empty 2-D array (rows x features), got shape {arr.shape}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise BadInput("data contains NaN or infinity; clean or impute it before inference")
+    return arr, "tabular"
+
+
+def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
+                   labels: dict[int, str] | None = None, resources: Resources | None = None,
+                   **policy: Any) -> Predictions:
+    """Predict with whatever this machine has: cached predictions, the model in local memory (GPU
+    if present, else the packed CPU path), an Open Inference Protocol endpoint, or zero-shot text
+    classification by the language model. `strategy`: adaptive | local | cloud | cached.
+
+    `model` is a model name (str) or a model object; `labels` gives the meaning of the trits
+    -1/0/+1 for zero-shot text classification (default: negative/neutral/positive).
+    """
+    pol, rest = split_policy({**policy, "strategy": strategy})
+    if rest:
+        raise BadInput(f"unknown option {', '.join(map(repr, sorted(rest)))} for infer_adaptive; "
+                       "valid: strategy, labels, resources and the policy options "
+                       "(fallback, budget, fresh, prefer, timeout)")
+    X, kind = _as_data(data)
+    if isinstance(model, str):
+        if not model.strip():
+            raise BadInput("model name is empty; pass the name a model was trained under")
+        name, local = model, None
+    else:
+        local = _wrap(model)
+        name = local.name
+    res = resources if resources is not None else probe()
+    if local is None and res.memory.available:
+        local = load_local_model(name) if model_known(name) else None
+    if local is not None and kind == "tabular":
+        local.check(X)
+
+    cache_key = key_for("predictions", local.key, fingerprint(X)) if local is not None and local.key else None
+    cached = get("predictions", cache_key) if cache_key and res.memory.available and not pol.fresh else None
+    remote = False
+    if local is None and res.infer.available:
+        from .cloud.oip import OIPClient
+
+        try:
+            remote = OIPClient(timeout=pol.timeout or 5.0, retries=0).model_ready(name)
+        except Exception:  # a dead endpoint is a routing fact, not an error
+            remote = False
+    intent = Intent.of("infer", name=name, rows=int(X.shape[0]),
+                       shape=tuple(int(d) for d in X.shape), data_kind=kind,
+                       exact=cached is not None, local_model=local is not None, remote_model=remote)
+    plan = route(intent, resources=res, policy=pol)
+
+    def from_cache(cand: Candidate) -> Predictions:
+        if cached is None:
+            raise PathwayUnavailable("cached predictions vanished")
+        arrays, _entry = cached
+        return Predictions(arrays["values"], arrays.get("probabilities"), name, "muscle memory")
+
+    def run_local(cand: Candidate) -> Predictions:
+        if local is None:
+            raise PathwayUnavailable(f"'{name}' could not be loaded from local memory")
+        if kind != "tabular":
+            raise PathwayUnavailable(f"'{name}' takes numbers, the data is text")
+        values, proba, used = local.predict(X, cand.params.get("device", "cpu"))
+        note = local.meta.pop("_cuda_fallback", None)
+        src = f"local {used}" + (f" ({note})" if note else "")
+        if cache_key and res.memory.available:
+            put("predictions", name, cache_key, {"values": np.asarray(values), "probabilities": proba},
+                {"model_key": local.key, "rows": int(X.shape[0])})
+        return Predictions(np.asarray(values), proba, name, src)
+
+    def run_cloud(cand: Candidate) -> Predictions:
+        from .cloud.oip import OIPClient
+
+        client = OIPClient(timeout=pol.timeout or 10.0)
+        out = client.infer(name, X if kind == "tabular" else X.astype(object))
+        values = out.get("label")
+        if values is None:
+            if len(out) != 1:
+                raise PathwayUnavailable(f"the endpoint answered outputs {sorted(out)}, none named 'label'")
+            values = next(iter(out.values()))
+        return Predictions(values, out.get("probabilities"), name, f"cloud {public_url(client.url)}")
+
+    def run_zero_shot(cand: Candidate) -> Predictions:
+        from .cloud.llm import zero_shot
+
+        trits = zero_shot([str(t) for t in X.tolist()], labels or SENTIMENT)
+        return Predictions(np.asarray(trits, dtype=np.int8), None, name, "language model (zero-shot)")
+
+    handlers = {
+        (Pathway.MUSCLE_MEMORY, Decision.CACHED): from_cache,
+        (Pathway.MUSCLE_MEMORY, Decision.HARDCODE): run_local,
+        (Pathway.CLOUD_INFERENCE, Decision.HARDCODE): run_cloud,
+        (Pathway.CLOUD_INFERENCE, Decision.MODEL): run_zero_shot,
+    }
+    result, _route = execute(plan, handlers, resources=res, summarize=_summary)
+    return result
+
+
+def _summary(p: Predictions) -> dict[str, Any]:
+    values = np.asarray(p.values)
+    return {"rows": int(len(values)), "source": p.source,
+            "classes_seen": int(len(np.unique(values))) if values.size else 0}

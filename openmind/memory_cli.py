@@ -1,0 +1,109 @@
+"""`openmind memory ls|show|rm|gc`: list, inspect and evict muscle-memory entries."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import re
+
+from .errors import BadInput
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
+          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from '500MB', '2GiB', '1000'."""
+    m = _SIZE.match(str(text))
+    unit = (m.group(2) or "").lower().rstrip("b") if m else None
+    if not m or unit not in _UNITS:
+        raise BadInput(f"cannot read size {text!r}: use bytes or forms like '500MB', '2GiB'")
+    return int(float(m.group(1)) * _UNITS[unit])
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("memory", help="muscle memory: list, inspect and evict cached entries")
+    msub = p.add_subparsers(dest="memory_command", required=True)
+    q = msub.add_parser("ls", help="list entries, newest first")
+    q.add_argument("--kind", choices=("model", "predictions", "pattern"))
+    q.add_argument("--name")
+    q.add_argument("--json", action="store_true", help="machine-readable output")
+    q.set_defaults(func=cmd_ls)
+    q = msub.add_parser("show", help="one entry's metadata (by key prefix)")
+    q.add_argument("key")
+    q.set_defaults(func=cmd_show)
+    q = msub.add_parser("rm", help="remove entries by key prefix (6+ characters)")
+    q.add_argument("key")
+    q.set_defaults(func=cmd_rm)
+    q = msub.add_parser("gc", help="evict old/least-used/broken entries and orphan blobs")
+    q.add_argument("--max-bytes", help="keep at most this much, e.g. 500MB (least recently used go first)")
+    q.add_argument("--older-than", help="evict entries unused for this long, e.g. 30d")
+    q.add_argument("--keep-broken", action="store_true",
+                   help="keep entries whose blob is missing or truncated")
+    q.set_defaults(func=cmd_gc)
+
+
+def _when(ts: float) -> str:
+    return _dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from .memory import entries
+
+    rows = entries(args.kind, args.name)
+    if args.json:
+        print(json.dumps([e.to_dict() for e in rows], indent=2, default=str))
+        return 0
+    if not rows:
+        print("muscle memory is empty" if not (args.kind or args.name) else "no matching entries")
+        return 0
+    print(f"{'key':<12} {'kind':<11} {'name':<20} {'size':>9} {'hits':>5}  {'created':<16}  info")
+    for e in rows:
+        info = e.meta.get("info") or {}
+        acc = info.get("val_accuracy")
+        extra = f"val acc {acc:.3f}" if isinstance(acc, (int, float)) else ""
+        print(f"{e.key[:12]:<12} {e.kind:<11} {e.name[:20]:<20} {e.size:>9} {e.hits:>5}  "
+              f"{_when(e.created):<16}  {extra}")
+    total = sum(e.size for e in rows)
+    print(f"{len(rows)} entries, {total} bytes")
+    return 0
+
+
+def _one(prefix: str):
+    from .memory import find
+
+    found = find(prefix)
+    if not found:
+        raise BadInput(f"no entry with a key starting {prefix!r} (see `openmind memory ls`)")
+    if len(found) > 1:
+        raise BadInput(f"{len(found)} entries start with {prefix!r}; give more characters: "
+                       + ", ".join(e.key[:12] for e in found[:5]))
+    return found[0]
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    print(json.dumps(_one(args.key).to_dict(), indent=2, default=str))
+    return 0
+
+
+def cmd_rm(args: argparse.Namespace) -> int:
+    from .memory import remove
+
+    n = remove(args.key)
+    if n == 0:
+        raise BadInput(f"no entry with a key starting {args.key!r} (see `openmind memory ls`)")
+    print(f"removed {n} entr{'y' if n == 1 else 'ies'}")
+    return 0
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from .memory import gc
+    from .units import parse_duration
+
+    n = gc(max_bytes=parse_size(args.max_bytes) if args.max_bytes else None,
+           older_than=parse_duration(args.older_than, "--older-than") if args.older_than else None,
+           broken=not args.keep_broken)
+    print(f"evicted {n} entr{'y' if n == 1 else 'ies'}")
+    return 0

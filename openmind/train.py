@@ -1,0 +1,274 @@
+"""`train_or_load`: the train intent end to end (validate, look up muscle memory, route, execute).
+
+exact hit (same name, data fingerprint, config) -> the cached model (muscle_memory/CACHED);
+same name with new data and a small budget or small data -> fine-tune the cached ancestor
+(fine_tune/HYBRID); else a full train on CUDA or CPU (full_train/HARDCODE); when training fails
+(error, out of memory, Ctrl-C) -> the cached model of that name (muscle_memory/CACHED), with the
+failure in the journal. Data no rule knows (not 2-D numeric) gets a MODEL decision: a language
+model's plan when one is reachable and a planner is installed, else a heuristic plan.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from .errors import BadInput, PathwayUnavailable
+from .execute import execute
+from .memory import fingerprint, get, key_for, latest, put
+from .policy import Policy, split_policy
+from .probe import Resources
+from .route import Candidate, Intent, route
+from .ternary import U16_MAX, TernaryModel, as_numeric, check_finite
+from .vocab import Decision, Pathway
+
+# --------------------------------------------------------------------------- input
+
+
+def prepare(name: Any, data: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, str]:
+    """(X, y, data_kind) from the caller's arguments, or BadInput saying what is wrong and where."""
+    if not isinstance(name, str) or not name.strip():
+        raise BadInput(f"name must be a non-empty string naming the model, got {name!r}")
+    if labels is None:
+        if isinstance(data, (tuple, list)) and len(data) == 2:
+            data, labels = data
+        else:
+            raise BadInput("no labels: call train_or_load(name, X, y) or train_or_load(name, (X, y))")
+    elif isinstance(labels, str) and hasattr(data, "columns"):  # a DataFrame and a column name
+        if labels not in data.columns:
+            raise BadInput(f"label column {labels!r} is not in the data; columns: {list(data.columns)}")
+        data, labels = data.drop(columns=[labels]), data[labels]
+    X = np.asarray(data)
+    y = np.asarray(labels)
+    if y.ndim != 1:
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = y[:, 0]
+        else:
+            raise BadInput(f"labels must be 1-D (one label per row), got shape {y.shape}")
+    if X.ndim == 0:
+        raise BadInput(f"X must be an array of rows (e.g. a 2-D numpy array), got a single "
+                       f"{type(data).__name__} value {str(data)[:40]!r}")
+    if len(X) == 0:
+        raise BadInput(f"X has no rows (shape {X.shape}); give at least two rows of two classes")
+    if len(X) != len(y):
+        raise BadInput(f"X has {len(X)} rows but labels has {len(y)}; they must match row for row")
+    kind = "unknown"
+    if X.dtype.kind in "biufO":
+        try:
+            X = as_numeric(X, "X")
+        except BadInput:
+            if X.dtype.kind != "O":
+                raise
+        if X.dtype.kind in "biuf":
+            check_finite(X.reshape(len(X), -1) if X.ndim > 1 else X.reshape(-1, 1), "X")
+            if X.ndim == 1:
+                X = X.reshape(-1, 1)
+            kind = "tabular" if X.ndim == 2 else "unknown"
+    if y.dtype.kind == "f" and not np.isfinite(y).all():
+        bad = int(np.flatnonzero(~np.isfinite(y))[0])
+        raise BadInput(f"labels have NaN/inf at row {bad}; drop unlabeled rows before training")
+    if y.dtype.kind == "O":
+        types = {type(v).__name__ for v in y}
+        if len(types) > 1:
+            raise BadInput(f"labels mix types ({', '.join(sorted(types))}); use one type (all numbers or all strings)")
+        if None in set(y.tolist()):
+            raise BadInput("labels contain None; drop unlabeled rows before training")
+    classes = np.unique(y)
+    width = int(np.prod(X.shape[1:])) if X.ndim > 1 else 1
+    if width > U16_MAX or len(classes) > U16_MAX:
+        raise BadInput(f"{width} features and {len(classes)} classes: the packed model format "
+                       f"allows at most {U16_MAX} of each; reduce the features (e.g. PCA) first")
+    if len(classes) < 2:
+        raise BadInput(f"labels contain one class only ({classes[0]!r}); a classifier needs at "
+                       f"least two classes")
+    return X, y, kind
+
+
+# --------------------------------------------------------------------------- the job
+
+
+class _Job:
+    """The handlers of one train_or_load call, sharing its data, config and lookups."""
+
+    def __init__(self, name: str, X: np.ndarray, y: np.ndarray, kind: str, cfg: dict[str, Any],
+                 explicit: set[str], key: str, fp: str, pol: Policy, exact: Any, ancestor: Any,
+                 progress: bool) -> None:
+        self.name, self.X, self.y, self.kind, self.cfg, self.key, self.fp = name, X, y, kind, cfg, key, fp
+        self.explicit, self.pol, self.exact, self.ancestor = explicit, pol, exact, ancestor
+        self.progress = progress
+
+    # ---- muscle memory
+    def cached(self, cand: Candidate) -> TernaryModel:
+        hit = self.ancestor if cand.params.get("ancestor") else self.exact
+        if hit is None:
+            raise PathwayUnavailable(f"no cached model named '{self.name}'")
+        arrays, entry = hit
+        model = TernaryModel.from_arrays(arrays, entry.meta)
+        if self.X.ndim < 2 or int(np.prod(self.X.shape[1:])) != model.n_features_in_:
+            raise PathwayUnavailable(f"the cached '{self.name}' takes {model.n_features_in_} "
+                                     f"features, this data has {self.X.shape[1:]}")
+        model.info.update(cached=True, key=entry.key, cached_at=entry.created,
+                          hits=entry.hits + 1)
+        return model
+
+    # ---- training
+    def full(self, cand: Candidate) -> TernaryModel:
+        return self._train(cand, self.X, self.cfg)
+
+    def situation(self) -> dict[str, Any]:
+        """What a planner may know: shapes, dtypes, label set, resources; never the data."""
+        return {"intent": "train", "name": self.name, "rows": int(len(self.X)),
+                "shape": [int(d) for d in self.X.shape], "dtypes": [str(self.X.dtype)],
+                "data_kind": self.kind, "labels": np.unique(self.y).tolist()[:100],
+                "n_classes": int(len(np.unique(self.y))), "budget_s": self.pol.budget,
+                "ancestor": self.ancestor is not None}
+
+    def _planned(self, plan: dict[str, Any]) -> dict[str, Any]:
+        """A config from a plan (hidden, epochs, learning_rate, batch_size); options the caller
+        gave explicitly win."""
+        from .fit import resolve_config
+
+        arch = plan.get("architecture") or {}
+        planned = {"hidden": arch.get("hidden"), "epochs": plan.get("epochs"),
+                   "lr": plan.get("learning_rate"), "batch_size": plan.get("batch_size")}
+        base = {k: v for k, v in self.cfg.items()}
+        base.update({k: v for k, v in planned.items() if v is not None and k not in self.explicit})
+        return resolve_config(base)
+
+    def _numeric_rows(self, who: str) -> np.ndarray:
+        if self.X.dtype.kind not in "biuf":
+            raise PathwayUnavailable(f"{who} needs numeric data, got {self.X.dtype}: give numbers "
+                                     f"(e.g. embeddings or encoded columns)")
+        return self.X.reshape(len(self.X), -1)
+
+    def heuristic(self, cand: Candidate) -> TernaryModel:
+        X = self._numeric_rows("the heuristic plan")
+        try:
+            from .cloud.llm import heuristic_plan
+        except ImportError:  # pragma: no cover - the cloud module ships with openmind
+            cfg = self.cfg
+        else:
+            cfg = self._planned(heuristic_plan(self.situation()))
+        return self._train(cand, X, cfg, note=f"heuristic plan (hidden {cfg['hidden']}, "
+                                              f"{cfg['epochs']} epochs) on {X.shape[1]} features")
+
+    def llm(self, cand: Candidate) -> TernaryModel:
+        X = self._numeric_rows("training")
+        try:
+            from .cloud.llm import plan_training
+        except ImportError:
+            raise PathwayUnavailable("no language-model planner installed "
+                                     "(openmind.cloud.llm.plan_training)") from None
+        plan = plan_training(self.situation())
+        if not plan:
+            raise PathwayUnavailable("the language model gave no valid training plan")
+        cfg = self._planned(plan)
+        return self._train(cand, X, cfg, note=f"language model's plan (hidden {cfg['hidden']}, "
+                                              f"{cfg['epochs']} epochs): {plan.get('reason', '')}".rstrip(": "))
+
+    def fine_tune(self, cand: Candidate) -> TernaryModel:
+        if self.ancestor is None:
+            raise PathwayUnavailable(f"no cached ancestor named '{self.name}'")
+        arrays, entry = self.ancestor
+        parent = TernaryModel.from_arrays(arrays, entry.meta)
+        if self.X.ndim != 2 or self.X.shape[1] != parent.n_features_in_:
+            raise PathwayUnavailable(f"the ancestor takes {parent.n_features_in_} features, this "
+                                     f"data has {self.X.shape[1:]}")
+        unknown = sorted(set(np.unique(self.y).tolist()) - set(parent.classes_.tolist()), key=str)
+        if unknown:
+            raise PathwayUnavailable(f"the new data has classes {unknown[:5]} the ancestor does not know")
+        return self._train(cand, self.X, self.cfg, parent=parent, parent_key=entry.key)
+
+    def _train(self, cand: Candidate, X: np.ndarray, cfg: dict[str, Any], *,
+               parent: TernaryModel | None = None, parent_key: str | None = None,
+               note: str | None = None) -> TernaryModel:
+        from .fit import export, fit, pick_device, standardization
+
+        device, device_note = pick_device(cand.params.get("device"))
+        if parent is not None:
+            classes = parent.classes_
+            mean, inv_std = parent.mean, parent.inv_std
+            y_idx = np.searchsorted(classes, self.y) if _sortable(classes) else \
+                np.array([list(classes).index(v) for v in self.y])
+        else:
+            classes, y_idx = np.unique(self.y, return_inverse=True)
+            mean, inv_std = standardization(X)
+        y_idx = np.asarray(y_idx, dtype=np.int64).reshape(-1)
+        out = fit(X, y_idx, len(classes), cfg, mean=mean, inv_std=inv_std, device=device,
+                  budget=self.pol.budget, init=parent, progress=self.progress,
+                  desc=f"{'fine-tune' if parent else 'train'} {self.name}")
+        info: dict[str, Any] = {
+            ("val_accuracy" if out.held_out else "train_accuracy"):
+                None if out.val_accuracy is None else round(out.val_accuracy, 4), "epochs": out.epochs, "best_epoch": out.best_epoch,
+            "stopped": out.stopped, "train_seconds": round(out.seconds, 3), "device": device,
+            "rows": int(len(X)), "fingerprint": self.fp, "key": self.key, "cached": False,
+            "val_history": [round(h["val_accuracy"], 4) for h in out.history],
+        }
+        if out.stopped == "budget":
+            info["budget_s"] = self.pol.budget
+        if device_note:
+            info["device_note"] = device_note
+        if note:
+            info["plan"] = note
+        if parent is not None:
+            info["parent"] = parent_key
+        model = export(out.net, mean, inv_std, classes, name=self.name, config=cfg, info=info)
+        arrays, meta = model.to_arrays()
+        meta["fingerprint"] = self.fp
+        entry = put("model", self.name, self.key, arrays, meta)
+        model.info["stored"] = entry is not None
+        return model
+
+
+def _sortable(classes: np.ndarray) -> bool:
+    return classes.dtype.kind != "O" and bool(np.all(classes[:-1] < classes[1:]))
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resources | None = None,
+                  **options: Any) -> TernaryModel:
+    """A ternary classifier named `name` for (data, labels), from muscle memory when it can be.
+
+    options: policy (fallback, strategy, budget, fresh, prefer, timeout), training config
+    (hidden, epochs, lr, batch_size, seed, scale, weight_decay, patience, val_fraction) and
+    progress=False to hide the bar. `resources` injects a probe snapshot (tests).
+    The model's `.route` says which pathway served it and why.
+    """
+    from .fit import RUN_OPTIONS, estimate_seconds, resolve_config
+
+    pol, rest = split_policy(options)
+    run = {k: rest.pop(k) for k in list(rest) if k in RUN_OPTIONS}
+    cfg = resolve_config(rest)
+    X, y, kind = prepare(name, data, labels)
+    fp = fingerprint(X, y)
+    key = key_for("train", name, fp, cfg)
+    exact = get("model", key)
+    ancestor = latest("model", name) if exact is None else exact
+    n_features = int(np.prod(X.shape[1:])) if X.ndim > 1 else 1
+    est = estimate_seconds(len(X), n_features, len(np.unique(y)), cfg)
+    intent = Intent.of("train", name=name, rows=int(len(X)), shape=tuple(int(s) for s in X.shape),
+                       data_kind=kind, exact=exact is not None, ancestor=ancestor is not None,
+                       est_seconds=round(est, 3))
+    if resources is None:
+        from .probe import probe
+
+        resources = probe()
+    plan = route(intent, resources=resources, policy=pol)
+    job = _Job(name, X, y, kind, cfg, set(rest), key, fp, pol, exact, ancestor,
+               bool(run.get("progress", True)))
+    handlers = {
+        (Pathway.MUSCLE_MEMORY, Decision.CACHED): job.cached,
+        (Pathway.FINE_TUNE, Decision.HYBRID): job.fine_tune,
+        (Pathway.FULL_TRAIN, Decision.HARDCODE): job.full,
+        (Pathway.FULL_TRAIN, Decision.MODEL): job.heuristic,
+        (Pathway.CLOUD_INFERENCE, Decision.MODEL): job.llm,
+    }
+    t0 = time.perf_counter()
+    model, _route = execute(plan, handlers, resources=resources,
+                            summarize=lambda m: {**m.summary(),
+                                                 "seconds": round(time.perf_counter() - t0, 3)})
+    return model

@@ -1,0 +1,196 @@
+"""Muscle memory: fingerprints, damage (truncated/deleted blobs, unwritable store), concurrency, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from openmind.cli import main as cli
+from openmind.errors import BadInput
+from openmind.memory import (
+    MemoryWarning,
+    blob_dir,
+    entries,
+    fingerprint,
+    gc,
+    get,
+    key_for,
+    latest,
+    put,
+)
+from openmind.train import train_or_load
+from openmind.vocab import Decision, Pathway
+
+SMALL = {"hidden": [16], "epochs": 5, "progress": False}
+
+
+def _data(n: int = 200, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, size=n)
+    return rng.normal(size=(n, 4)) + 3 * y[:, None], y
+
+
+def test_fingerprint_depends_on_content_dtype_shape_not_strides():
+    a = np.arange(24, dtype=np.float64).reshape(4, 6)
+    assert fingerprint(a) == fingerprint(a.copy())
+    assert fingerprint(a[:, ::2]) == fingerprint(np.ascontiguousarray(a[:, ::2]))
+    assert fingerprint(np.asfortranarray(a)) == fingerprint(a)
+    b = a.copy()
+    b[3, 5] += 1e-12
+    assert fingerprint(b) != fingerprint(a)
+    assert fingerprint(a.astype(np.float32)) != fingerprint(a)
+    assert fingerprint(a.reshape(6, 4)) != fingerprint(a)
+    assert fingerprint(a, None) != fingerprint(a)
+    assert fingerprint(np.array(["x", 1], dtype=object)) != fingerprint(np.array(["x", 2], dtype=object))
+
+
+def _trained(name: str = "m", seed: int = 0):
+    X, y = _data(seed=seed)
+    return X, y, train_or_load(name, X, y, **SMALL)
+
+
+def test_truncated_blob_is_a_miss_with_a_warning_and_still_a_model():
+    X, y, first = _trained()
+    (entry,) = entries("model")
+    path = blob_dir() / entry.blob
+    path.write_bytes(path.read_bytes()[: entry.size // 2])
+    with pytest.warns(MemoryWarning, match="unreadable"):
+        model = train_or_load("m", X, y, **SMALL)
+    assert model.route.pathway == Pathway.FULL_TRAIN  # retrained, and stored afresh
+    assert model.pack() == first.pack()  # same seed, same data: same model
+    assert get("model", entry.key) is not None
+
+
+def test_deleted_blob_is_a_miss_with_a_warning_and_gc_drops_the_entry():
+    X, y, _ = _trained()
+    (entry,) = entries("model")
+    (blob_dir() / entry.blob).unlink()
+    with pytest.warns(MemoryWarning, match="unreadable"):
+        assert get("model", entry.key) is None
+    assert gc() == 1 and entries() == []
+    model = train_or_load("m", X, y, **SMALL)
+    assert model.route.pathway == Pathway.FULL_TRAIN and get("model", entry.key) is not None
+
+
+def test_unwritable_blob_store_warns_and_returns_the_model(openmind_home):
+    X, y = _data()
+    openmind_home.mkdir(parents=True, exist_ok=True)
+    (openmind_home / "blobs").write_text("not a directory")
+    with pytest.warns(MemoryWarning, match="could not keep model 'm'"):
+        model = train_or_load("m", X, y, **SMALL)
+    assert model.info["stored"] is False and model.route.pathway == Pathway.FULL_TRAIN
+    assert model.score(X, y) > 0.9
+
+
+def test_unusable_home_still_gives_a_model(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("OPENMIND_HOME", str(blocker / "home"))
+    from openmind.probe import invalidate
+
+    invalidate()
+    X, y = _data()
+    with pytest.warns(Warning) as caught:
+        model = train_or_load("m", X, y, **SMALL)
+    texts = " ".join(str(w.message) for w in caught)
+    assert "muscle memory" in texts and "journal" in texts
+    assert model.route.pathway == Pathway.FULL_TRAIN and model.score(X, y) > 0.9
+
+
+def test_crash_mid_save_leaves_the_old_entry_intact(openmind_home):
+    """A writer killed (SIGKILL) while saving a big blob leaves the index and old blobs whole."""
+    old = put("model", "keep", key_for("keep"), {"w": np.arange(10.0)}, {"v": 1})
+    code = textwrap.dedent("""
+        import numpy as np
+        from openmind.memory import put, key_for
+        put("model", "big", key_for("big"), {"w": np.ones(40 * 2**20 // 8)})
+        put("model", "keep", key_for("keep"), {"w": np.zeros(40 * 2**20 // 8)})
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], env=dict(os.environ))
+    folder = openmind_home / "blobs"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and proc.poll() is None:
+        if any(p.name.startswith(".tmp-") for p in folder.iterdir()):
+            break
+        time.sleep(0.002)
+    proc.kill()
+    proc.wait(10)
+    arrays, entry = get("model", old.key)
+    assert entry.name == "keep" and (np.array_equal(arrays["w"], np.arange(10.0))
+                                     or np.array_equal(arrays["w"], np.zeros(40 * 2**20 // 8)))
+    for e in entries():
+        assert get("model", e.key) is not None  # every indexed entry is readable
+
+
+def test_two_processes_training_into_one_store(openmind_home):
+    start = openmind_home.parent / "go"
+    code = textwrap.dedent(f"""
+        import os, sys, time
+        import numpy as np
+        from openmind.train import train_or_load
+        rng = np.random.default_rng(int(sys.argv[2]))
+        y = rng.integers(0, 2, size=300)
+        X = rng.normal(size=(300, 4)) + 3 * y[:, None]
+        while not os.path.exists({str(start)!r}):
+            time.sleep(0.01)
+        m = train_or_load(sys.argv[1], X, y, hidden=[16], epochs=20, progress=False)
+        print(m.route.pathway.value, m.score(X, y))
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", code, name, str(i)], stdout=subprocess.PIPE,
+                              text=True, env=dict(os.environ))
+             for i, name in enumerate(("alpha", "beta"))]
+    time.sleep(0.5)
+    start.write_text("go")
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert all(o.split()[0] == "full_train" and float(o.split()[1]) > 0.9 for o in outs)
+    for name in ("alpha", "beta"):
+        hit = latest("model", name)
+        assert hit is not None and hit[1].name == name
+    assert {e.name for e in entries("model")} == {"alpha", "beta"}
+
+
+def test_cli_ls_show_rm_gc(capsys):
+    X, y, _ = _trained("cli-model")
+    put("predictions", "p", key_for("p"), {"v": np.arange(3)})
+    assert cli(["memory", "ls"]) == 0
+    out = capsys.readouterr().out
+    assert "cli-model" in out and "2 entries" in out
+    assert cli(["memory", "ls", "--kind", "model", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [e["name"] for e in listed] == ["cli-model"]
+    key = listed[0]["key"]
+    assert cli(["memory", "show", key[:8]]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["meta"]["classes"]["values"] == [0, 1]
+    assert cli(["memory", "rm", "abc"]) == 2  # too short: a clear error, nothing removed
+    assert "at least 6 characters" in capsys.readouterr().err
+    assert cli(["memory", "rm", key[:10]]) == 0
+    assert "removed 1 entry" in capsys.readouterr().out
+    assert [e.kind for e in entries()] == ["predictions"]
+    assert cli(["memory", "gc", "--max-bytes", "1"]) == 0
+    assert "evicted 1 entry" in capsys.readouterr().out
+    assert entries() == [] and not any(blob_dir().iterdir())
+    with pytest.raises(BadInput, match="cannot read size"):
+        from openmind.memory_cli import parse_size
+
+        parse_size("lots")
+
+
+def test_cached_ancestor_with_other_features_is_not_served():
+    from openmind.errors import AllPathwaysFailed
+
+    X, y, _ = _trained("shape")
+    with pytest.raises(AllPathwaysFailed, match="takes 4 features") as err:
+        train_or_load("shape", X[:, :3], y, fallback="cached", **SMALL)
+    assert [a.pathway for a in err.value.attempts] == [Pathway.FINE_TUNE, Pathway.MUSCLE_MEMORY]
+    model = train_or_load("shape", X[:, :3], y, **SMALL)  # default fallback: trains afresh
+    assert (model.route.pathway, model.route.decision) == (Pathway.FULL_TRAIN, Decision.HARDCODE)
+    assert model.route.attempts[0].outcome == "failed"

@@ -1,0 +1,167 @@
+"""`openmind serve` as a real process on 127.0.0.1, queried by this (second) process."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from openmind.cloud import http
+from openmind.cloud.oip import OIPClient
+from openmind.cloud.serve import ServeProcess
+from openmind.vocab import Decision, Pathway
+from tests.cloud_fixtures import store_digits_model
+
+TOKEN = "serve-token-4f9a1c"
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One server for the module (starting a process costs ~1 s on this machine)."""
+    home = tmp_path_factory.mktemp("serve-home")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OPENMIND_HOME", str(home))
+    X, model = store_digits_model()
+    mp.undo()
+    with ServeProcess(home=home, token=TOKEN, max_body=256 * 1024) as srv:
+        yield srv, X, model
+
+
+@pytest.fixture(autouse=True)
+def _fresh_endpoints():
+    http.reset()
+    yield
+
+
+def auth(token: str = TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_health_and_metadata(served):
+    srv, X, model = served
+    assert srv.url.startswith("http://127.0.0.1:")
+    c = OIPClient(srv.url, token=TOKEN, retries=0)
+    assert c.live() and c.ready() and c.model_ready("digits")
+    assert not c.model_ready("nope")
+    assert c.server_metadata()["name"] == "openmind"
+    meta = c.model_metadata("digits")
+    assert meta["inputs"][0]["shape"] == [-1, 64]
+    assert [o["name"] for o in meta["outputs"]] == ["label", "probabilities"]
+    assert meta["outputs"][1]["shape"] == [-1, 10]
+
+
+@pytest.mark.parametrize("path", ["/v2/health/ready", "/v2", "/v2/models/digits",
+                                  "/v2/models/digits/infer", "/v2/anything"])
+@pytest.mark.parametrize("token", [None, "wrong-token"])
+def test_every_route_needs_the_token(served, path, token):
+    srv, *_ = served
+    headers = auth(token) if token else {}
+    method = "POST" if path.endswith("infer") else "GET"
+    r = httpx.request(method, srv.url + path, headers=headers, content=b"{}", timeout=5)
+    assert r.status_code == 401
+    assert r.headers["content-type"].startswith("application/json") and "error" in r.json()
+    assert r.headers["www-authenticate"].startswith("Bearer")
+
+
+def test_served_predictions_equal_local_ones(served):
+    srv, X, model = served
+    c = OIPClient(srv.url, token=TOKEN, retries=0)
+    batch = X[:300]
+    out = c.infer("digits", batch)
+    local_labels, local_proba, _ = model.predict(batch)
+    assert out["label"].dtype == np.int64
+    np.testing.assert_array_equal(out["label"], local_labels)
+    np.testing.assert_allclose(out["probabilities"], local_proba, rtol=1e-6, atol=1e-7)
+    assert len(set(out["label"].tolist())) > 1  # a real classifier, not a constant
+    only = c.infer("digits", X[:3], outputs=["label"])
+    assert list(only) == ["label"]
+
+
+def test_infer_adaptive_from_another_home_goes_to_the_cloud(served, monkeypatch):
+    import openmind
+
+    srv, X, model = served
+    monkeypatch.setenv("OPENMIND_INFER_URL", srv.url)
+    monkeypatch.setenv("OPENMIND_INFER_TOKEN", TOKEN)
+    pred = openmind.infer_adaptive("digits", X[:50])
+    assert pred.route.pathway is Pathway.CLOUD_INFERENCE and pred.route.decision is Decision.HARDCODE
+    np.testing.assert_array_equal(pred.values, model.predict(X[:50])[0])
+    rec = openmind.journal(1)[0]
+    assert rec["pathway"] == "cloud_inference" and rec["ok"]
+    assert TOKEN not in json.dumps(rec)
+
+
+def _post(srv, body: bytes, name: str = "digits", headers: dict | None = None) -> httpx.Response:
+    return httpx.post(f"{srv.url}/v2/models/{name}/infer", content=body,
+                      headers={**auth(), **(headers or {})}, timeout=10)
+
+
+def _tensor(**over):
+    t = {"name": "input-0", "shape": [1, 64], "datatype": "FP32", "data": [0.0] * 64}
+    t.update(over)
+    return t
+
+
+BAD = {
+    "not json": (b"{nope", 400, "not valid JSON"),
+    "not an object": (b"[1, 2]", 400, "JSON object"),
+    "no inputs": (b"{}", 400, "exactly one tensor"),
+    "two inputs": (json.dumps({"inputs": [_tensor(), _tensor()]}).encode(), 400, "exactly one"),
+    "unknown datatype": (json.dumps({"inputs": [_tensor(datatype="FP128")]}).encode(), 400, "unknown datatype"),
+    "count mismatch": (json.dumps({"inputs": [_tensor(shape=[2, 64])]}).encode(), 400, "needs 128 elements"),
+    "wrong width": (json.dumps({"inputs": [_tensor(shape=[2, 32])]}).encode(), 400, "expects [rows, 64]"),
+    "negative shape": (json.dumps({"inputs": [_tensor(shape=[-1, 64])]}).encode(), 400, "non-negative"),
+    "strings as FP32": (json.dumps({"inputs": [_tensor(data=["a"] * 64)]}).encode(), 400, "does not fit"),
+    "BYTES input": (json.dumps({"inputs": [_tensor(datatype="BYTES", data=["a"] * 64)]}).encode(), 400, "numbers"),
+    "NaN": (json.dumps({"inputs": [_tensor(data=[float("nan")] * 64)]}).encode(), 400, "NaN"),
+    "unknown output": (json.dumps({"inputs": [_tensor()], "outputs": [{"name": "logits"}]}).encode(), 400, "unknown output"),
+    "huge shape": (json.dumps({"inputs": [_tensor(shape=[10**9, 64])]}).encode(), 400, "exceed the limit"),
+    "numeric id": (json.dumps({"inputs": [_tensor()], "id": 5}).encode(), 400, "id must be a string"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD))
+def test_malformed_requests_get_a_4xx_json_error(served, case):
+    srv, *_ = served
+    body, status, text = BAD[case]
+    r = _post(srv, body)
+    assert r.status_code == status, r.text
+    assert text in r.json()["error"]
+
+
+def test_unknown_model_is_404_naming_what_is_served(served):
+    srv, *_ = served
+    r = _post(srv, json.dumps({"inputs": [_tensor()]}).encode(), name="nope")
+    assert r.status_code == 404 and "digits" in r.json()["error"]
+
+
+def test_oversized_body_is_refused_with_413_json(served):
+    srv, *_ = served
+    r = _post(srv, b"x" * (2 * 2**20))  # 2 MiB against a 256 KiB limit: refused unread
+    assert r.status_code == 413 and "exceeds the limit" in r.json()["error"]
+    r = _post(srv, b"x" * (300 * 1024), headers={"Transfer-Encoding": "chunked"})
+    assert r.status_code in (400, 413)
+
+
+def test_a_stalled_client_does_not_block_others(served):
+    srv, X, _ = served
+    port = int(srv.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(f"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+                  "Content-Length: 100000\r\n\r\n{".encode())
+        t0 = time.monotonic()
+        out = OIPClient(srv.url, token=TOKEN, retries=0, timeout=5).infer("digits", X[:2])
+        assert time.monotonic() - t0 < 2 and out["label"].shape == (2,)
+
+
+def test_server_survived_everything_and_logged_no_token(served):
+    srv, X, _ = served
+    assert OIPClient(srv.url, token=TOKEN, retries=0).ready()
+    assert srv.proc.poll() is None
+    log = srv.log()
+    assert TOKEN not in log
+    assert "Traceback" not in log

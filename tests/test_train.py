@@ -1,0 +1,209 @@
+"""train_or_load end to end: full train, cache hit, fine-tune, budget, interrupt, bad input, routing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from openmind.errors import BadInput
+from openmind.journal import journal
+from openmind.probe import Resource, Resources, gpu_present
+from openmind.train import train_or_load
+from openmind.vocab import Decision, Pathway
+
+SMALL = {"hidden": [32], "epochs": 8, "progress": False}
+
+
+def _blobs(n: int = 400, seed: int = 0, shift: float = 4.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, size=n)
+    X = rng.normal(size=(n, 5)) + shift * np.eye(3, 5)[y]
+    return X, y
+
+
+def test_digits_full_train_then_exact_cache_hit(digits_split):
+    Xtr, Xte, ytr, yte = digits_split
+    cfg = {"hidden": [128], "epochs": 40, "progress": False}  # the default 2x256 is benchmarked
+    model = train_or_load("digits", Xtr, ytr, **cfg)
+    assert (model.route.pathway, model.route.decision) == (Pathway.FULL_TRAIN, Decision.HARDCODE)
+    assert model.score(Xte, yte) >= 0.95
+    assert model.info["val_accuracy"] > 0.9 and model.info["stored"] is True
+    again = train_or_load("digits", Xtr, ytr, **cfg)
+    assert (again.route.pathway, again.route.decision) == (Pathway.MUSCLE_MEMORY, Decision.CACHED)
+    assert again.info["cached"] is True
+    assert np.array_equal(again.predict(Xte), model.predict(Xte))
+    assert again.pack() == model.pack()
+    rec = journal(2)
+    assert [r["decision"] for r in rec] == ["CACHED", "HARDCODE"]
+    assert rec[1]["summary"]["packed_bytes"] == len(model.pack())
+    # fresh=True skips the hit; a changed config is another key
+    fresh = train_or_load("digits", Xtr[:300], ytr[:300], fresh=True, **SMALL)
+    assert fresh.route.pathway != Pathway.MUSCLE_MEMORY
+
+
+def test_fine_tune_reaches_scratch_accuracy_in_fewer_epochs(digits_split):
+    Xtr, _, ytr, _ = digits_split
+    cfg = {"hidden": [64], "epochs": 30, "patience": 30, "progress": False}
+    half = len(Xtr) // 2
+    train_or_load("digits", Xtr[:half], ytr[:half], **cfg)
+    tuned = train_or_load("digits", Xtr[half:], ytr[half:], **cfg)
+    assert (tuned.route.pathway, tuned.route.decision) == (Pathway.FINE_TUNE, Decision.HYBRID)
+    assert tuned.info["parent"]
+    scratch = train_or_load("other-name", Xtr[half:], ytr[half:], **cfg)
+    assert scratch.route.pathway == Pathway.FULL_TRAIN
+    target = max(scratch.info["val_history"])
+
+    def epochs_to(history: list[float], level: float) -> int:
+        return next((i + 1 for i, a in enumerate(history) if a >= level), len(history) + 1)
+
+    # same seed and data: both hold out the same validation rows
+    assert epochs_to(tuned.info["val_history"], target) < epochs_to(scratch.info["val_history"], target)
+
+
+def test_budget_stops_training_and_says_so():
+    X, y = _blobs(3000)
+    t0 = time.perf_counter()
+    model = train_or_load("budgeted", X, y, budget=0.5, hidden=[128], epochs=5000, patience=5000,
+                          progress=False)
+    assert time.perf_counter() - t0 < 15
+    assert model.info["stopped"] == "budget" and model.info["budget_s"] == 0.5
+    assert model.route.summary["stopped"] == "budget"
+
+
+def _interrupt_when_training(timeout: float = 60.0) -> threading.Thread:
+    """Send a real SIGINT (Ctrl-C) to this process once the main thread is inside fit()."""
+    main = threading.main_thread().ident
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            frame = sys._current_frames().get(main)
+            while frame is not None:
+                if frame.f_code.co_name == "_fit" and frame.f_code.co_filename.endswith("fit.py"):
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+                frame = frame.f_back
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_interrupted_training_falls_back_to_cached_model():
+    X, y = _blobs(300)
+    first = train_or_load("robot", X, y, **SMALL)
+    X2, y2 = _blobs(300, seed=1)
+    watcher = _interrupt_when_training()
+    model = train_or_load("robot", X2, y2, fallback="cached", hidden=[32], epochs=100000,
+                          patience=100000, progress=False)
+    watcher.join(5)
+    assert (model.route.pathway, model.route.decision) == (Pathway.MUSCLE_MEMORY, Decision.CACHED)
+    assert model.route.attempts[0].outcome == "interrupted"
+    assert model.pack() == first.pack()
+    rec = journal(1)[0]
+    assert rec["attempts"][0]["outcome"] == "interrupted" and rec["decision"] == "CACHED"
+
+
+def test_routing_with_injected_gpu_trains_on_cpu_and_says_why():
+    from openmind.fit import pick_device
+
+    res = Resources.none(gpu=gpu_present([{"index": 0, "name": "Injected A100",
+                                           "memory_total": 2**34, "memory_free": 2**34}]))
+    X, y = _blobs(200)
+    model = train_or_load("gpu-model", X, y, resources=res, **SMALL)
+    assert model.route.pathway == Pathway.FULL_TRAIN
+    assert "CUDA GPU" in model.route.reason
+    assert model.info["device"] == "cpu" and "CUDA" in model.info["device_note"]
+    assert pick_device("cuda", cuda_available=True) == ("cuda", None)
+    assert pick_device("cuda", cuda_available=False)[0] == "cpu"
+    assert pick_device("cpu", cuda_available=True) == ("cpu", None)
+
+
+def _images(n: int = 200):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=n)
+    return rng.normal(size=(n, 4, 4)) + 2 * y[:, None, None], y
+
+
+def test_unknown_data_shape_gets_a_heuristic_plan():
+    X, y = _images()
+    # the router is told an API is there (injected); the planner finds no usable one and says so
+    res = Resources.none(api=Resource.present("api", "injected key", "valid"))
+    model = train_or_load("images", X, y, resources=res, lr=0.01, progress=False)
+    assert (model.route.pathway, model.route.decision) == (Pathway.FULL_TRAIN, Decision.MODEL)
+    first = model.route.attempts[0]
+    assert first.pathway == Pathway.CLOUD_INFERENCE and first.outcome == "failed"
+    assert "heuristic plan" in model.info["plan"] and model.config["lr"] == 0.01  # explicit wins
+    assert model.n_features_in_ == 16 and model.score(X, y) > 0.8  # predicts on 3-D input too
+
+
+def test_unknown_data_shape_trains_on_the_language_models_plan(monkeypatch):
+    from openmind.cloud import http
+    from tests.fake_llm import VALID_PLAN, FakeLLM
+
+    key = "sk-openmind-train-test-0c1d2e"
+    http.reset()
+    with FakeLLM(key) as fake:
+        monkeypatch.setenv("OPENMIND_API_BASE", fake.base)
+        monkeypatch.setenv("OPENMIND_API_KEY", key)
+        X, y = _images()
+        model = train_or_load("images", X, y, progress=False)
+        sent = json.dumps(fake.calls("/v1/chat/completions")[0]["body"])
+    http.reset()
+    assert (model.route.pathway, model.route.decision) == (Pathway.CLOUD_INFERENCE, Decision.MODEL)
+    assert model.config["hidden"] == VALID_PLAN["architecture"]["hidden"]
+    assert model.config["epochs"] == VALID_PLAN["epochs"]
+    assert "language model's plan" in model.info["plan"]
+    assert "[200, 4, 4]" in sent and str(X[0, 0, 0])[:8] not in sent  # the shape, never the data
+    assert key not in json.dumps(journal(1)[0])
+
+
+def test_string_and_trit_labels_round_trip():
+    X, y = _blobs(300)
+    names = np.array(["cat", "dog", "eel"])[y]
+    model = train_or_load("animals", X, names, **SMALL)
+    assert model.classes_.tolist() == ["cat", "dog", "eel"]
+    assert set(model.predict(X)) <= {"cat", "dog", "eel"} and model.score(X, names) > 0.8
+    trits = y - 1
+    tri = train_or_load("trits", (X, trits), **SMALL)
+    assert set(np.unique(tri.predict(X)).tolist()) <= {-1, 0, 1}
+    cached = train_or_load("trits", (X, trits), **SMALL)
+    assert cached.route.decision == Decision.CACHED and cached.classes_.dtype == tri.classes_.dtype
+
+
+@pytest.mark.parametrize("args, kwargs, message", [
+    ((np.ones((10, 3)), np.arange(9)), {}, "X has 10 rows but labels has 9"),
+    ((np.ones((10, 3)), np.zeros(10)), {}, "one class only"),
+    ((np.ones((10, 3)),), {}, "no labels"),
+    ((np.ones((10, 3)), np.arange(10) % 2), {"hiden": [3]}, "unknown training option 'hiden'"),
+    ((np.ones((10, 3)), np.arange(10) % 2), {"hidden": [0]}, "hidden widths"),
+    ((np.ones((10, 3)), np.arange(10) % 2), {"budget": "soon"}, "cannot read budget"),
+    ((np.ones((4, 70000), np.float32), np.arange(4) % 2), {}, "at most 65535"),
+    (("bad",), {"labels": np.arange(3)}, "X must be an array of rows"),
+])
+def test_bad_input_is_named(args, kwargs, message):
+    with pytest.raises(BadInput, match=message):
+        train_or_load("bad", *args, **kwargs)
+
+
+def test_nan_in_x_names_row_and_column():
+    X, y = _blobs(50)
+    X[7, 3] = np.nan
+    with pytest.raises(BadInput, match=r"NaN at row 7, column 3"):
+        train_or_load("bad", X, y)
+    assert journal(5) == []  # rejected before any pathway ran
+
+
+def test_wrong_feature_count_at_predict_time():
+    X, y = _blobs(200)
+    model = train_or_load("five", X, y, **SMALL)
+    with pytest.raises(BadInput, match=r"X for model 'five' has 4 features per row .* trained on 5"):
+        model.predict(X[:, :4])
