@@ -9,5 +9,18 @@ command -v "$PY" >/dev/null || PY=python3
 # CPU build of torch from the local wheel cache; pinned so nothing pulls a CUDA build.
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -e '.[dev]'
+# Headless Chromium for the sidebar's browser test (Debian's package; never a downloaded build).
+if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then
+  apt-get update -q && apt-get install -y -q chromium
+fi
+# Rebuild the sidebar's labextension from its TypeScript when Node is here (the prebuilt copy is
+# committed, and a test checks it matches the sources); then build the wheel once for its test.
+if command -v node >/dev/null; then
+  bash scripts/build_labextension.sh >/dev/null
+fi
+rm -f dist/openmind_cells-*.whl
+.venv/bin/python -m pip wheel -q --no-deps -w dist .
+OPENMIND_WHEEL="$(ls dist/openmind_cells-*.whl)"
+export OPENMIND_WHEEL
 .venv/bin/ruff check openmind tests bench
 exec .venv/bin/python -m pytest -q "$@"

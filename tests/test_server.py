@@ -1,0 +1,133 @@
+"""The sidebar's server routes, served by a real Jupyter server (pytest-jupyter's jp_fetch).
+
+pytest-jupyter serves under a base_url prefix ("/a%40b/"), so these also check that the routes
+work behind a JupyterHub/proxy prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import json
+import time
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+import openmind
+from openmind.probe import Resource
+
+probe_mod = importlib.import_module("openmind.probe")  # `openmind.probe` is the function
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+RESOURCE_NAMES = {"host", "gpu", "api", "infer", "serial", "memory"}
+
+
+@pytest.fixture
+def jp_server_config():
+    return {"ServerApp": {"jpserver_extensions": {"openmind.jupyter": True}}}
+
+
+def _decide(signal: str) -> int:
+    """A real decision: route a sense intent and execute it, which journals one record."""
+    _, route = openmind.execute(openmind.route(openmind.Intent.of("sense", name=signal)),
+                                lambda cand: 1.0)
+    return route.journal_id
+
+
+async def _get(jp_fetch, route: str, **params) -> tuple[int, dict]:
+    resp = await jp_fetch("openmind", "api", route, params=params)
+    return resp.code, json.loads(resp.body)
+
+
+async def test_resources_json_shape_and_mask(jp_fetch, monkeypatch):
+    monkeypatch.setenv("OPENMIND_ASSUME", "gpu=off")
+    code, body = await _get(jp_fetch, "resources", refresh="1")
+    assert code == 200
+    assert RESOURCE_NAMES <= set(body)
+    assert isinstance(body["taken_at"], float)
+    for name in RESOURCE_NAMES:
+        r = body[name]
+        assert isinstance(r["available"], bool), name
+        assert isinstance(r["status"], str) and isinstance(r["reason"], str) and r["reason"], name
+        assert isinstance(r["details"], dict), name
+    assert body["gpu"] == {**body["gpu"], "available": False, "status": "masked"}
+    assert "OPENMIND_ASSUME" in body["gpu"]["reason"]
+    assert body["host"]["available"] is True
+
+
+async def test_resources_never_show_the_api_key(jp_fetch, monkeypatch):
+    secret = "sk-sidebar-secret-0123456789"
+    monkeypatch.setenv("OPENMIND_API_BASE", f"http://127.0.0.1:9/v1?key={secret}")
+    monkeypatch.setenv("OPENMIND_API_KEY", secret)
+    resp = await jp_fetch("openmind", "api", "resources", params={"refresh": "1"})
+    text = resp.body.decode()
+    assert json.loads(text)["api"]["available"] is False
+    assert secret not in text
+
+
+async def test_journal_pages_by_id(jp_fetch):
+    code, body = await _get(jp_fetch, "journal")
+    assert code == 200 and body == {"records": [], "last_id": None}
+
+    ids = [_decide(s) for s in ("temperature", "humidity", "light")]
+    code, body = await _get(jp_fetch, "journal")
+    assert [r["id"] for r in body["records"]] == ids  # oldest first
+    assert body["last_id"] == ids[-1]
+    rec = body["records"][0]
+    assert rec["intent"] == "sense" and rec["name"] == "temperature" and rec["ok"] is True
+    assert rec["pathway"] == "muscle_memory" and rec["decision"] == "HYBRID"
+    assert "prior" in rec["reason"]
+    assert set(rec["cell"]) == {"cell_id", "execution_count", "notebook"}
+    assert isinstance(rec["ts"], float) and rec["duration_ms"] >= 0
+    assert rec["attempts"][0]["outcome"] == "ok"
+
+    code, body = await _get(jp_fetch, "journal", after=str(ids[0]))
+    assert [r["id"] for r in body["records"]] == ids[1:]
+
+    code, body = await _get(jp_fetch, "journal", after=str(ids[-1]))
+    assert body == {"records": [], "last_id": ids[-1]}  # nothing new: keep asking after the same id
+
+    code, body = await _get(jp_fetch, "journal", limit="2")
+    assert [r["id"] for r in body["records"]] == ids[1:]  # the latest two, oldest first
+
+
+@pytest.mark.parametrize(("params", "word"), [
+    ({"after": "abc"}, "after"), ({"after": "-1"}, "after"),
+    ({"limit": "0"}, "limit"), ({"limit": "100000"}, "limit"),
+])
+async def test_journal_bad_query_is_400_naming_it(jp_fetch, params, word):
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("openmind", "api", "journal", params=params)
+    assert err.value.code == 400
+    body = json.loads(err.value.response.body)
+    assert word in body["message"] and repr(next(iter(params.values()))) in body["message"]
+
+
+@pytest.mark.parametrize("route", ["resources", "journal"])
+@pytest.mark.parametrize("auth", ["", "token wrong-token"])
+async def test_routes_refuse_without_token(jp_fetch, route, auth):
+    with pytest.raises(HTTPClientError) as err:
+        await jp_fetch("openmind", "api", route, headers={"Authorization": auth})
+    assert err.value.code == 403
+    assert b"records" not in (err.value.response.body or b"")
+
+
+async def test_slow_probe_does_not_block_the_server(jp_fetch, monkeypatch):
+    """A probe that takes a second (a silent serial port) runs off the event loop."""
+
+    def slow_serial() -> Resource:
+        time.sleep(1.0)
+        return Resource.absent("serial", "slow test probe")
+
+    monkeypatch.setitem(probe_mod.PROBES, "serial", slow_serial)
+    monkeypatch.setenv("OPENMIND_PROBE_TIMEOUT", "5")
+    slow = asyncio.ensure_future(jp_fetch("openmind", "api", "resources", params={"refresh": "1"}))
+    await asyncio.sleep(0.1)
+    t0 = time.perf_counter()
+    await jp_fetch("openmind", "api", "journal")
+    fast = time.perf_counter() - t0
+    assert not slow.done()
+    assert fast < 0.5, f"journal took {fast:.2f}s while a probe was running"
+    body = json.loads((await slow).body)
+    assert body["serial"]["reason"] == "slow test probe"
