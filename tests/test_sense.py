@@ -142,19 +142,3 @@ def test_cli_sense_json(capsys):
     assert out["route"]["pathway"] == "muscle_memory"
     assert main(["sense", "light", "--duration", "soon"]) == 2
     assert "duration" in capsys.readouterr().err
-
-
-def test_model_pathway_waits_for_the_language_model_client():
-    """Unknown signal + a reachable language model -> MODEL; until openmind.cloud.llm has
-    describe_signal, that candidate reports itself unavailable (the executor falls through)."""
-    import importlib.util
-
-    from openmind.errors import PathwayUnavailable
-    from openmind.route import Candidate
-    from openmind.sense import _Job
-
-    if importlib.util.find_spec("openmind.cloud") is not None:
-        pytest.skip("openmind.cloud exists: the MODEL pathway is wired to it")
-    job = _Job("flux", 1.0, 5, 1.0, False, 0)
-    with pytest.raises(PathwayUnavailable, match="not available yet"):
-        job.described(Candidate(Pathway.CLOUD_INFERENCE, Decision.MODEL, "unknown signal"))
