@@ -13,11 +13,9 @@ command -v "$PY" >/dev/null || PY=python3
 if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then
   apt-get update -q && apt-get install -y -q chromium
 fi
-# Rebuild the sidebar's labextension from its TypeScript when Node is here (the prebuilt copy is
-# committed, and a test checks it matches the sources); then build the wheel once for its test.
-if command -v node >/dev/null; then
-  bash scripts/build_labextension.sh >/dev/null
-fi
+# The sidebar's labextension is committed prebuilt (a test checks it matches jupyter_extension/'s
+# sources); rebuild it with scripts/build_labextension.sh after editing the TypeScript.
+# Build the wheel once for the test that installs it into a clean venv.
 rm -f dist/openmind_cells-*.whl
 .venv/bin/python -m pip wheel -q --no-deps -w dist .
 OPENMIND_WHEEL="$(ls dist/openmind_cells-*.whl)"
