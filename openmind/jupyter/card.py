@@ -66,10 +66,11 @@ class DecisionCard:
     """
 
     def __init__(self, record: Mapping[str, Any], *, label: str | None = None,
-                 note: str | None = None) -> None:
+                 note: str | None = None, assumed: Sequence[str] = ()) -> None:
         self.record: dict[str, Any] = redact(dict(record))
         self.label = label
         self.note = note
+        self.assumed = tuple(assumed)  # resources masked when the card was made (if no resources)
 
     # ------------------------------------------------------------------ facts
 
@@ -110,9 +111,17 @@ class DecisionCard:
 
     def masked(self) -> list[tuple[str, str]]:
         """Resources that were absent only because of `assume` (the usual reason a route changed)."""
-        res = self.record.get("resources") or {}
+        res = self.record.get("resources")
+        if not res:
+            return [(n, f"masked by assume ({n}=off)") for n in self.assumed]
         return [(n, str(r.get("reason"))) for n, r in res.items()
                 if isinstance(r, Mapping) and r.get("status") == "masked"]
+
+    def untried(self) -> list[tuple[str, str]]:
+        """Candidates of the plan that were not needed (what would have run next, and why)."""
+        tried = len(self.attempts())
+        cands = (self.record.get("plan") or {}).get("candidates") or []
+        return [(f"{c.get('pathway')}/{c.get('decision')}", str(c.get("reason"))) for c in cands[tried:]]
 
     def summary(self) -> dict[str, Any]:
         return dict(self.record.get("summary") or {})
@@ -160,6 +169,10 @@ class DecisionCard:
                 tail = a.get("error") or a.get("reason") or ""
                 lines.append(f"    {i}. {a.get('pathway')}/{a.get('decision')}  {a.get('outcome')}  "
                              f"{_ms(a.get('duration_ms'))}  {tail}")
+        untried = self.untried()
+        if untried:
+            lines.append("  next in line (not needed):")
+            lines.extend(f"    - {p}: {why}" for p, why in untried)
         excluded = self.excluded()
         if excluded:
             lines.append("  not taken:")
@@ -203,6 +216,12 @@ class DecisionCard:
             body.append(f"<div style='color:{_WARN}'>assumed absent: <b>{_e(name)}</b> "
                         f"<span style='color:{_FG2}'>({_e(why)})</span></div>")
         body.append(self._attempts_html())
+        untried = self.untried()
+        if untried:
+            items = "".join(f"<li><code style='font-family:{_MONO}'>{_e(p)}</code>: {_e(w)}</li>"
+                            for p, w in untried)
+            body.append(f"<details><summary style='cursor:pointer;color:{_FG2}'>next in line "
+                        f"({len(untried)})</summary><ul style='margin:.2em 0'>{items}</ul></details>")
         excluded = self.excluded()
         if excluded:
             items = "".join(f"<li><code style='font-family:{_MONO}'>{_e(p)}</code>: {_e(w)}</li>"

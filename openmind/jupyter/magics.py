@@ -16,6 +16,7 @@ import contextlib
 import warnings
 from typing import Any
 
+import IPython
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
@@ -200,8 +201,12 @@ class OpenmindMagics(Magics):
                 _warn(f"%%openmind {intent}: {note}")
         if not self.show_card or args.quiet:
             return
+        from ..config import assumed
+
+        off = [k for k, v in assumed().items() if v == "off"]
         for rec in records[: self.max_cards]:
-            display(DecisionCard(rec, label=args.model, note=note if rec.get("intent") != intent else None))
+            display(DecisionCard(rec, label=args.model, assumed=off,
+                                 note=note if rec.get("intent") != intent else None))
         if len(records) > self.max_cards:
             print(f"openmind: {len(records) - self.max_cards} more decisions in this cell: %openmind log")
 
@@ -266,6 +271,10 @@ def _records_since(before: int) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- hooks
 
 
+# IPython 9.8 increments `execution_count` before `pre_run_cell` (earlier versions after the cell).
+_COUNTS_BEFORE_PRE_RUN_CELL = IPython.version_info >= (9, 8)
+
+
 class _CellHooks:
     """pre/post_run_cell: the cell's id and execution count go into every journal record."""
 
@@ -274,7 +283,10 @@ class _CellHooks:
         self.token = None
 
     def pre(self, info: Any) -> None:
-        self.token = set_cell(getattr(info, "cell_id", None), self.shell.execution_count)
+        count = self.shell.execution_count
+        if _COUNTS_BEFORE_PRE_RUN_CELL and getattr(info, "store_history", False):
+            count -= 1  # IPython >= 9.8 has already moved on to the next cell's number
+        self.token = set_cell(getattr(info, "cell_id", None), count)
 
     def post(self, result: Any) -> None:
         token, self.token = self.token, None
