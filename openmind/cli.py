@@ -18,6 +18,7 @@ from .errors import OpenmindError
 # module providing `register(subparsers)`; each registers its own sub-commands
 COMMANDS = [
     "openmind.cli",
+    "openmind.jupyter.run",
 ]
 
 
