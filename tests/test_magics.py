@@ -257,9 +257,20 @@ def test_card_html_uses_theme_variables_and_escapes_text():
     assert colors and all("var(--jp-" in c for c in colors), colors
 
 
-def test_overhead_of_the_magic_is_not_a_second_journal_record(ip):
-    n = openmind.journal.__module__ and len(openmind.journal(1000))
+def test_the_magic_writes_no_journal_record_of_its_own(ip):
+    n = len(openmind.journal(1000))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", OpenmindCellWarning)
         run(ip, "sense", SENSE)
     assert len(openmind.journal(1000)) == n + 1
+
+
+def test_a_plain_cells_decision_is_not_shown_on_the_next_magic_cell(ip):
+    run(ip, "sense", SENSE)  # the magic has now seen the journal up to here
+    plain = ip.run_cell(SENSE.replace("temperature", "light"), store_history=True)
+    assert plain.success
+    with capture_output() as cap:
+        result = ip.run_cell("%%openmind sense\n" + SENSE, store_history=True)
+    assert result.success
+    assert [c["name"] for c in cards(cap)] == ["temperature"]
+    assert [r["name"] for r in openmind.journal(2)] == ["temperature", "light"]

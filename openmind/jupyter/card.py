@@ -37,7 +37,7 @@ _POLICY_DEFAULTS = {"fallback": "auto", "strategy": "adaptive", "budget": None, 
 
 
 def _e(value: Any) -> str:
-    return html.escape(str(redact(value)))
+    return html.escape(str(value))  # the card's content was redacted once, in __init__
 
 
 def _ms(value: Any) -> str:
@@ -67,9 +67,9 @@ class DecisionCard:
 
     def __init__(self, record: Mapping[str, Any], *, label: str | None = None,
                  note: str | None = None, assumed: Sequence[str] = ()) -> None:
-        self.record: dict[str, Any] = redact(dict(record))
-        self.label = label
-        self.note = note
+        self.record: dict[str, Any] = redact(dict(record))  # once: everything shown comes from here
+        self.label = redact(label)
+        self.note = redact(note)
         self.assumed = tuple(assumed)  # resources masked when the card was made (if no resources)
 
     # ------------------------------------------------------------------ facts
@@ -186,7 +186,7 @@ class DecisionCard:
         where = self.where()
         if where:
             lines.append(f"  {where}")
-        return str(redact("\n".join(lines)))
+        return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.text()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import time
 import warnings
 from typing import Any
 
@@ -27,6 +28,7 @@ from ..context import current_cell, in_cell, reset_cell, session_id, set_cell
 from ..errors import BadInput
 from ..journal import journal
 from ..policy import FALLBACKS, SOURCES, STRATEGIES, make_policy, policy
+from ..store import db_path
 from ..vocab import IntentKind
 from .card import DecisionCard, JournalTable, Shown
 
@@ -100,6 +102,13 @@ class OpenmindMagics(Magics):
     warn_mismatch = Bool(True, help="warn when a cell's body did not run the intent it names").tag(config=True)
     max_cards = Integer(20, help="at most this many cards per cell (the rest go to %openmind log)").tag(config=True)
 
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._seen: tuple[str, int] | None = None  # (database, newest journal id accounted for)
+        self._body_ms = 0.0
+        # the last %%openmind cell: total, body and magic overhead in ms (bench/magic_bench.py)
+        self.last_timing: dict[str, float] = {}
+
     @validate("fallback", "strategy", "budget", "timeout", "source", "prefer")
     def _check_option(self, proposal: dict[str, Any]) -> Any:
         value = proposal["value"]
@@ -144,6 +153,16 @@ class OpenmindMagics(Magics):
         return opts
 
     def run_intent_cell(self, line: str, cell: str) -> Any:
+        start = time.perf_counter()
+        try:
+            return self._run_intent_cell(line, cell)
+        finally:
+            total = (time.perf_counter() - start) * 1000
+            self.last_timing = {"total_ms": total, "body_ms": self._body_ms,
+                                "overhead_ms": total - self._body_ms}
+
+    def _run_intent_cell(self, line: str, cell: str) -> Any:
+        self._body_ms = 0.0
         args = parse_argstring(_cell_parser, line)
         try:
             intent = IntentKind.parse(args.intent, "intent").value
@@ -156,20 +175,38 @@ class OpenmindMagics(Magics):
             except BadInput as exc:  # a bad --budget etc.: the user's input, before any work
                 raise UsageError(f"%%openmind: {exc}") from None
             here = current_cell()
-            if here.execution_count is None:  # no pre_run_cell hook (e.g. run_cell_magic)
-                stack.enter_context(in_cell(here.cell_id, self.shell.execution_count, here.notebook))
-            before = _last_id()
+            count = here.execution_count
+            if count is None:  # no pre_run_cell hook (e.g. run_cell_magic)
+                count = self.shell.execution_count
+                stack.enter_context(in_cell(here.cell_id, count, here.notebook))
+            db = str(db_path())
+            if self._seen is None or self._seen[0] != db:  # first cell, or OPENMIND_HOME changed
+                self._seen = (db, _last_id())
+            t0 = time.perf_counter()
             try:
                 value = self._execute(cell)
-            except BaseException:  # the user's error: show what was decided, then raise it as is
-                self._report_safely(intent, args, before, failed=True)
+            except BaseException:
+                self._body_ms = (time.perf_counter() - t0) * 1000  # the user's error: show what was decided, then raise it as is
+                self._report_safely(intent, args, count, failed=True)
                 raise
-            self._report_safely(intent, args, before, failed=False)
+            self._body_ms = (time.perf_counter() - t0) * 1000
+            self._report_safely(intent, args, count, failed=False)
             return value
 
-    def _report_safely(self, intent: str, args: Any, before: int, failed: bool) -> None:
+    def _records(self, count: int | None) -> list[dict[str, Any]]:
+        """This session's journal records since the last cell, of this cell (its execution count).
+
+        Remembering the last id seen saves a journal query per cell; the count keeps out records
+        that plain (non-magic) cells wrote in between."""
+        db, seen = self._seen or ("", 0)
+        rows = journal(1000, after=seen, session=session_id())
+        if rows:
+            self._seen = (db, max(seen, *(int(r["id"]) for r in rows)))
+        return [r for r in rows if (r.get("cell") or {}).get("execution_count") == count]
+
+    def _report_safely(self, intent: str, args: Any, count: int | None, failed: bool) -> None:
         try:
-            self._report(intent, args, _records_since(before), failed)
+            self._report(intent, args, self._records(count), failed)
         except Exception as exc:  # a card must never cost the user the cell
             _warn(f"%%openmind: could not show the decision card ({type(exc).__name__}: {exc})")
 
@@ -262,10 +299,6 @@ def _last_id() -> int:
 
     with connect() as con:
         return int(con.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0])
-
-
-def _records_since(before: int) -> list[dict[str, Any]]:
-    return journal(1000, after=before, session=session_id())
 
 
 # --------------------------------------------------------------------------- hooks
