@@ -18,6 +18,8 @@ from .errors import OpenmindError
 # module providing `register(subparsers)`; each registers its own sub-commands
 COMMANDS = [
     "openmind.cli",
+    "openmind.sense",
+    "openmind.deploy",
     "openmind.jupyter.run",
 ]
 

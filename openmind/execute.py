@@ -15,7 +15,7 @@ from .config import redact
 from .errors import AllPathwaysFailed, BadInput
 from .probe import Resources
 from .route import Candidate, Plan
-from .vocab import Attempt, Pathway, Route
+from .vocab import Attempt, Route
 
 T = TypeVar("T")
 Handler = Callable[[Candidate], Any]
@@ -99,28 +99,25 @@ def _failed(cand: Candidate, outcome: str, exc: BaseException, t0: float) -> Att
 
 def _finish(plan: Plan, attempts: list[Attempt], chosen: Candidate | None, start: float,
             resources: Resources | None, summary: dict[str, Any] | None, record: bool,
-            error: str | None = None) -> Route:
+            error: str | None = None) -> Route | None:
+    """Journal the outcome; return the Route when a candidate succeeded."""
     duration = (time.perf_counter() - start) * 1000
+    route = None
     if chosen is not None:
-        route = Route(chosen.pathway, chosen.decision, chosen.reason, plan.intent.kind.value,
-                      attempts, duration, None, summary or {})
+        reason = chosen.reason
         tried = [a for a in attempts if a.outcome != "ok"]
         if tried:
-            route.reason = chosen.reason + " (after " + "; ".join(
-                f"{a.pathway.value} failed: {a.error}" for a in tried) + ")"
-    else:
-        last = attempts[-1] if attempts else None
-        route = Route(last.pathway if last else Pathway.MUSCLE_MEMORY,
-                      last.decision if last else plan.candidates[0].decision if plan.candidates else _none_decision(),
-                      error or "no candidate", plan.intent.kind.value, attempts, duration)
+            reason += " (after " + "; ".join(f"{a.pathway.value} {a.outcome}: {a.error}" for a in tried) + ")"
+        route = Route(chosen.pathway, chosen.decision, reason, plan.intent.kind.value,
+                      attempts, duration, None, summary or {})
     if record:
         entry = {
             "intent": plan.intent.kind.value,
             "name": plan.intent.name,
-            "ok": chosen is not None,
-            "pathway": chosen.pathway.value if chosen else None,
-            "decision": chosen.decision.value if chosen else None,
-            "reason": route.reason if chosen else error,
+            "ok": route is not None,
+            "pathway": route.pathway.value if route else None,
+            "decision": route.decision.value if route else None,
+            "reason": route.reason if route else error,
             "duration_ms": round(duration, 3),
             "policy": plan.policy.to_dict(),
             "plan": plan.to_dict(),
@@ -132,17 +129,14 @@ def _finish(plan: Plan, attempts: list[Attempt], chosen: Candidate | None, start
         try:
             from .journal import write
 
-            route.journal_id = write(entry)
+            journal_id = write(entry)
         except Exception as exc:  # an unwritable home must not cost the user the result
             warnings.warn(f"openmind: could not write the journal ({_error_text(exc)})",
                           RuntimeWarning, stacklevel=3)
+        else:
+            if route is not None:
+                route.journal_id = journal_id
     return route
-
-
-def _none_decision():
-    from .vocab import Decision
-
-    return Decision.HARDCODE
 
 
 def attach_route(result: Any, route: Route) -> None:

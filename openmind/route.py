@@ -175,20 +175,26 @@ def _llm(res: Resources) -> bool:
     return res.api.available
 
 
+def _exact_hit(it: Intent, res: Resources, pol: Policy, excluded: list, why: str) -> list[Candidate]:
+    """The CACHED candidate for an exact muscle-memory hit, unless fresh or memory is off."""
+    if not _memory_on(res):
+        excluded.append((Pathway.MUSCLE_MEMORY, f"memory unavailable: {res.memory.reason}"))
+        return []
+    if it.exact and pol.fresh:
+        excluded.append((Pathway.MUSCLE_MEMORY, "exact hit skipped: fresh=True"))
+        return []
+    if it.exact:
+        return [Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED, why)]
+    return []
+
+
 # --------------------------------------------------------------------------- train
 
 
 def _train(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Candidate]:
-    out: list[Candidate] = []
     name = it.name or "model"
-    memory = _memory_on(res)
-    if it.exact and memory and not pol.fresh:
-        out.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
-                             f"exact hit: '{name}' was trained on this data with this config"))
-    elif it.exact and pol.fresh:
-        excluded.append((Pathway.MUSCLE_MEMORY, "exact hit skipped: fresh=True"))
-    elif not memory:
-        excluded.append((Pathway.MUSCLE_MEMORY, f"memory unavailable: {res.memory.reason}"))
+    out = _exact_hit(it, res, pol, excluded,
+                     f"exact hit: '{name}' was trained on this data with this config")
 
     ancestor = _has_model(it, res, it.ancestor)
     device, where = _compute(res)
@@ -301,14 +307,9 @@ def _sense(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
 
 
 def _infer(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Candidate]:
-    out: list[Candidate] = []
     name = it.name or "model"
-    memory = _memory_on(res)
-    if it.exact and memory and not pol.fresh:
-        out.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
-                             f"exact hit: predictions of '{name}' on this data are cached"))
-    elif it.exact and pol.fresh:
-        excluded.append((Pathway.MUSCLE_MEMORY, "cached predictions skipped: fresh=True"))
+    out = _exact_hit(it, res, pol, excluded,
+                     f"exact hit: predictions of '{name}' on this data are cached")
     local = _has_model(it, res, it.local_model)
     if local:
         if res.gpu.available:

@@ -1,20 +1,29 @@
-"""Shared test setup: every test gets its own OPENMIND_HOME and a clean probe cache and assume mask."""
+"""Shared fixtures: every test gets its own OPENMIND_HOME and a clean probe cache and mask."""
 
 from __future__ import annotations
 
 import pytest
 
+# the firmware host build as a device on a pty (fixtures vdev, noisy_vdev, vdev_binary)
+pytest_plugins = ["vdev_fixtures"]
+
+_ENV = ("OPENMIND_API_BASE", "OPENMIND_API_KEY", "OPENAI_API_KEY", "OPENMIND_INFER_URL",
+        "OPENMIND_INFER_TOKEN", "OPENMIND_SERIAL_PORT", "OPENMIND_ASSUME", "OPENMIND_PROBE_TIMEOUT")
+
 
 @pytest.fixture(autouse=True)
 def openmind_home(tmp_path, monkeypatch):
-    """A fresh, empty OPENMIND_HOME for each test (the user's ~/.openmind is never touched)."""
+    """A private store per test, no configured resources, no cached probe results."""
     home = tmp_path / "openmind-home"
     monkeypatch.setenv("OPENMIND_HOME", str(home))
-    monkeypatch.delenv("OPENMIND_ASSUME", raising=False)
-    from openmind.config import assume
+    for name in _ENV:
+        monkeypatch.delenv(name, raising=False)
+    from openmind import config
     from openmind.probe import invalidate
 
+    config.assume("reset")
     invalidate()
     yield home
-    assume("reset")
+    monkeypatch.delenv("OPENMIND_ASSUME", raising=False)
+    config.assume("reset")
     invalidate()

@@ -1,0 +1,42 @@
+/* libFuzzer entry point: any bytes fed to the device core must neither crash nor break a line. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "om_core.h"
+
+static uint64_t f_now;
+static void f_write(void *ctx, const char *data, size_t len)
+{
+    (void)ctx;
+    /* every answer is one newline-terminated line that starts like a JSON object */
+    if (len == 0 || data[len - 1] != '\n' || data[0] != '{' || memchr(data, '\n', len) != data + len - 1) abort();
+}
+static float f_read(void *ctx, int sig, uint64_t now) { (void)ctx; return (float)sig + (float)now; }
+static uint64_t f_micros(void *ctx) { (void)ctx; return f_now; }
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const om_signal_t sigs[] = {{"temperature", "C", 50}, {"adc", "raw", 1000}};
+    static om_device_t dev;
+    om_board_t b = {f_write, f_read, f_micros, NULL, sigs, 2, "fuzz"};
+    size_t i, step;
+    om_init(&dev, &b);
+    f_now = 0;
+    /* feed in uneven chunks, advancing time, so streams run between reads */
+    for (i = 0; i < size; i += step) {
+        step = 1 + (data[i] % 17);
+        if (step > size - i) step = size - i;
+        om_feed(&dev, data + i, step);
+        f_now += 1500;
+        om_poll(&dev);
+    }
+    /* the packed-model parser on raw bytes too */
+    {
+        om_model_t m;
+        float x[OM_MAX_WIDTH] = {0}, s[OM_MAX_WIDTH];
+        if (om_model_parse(data, size, &m) == OM_MODEL_OK) om_model_predict(&m, x, s);
+    }
+    return 0;
+}

@@ -1,0 +1,208 @@
+"""`deploy`: put a packed ternary model where it runs without Python — a C header the firmware
+compiles in, or an ESP32 on a serial port (MODEL BEGIN/DATA/END, CRC-checked by the device).
+
+The bytes are exactly docs/packed-format.md: what `TernaryModel.pack()` returns.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import BadInput, PathwayUnavailable
+from .units import parse_duration
+
+MAGIC = b"OMT1"
+DEVICE_TARGETS = ("esp32", "device", "serial")
+# the firmware's limits (firmware/core/om_core.h)
+DEVICE_MAX_BYTES = 16384
+DEVICE_MAX_WIDTH = 256
+DEVICE_MAX_LAYERS = 8
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """Where a model went: a header path or a device port, its size, CRC-32 and shape."""
+
+    target: str
+    where: str
+    bytes: int
+    crc32: str
+    inputs: int
+    outputs: int
+    layers: int
+
+    def __repr__(self) -> str:
+        return (f"Deployment({self.target} {self.where}: {self.layers}-layer model "
+                f"{self.inputs}->{self.outputs}, {self.bytes} bytes, crc32 {self.crc32})")
+
+
+def packed_bytes(model: Any) -> bytes:
+    """The packed bytes of a model: `model.pack()`, or the bytes themselves."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model)
+    pack = getattr(model, "pack", None)
+    if callable(pack):
+        blob = pack()
+        if isinstance(blob, (bytes, bytearray, memoryview)):
+            return bytes(blob)
+    raise BadInput(f"deploy needs a TernaryModel (anything with .pack() -> bytes) or packed bytes, "
+                   f"got {type(model).__name__}")
+
+
+def inspect(blob: bytes) -> dict[str, int]:
+    """Walk the packed format and check its structure; BadInput says what is wrong."""
+    def bad(why: str) -> BadInput:
+        return BadInput(f"not a valid packed ternary model: {why} (see docs/packed-format.md)")
+
+    if len(blob) < 12 or blob[:4] != MAGIC:
+        raise bad("missing the 'OMT1' magic")
+    version, n_layers, n_in, n_out = struct.unpack_from("<HHHH", blob, 4)
+    if version != 1:
+        raise bad(f"format version {version}, this openmind reads 1")
+    if n_layers < 1 or n_in < 1 or n_out < 1:
+        raise bad("zero layers, inputs or outputs")
+    pos, prev, width = 12 + 8 * n_in, n_in, n_in
+    for i in range(n_layers):
+        if pos + 8 > len(blob):
+            raise bad(f"ends inside layer {i}'s header")
+        lin, lout, act, mode, reserved = struct.unpack_from("<HHBBH", blob, pos)
+        if lin != prev or lout < 1:
+            raise bad(f"layer {i} has {lin} inputs, the previous layer gives {prev}")
+        if act > 1 or mode > 1 or reserved:
+            raise bad(f"layer {i} has an invalid activation, scale mode or reserved field")
+        pos += 8 + (lin * lout + 3) // 4 + 4 * (lout if mode else 1) + 4 * lout
+        prev, width = lout, max(width, lout)
+    if prev != n_out:
+        raise bad(f"the last layer gives {prev} outputs, the header says {n_out}")
+    if pos != len(blob):
+        raise bad(f"{len(blob) - pos} bytes {'missing' if pos > len(blob) else 'after the last layer'}")
+    return {"layers": n_layers, "inputs": n_in, "outputs": n_out, "width": width}
+
+
+def c_header(blob: bytes, name: str = "om_model") -> str:
+    """C99 header text embedding the packed bytes (the firmware's OM_MODEL_HEADER)."""
+    info = inspect(blob)
+    crc = zlib.crc32(blob) & 0xFFFFFFFF
+    rows = [", ".join(f"0x{b:02x}" for b in blob[i:i + 16]) for i in range(0, len(blob), 16)]
+    guard = re.sub(r"\W", "_", name).upper() + "_H"
+    return (
+        f"/* Packed ternary model written by openmind.deploy: {info['layers']} layers, "
+        f"{info['inputs']} inputs, {info['outputs']} outputs, {len(blob)} bytes, crc32 {crc:08x}.\n"
+        f" * Format: docs/packed-format.md. Build the firmware with -DOM_MODEL_HEADER='\"this file\"'. */\n"
+        f"#ifndef {guard}\n#define {guard}\n\n"
+        f"#define OM_MODEL_BYTES {len(blob)}u\n#define OM_MODEL_CRC32 0x{crc:08x}u\n"
+        f"#define OM_MODEL_INPUTS {info['inputs']}\n#define OM_MODEL_OUTPUTS {info['outputs']}\n\n"
+        f"static const unsigned char {name}_blob[{len(blob)}] = {{\n    "
+        + ",\n    ".join(rows) + f"\n}};\n\n#endif /* {guard} */\n"
+    )
+
+
+def deploy(model: Any, target: str, *, port: str | None = None, timeout: str | float = "5s",
+           name: str = "om_model") -> Deployment:
+    """Write `model` as a C header (`target` ends in .h) or upload it to the ESP32
+    (`target="esp32"`, the probed port or `port=`; or `target="serial:/dev/ttyUSB0"`)."""
+    blob = packed_bytes(model)
+    info = inspect(blob)
+    crc = f"{zlib.crc32(blob) & 0xFFFFFFFF:08x}"
+    if not isinstance(target, str) or not target.strip():
+        raise BadInput(f"target must be a path ending in .h or 'esp32', got {target!r}")
+    if target.endswith(".h"):
+        if not re.fullmatch(r"[A-Za-z_]\w*", name):
+            raise BadInput(f"name must be a C identifier, got {name!r}")
+        path = Path(target).expanduser()
+        if not path.parent.is_dir():
+            raise BadInput(f"folder {str(path.parent)!r} does not exist; create it or choose another path")
+        _atomic_write(path, c_header(blob, name))
+        result = Deployment("header", str(path), len(blob), crc, info["inputs"], info["outputs"], info["layers"])
+        _journal(result, model, "wrote the C header")
+        return result
+    if target.startswith("serial:"):
+        port = target[len("serial:"):]
+    elif target.lower() not in DEVICE_TARGETS:
+        raise BadInput(f"unknown deploy target {target!r}; use a path ending in .h, 'esp32', or 'serial:<port>'")
+    if len(blob) > DEVICE_MAX_BYTES or info["width"] > DEVICE_MAX_WIDTH or info["layers"] > DEVICE_MAX_LAYERS:
+        raise BadInput(f"the model ({len(blob)} bytes, widest layer {info['width']}, {info['layers']} layers) "
+                       f"exceeds the firmware's limits ({DEVICE_MAX_BYTES} bytes, width {DEVICE_MAX_WIDTH}, "
+                       f"{DEVICE_MAX_LAYERS} layers); deploy to a .h file and raise OM_MODEL_MAX instead")
+    port = port or _find_port()
+    wait = parse_duration(timeout, "timeout") or 5.0
+    from .device import DeviceError, Link
+
+    with Link(port) as link:
+        link.hello(wait)
+        answer = link.upload_model(blob, wait)
+    if (answer.get("inputs"), answer.get("outputs")) != (info["inputs"], info["outputs"]):
+        raise DeviceError(f"device loaded a {answer.get('inputs')}->{answer.get('outputs')} model, "
+                          f"expected {info['inputs']}->{info['outputs']}")
+    result = Deployment("device", port, len(blob), crc, info["inputs"], info["outputs"], info["layers"])
+    _journal(result, model, "uploaded over serial, CRC-32 checked by the device")
+    return result
+
+
+def _find_port() -> str:
+    from .config import serial_port
+    from .probe import probe
+
+    explicit = serial_port()
+    if explicit:
+        return explicit
+    res = probe().serial
+    if res.available and res.details.get("port"):
+        return str(res.details["port"])
+    raise PathwayUnavailable(f"no ESP32 to deploy to ({res.reason}); plug one in, set "
+                             f"OPENMIND_SERIAL_PORT, or pass port=")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _journal(d: Deployment, model: Any, how: str) -> None:
+    import warnings
+
+    try:
+        from .journal import write
+
+        write({"intent": "deploy", "name": getattr(model, "name", None), "ok": True,
+               "pathway": "hardware_in_loop" if d.target == "device" else None,
+               "decision": "HARDCODE", "reason": f"{how}: {d!r}", "duration_ms": 0.0,
+               "summary": {"target": d.target, "where": d.where, "bytes": d.bytes, "crc32": d.crc32,
+                           "inputs": d.inputs, "outputs": d.outputs, "ts": time.time()}})
+    except Exception as exc:  # an unwritable journal must not undo a deployment
+        warnings.warn(f"openmind: could not journal the deployment ({exc})", RuntimeWarning, stacklevel=3)
+
+
+def register(sub: Any) -> None:
+    """`openmind deploy MODEL.bin TARGET [--port P]`: packed bytes to a header or the device."""
+    p = sub.add_parser("deploy", help="write a packed model as a C header or upload it to the ESP32")
+    p.add_argument("model", help="a file of packed model bytes (TernaryModel.pack())")
+    p.add_argument("target", help="path ending in .h, 'esp32', or serial:<port>")
+    p.add_argument("--port", default=None)
+    p.set_defaults(func=_cmd_deploy)
+
+
+def _cmd_deploy(args: Any) -> int:
+    try:
+        blob = Path(args.model).read_bytes()
+    except OSError as exc:
+        raise BadInput(f"cannot read the model file {args.model!r}: {exc.strerror}") from None
+    print(deploy(blob, args.target, port=args.port))
+    return 0

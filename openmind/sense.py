@@ -1,0 +1,273 @@
+"""`sense_or_simulate`: read a signal from the ESP32 when one offers it, else simulate it from what
+muscle memory learned of it (or a built-in prior), and say which.
+
+Every real capture refits the signal's pattern and records, in the journal, how far the previous
+simulation was from reality (ebb and flow: simulation gets better with each real capture).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import BadInput, PathwayUnavailable
+from .execute import execute
+from .pattern import Pattern, blend, distance, fit, from_description, load, prior, save
+from .policy import split_policy
+from .route import Candidate, Intent, route
+from .units import parse_duration, parse_rate
+from .vocab import Decision, Pathway, Route
+
+MAX_SAMPLES = 10_000_000
+# captures at least this long show a progress bar
+PROGRESS_AFTER_S = 2.0
+_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,48}")
+
+
+@dataclass
+class Signal:
+    """A sensed or simulated signal: times (s since the epoch), values, unit, where they came from.
+
+    source: "hardware", "hardware+simulated" (device died mid-capture), "pattern", "prior", "llm".
+    real:   per-sample True where the value came from the device.
+    """
+
+    name: str
+    times: np.ndarray
+    values: np.ndarray
+    unit: str
+    source: str
+    rate_hz: float
+    real: np.ndarray
+    synthetic: bool = False
+    lost: int = 0
+    skipped_lines: int = 0
+    note: str = ""
+    calibration: dict[str, Any] = field(default_factory=dict)
+    route: Route | None = None
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.values, dtype=dtype)
+
+    @property
+    def real_count(self) -> int:
+        return int(self.real.sum())
+
+    def summary(self) -> dict[str, Any]:
+        """What the journal keeps about this signal (not the samples)."""
+        vals = self.values[np.isfinite(self.values)]
+        out = {
+            "signal": self.name, "unit": self.unit, "source": self.source, "samples": len(self),
+            "real_samples": self.real_count, "simulated_samples": len(self) - self.real_count,
+            "rate_hz": self.rate_hz, "synthetic": self.synthetic, "lost": self.lost,
+            "skipped_lines": self.skipped_lines,
+            "mean": float(vals.mean()) if len(vals) else None,
+            "std": float(vals.std()) if len(vals) else None,
+        }
+        if self.note:
+            out["note"] = self.note
+        if self.calibration:
+            out["calibration"] = self.calibration
+        return out
+
+    def __repr__(self) -> str:
+        how = f"{self.route.pathway.value}/{self.route.decision.value}" if self.route else self.source
+        extra = f", note={self.note!r}" if self.note else ""
+        return (f"Signal({self.name!r}, {len(self)} samples at {self.rate_hz:g} Hz [{self.unit}], "
+                f"source={self.source!r}, via {how}{extra})")
+
+
+def sense_or_simulate(signal: str, duration: str | float = "1h", rate: str | float = "1Hz",
+                      source: str = "auto", timeout: str | float = "5s", *,
+                      progress: bool | None = None, seed: int | None = None, **options: Any) -> Signal:
+    """Sense `signal` for `duration` at `rate` from the device if it offers it; otherwise simulate
+    it from its fitted pattern, else a built-in prior (synthetic). `source`: auto | device | simulate.
+
+    Policy keywords (fallback, strategy, prefer, ...) pass through to the router.
+    """
+    if not isinstance(signal, str) or not _NAME.fullmatch(signal):
+        raise BadInput(f"signal must be a name of letters, digits, '_', '.', '-' (at most 48), "
+                       f"got {signal!r}; e.g. 'temperature'")
+    seconds = parse_duration(duration, "duration")
+    if seconds is None:
+        raise BadInput("duration must be finite, e.g. '90s' or '1h'")
+    hz = parse_rate(rate, "rate")
+    count = int(round(seconds * hz))
+    if count < 1:
+        raise BadInput(f"duration {duration!r} at rate {rate!r} is less than one sample; "
+                       f"lengthen the duration or raise the rate")
+    if count > MAX_SAMPLES:
+        raise BadInput(f"{count} samples ({duration!r} at {rate!r}) is more than {MAX_SAMPLES}; "
+                       f"shorten the duration or lower the rate")
+    pol, rest = split_policy({"source": source, "timeout": timeout, **options})
+    if rest:
+        raise BadInput(f"unknown option {', '.join(map(repr, sorted(rest)))} for sense_or_simulate")
+    wait = pol.timeout or 5.0
+    fitted = load(signal)
+
+    from .probe import probe
+
+    resources = probe()
+    plan = route(Intent.of("sense", name=signal, pattern=fitted is not None),
+                 resources=resources, policy=pol)
+    job = _Job(signal, hz, count, wait, progress, seed)
+
+    def simulate(cand: Candidate) -> Signal:
+        kind = cand.params.get("source")
+        pat = load(signal) if kind == "pattern" else prior(signal)
+        if pat is None:
+            raise PathwayUnavailable(f"no {'fitted pattern' if kind == 'pattern' else 'prior'} for '{signal}'")
+        return job.simulated(pat, kind)
+
+    handlers = {
+        (Pathway.HARDWARE_IN_LOOP, Decision.HARDCODE): job.hardware,
+        (Pathway.MUSCLE_MEMORY, Decision.HYBRID): simulate,
+        (Pathway.CLOUD_INFERENCE, Decision.MODEL): job.described,
+    }
+    result, _ = execute(plan, handlers, resources=resources, summarize=Signal.summary)
+    return result
+
+
+@dataclass
+class _Job:
+    signal: str
+    hz: float
+    count: int
+    timeout: float
+    progress: bool | None
+    seed: int | None
+
+    def times(self, start: float) -> np.ndarray:
+        return start + np.arange(self.count) / self.hz
+
+    def simulated(self, pat: Pattern, kind: str) -> Signal:
+        t = self.times(time.time())
+        return Signal(self.signal, t, pat.simulate(t, self.seed), pat.unit, kind, self.hz,
+                      np.zeros(self.count, bool), synthetic=pat.synthetic,
+                      note="synthetic: built-in prior, no real capture yet" if pat.synthetic and kind == "prior" else "")
+
+    def described(self, cand: Candidate) -> Signal:
+        try:
+            from .cloud.llm import describe_signal  # type: ignore[import-not-found]
+        except ImportError:
+            raise PathwayUnavailable("language-model description of unknown signals is not available yet") from None
+        pat = from_description(self.signal, describe_signal(self.signal))
+        return self.simulated(pat, "llm")
+
+    def hardware(self, cand: Candidate) -> Signal:
+        from .device import Link
+        from .probe import invalidate
+
+        port = cand.params.get("port")
+        top = cand.params.get("max_rate_hz")
+        if top and self.hz > float(top):
+            raise PathwayUnavailable(f"the device streams '{self.signal}' at most at {top} Hz; "
+                                     f"{self.hz:g} Hz was asked")
+        bar = self._bar()
+        try:
+            with Link(port) as link:
+                info = link.hello(self.timeout)
+                unit = next((s.get("unit", "") for s in info.get("signals", [])
+                             if isinstance(s, dict) and s.get("name") == self.signal), "")
+                start = time.time()
+                step = max(1, int(self.hz / 10))
+                cap = link.capture(self.signal, self.hz, self.count, self.timeout,
+                                   on_sample=(lambda k: bar.update(k - bar.n) if k % step == 0 else None)
+                                   if bar else None)
+        finally:
+            if bar:
+                bar.close()
+        if cap.error:
+            invalidate("serial")
+        if cap.received == 0:
+            raise PathwayUnavailable(cap.error or "the device sent no sample")
+        n, real_values = cap.n, cap.values
+        real_t = start + n / self.hz
+        calibration = calibrate(self.signal, unit, real_t, real_values)
+        if cap.error is None:
+            return Signal(self.signal, real_t, real_values, unit, "hardware", self.hz,
+                          np.ones(len(n), bool), lost=cap.lost, skipped_lines=cap.skipped,
+                          note=f"{cap.lost} samples lost in transit" if cap.lost else "",
+                          calibration=calibration)
+        # the device died: keep what was read, simulate the rest from the just-updated pattern
+        pat = load(self.signal) or prior(self.signal)
+        rest = np.arange(int(n[-1]) + 1, self.count)
+        rest_t = start + rest / self.hz
+        sim = pat.simulate(rest_t, self.seed) if pat is not None else np.full(len(rest), np.nan)
+        note = (f"{cap.error}; the remaining {len(rest)} samples are simulated from the "
+                f"{'pattern just fitted to the real samples' if pat is not None and not pat.synthetic else 'prior'}")
+        return Signal(self.signal, np.concatenate([real_t, rest_t]), np.concatenate([real_values, sim]),
+                      unit, "hardware+simulated", self.hz,
+                      np.concatenate([np.ones(len(n), bool), np.zeros(len(rest), bool)]),
+                      lost=cap.lost, skipped_lines=cap.skipped, note=note, calibration=calibration)
+
+    def _bar(self):
+        seconds = self.count / self.hz
+        show = self.progress if self.progress is not None else seconds >= PROGRESS_AFTER_S
+        if not show:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.count, desc=f"sensing {self.signal}", unit="sample", leave=False)
+
+
+def calibrate(signal: str, unit: str, times: np.ndarray, values: np.ndarray) -> dict[str, Any]:
+    """Ebb and flow: measure how far the current simulation of `signal` is from a real capture
+    (Wasserstein-1 of the value distributions), then refit the pattern and keep it."""
+    ok = np.isfinite(values)
+    if ok.sum() < 3:
+        return {"skipped": f"only {int(ok.sum())} finite samples: pattern not updated"}
+    old = load(signal)
+    baseline = old if old is not None else prior(signal)
+    out: dict[str, Any] = {"samples": int(ok.sum())}
+    if baseline is not None:
+        before = distance(values[ok], baseline.simulate(times[ok], 0))
+        out.update(baseline=baseline.source, distance_before=round(before, 6),
+                   relative_before=_rel(before, values[ok]))
+    else:
+        out.update(baseline=None, distance_before=None)
+    new = blend(old, fit(signal, times[ok], values[ok], unit))
+    out["distance_after"] = round(distance(values[ok], new.simulate(times[ok], 0)), 6)
+    out["pattern"] = {k: new.to_dict()[k] for k in ("level", "trend", "period", "sigma", "phi", "captures")}
+    out["key"] = save(new)
+    return out
+
+
+def _rel(d: float, values: np.ndarray) -> float | None:
+    s = float(np.std(values))
+    return round(d / s, 6) if s > 0 and math.isfinite(d) else None
+
+
+def register(sub: Any) -> None:
+    """`openmind sense SIGNAL [--duration D] [--rate R] [--source S] [--json]`."""
+    p = sub.add_parser("sense", help="sense a signal from the ESP32, or simulate it")
+    p.add_argument("signal")
+    p.add_argument("--duration", default="10s", help="e.g. 500ms, 90s, 1h (default 10s)")
+    p.add_argument("--rate", default="1Hz", help="e.g. 1Hz, 10/s, 1kHz (default 1Hz)")
+    p.add_argument("--source", default="auto", choices=("auto", "device", "simulate"))
+    p.add_argument("--timeout", default="5s")
+    p.add_argument("--json", action="store_true", help="times and values as JSON")
+    p.set_defaults(func=_cmd_sense)
+
+
+def _cmd_sense(args: Any) -> int:
+    import json
+
+    sig = sense_or_simulate(args.signal, args.duration, args.rate, source=args.source,
+                            timeout=args.timeout)
+    if args.json:
+        print(json.dumps({**sig.summary(), "route": sig.route.to_dict() if sig.route else None,
+                          "times": sig.times.tolist(),
+                          "values": [v if math.isfinite(v) else None for v in sig.values.tolist()]}))
+    else:
+        print(sig)
+        print(sig.route)
+    return 0

@@ -1,0 +1,47 @@
+"""The firmware core compiled on the host: C unit tests, sanitizers, fuzz replay, strict flags."""
+
+from __future__ import annotations
+
+import subprocess
+
+from vdev_fixtures import BUILD, FIRMWARE, make
+
+
+def test_c_unit_tests_parser_malformed_overlong_binary():
+    out = make("test").stdout
+    assert "0 failed" in out
+    assert int(out.split(" checks")[0].split()[-1]) >= 70
+
+
+def test_core_under_address_and_undefined_sanitizers():
+    out = make("asan").stdout
+    assert "0 failed" in out and "no crash" in out
+
+
+def test_fuzz_entry_point_replays_corpus_and_random_inputs_with_gcc():
+    make(str(BUILD.relative_to(FIRMWARE) / "fuzz-replay"))
+    corpus = sorted(str(p) for p in (FIRMWARE / "fuzz" / "corpus").iterdir())
+    assert corpus, "the fuzz corpus is empty"
+    proc = subprocess.run([str(BUILD / "fuzz-replay"), "-n", "3000", *corpus],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{len(corpus)} corpus files" in proc.stdout
+
+
+def test_strict_flags_reject_a_warning():
+    """The build really is -Wall -Wextra -Werror -std=c99: an unused variable fails it."""
+    src = "#include \"om_core.h\"\nint f(void) { int unused; return 0; }\n"
+    proc = subprocess.run(["gcc", "-std=c99", "-Wall", "-Wextra", "-Werror", "-I", str(FIRMWARE / "core"),
+                           "-x", "c", "-c", "-o", "/dev/null", "-"], input=src, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode != 0 and "unused" in proc.stderr
+    makefile = (FIRMWARE / "Makefile").read_text()
+    assert "-std=c99 -Wall -Wextra -Werror -ffp-contract=off" in makefile
+
+
+def test_core_makes_no_heap_or_board_calls():
+    banned = ("malloc", "calloc", "realloc", "free(", "Serial", "analogRead", "printf(")
+    for path in (FIRMWARE / "core").glob("*.c"):
+        text = path.read_text()
+        for word in banned:
+            assert word not in text.replace("snprintf(", ""), f"{path.name} uses {word}"
