@@ -22,6 +22,7 @@ COMMANDS = [
     "openmind.deploy",
     "openmind.cloud.serve",
     "openmind.memory_cli",
+    "openmind.jupyter.run",
 ]
 
 

@@ -103,3 +103,13 @@ class Route:
 
     def __str__(self) -> str:
         return f"{self.intent}: {self.pathway.value}/{self.decision.value} ({self.reason})"
+
+    def _repr_html_(self) -> str:  # the decision card (openmind/jupyter/card.py)
+        from .jupyter.card import card_for
+
+        return card_for(self)._repr_html_()
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        from .jupyter.card import card_for
+
+        p.text(card_for(self).text())

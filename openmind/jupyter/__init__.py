@@ -31,3 +31,9 @@ def load_ipython_extension(ip: Any) -> None:
     from .magics import load_ipython_extension as load
 
     load(ip)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    from .magics import unload_ipython_extension as unload
+
+    unload(ip)

@@ -1,0 +1,363 @@
+"""`%load_ext openmind.jupyter`: the `%%openmind` cell magic and the `%openmind` line magics.
+
+The magic is a thin adapter over the Python API. `%%openmind train|sense|infer [options]` runs the
+cell body with the options as the active `openmind.policy(...)` scope, so plain
+`openmind.train_or_load(...)` calls in it obey them; it does not care which intent function runs.
+Afterwards it shows one decision card per journal record the cell wrote. Errors in the body are
+raised as usual.
+
+Defaults for every option are traits: `%config OpenmindMagics.fallback = "cached"`.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import time
+import warnings
+from typing import Any
+
+import IPython
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+from traitlets import Bool, Integer, TraitError, Unicode, validate
+
+from ..context import current_cell, in_cell, reset_cell, session_id, set_cell
+from ..errors import BadInput
+from ..journal import journal
+from ..policy import FALLBACKS, SOURCES, STRATEGIES, make_policy, policy
+from ..store import db_path
+from ..vocab import IntentKind
+from .card import DecisionCard, JournalTable, Shown
+
+INTENTS = tuple(k.value for k in IntentKind)
+POLICY_OPTIONS = ("fallback", "strategy", "budget", "fresh", "prefer", "source", "timeout")
+LINE_COMMANDS = ("status", "log", "assume")
+
+
+class OpenmindCellWarning(UserWarning):
+    """A `%%openmind` cell whose body did not do what its intent word said."""
+
+
+# --------------------------------------------------------------------------- parsers
+# Each parser is attached to a stub so `magic_arguments` builds it once, with a clear prog name.
+
+
+@magic_arguments(name="%%openmind")
+@argument("intent", metavar="{train,sense,infer}", help="what the cell does (checked against what ran)")
+@argument("--fallback", choices=FALLBACKS, help="auto: every pathway in order; cached: then only muscle memory; none: first only")
+@argument("--strategy", choices=STRATEGIES, help="adaptive (the rules), local (never the cloud), cloud (cloud first), cached (memory only)")
+@argument("--budget", metavar="DURATION", help="compute the cell may spend, e.g. 30s, 5m")
+@argument("--timeout", metavar="DURATION", help="how long a device or network pathway may take")
+@argument("--source", choices=SOURCES, help="sense: auto, device (hardware only) or simulate")
+@argument("--prefer", metavar="PATHWAY[,PATHWAY]", help="pathways to try first when they are candidates")
+@argument("--fresh", action="store_true", default=None, help="skip exact muscle-memory hits and compute anew")
+@argument("--model", metavar="NAME", help="a label for the card (the calls in the cell name their models)")
+@argument("--quiet", action="store_true", help="no decision card for this cell")
+def _cell_parser(line: str, cell: str) -> None:
+    """Run the cell with a routing policy in force and show how each openmind call was decided."""
+
+
+@magic_arguments(name="%openmind log")
+@argument("-n", type=int, default=10, help="how many records (default 10)")
+@argument("--all", action="store_true", help="every session, not only this kernel's")
+def _log_parser(line: str) -> None:
+    """The latest decisions from the journal."""
+
+
+@magic_arguments(name="%openmind status")
+@argument("--refresh", action="store_true", help="re-probe instead of using the cache")
+def _status_parser(line: str) -> None:
+    """What this machine has right now."""
+
+
+def _usage() -> str:
+    parts = [_cell_parser.__doc__ or "", _status_parser.__doc__ or "", _log_parser.__doc__ or "",
+             "%openmind assume gpu=off api=off serial=off | reset\n\n"
+             "Pretend resources are absent for this kernel (or undo that with `reset`)."]
+    return "\n\n".join(p.strip() for p in parts)
+
+
+# --------------------------------------------------------------------------- magics
+
+
+def _duration_trait(help_text: str) -> Unicode:
+    return Unicode(None, allow_none=True, help=help_text).tag(config=True)
+
+
+@magics_class
+class OpenmindMagics(Magics):
+    """The openmind magics; each trait is the default of the cell option with the same name."""
+
+    fallback = Unicode(None, allow_none=True, help="default --fallback").tag(config=True)
+    strategy = Unicode(None, allow_none=True, help="default --strategy").tag(config=True)
+    budget = _duration_trait("default --budget, e.g. '30s'")
+    timeout = _duration_trait("default --timeout, e.g. '5s'")
+    source = Unicode(None, allow_none=True, help="default --source").tag(config=True)
+    prefer = Unicode(None, allow_none=True, help="default --prefer").tag(config=True)
+    fresh = Bool(False, help="default --fresh").tag(config=True)
+    show_card = Bool(True, help="show a decision card after each %%openmind cell").tag(config=True)
+    warn_mismatch = Bool(True, help="warn when a cell's body did not run the intent it names").tag(config=True)
+    max_cards = Integer(20, help="at most this many cards per cell (the rest go to %openmind log)").tag(config=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._seen: tuple[str, int] | None = None  # (database, newest journal id accounted for)
+        self._body_ms = 0.0
+        # the last %%openmind cell: total, body and magic overhead in ms (bench/magic_bench.py)
+        self.last_timing: dict[str, float] = {}
+
+    @validate("fallback", "strategy", "budget", "timeout", "source", "prefer")
+    def _check_option(self, proposal: dict[str, Any]) -> Any:
+        value = proposal["value"]
+        if value is not None:
+            try:
+                make_policy(**{proposal["trait"].name: value})
+            except BadInput as exc:
+                raise TraitError(f"OpenmindMagics.{proposal['trait'].name}: {exc}") from None
+        return value
+
+    # ------------------------------------------------------------------ dispatch
+
+    @line_cell_magic
+    def openmind(self, line: str, cell: str | None = None) -> Any:
+        """openmind magics (`%openmind?` for every option)."""
+        if cell is not None:
+            return self.run_intent_cell(line, cell)
+        word, _, rest = line.strip().partition(" ")
+        if word in INTENTS:
+            raise UsageError(f"'{word}' is a cell magic: start the cell with %%openmind {word} (two %)")
+        if word == "status":
+            return self.status(rest)
+        if word == "log":
+            return self.log(rest)
+        if word == "assume":
+            return self.assume(rest)
+        raise UsageError(f"unknown %openmind command {word!r}; valid: {', '.join(LINE_COMMANDS)} "
+                         f"(and %%openmind {{{','.join(INTENTS)}}} for cells)\n\n{_usage()}")
+
+    # ------------------------------------------------------------------ cell
+
+    def policy_options(self, args: Any) -> dict[str, Any]:
+        """Trait defaults overlaid by the cell's options: exactly the keywords of `openmind.policy`."""
+        opts: dict[str, Any] = {}
+        for name in POLICY_OPTIONS:
+            cli = getattr(args, name, None)
+            value = cli if cli is not None else getattr(self, name)
+            if name == "fresh" and not value:
+                continue
+            if value is not None:
+                opts[name] = value
+        return opts
+
+    def run_intent_cell(self, line: str, cell: str) -> Any:
+        start = time.perf_counter()
+        try:
+            return self._run_intent_cell(line, cell)
+        finally:
+            total = (time.perf_counter() - start) * 1000
+            self.last_timing = {"total_ms": total, "body_ms": self._body_ms,
+                                "overhead_ms": total - self._body_ms}
+
+    def _run_intent_cell(self, line: str, cell: str) -> Any:
+        self._body_ms = 0.0
+        args = parse_argstring(_cell_parser, line)
+        try:
+            intent = IntentKind.parse(args.intent, "intent").value
+        except BadInput as exc:
+            raise UsageError(f"%%openmind: {exc}") from None
+        opts = self.policy_options(args)
+        with contextlib.ExitStack() as stack:
+            try:
+                stack.enter_context(policy(**opts))
+            except BadInput as exc:  # a bad --budget etc.: the user's input, before any work
+                raise UsageError(f"%%openmind: {exc}") from None
+            here = current_cell()
+            count = here.execution_count
+            if count is None:  # no pre_run_cell hook (e.g. run_cell_magic)
+                count = self.shell.execution_count
+                stack.enter_context(in_cell(here.cell_id, count, here.notebook))
+            db = str(db_path())
+            if self._seen is None or self._seen[0] != db:  # first cell, or OPENMIND_HOME changed
+                self._seen = (db, _last_id())
+            t0 = time.perf_counter()
+            try:
+                value = self._execute(cell)
+            except BaseException:
+                self._body_ms = (time.perf_counter() - t0) * 1000  # the user's error: show what was decided, then raise it as is
+                self._report_safely(intent, args, count, failed=True)
+                raise
+            self._body_ms = (time.perf_counter() - t0) * 1000
+            self._report_safely(intent, args, count, failed=False)
+            return value
+
+    def _records(self, count: int | None) -> list[dict[str, Any]]:
+        """This session's journal records since the last cell, of this cell (its execution count).
+
+        Remembering the last id seen saves a journal query per cell; the count keeps out records
+        that plain (non-magic) cells wrote in between."""
+        db, seen = self._seen or ("", 0)
+        rows = journal(1000, after=seen, session=session_id())
+        if rows:
+            self._seen = (db, max(seen, *(int(r["id"]) for r in rows)))
+        return [r for r in rows if (r.get("cell") or {}).get("execution_count") == count]
+
+    def _report_safely(self, intent: str, args: Any, count: int | None, failed: bool) -> None:
+        try:
+            self._report(intent, args, self._records(count), failed)
+        except Exception as exc:  # a card must never cost the user the cell
+            _warn(f"%%openmind: could not show the decision card ({type(exc).__name__}: {exc})")
+
+    def _execute(self, cell: str) -> Any:
+        """Run the body in the user namespace like a cell; the last expression is the value."""
+        shell = self.shell
+        source = shell.transform_cell(cell)
+        tree = shell.transform_ast(shell.compile.ast_parse(source))
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr) and not source.rstrip().endswith(";"):
+            last = ast.Expression(tree.body.pop().value)
+        filename = shell.compile.cache(source, shell.execution_count, raw_code=cell)
+        ns = shell.user_ns
+        exec(shell.compile(tree, filename, "exec"), ns, ns)  # noqa: S102 (running the user's cell)
+        if last is not None:
+            return eval(shell.compile(last, filename, "eval"), ns, ns)  # noqa: S307
+        return None
+
+    def _report(self, intent: str, args: Any, records: list[dict[str, Any]], failed: bool) -> None:
+        note = None
+        if records and not any(r.get("intent") == intent for r in records):
+            ran = sorted({str(r.get("intent")) for r in records})
+            note = f"the cell is marked '{intent}' but ran {', '.join(ran)}"
+        if self.warn_mismatch and not failed:
+            if not records:
+                _warn(f"%%openmind {intent}: the cell made no openmind call, so nothing was routed "
+                      f"(call e.g. openmind.{_API[intent]}(...) in the cell)")
+            elif note:
+                _warn(f"%%openmind {intent}: {note}")
+        if not self.show_card or args.quiet:
+            return
+        from ..config import assumed
+
+        off = [k for k, v in assumed().items() if v == "off"]
+        for rec in records[: self.max_cards]:
+            display(DecisionCard(rec, label=args.model, assumed=off,
+                                 note=note if rec.get("intent") != intent else None))
+        if len(records) > self.max_cards:
+            print(f"openmind: {len(records) - self.max_cards} more decisions in this cell: %openmind log")
+
+    # ------------------------------------------------------------------ line
+
+    def status(self, rest: str) -> Shown:
+        args = parse_argstring(_status_parser, rest)
+        from ..probe import probe
+
+        res = probe(refresh=args.refresh)
+        return Shown(res._repr_html_(), str(res))
+
+    def log(self, rest: str) -> JournalTable:
+        args = parse_argstring(_log_parser, rest)
+        if args.n < 1:
+            raise UsageError(f"%openmind log: -n must be a positive number of records, got {args.n}")
+        return JournalTable(journal(args.n, session=None if args.all else session_id()))
+
+    def assume(self, rest: str) -> Shown:
+        from ..config import MASKABLE, assume, assumed
+
+        spec = rest.strip()
+        try:
+            if not spec:
+                mask = assumed()
+            elif spec == "reset":
+                mask = assume("reset")
+            else:
+                mask = assume(spec)
+        except BadInput as exc:
+            raise UsageError(f"%openmind assume: {exc} (e.g. %openmind assume gpu=off api=off; "
+                             f"resources: {', '.join(MASKABLE)})") from None
+        off = [k for k, v in mask.items() if v == "off"]
+        text = ("assuming absent: " + ", ".join(off) + " (until %openmind assume reset)") if off \
+            else "assuming nothing: every resource is probed for real"
+        from html import escape
+
+        return Shown(f"<div class='openmind-assume'>{escape(text)}</div>", text)
+
+
+_API = {"train": "train_or_load", "sense": "sense_or_simulate", "infer": "infer_adaptive"}
+
+
+def _warn(message: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", OpenmindCellWarning)
+        warnings.warn(message, OpenmindCellWarning, stacklevel=3)
+
+
+def _last_id() -> int:
+    """The newest journal id, so the cell can collect exactly the records it wrote."""
+    from ..store import connect
+
+    with connect() as con:
+        return int(con.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0])
+
+
+# --------------------------------------------------------------------------- hooks
+
+
+# IPython 9.8 increments `execution_count` before `pre_run_cell` (earlier versions after the cell).
+_COUNTS_BEFORE_PRE_RUN_CELL = IPython.version_info >= (9, 8)
+
+
+class _CellHooks:
+    """pre/post_run_cell: the cell's id and execution count go into every journal record."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.token = None
+
+    def pre(self, info: Any) -> None:
+        count = self.shell.execution_count
+        if _COUNTS_BEFORE_PRE_RUN_CELL and getattr(info, "store_history", False):
+            count -= 1  # IPython >= 9.8 has already moved on to the next cell's number
+        self.token = set_cell(getattr(info, "cell_id", None), count)
+
+    def post(self, result: Any) -> None:
+        token, self.token = self.token, None
+        if token is None:
+            return
+        try:
+            reset_cell(token)
+        except ValueError:  # set in another context (the kernel ran the cell elsewhere)
+            set_cell(None, None)
+
+
+def load_ipython_extension(ip: Any) -> None:
+    """Register the magics, their %config traits and the cell hooks (idempotent)."""
+    if getattr(ip, "_openmind_magics", None) is not None:
+        return
+    magics = OpenmindMagics(shell=ip, parent=ip)
+    ip.register_magics(magics)
+    if magics not in ip.configurables:
+        ip.configurables.append(magics)
+    hooks = _CellHooks(ip)
+    ip.events.register("pre_run_cell", hooks.pre)
+    ip.events.register("post_run_cell", hooks.post)
+    ip._openmind_magics = (magics, hooks)
+
+
+def unload_ipython_extension(ip: Any) -> None:
+    """Remove the hooks (the magics stay registered, as IPython has no unregister)."""
+    state = getattr(ip, "_openmind_magics", None)
+    if state is None:
+        return
+    magics, hooks = state
+    ip.events.unregister("pre_run_cell", hooks.pre)
+    ip.events.unregister("post_run_cell", hooks.post)
+    if magics in ip.configurables:
+        ip.configurables.remove(magics)
+    ip._openmind_magics = None
+
+
+OpenmindMagics.openmind.__doc__ = _usage()
+
+__all__ = ["OpenmindCellWarning", "OpenmindMagics", "load_ipython_extension"]

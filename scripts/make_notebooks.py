@@ -1,0 +1,167 @@
+"""Write notebooks/quickstart.ipynb and notebooks/ebb_and_flow.ipynb from the cell sources below.
+
+The notebooks are committed without outputs; edit them here (reviewable Python) and re-run
+`python scripts/make_notebooks.py`, or edit them in JupyterLab and keep the outputs cleared.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat as nbf
+
+HERE = Path(__file__).resolve().parents[1] / "notebooks"
+
+DATA = '''import numpy as np
+
+# A small, digit-like data set made on the spot (no download): 10 classes, 64 features each,
+# every class a noisy copy of its own 8x8 prototype. Seeded, so every run sees the same data.
+rng = np.random.default_rng(7)
+prototypes = rng.normal(size=(10, 64)).astype(np.float32)
+labels = rng.integers(0, 10, size=2000)
+images = prototypes[labels] + rng.normal(scale=1.2, size=(2000, 64)).astype(np.float32)
+X_train, y_train = images[:1600], labels[:1600]
+X_test, y_test = images[1600:], labels[1600:]
+X_train.shape, X_test.shape'''
+
+QUICKSTART = [
+    ("md", """# openmind quickstart
+
+A cell says **what** it wants — train a model, sense a signal, infer on data — and openmind decides
+**how**, from what this machine has right now: a CUDA GPU, a cloud endpoint or language-model key,
+an ESP32 on a serial port, or its own memory of earlier results. When something is missing it takes
+the next pathway and tells you, in a *decision card* under the cell, which one it took and why.
+
+This notebook runs on a laptop with nothing attached. Run it twice: the second time the training
+cell answers from **muscle memory** (`CACHED`) instead of training again."""),
+    ("code", """%load_ext openmind.jupyter
+import openmind
+
+%openmind status"""),
+    ("md", """The table above is what openmind found. Absent resources are not errors: each one comes with the
+reason it is absent, and the router simply leaves that pathway out.
+
+## 1. Train a ternary classifier
+
+The model keeps its weights in {-1, 0, +1} (times a scale per layer): 16× smaller than float32, and
+small enough for a microcontroller. First some data:"""),
+    ("code", DATA),
+    ("md", """`%%openmind train` runs the cell with a routing policy in force. Here `--fallback cached` says:
+try the best pathway, and if it fails, settle for a model muscle memory already holds. Plain calls to
+`openmind.train_or_load` inside the cell obey it — the magic only sets the policy and shows the card."""),
+    ("code", """%%openmind train --fallback cached
+model = openmind.train_or_load("digits", X_train, y_train)
+accuracy = float((model.predict(X_test) == y_test).mean())
+print(f"test accuracy: {accuracy:.1%}")"""),
+    ("md", """The card says `full_train/HARDCODE` on a first run (trained here, on the CPU, because there is no
+GPU) and `muscle_memory/CACHED` on a second run (same name, same data, same settings: nothing to
+retrain). Every result also carries its route: `model.route.pathway`, `.decision`, `.reason`.
+
+## 2. Sense a temperature
+
+With an ESP32 on a serial port, openmind would read the sensor (`hardware_in_loop`). Without one it
+simulates the signal from a pattern fitted on earlier real captures, or — the very first time — from
+a built-in prior, and marks the data as synthetic."""),
+    ("code", """%%openmind sense
+temperature = openmind.sense_or_simulate("temperature", duration="10min", rate="1Hz")
+print(f"{len(temperature.values)} samples from {temperature.source}: "
+      f"mean {float(temperature.values.mean()):.1f} {temperature.unit}")"""),
+    ("md", """## 3. Infer
+
+The trained model is in local memory, so inference runs right here on the CPU (`HARDCODE`); run the
+cell again and the predictions for the same data come straight from memory (`CACHED`)."""),
+    ("code", """%%openmind infer
+predictions = openmind.infer_adaptive(model, X_test)
+print("first predictions:", list(predictions.values[:10]))"""),
+    ("md", """## What happened
+
+Every decision is in the journal (the JupyterLab sidebar shows it live):"""),
+    ("code", "%openmind log -n 5"),
+    ("md", """Things to try:
+
+- `%openmind assume gpu=off api=off` pretends those resources are absent, so you can see how a cell
+  routes on a smaller machine (`%openmind assume reset` undoes it).
+- `%%openmind train --fresh` skips muscle memory and trains again; `--budget 30s` limits the compute.
+- `%openmind?` lists every option; `%config OpenmindMagics.fallback = "cached"` sets a default."""),
+]
+
+EBB = [
+    ("md", """# Ebb and flow: simulate, train, meet the real world, recalibrate, retrain
+
+A model for a sensor is often trained before the sensor exists. openmind makes the loop explicit:
+
+1. **simulate** the signal (a built-in prior, or a pattern fitted on earlier real captures),
+2. **train** on the simulated data,
+3. **validate** on real data from the device — when one is attached,
+4. **recalibrate**: real captures are fitted into a pattern, so the next simulation looks like reality,
+5. **retrain** on the recalibrated simulation, fine-tuning the model from step 2.
+
+With no device attached every step still runs: step 3 says in its card that the readings were
+simulated, and the loop stays on synthetic data."""),
+    ("code", """%load_ext openmind.jupyter
+import numpy as np
+import openmind
+
+%openmind status"""),
+    ("md", """A ternary task: is the room **cold**, **comfortable** or **hot**? The features are one-minute
+windows of temperature readings."""),
+    ("code", '''def windows(signal, width=60):
+    """Cut a signal into windows of `width` samples; label each by its mean: 0 cold, 1 ok, 2 hot."""
+    values = np.asarray(signal.values, dtype=np.float32)
+    n = len(values) // width
+    X = values[: n * width].reshape(n, width)
+    level = X.mean(axis=1)
+    y = np.digitize(level, np.quantile(level, [1 / 3, 2 / 3]))
+    return X - X.mean(), y'''),
+    ("md", "## 1. Simulate"),
+    ("code", """%%openmind sense --source simulate
+simulated = openmind.sense_or_simulate("temperature", duration="6h", rate="1Hz")
+X_sim, y_sim = windows(simulated)
+print(simulated.source, X_sim.shape, np.bincount(y_sim))"""),
+    ("md", "## 2. Train on the simulation"),
+    ("code", """%%openmind train
+model = openmind.train_or_load("room", X_sim, y_sim)"""),
+    ("md", """## 3. Validate on real data
+
+`--source auto` reads the ESP32 when it is attached and offers `temperature`; otherwise the card
+says why not and the data is simulated again (so the score below is not a real validation)."""),
+    ("code", """%%openmind sense --source auto --timeout 5s
+real = openmind.sense_or_simulate("temperature", duration="30min", rate="1Hz")
+X_real, y_real = windows(real)
+score = float((model.predict(X_real) == y_real).mean())
+print(f"accuracy on {real.source} data: {score:.1%}")"""),
+    ("md", """## 4. Recalibrate the simulator, 5. retrain
+
+Real captures are fitted into a pattern in muscle memory; the next simulation of `temperature` is
+drawn from that pattern (`muscle_memory/HYBRID`, "fitted on real captures") instead of the prior.
+Retraining `room` on it starts from the model of step 2 (`fine_tune/HYBRID` when the data is small)."""),
+    ("code", """%%openmind sense --source simulate
+recalibrated = openmind.sense_or_simulate("temperature", duration="1h", rate="1Hz")
+X_cal, y_cal = windows(recalibrated)
+print(recalibrated.source, X_cal.shape)"""),
+    ("code", """%%openmind train
+model = openmind.train_or_load("room", X_cal, y_cal)
+print(f"accuracy on the step-3 data: {float((model.predict(X_real) == y_real).mean()):.1%}")"""),
+    ("code", "%openmind log -n 6"),
+]
+
+
+def build(cells: list[tuple[str, str]]) -> nbf.NotebookNode:
+    nb = nbf.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    for i, (kind, src) in enumerate(cells):
+        cell = nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src)
+        cell["id"] = f"c{i:02d}"  # stable ids: clean diffs
+        nb.cells.append(cell)
+    return nb
+
+
+def main() -> None:
+    HERE.mkdir(exist_ok=True)
+    nbf.write(build(QUICKSTART), HERE / "quickstart.ipynb")
+    nbf.write(build(EBB), HERE / "ebb_and_flow.ipynb")
+
+
+if __name__ == "__main__":
+    main()
