@@ -86,10 +86,11 @@ class Signal:
 
 
 def sense_or_simulate(signal: str, duration: str | float = "1h", rate: str | float = "1Hz",
-                      source: str = "auto", timeout: str | float = "5s", *,
+                      source: str | None = None, timeout: str | float | None = None, *,
                       progress: bool | None = None, seed: int | None = None, **options: Any) -> Signal:
     """Sense `signal` for `duration` at `rate` from the device if it offers it; otherwise simulate
     it from its fitted pattern, else a built-in prior (synthetic). `source`: auto | device | simulate.
+    `source` and `timeout` (default 5 s a device command) left as None take the cell's policy.
 
     Policy keywords (fallback, strategy, prefer, ...) pass through to the router.
     """

@@ -277,10 +277,8 @@ def test_a_plain_cells_decision_is_not_shown_on_the_next_magic_cell(ip):
     assert [r["name"] for r in openmind.journal(2)] == ["temperature", "light"]
 
 
-SENSE_LANDED = importlib.util.find_spec("openmind.sense") is not None
 
 
-@pytest.mark.skipif(not SENSE_LANDED, reason="sense_or_simulate not merged")
 def test_real_sense_call_in_a_cell_gets_its_card(ip):
     value, cap = run(ip, "sense", 'sig = openmind.sense_or_simulate("temperature", "2min", "1Hz")\nlen(sig)')
     assert value == 120
@@ -290,9 +288,6 @@ def test_real_sense_call_in_a_cell_gets_its_card(ip):
     assert "samples" in cap.outputs[0].data["text/plain"]  # the result summary
 
 
-@pytest.mark.skipif(not SENSE_LANDED, reason="sense_or_simulate not merged")
-@pytest.mark.xfail(strict=True, reason="issue 5: sense_or_simulate's explicit defaults source='auto', "
-                   "timeout='5s' override the cell's scope (they should default to None)")
 def test_cell_source_option_reaches_sense_or_simulate(ip):
     with pytest.raises(openmind.AllPathwaysFailed):  # --source device, and no device here
         run(ip, "sense --source device --timeout 1s",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import nbformat as nbf
@@ -13,9 +12,6 @@ from openmind.jupyter.card import MIME
 from openmind.jupyter.run import quickstart_path, run_notebook
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-INTENTS_LANDED = all(importlib.util.find_spec(f"openmind.{m}") for m in ("train", "sense", "infer"))
-needs_intents = pytest.mark.skipif(
-    not INTENTS_LANDED, reason="train_or_load / sense_or_simulate / infer_adaptive not merged yet")
 
 SENSE_CELL = """%%openmind sense --budget 30s
 sig, route = openmind.execute(openmind.route(Intent.of("sense", name="temperature")),
@@ -85,7 +81,6 @@ def _routes(result) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-@needs_intents
 @pytest.mark.slow
 def test_quickstart_runs_twice_and_the_second_train_is_a_cached_hit(tmp_path):
     first = run_notebook(quickstart_path(), timeout=300, output=tmp_path / "first.ipynb")
@@ -107,7 +102,6 @@ def test_quickstart_runs_twice_and_the_second_train_is_a_cached_hit(tmp_path):
     assert routes["infer"][0] in (("muscle_memory", "CACHED"), ("muscle_memory", "HARDCODE"))
 
 
-@needs_intents
 @pytest.mark.slow
 def test_ebb_and_flow_runs_without_a_device(tmp_path):
     result = run_notebook(NOTEBOOKS / "ebb_and_flow.ipynb", timeout=300)

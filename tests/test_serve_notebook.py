@@ -14,8 +14,6 @@ from openmind.cloud import http
 from openmind.cloud.serve import ServeProcess
 from openmind.vocab import Decision, Pathway
 
-pytest.importorskip("openmind.train", reason="needs train_or_load (openmind/train.py) on main")
-
 TOKEN = "nb-serve-token-91c2"
 
 CELL = """

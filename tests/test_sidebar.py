@@ -8,7 +8,6 @@ dark theme) go to test-artifacts/.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -31,26 +30,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 INTERVAL = 2  # the user setting under test (seconds between polls)
-HAVE_MAGICS = importlib.util.find_spec("openmind.jupyter.magics") is not None
-if HAVE_MAGICS:
-    SETUP_CELL = "%load_ext openmind.jupyter"
-    # the issue-4 cell magic; the decision is journalled with the cell id by the magic itself
-    DECISION_CELL = "%%openmind sense temperature --duration 5s --rate 1Hz\n"
-else:
-    # Until the magics land: what the magic's pre_run_cell hook does (issue 4), then a real
-    # decision through the public API in the next cell.
-    SETUP_CELL = (
-        "from openmind.context import set_cell\n"
-        "def _openmind_cell(info, ip=get_ipython()):\n"
-        "    set_cell(info.cell_id, ip.execution_count - 1)  # ipykernel 7: already one ahead here\n"
-        "get_ipython().events.register('pre_run_cell', _openmind_cell)"
-    )
-    DECISION_CELL = (
-        "import openmind\n"
-        "_, r = openmind.execute(openmind.route(openmind.Intent.of('sense', name='temperature')),"
-        " lambda cand: 21.5)\n"
-        "print(r.pathway.value, r.decision.value)"
-    )
+SETUP_CELL = "%load_ext openmind.jupyter"
+# the cell magic journals the decision with the cell's id and execution count
+DECISION_CELL = (
+    "%%openmind sense\n"
+    "import openmind\n"
+    "openmind.sense_or_simulate('temperature', duration='5s', rate='1Hz')"
+)
 
 pytestmark = [
     pytest.mark.slow,
