@@ -6,10 +6,8 @@ The bytes are exactly docs/packed-format.md: what `TernaryModel.pack()` returns.
 
 from __future__ import annotations
 
-import os
 import re
 import struct
-import tempfile
 import time
 import zlib
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import BadInput, PathwayUnavailable
+from .memory import atomic_write
 from .units import parse_duration
 
 MAGIC = b"OMT1"
@@ -120,7 +119,7 @@ def deploy(model: Any, target: str, *, port: str | None = None, timeout: str | f
         path = Path(target).expanduser()
         if not path.parent.is_dir():
             raise BadInput(f"folder {str(path.parent)!r} does not exist; create it or choose another path")
-        _atomic_write(path, c_header(blob, name))
+        atomic_write(path, c_header(blob, name).encode())
         result = Deployment("header", str(path), len(blob), crc, info["inputs"], info["outputs"], info["layers"])
         _journal(result, model, "wrote the C header")
         return result
@@ -159,20 +158,6 @@ def _find_port() -> str:
         return str(res.details["port"])
     raise PathwayUnavailable(f"no ESP32 to deploy to ({res.reason}); plug one in, set "
                              f"OPENMIND_SERIAL_PORT, or pass port=")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=str(path.parent), prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _journal(d: Deployment, model: Any, how: str) -> None:

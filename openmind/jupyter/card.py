@@ -216,18 +216,8 @@ class DecisionCard:
             body.append(f"<div style='color:{_WARN}'>assumed absent: <b>{_e(name)}</b> "
                         f"<span style='color:{_FG2}'>({_e(why)})</span></div>")
         body.append(self._attempts_html())
-        untried = self.untried()
-        if untried:
-            items = "".join(f"<li><code style='font-family:{_MONO}'>{_e(p)}</code>: {_e(w)}</li>"
-                            for p, w in untried)
-            body.append(f"<details><summary style='cursor:pointer;color:{_FG2}'>next in line "
-                        f"({len(untried)})</summary><ul style='margin:.2em 0'>{items}</ul></details>")
-        excluded = self.excluded()
-        if excluded:
-            items = "".join(f"<li><code style='font-family:{_MONO}'>{_e(p)}</code>: {_e(w)}</li>"
-                            for p, w in excluded)
-            body.append(f"<details><summary style='cursor:pointer;color:{_FG2}'>not taken "
-                        f"({len(excluded)})</summary><ul style='margin:.2em 0'>{items}</ul></details>")
+        body.append(_pathway_list("next in line", self.untried()))
+        body.append(_pathway_list("not taken", self.excluded()))
         summary = self.summary()
         if summary:
             items = " · ".join(f"{_e(k)} <b>{_e(_short(v))}</b>" for k, v in summary.items())
@@ -348,3 +338,13 @@ class Shown:
 
     def __repr__(self) -> str:
         return self.plain
+
+
+def _pathway_list(title: str, pairs: list[tuple[str, str]]) -> str:
+    """A folded list of (pathway, why) lines; empty when there are none."""
+    if not pairs:
+        return ""
+    items = "".join(f"<li><code style='font-family:{_MONO}'>{_e(p)}</code>: {_e(w)}</li>"
+                    for p, w in pairs)
+    return (f"<details><summary style='cursor:pointer;color:{_FG2}'>{_e(title)} "
+            f"({len(pairs)})</summary><ul style='margin:.2em 0'>{items}</ul></details>")
