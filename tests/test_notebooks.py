@@ -110,3 +110,14 @@ def test_ebb_and_flow_runs_without_a_device(tmp_path):
     assert all(p == "muscle_memory" for p, _ in routes["sense"])  # no device: simulated
     assert routes["train"][0] == ("full_train", "HARDCODE")
     assert len(routes["train"]) == 2
+
+
+def test_a_kernel_that_dies_is_reported_with_its_last_words(tmp_path):
+    nb = nbf.v4.new_notebook()
+    nb.cells = [nbf.v4.new_code_cell("import os, sys\nprint('goodbye', file=sys.__stderr__, flush=True)\n"
+                                     "os._exit(3)")]
+    path = tmp_path / "dies.ipynb"
+    nbf.write(nb, str(path))
+    result = run_notebook(path, timeout=60)
+    assert result.error is not None and "the kernel died" in result.error
+    assert "goodbye" in result.error

@@ -97,7 +97,7 @@ def run_notebook(path: str | os.PathLike, *, timeout: float = 600.0, kernel: str
     """
     import nbformat
     from nbclient import NotebookClient
-    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
     from ..journal import journal
     from ..store import connect
@@ -122,12 +122,21 @@ def run_notebook(path: str | os.PathLike, *, timeout: float = 600.0, kernel: str
         client = NotebookClient(nb, km=km, timeout=int(timeout), startup_timeout=120,
                                 allow_errors=allow_errors, kernel_name=km.kernel_name,
                                 resources={"metadata": {"path": str(nb_path.parent.resolve())}})
+        # The kernel's own stderr (e.g. its "parent exited" notice during shutdown) is not the
+        # user's output: cells report through iopub. Keep it in a log shown only if the kernel dies.
+        kernel_log = open(Path(work) / "kernel.log", "w+b")  # noqa: SIM115 (closed below)
         try:
-            client.execute(env=kernel_env)
+            client.execute(env=kernel_env, stderr=kernel_log)
+        except DeadKernelError as exc:
+            kernel_log.seek(0)
+            tail = kernel_log.read().decode(errors="replace").strip().splitlines()[-5:]
+            error = f"the kernel died ({exc})" + ("".join(f"\n  {t}" for t in tail) if tail else "")
         except CellTimeoutError as exc:
             error = f"timed out after {timeout:g}s ({str(exc).splitlines()[0] if str(exc) else 'cell'})"
         except CellExecutionError as exc:
             error = f"{exc.ename}: {exc.evalue}"
+        finally:
+            kernel_log.close()
     rows = [r for r in journal(100000, after=before)
             if (r.get("cell") or {}).get("notebook") == session_name]
     if output is not None:
