@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from .config import redact
 from .errors import AllPathwaysFailed, BadInput
@@ -17,7 +17,6 @@ from .probe import Resources
 from .route import Candidate, Plan
 from .vocab import Attempt, Route
 
-T = TypeVar("T")
 Handler = Callable[[Candidate], Any]
 Handlers = Handler | Mapping[Any, Handler]
 
