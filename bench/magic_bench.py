@@ -34,7 +34,7 @@ def main() -> None:
     ip.run_line_magic("load_ext", "openmind.jupyter")
     ns = ip.user_ns
     ns["openmind"] = openmind
-    if importlib.util.find_spec("openmind.infer") and importlib.util.find_spec("openmind.train"):
+    if importlib.util.find_spec("openmind.intents.infer") and importlib.util.find_spec("openmind.intents.train"):
         import numpy as np
 
         rng = np.random.default_rng(0)
@@ -45,7 +45,7 @@ def main() -> None:
         ns["call"] = lambda: openmind.infer_adaptive(ns["model"], ns["X"])
         what = "openmind.infer_adaptive(model, X), cached predictions"
     else:
-        from openmind.route import Intent
+        from openmind.flow.router import Intent
 
         cached = {"values": list(range(10))}
 

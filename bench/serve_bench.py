@@ -54,9 +54,9 @@ def stats(samples: list[float], batch: int) -> dict[str, float]:
 def main() -> int:
     os.environ["OPENMIND_HOME"] = tempfile.mkdtemp(prefix="omh-serve-bench-")
     X = store_model()
-    from openmind.cloud.oip import OIPClient
-    from openmind.cloud.serve import ServeProcess
-    from openmind.infer import load_local_model
+    from openmind.intents.infer import load_local_model
+    from openmind.pathways.cloud.oip import OIPClient
+    from openmind.serve import ServeProcess
 
     model = load_local_model("digits")
     token = "bench-token"

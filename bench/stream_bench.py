@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from vdev_fixtures import BUILD, VDev, make  # noqa: E402
 
-from openmind.device import Link  # noqa: E402
+from openmind.pathways.device import Link  # noqa: E402
 
 
 def main(seconds: float = 3.0) -> None:

@@ -25,7 +25,13 @@ def accuracy(seeds: int) -> tuple[list[float], list[float], object]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    from openmind.fit import export, fit, resolve_config, standardization, torch_scores
+    from openmind.pathways.ternary.fit import (
+        export,
+        fit,
+        resolve_config,
+        standardization,
+        torch_scores,
+    )
 
     X, y = load_digits(return_X_y=True)
     tern, full, model = [], [], None
@@ -49,7 +55,7 @@ def cache_hit(repeats: int = 5) -> tuple[float, float, float]:
     """(train seconds, first hit seconds, median hit seconds): every repeat is an identical call."""
     from sklearn.datasets import load_digits
 
-    from openmind.train import train_or_load
+    from openmind.intents.train import train_or_load
 
     X, y = load_digits(return_X_y=True)
     t0 = time.perf_counter()
@@ -68,7 +74,7 @@ def cache_hit(repeats: int = 5) -> tuple[float, float, float]:
 def hashing() -> tuple[float, float]:
     import joblib
 
-    from openmind.memory import fingerprint
+    from openmind.memory.blobs import fingerprint
 
     a = np.random.default_rng(0).random(100 * 10**6 // 8)  # 100 MB of float64
 

@@ -13,26 +13,26 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .config import assume
-from .errors import AllPathwaysFailed, BadInput, OpenmindError, PathwayUnavailable
-from .execute import execute
-from .journal import journal
-from .policy import Policy, policy
-from .probe import Resource, Resources, probe
-from .route import Candidate, Intent, Plan, route
-from .vocab import Attempt, Decision, IntentKind, Pathway, Route
+from openmind.config import assume
+from openmind.errors import AllPathwaysFailed, BadInput, OpenmindError, PathwayUnavailable
+from openmind.flow.executor import execute
+from openmind.flow.journal import journal
+from openmind.flow.policy import Policy, policy
+from openmind.flow.resources import Resource, Resources, probe
+from openmind.flow.router import Candidate, Intent, Plan, route
+from openmind.vocab import Attempt, Decision, IntentKind, Pathway, Route
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it (loaded on first access)
 _LAZY = {
-    "train_or_load": "openmind.train",
-    "TernaryModel": "openmind.ternary",
-    "sense_or_simulate": "openmind.sense",
-    "Signal": "openmind.sense",
-    "infer_adaptive": "openmind.infer",
-    "Predictions": "openmind.infer",
-    "deploy": "openmind.deploy",
+    "train_or_load": "openmind.intents.train",
+    "TernaryModel": "openmind.pathways.ternary.packed",
+    "sense_or_simulate": "openmind.intents.sense",
+    "Signal": "openmind.intents.sense",
+    "infer_adaptive": "openmind.intents.infer",
+    "Predictions": "openmind.intents.infer",
+    "deploy": "openmind.intents.deploy",
 }
 
 __all__ = [

@@ -13,15 +13,15 @@ import json
 import sys
 from collections.abc import Sequence
 
-from .errors import OpenmindError
+from openmind.errors import OpenmindError
 
 # module providing `register(subparsers)`; each registers its own sub-commands
 COMMANDS = [
     "openmind.cli",
-    "openmind.sense",
-    "openmind.deploy",
-    "openmind.cloud.serve",
-    "openmind.memory_cli",
+    "openmind.intents.sense",
+    "openmind.intents.deploy",
+    "openmind.serve",
+    "openmind.memory.cli",
     "openmind.jupyter.run",
 ]
 
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .probe import probe
+    from openmind.flow.resources import probe
 
     res = probe(refresh=args.refresh)
     if args.json:
@@ -64,7 +64,7 @@ def format_records(records: list[dict]) -> str:
 
 
 def cmd_log(args: argparse.Namespace) -> int:
-    from .journal import journal
+    from openmind.flow.journal import journal
 
     records = journal(args.n)
     if args.json:

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInput
+from openmind.errors import BadInput
 
 # Resources that OPENMIND_ASSUME / openmind.assume() can mask.
 MASKABLE = ("gpu", "api", "infer", "serial", "memory")

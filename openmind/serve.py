@@ -23,9 +23,9 @@ import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from .. import __version__
-from ..errors import BadInput
-from .tensors import TensorError, decode, encode
+from openmind import __version__
+from openmind.errors import BadInput
+from openmind.pathways.cloud.tensors import TensorError, decode, encode
 
 log = logging.getLogger("openmind.serve")
 
@@ -43,7 +43,7 @@ class Registry:
         self._lock = threading.Lock()
 
     def names(self) -> list[str]:
-        from ..memory import entries
+        from openmind.memory.blobs import entries
 
         names = sorted({e.name for e in entries("model")})
         return [n for n in names if self.only is None or n in self.only]
@@ -57,8 +57,8 @@ class Registry:
             hit = self._cache.get(name)
         if hit and now - hit[0] < RELOAD_S:
             return hit[1]
-        from ..infer import load_local_model
-        from ..memory import entries
+        from openmind.intents.infer import load_local_model
+        from openmind.memory.blobs import entries
 
         found = entries("model", name)
         if not found:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from .errors import BadInput
+from openmind.errors import BadInput
 
 _DURATION_UNITS = {
     "ms": 0.001, "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from .errors import BadInput
+from openmind.errors import BadInput
 
 
 class _StrEnum(str, Enum):
@@ -105,11 +105,11 @@ class Route:
         return f"{self.intent}: {self.pathway.value}/{self.decision.value} ({self.reason})"
 
     def _repr_html_(self) -> str:  # the decision card (openmind/jupyter/card.py)
-        from .jupyter.card import card_for
+        from openmind.jupyter.card import card_for
 
         return card_for(self)._repr_html_()
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        from .jupyter.card import card_for
+        from openmind.jupyter.card import card_for
 
         p.text(card_for(self).text())

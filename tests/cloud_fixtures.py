@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from openmind.infer import load_local_model
+from openmind.intents.infer import load_local_model
 
 _TRAINED: dict[str, tuple] = {}
 
@@ -28,7 +28,7 @@ def _trained_arrays() -> tuple[dict, dict]:
         os.environ["OPENMIND_HOME"] = tempfile.mkdtemp(prefix="omh-digits-")
         try:
             import openmind
-            from openmind.memory import latest
+            from openmind.memory.blobs import latest
 
             openmind.train_or_load("digits", X, y, hidden=32, epochs=5)  # the real TernaryModel
             arrays, entry = latest("model", "digits")
@@ -40,7 +40,7 @@ def _trained_arrays() -> tuple[dict, dict]:
 
 def store_digits_model(name: str = "digits"):
     """Put the digits model into this test's home as training stores it; returns (X, LocalModel)."""
-    from openmind.memory import put
+    from openmind.memory.blobs import put
 
     arrays, meta, key = _trained_arrays()
     put("model", name, key, arrays, meta)

@@ -20,7 +20,7 @@ def openmind_home(tmp_path, monkeypatch):
     for name in _ENV:
         monkeypatch.delenv(name, raising=False)
     from openmind import config
-    from openmind.probe import invalidate
+    from openmind.flow.resources import invalidate
 
     config.assume("reset")
     invalidate()
@@ -43,7 +43,7 @@ def digits_split():
 @pytest.fixture(scope="session")
 def _digits_trained(digits_split):
     """One small ternary net trained on digits (torch), shared by the ternary tests."""
-    from openmind.fit import export, fit, resolve_config, standardization
+    from openmind.pathways.ternary.fit import export, fit, resolve_config, standardization
 
     Xtr, Xte, ytr, yte = digits_split
     cfg = resolve_config({"hidden": [64], "epochs": 25})

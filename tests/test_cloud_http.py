@@ -8,9 +8,9 @@ import time
 import numpy as np
 import pytest
 
-from openmind.cloud import http
-from openmind.cloud.http import EndpointError, request
-from openmind.cloud.oip import OIPClient
+from openmind.pathways.cloud import http
+from openmind.pathways.cloud.http import EndpointError, request
+from openmind.pathways.cloud.oip import OIPClient
 from tests.fake_llm import Scripted, closed_port
 
 FAST = {"timeout": 2.0, "backoff": 0.01, "max_wait": 2.0}

@@ -11,9 +11,9 @@ import pytest
 from vdev_fixtures import BUILD, VDev, make
 
 import openmind
-from openmind.deploy import c_header, deploy, inspect
-from openmind.device import DeviceError, Link
 from openmind.errors import BadInput, PathwayUnavailable
+from openmind.intents.deploy import c_header, deploy, inspect
+from openmind.pathways.device import DeviceError, Link
 
 F32 = np.float32
 

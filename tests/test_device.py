@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from vdev_fixtures import wait_until
 
-from openmind.device import DeviceError, Link, float32_text, hello_on
+from openmind.pathways.device import DeviceError, Link, float32_text, hello_on
 
 
 def test_handshake_lists_signals(vdev):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import openmind
-from openmind.cloud import http
 from openmind.errors import AllPathwaysFailed, BadInput
-from openmind.memory import entries
-from openmind.probe import Resource, Resources, gpu_present
+from openmind.flow.resources import Resource, Resources, gpu_present
+from openmind.memory.blobs import entries
+from openmind.pathways.cloud import http
 from openmind.vocab import Decision, Pathway
 from tests.cloud_fixtures import store_digits_model
 from tests.fake_llm import closed_port

@@ -7,14 +7,14 @@ import multiprocessing as mp
 import sqlite3
 
 import openmind
-from openmind.journal import count, write
+from openmind.flow.journal import count, write
 
 
 def _writer(home: str, who: int, n: int) -> None:
     import os
 
     os.environ["OPENMIND_HOME"] = home
-    from openmind.journal import write as w
+    from openmind.flow.journal import write as w
 
     for i in range(n):
         w({"intent": "train", "name": f"w{who}", "ok": True, "pathway": "full_train",
@@ -45,7 +45,7 @@ def test_four_processes_250_records_each(openmind_home):
 
 
 def test_record_holds_cell_intent_policy_attempts_and_result():
-    from openmind.context import in_cell
+    from openmind.flow.context import in_cell
 
     res = openmind.Resources.none()
     plan = openmind.route(openmind.Intent.of("sense", name="temperature"), resources=res,

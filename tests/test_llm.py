@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import openmind
-from openmind.cloud import http, llm
-from openmind.cloud.llm import LLMError
 from openmind.config import home
 from openmind.errors import AllPathwaysFailed
-from openmind.probe import probe
+from openmind.flow.resources import probe
+from openmind.pathways.cloud import http, llm
+from openmind.pathways.cloud.llm import LLMError
 from openmind.vocab import Decision, Pathway
 from tests.fake_llm import VALID_PLAN, FakeLLM, closed_port
 
@@ -152,7 +152,7 @@ def test_describe_signal_valid_and_invalid(fake):
                 ("reply", json.dumps({"unit": "ppm", "typical": 1, "variation": 1, "minimum": 5, "maximum": 2})))
     desc = llm.describe_signal("co2")
     assert desc["unit"] == "ppm" and desc["level"] == 420 and desc["sigma"] == 35 and desc["period"] == 86400
-    from openmind.pattern import from_description
+    from openmind.pathways.pattern import from_description
 
     pat = from_description("co2", desc)  # what sense simulates from
     assert (pat.level, pat.sigma, pat.unit, pat.source) == (420, 35, "ppm", "llm")

@@ -21,7 +21,7 @@ from openmind.jupyter.card import MIME, DecisionCard, card_for
 from openmind.jupyter.magics import OpenmindCellWarning
 
 SENSE = """
-from openmind.route import Intent
+from openmind.flow.router import Intent
 sig, route = openmind.execute(openmind.route(Intent.of("sense", name="temperature")),
                               lambda cand: {"samples": 60, "source": cand.params.get("source")},
                               summarize=lambda r: r)
@@ -52,13 +52,13 @@ def run(ip, line: str, body: str):
 
 @pytest.mark.filterwarnings("ignore::openmind.jupyter.magics.OpenmindCellWarning")
 def test_every_option_reaches_the_policy_scope_and_leaves_with_the_cell(ip):
-    body = "from openmind.policy import make_policy\npol = make_policy()\npol"
+    body = "from openmind.flow.policy import make_policy\npol = make_policy()\npol"
     pol, _ = run(ip, "train --fallback cached --strategy local --budget 90s --timeout 2s "
                      "--source simulate --prefer fine_tune,full_train --fresh", body)
     assert pol.fallback == "cached" and pol.strategy == "local" and pol.source == "simulate"
     assert pol.budget == 90.0 and pol.timeout == 2.0 and pol.fresh is True
     assert [p.value for p in pol.prefer] == ["fine_tune", "full_train"]
-    from openmind.policy import make_policy
+    from openmind.flow.policy import make_policy
 
     assert make_policy().fallback == "auto"  # the scope ended with the cell
 
@@ -78,7 +78,7 @@ def test_cell_shows_one_card_per_decision_with_route_attempts_and_excluded(ip):
 
 def test_fallback_option_changes_the_plan_and_a_failed_route_still_gets_a_card(ip):
     body = """
-from openmind.route import Intent
+from openmind.flow.router import Intent
 def handler(cand):
     raise RuntimeError("no compute today")
 openmind.execute(openmind.route(Intent.of("train", name="digits", ancestor=True)), handler)
@@ -122,7 +122,7 @@ def test_cell_id_and_execution_count_go_into_the_journal(ip):
     assert rec["cell"]["cell_id"] == "cell-abc"
     assert rec["cell"]["execution_count"] == result.execution_count
     # outside a cell the hook has reset the context
-    from openmind.context import current_cell
+    from openmind.flow.context import current_cell
 
     assert current_cell().cell_id is None
 
@@ -139,9 +139,9 @@ def test_warns_when_the_body_makes_no_openmind_call_or_another_intent(ip):
 @pytest.mark.filterwarnings("ignore::openmind.jupyter.magics.OpenmindCellWarning")
 def test_config_traits_set_defaults_and_reject_bad_values(ip, caplog):
     ip.run_line_magic("config", "OpenmindMagics.fallback = 'none'")
-    pol, _ = run(ip, "train", "from openmind.policy import make_policy\nmake_policy()")
+    pol, _ = run(ip, "train", "from openmind.flow.policy import make_policy\nmake_policy()")
     assert pol.fallback == "none"
-    pol, _ = run(ip, "train --fallback auto", "from openmind.policy import make_policy\nmake_policy()")
+    pol, _ = run(ip, "train --fallback auto", "from openmind.flow.policy import make_policy\nmake_policy()")
     assert pol.fallback == "auto"  # the cell's option wins over the configured default
     caplog.clear()  # %config logs a rejected value and keeps the old one
     ip.run_line_magic("config", "OpenmindMagics.strategy = 'fast'")
@@ -200,17 +200,17 @@ def models_api(monkeypatch):
 
 
 def test_assume_changes_the_next_cells_route_and_the_card_says_why_injected_gpu(ip, monkeypatch, models_api):
-    probe_mod = importlib.import_module("openmind.probe")  # (openmind.probe is the function)
+    probe_mod = importlib.import_module("openmind.flow.resources")  # (openmind.probe is the function)
     monkeypatch.setitem(probe_mod.PROBES, "gpu", lambda: probe_mod.gpu_present([{"name": "Injected GPU"}]))
     probe_mod.invalidate()
     train = """
-from openmind.route import Intent
+from openmind.flow.router import Intent
 m, route = openmind.execute(
     openmind.route(Intent.of("train", name="digits", ancestor=True, est_seconds=300)),
     lambda cand: {"device": cand.params.get("device")}, summarize=lambda r: r)
 """
     plan = """
-from openmind.route import Intent
+from openmind.flow.router import Intent
 m, route = openmind.execute(openmind.route(Intent.of("train", name="photos", data_kind="image")),
                             lambda cand: {"planner": cand.params.get("planner")}, summarize=lambda r: r)
 """
@@ -237,7 +237,7 @@ m, route = openmind.execute(openmind.route(Intent.of("train", name="photos", dat
 
 
 def test_route_renders_as_a_card_for_plain_python_users(ip):
-    from openmind.route import Intent
+    from openmind.flow.router import Intent
 
     _, route = openmind.execute(openmind.route(Intent.of("sense", name="humidity")), lambda c: 1)
     html = route._repr_html_()

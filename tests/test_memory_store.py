@@ -14,7 +14,8 @@ import pytest
 
 from openmind.cli import main as cli
 from openmind.errors import BadInput
-from openmind.memory import (
+from openmind.intents.train import train_or_load
+from openmind.memory.blobs import (
     MemoryWarning,
     blob_dir,
     entries,
@@ -25,7 +26,6 @@ from openmind.memory import (
     latest,
     put,
 )
-from openmind.train import train_or_load
 from openmind.vocab import Decision, Pathway
 
 SMALL = {"hidden": [16], "epochs": 5, "progress": False}
@@ -93,7 +93,7 @@ def test_unusable_home_still_gives_a_model(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("x")
     monkeypatch.setenv("OPENMIND_HOME", str(blocker / "home"))
-    from openmind.probe import invalidate
+    from openmind.flow.resources import invalidate
 
     invalidate()
     X, y = _data()
@@ -109,7 +109,7 @@ def test_crash_mid_save_leaves_the_old_entry_intact(openmind_home):
     old = put("model", "keep", key_for("keep"), {"w": np.arange(10.0)}, {"v": 1})
     code = textwrap.dedent("""
         import numpy as np
-        from openmind.memory import put, key_for
+        from openmind.memory.blobs import put, key_for
         put("model", "big", key_for("big"), {"w": np.ones(40 * 2**20 // 8)})
         put("model", "keep", key_for("keep"), {"w": np.zeros(40 * 2**20 // 8)})
     """)
@@ -134,7 +134,7 @@ def test_two_processes_training_into_one_store(openmind_home):
     code = textwrap.dedent(f"""
         import os, sys, time
         import numpy as np
-        from openmind.train import train_or_load
+        from openmind.intents.train import train_or_load
         rng = np.random.default_rng(int(sys.argv[2]))
         y = rng.integers(0, 2, size=300)
         X = rng.normal(size=(300, 4)) + 3 * y[:, None]
@@ -179,7 +179,7 @@ def test_cli_ls_show_rm_gc(capsys):
     assert "evicted 1 entry" in capsys.readouterr().out
     assert entries() == [] and not any(blob_dir().iterdir())
     with pytest.raises(BadInput, match="cannot read size"):
-        from openmind.memory_cli import parse_size
+        from openmind.memory.cli import parse_size
 
         parse_size("lots")
 

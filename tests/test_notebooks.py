@@ -26,7 +26,7 @@ def cards(cell) -> list[dict]:
 def make(tmp_path: Path, *sources: str) -> Path:
     nb = nbf.v4.new_notebook()
     nb.cells = [nbf.v4.new_code_cell("%load_ext openmind.jupyter\nimport openmind\n"
-                                     "from openmind.route import Intent")]
+                                     "from openmind.flow.router import Intent")]
     nb.cells += [nbf.v4.new_code_cell(s) for s in sources]
     path = tmp_path / "probe-run.ipynb"
     nbf.write(nb, path)

@@ -13,7 +13,7 @@ import pytest
 from httpfake import closed_port, models_api, serve
 
 import openmind
-from openmind.probe import Resources
+from openmind.flow.resources import Resources
 
 KEY = "sk-test-5ecret-do-not-leak-7f3a9c"
 
@@ -136,7 +136,7 @@ def test_key_never_in_status_json_journal_or_errors(monkeypatch, openmind_home):
 
 
 def test_a_failing_probe_is_absent_with_reason_not_an_exception(monkeypatch):
-    probe_module = importlib.import_module("openmind.probe")
+    probe_module = importlib.import_module("openmind.flow.resources")
 
     def broken():
         raise OSError("sensor bus on fire")
@@ -148,7 +148,7 @@ def test_a_failing_probe_is_absent_with_reason_not_an_exception(monkeypatch):
 
 
 def test_cgroup_memory_limit_is_honoured(monkeypatch):
-    probe_module = importlib.import_module("openmind.probe")
+    probe_module = importlib.import_module("openmind.flow.resources")
 
     monkeypatch.setattr(probe_module, "_cgroup_memory_limit", lambda: 2 << 30)
     monkeypatch.setattr(probe_module, "_cgroup_memory_usage", lambda: 1 << 30)

@@ -6,7 +6,7 @@ import pytest
 
 import openmind
 from openmind import Decision, Intent, Pathway, Resource, Resources
-from openmind.probe import gpu_present
+from openmind.flow.resources import gpu_present
 
 P, D = Pathway, Decision
 

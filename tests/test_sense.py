@@ -7,8 +7,8 @@ import pytest
 
 import openmind
 from openmind.errors import AllPathwaysFailed, BadInput
-from openmind.pattern import distance, fit, prior
-from openmind.sense import Signal, sense_or_simulate
+from openmind.intents.sense import Signal, sense_or_simulate
+from openmind.pathways.pattern import distance, fit, prior
 from openmind.vocab import Decision, Pathway
 
 
@@ -120,7 +120,7 @@ def test_human_forms():
 def test_fit_recovers_level_period_and_noise():
     rng = np.random.default_rng(0)
     t = 1.7e9 + np.arange(2000) / 100
-    from openmind.pattern import ar1
+    from openmind.pathways.pattern import ar1
 
     y = 5.0 + 2.0 * np.sin(2 * np.pi * t / 4.0) + ar1(len(t), 0.3, 0.8, rng)
     p = fit("x", t, y, "V")

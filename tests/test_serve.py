@@ -10,9 +10,9 @@ import httpx
 import numpy as np
 import pytest
 
-from openmind.cloud import http
-from openmind.cloud.oip import OIPClient
-from openmind.cloud.serve import ServeProcess
+from openmind.pathways.cloud import http
+from openmind.pathways.cloud.oip import OIPClient
+from openmind.serve import ServeProcess
 from openmind.vocab import Decision, Pathway
 from tests.cloud_fixtures import store_digits_model
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from nbclient import NotebookClient
 
-from openmind.cloud import http
-from openmind.cloud.serve import ServeProcess
+from openmind.pathways.cloud import http
+from openmind.serve import ServeProcess
 from openmind.vocab import Decision, Pathway
 
 TOKEN = "nb-serve-token-91c2"

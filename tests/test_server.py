@@ -15,9 +15,9 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 import openmind
-from openmind.probe import Resource
+from openmind.flow.resources import Resource
 
-probe_mod = importlib.import_module("openmind.probe")  # `openmind.probe` is the function
+probe_mod = importlib.import_module("openmind.flow.resources")  # `openmind.probe` is the function
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 RESOURCE_NAMES = {"host", "gpu", "api", "infer", "serial", "memory"}

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from openmind.errors import BadInput
-from openmind.ternary import Layer, PackedModel, TernaryModel, pack, unpack
+from openmind.pathways.ternary.packed import Layer, PackedModel, TernaryModel, pack, unpack
 
 
 def _random_model(rng: np.random.Generator, widths=(7, 5, 3), per_row=(True, False),
@@ -107,7 +107,7 @@ def test_packed_roundtrip_predicts_identically(digits_model):
 
 
 def test_torch_forward_agrees_with_packed_kernel(digits_model, digits_net):
-    from openmind.fit import torch_scores
+    from openmind.pathways.ternary.fit import torch_scores
 
     model, Xte, _ = digits_model
     ts = torch_scores(digits_net, Xte, model.mean, model.inv_std)
@@ -124,7 +124,7 @@ def test_packed_loads_and_predicts_without_torch(tmp_path, digits_model):
     code = textwrap.dedent(f"""
         import json, sys
         import numpy as np
-        from openmind.ternary import PackedModel
+        from openmind.pathways.ternary.packed import PackedModel
         m = PackedModel.from_bytes(open({str(tmp_path / 'm.omt')!r}, 'rb').read())
         idx = m.predict(np.load({str(tmp_path / 'x.npy')!r}))
         print(json.dumps({{"torch": "torch" in sys.modules, "pred": idx.tolist()}}))
@@ -137,7 +137,7 @@ def test_packed_loads_and_predicts_without_torch(tmp_path, digits_model):
 
 
 def test_packed_size_is_a_fourteenth_of_fp32_for_the_default_architecture():
-    from openmind.fit import DEFAULTS
+    from openmind.pathways.ternary.fit import DEFAULTS
 
     rng = np.random.default_rng(3)
     model = _random_model(rng, widths=(64, *DEFAULTS["hidden"], 10), per_row=(False,))
@@ -170,7 +170,7 @@ def test_predict_names_wrong_feature_count_and_nan(digits_model):
 
 
 def test_binary_model_abstains_on_uncertain_rows():
-    from openmind.train import train_or_load
+    from openmind.intents.train import train_or_load
 
     rng = np.random.default_rng(5)
     X = np.concatenate([rng.normal(-1, 1, size=(300, 2)), rng.normal(1, 1, size=(300, 2))])

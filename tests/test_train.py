@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from openmind.errors import BadInput
-from openmind.journal import journal
-from openmind.probe import Resource, Resources, gpu_present
-from openmind.train import train_or_load
+from openmind.flow.journal import journal
+from openmind.flow.resources import Resource, Resources, gpu_present
+from openmind.intents.train import train_or_load
 from openmind.vocab import Decision, Pathway
 
 SMALL = {"hidden": [32], "epochs": 8, "progress": False}
@@ -113,7 +113,7 @@ def test_interrupted_training_falls_back_to_cached_model():
 
 
 def test_routing_with_injected_gpu_trains_on_cpu_and_says_why():
-    from openmind.fit import pick_device
+    from openmind.pathways.ternary.fit import pick_device
 
     res = Resources.none(gpu=gpu_present([{"index": 0, "name": "Injected A100",
                                            "memory_total": 2**34, "memory_free": 2**34}]))
@@ -146,7 +146,7 @@ def test_unknown_data_shape_gets_a_heuristic_plan():
 
 
 def test_unknown_data_shape_trains_on_the_language_models_plan(monkeypatch):
-    from openmind.cloud import http
+    from openmind.pathways.cloud import http
     from tests.fake_llm import VALID_PLAN, FakeLLM
 
     key = "sk-openmind-train-test-0c1d2e"

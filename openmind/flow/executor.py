@@ -11,11 +11,11 @@ import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .config import redact
-from .errors import AllPathwaysFailed, BadInput
-from .probe import Resources
-from .route import Candidate, Plan
-from .vocab import Attempt, Route
+from openmind.config import redact
+from openmind.errors import AllPathwaysFailed, BadInput
+from openmind.flow.resources import Resources
+from openmind.flow.router import Candidate, Plan
+from openmind.vocab import Attempt, Route
 
 Handler = Callable[[Candidate], Any]
 Handlers = Handler | Mapping[Any, Handler]
@@ -126,7 +126,7 @@ def _finish(plan: Plan, attempts: list[Attempt], chosen: Candidate | None, start
             "error": error,
         }
         try:
-            from .journal import write
+            from openmind.flow.journal import write
 
             journal_id = write(entry)
         except Exception as exc:  # an unwritable home must not cost the user the result

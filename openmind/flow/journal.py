@@ -10,9 +10,9 @@ import json
 import time
 from typing import Any
 
-from .config import redact
-from .context import cell_dict, session_id
-from .store import connect
+from openmind.config import redact
+from openmind.flow.context import cell_dict, session_id
+from openmind.memory.store import connect
 
 
 def write(entry: dict[str, Any]) -> int:
@@ -51,7 +51,7 @@ def _json_default(obj: Any) -> Any:
 def journal(limit: int = 50, *, after: int | None = None, session: str | None = None) -> list[dict[str, Any]]:
     """The latest decision records, newest first (or, with `after`, those with a larger id, oldest first)."""
     if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        from .errors import BadInput
+        from openmind.errors import BadInput
 
         raise BadInput(f"limit must be a positive integer, got {limit!r}")
     where, args = [], []

@@ -12,9 +12,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from .errors import BadInput
-from .units import parse_duration
-from .vocab import Pathway
+from openmind.errors import BadInput
+from openmind.units import parse_duration
+from openmind.vocab import Pathway
 
 FALLBACKS = ("auto", "cached", "none")
 STRATEGIES = ("adaptive", "local", "cloud", "cached")

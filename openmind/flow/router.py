@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .errors import BadInput
-from .policy import Policy, make_policy
-from .probe import Resources
-from .vocab import Decision, IntentKind, Pathway
+from openmind.errors import BadInput
+from openmind.flow.policy import Policy, make_policy
+from openmind.flow.resources import Resources
+from openmind.vocab import Decision, IntentKind, Pathway
 
 # A budget at or below this many seconds is "small": fine-tune an ancestor rather than retrain.
 SMALL_BUDGET_S = 60.0
@@ -131,7 +131,7 @@ def route(intent: Intent | str, *, resources: Resources | None = None,
     if policy is not None and policy_kwargs:
         raise BadInput("give either policy= or policy keywords, not both")
     if resources is None:
-        from .probe import probe
+        from openmind.flow.resources import probe
 
         resources = probe()
     return plan(it, resources, pol)

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import BadInput, PathwayUnavailable
-from .memory import atomic_write
-from .units import parse_duration
+from openmind.errors import BadInput, PathwayUnavailable
+from openmind.memory.blobs import atomic_write
+from openmind.units import parse_duration
 
 MAGIC = b"OMT1"
 DEVICE_TARGETS = ("esp32", "device", "serial")
@@ -133,7 +133,7 @@ def deploy(model: Any, target: str, *, port: str | None = None, timeout: str | f
                        f"{DEVICE_MAX_LAYERS} layers); deploy to a .h file and raise OM_MODEL_MAX instead")
     port = port or _find_port()
     wait = parse_duration(timeout, "timeout") or 5.0
-    from .device import DeviceError, Link
+    from openmind.pathways.device import DeviceError, Link
 
     with Link(port) as link:
         link.hello(wait)
@@ -147,8 +147,8 @@ def deploy(model: Any, target: str, *, port: str | None = None, timeout: str | f
 
 
 def _find_port() -> str:
-    from .config import serial_port
-    from .probe import probe
+    from openmind.config import serial_port
+    from openmind.flow.resources import probe
 
     explicit = serial_port()
     if explicit:
@@ -164,7 +164,7 @@ def _journal(d: Deployment, model: Any, how: str) -> None:
     import warnings
 
     try:
-        from .journal import write
+        from openmind.flow.journal import write
 
         write({"intent": "deploy", "name": getattr(model, "name", None), "ok": True,
                "pathway": "hardware_in_loop" if d.target == "device" else None,

@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BadInput, PathwayUnavailable
-from .execute import execute
-from .memory import entries, fingerprint, get, key_for, latest, put
-from .policy import split_policy
-from .probe import Resources, probe, public_url
-from .route import Candidate, Intent, route
-from .vocab import Decision, Pathway, Route
+from openmind.errors import BadInput, PathwayUnavailable
+from openmind.flow.executor import execute
+from openmind.flow.policy import split_policy
+from openmind.flow.resources import Resources, probe, public_url
+from openmind.flow.router import Candidate, Intent, route
+from openmind.memory.blobs import entries, fingerprint, get, key_for, latest, put
+from openmind.vocab import Decision, Pathway, Route
 
 # default meaning of the trits for zero-shot text classification
 SENTIMENT = {-1: "negative", 0: "neutral", 1: "positive"}
@@ -98,12 +98,12 @@ class LocalModel:
 def _model_from(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Any:
     """Stored arrays + meta -> a model object. The one place that knows stored model formats."""
     if meta.get("format") == "openmind-ternary":  # what train_or_load stores
-        from .ternary import TernaryModel
+        from openmind.pathways.ternary.packed import TernaryModel
 
         return TernaryModel.from_arrays(arrays, meta)
     if "packed" in arrays:  # bare packed bytes (docs/packed-format.md) + an optional class list
         classes = meta.get("classes") if isinstance(meta.get("classes"), list) else None
-        from .ternary import PackedModel
+        from openmind.pathways.ternary.packed import PackedModel
 
         return PackedModel.from_bytes(arrays["packed"].tobytes(), classes=classes)
     raise PathwayUnavailable(f"the stored model has a format this version cannot load "
@@ -224,7 +224,7 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
     cached = get("predictions", cache_key) if cache_key and res.memory.available and not pol.fresh else None
     remote = False
     if local is None and res.infer.available:
-        from .cloud.oip import OIPClient
+        from openmind.pathways.cloud.oip import OIPClient
 
         try:
             remote = OIPClient(timeout=pol.timeout or 5.0, retries=0).model_ready(name)
@@ -255,7 +255,7 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
         return Predictions(np.asarray(values), proba, name, src)
 
     def run_cloud(cand: Candidate) -> Predictions:
-        from .cloud.oip import OIPClient
+        from openmind.pathways.cloud.oip import OIPClient
 
         client = OIPClient(timeout=pol.timeout or 10.0)
         out = client.infer(name, X if kind == "tabular" else X.astype(object))
@@ -267,7 +267,7 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
         return Predictions(values, out.get("probabilities"), name, f"cloud {public_url(client.url)}")
 
     def run_zero_shot(cand: Candidate) -> Predictions:
-        from .cloud.llm import zero_shot
+        from openmind.pathways.cloud.llm import zero_shot
 
         trits = zero_shot([str(t) for t in X.tolist()], labels or SENTIMENT)
         return Predictions(np.asarray(trits, dtype=np.int8), None, name, "language model (zero-shot)")

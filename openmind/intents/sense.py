@@ -15,13 +15,22 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BadInput, PathwayUnavailable
-from .execute import execute
-from .pattern import Pattern, blend, distance, fit, from_description, load, prior, save
-from .policy import split_policy
-from .route import Candidate, Intent, route
-from .units import parse_duration, parse_rate
-from .vocab import Decision, Pathway, Route
+from openmind.errors import BadInput, PathwayUnavailable
+from openmind.flow.executor import execute
+from openmind.flow.policy import split_policy
+from openmind.flow.router import Candidate, Intent, route
+from openmind.pathways.pattern import (
+    Pattern,
+    blend,
+    distance,
+    fit,
+    from_description,
+    load,
+    prior,
+    save,
+)
+from openmind.units import parse_duration, parse_rate
+from openmind.vocab import Decision, Pathway, Route
 
 MAX_SAMPLES = 10_000_000
 # captures at least this long show a progress bar
@@ -114,7 +123,7 @@ def sense_or_simulate(signal: str, duration: str | float = "1h", rate: str | flo
     wait = pol.timeout or 5.0
     fitted = load(signal)
 
-    from .probe import probe
+    from openmind.flow.resources import probe
 
     resources = probe()
     plan = route(Intent.of("sense", name=signal, pattern=fitted is not None),
@@ -157,14 +166,14 @@ class _Job:
 
     def described(self, cand: Candidate) -> Signal:
         # request_signal raises LLMError with the reason, which the journal keeps
-        from .cloud.llm import request_signal
+        from openmind.pathways.cloud.llm import request_signal
 
         pat = from_description(self.signal, request_signal(self.signal))
         return self.simulated(pat, "llm")
 
     def hardware(self, cand: Candidate) -> Signal:
-        from .device import Link
-        from .probe import invalidate
+        from openmind.flow.resources import invalidate
+        from openmind.pathways.device import Link
 
         port = cand.params.get("port")
         top = cand.params.get("max_rate_hz")

@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BadInput, PathwayUnavailable
-from .execute import execute
-from .memory import fingerprint, get, key_for, latest, put
-from .policy import Policy, split_policy
-from .probe import Resources
-from .route import Candidate, Intent, route
-from .ternary import U16_MAX, TernaryModel, as_numeric, check_finite
-from .vocab import Decision, Pathway
+from openmind.errors import BadInput, PathwayUnavailable
+from openmind.flow.executor import execute
+from openmind.flow.policy import Policy, split_policy
+from openmind.flow.resources import Resources
+from openmind.flow.router import Candidate, Intent, route
+from openmind.memory.blobs import fingerprint, get, key_for, latest, put
+from openmind.pathways.ternary.packed import U16_MAX, TernaryModel, as_numeric, check_finite
+from openmind.vocab import Decision, Pathway
 
 # --------------------------------------------------------------------------- input
 
@@ -128,7 +128,7 @@ class _Job:
     def _planned(self, plan: dict[str, Any]) -> dict[str, Any]:
         """A config from a plan (hidden, epochs, learning_rate, batch_size); options the caller
         gave explicitly win."""
-        from .fit import resolve_config
+        from openmind.pathways.ternary.fit import resolve_config
 
         arch = plan.get("architecture") or {}
         planned = {"hidden": arch.get("hidden"), "epochs": plan.get("epochs"),
@@ -146,7 +146,7 @@ class _Job:
     def heuristic(self, cand: Candidate) -> TernaryModel:
         X = self._numeric_rows("the heuristic plan")
         try:
-            from .cloud.llm import heuristic_plan
+            from openmind.pathways.cloud.llm import heuristic_plan
         except ImportError:  # pragma: no cover - the cloud module ships with openmind
             cfg = self.cfg
         else:
@@ -157,7 +157,7 @@ class _Job:
     def llm(self, cand: Candidate) -> TernaryModel:
         X = self._numeric_rows("training")
         try:
-            from .cloud.llm import plan_training
+            from openmind.pathways.cloud.llm import plan_training
         except ImportError:
             raise PathwayUnavailable("no language-model planner installed "
                                      "(openmind.cloud.llm.plan_training)") from None
@@ -184,7 +184,7 @@ class _Job:
     def _train(self, cand: Candidate, X: np.ndarray, cfg: dict[str, Any], *,
                parent: TernaryModel | None = None, parent_key: str | None = None,
                note: str | None = None) -> TernaryModel:
-        from .fit import export, fit, pick_device, standardization
+        from openmind.pathways.ternary.fit import export, fit, pick_device, standardization
 
         device, device_note = pick_device(cand.params.get("device"))
         if parent is not None:
@@ -238,7 +238,7 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
     progress=False to hide the bar. `resources` injects a probe snapshot (tests).
     The model's `.route` says which pathway served it and why.
     """
-    from .fit import RUN_OPTIONS, estimate_seconds, resolve_config
+    from openmind.pathways.ternary.fit import RUN_OPTIONS, estimate_seconds, resolve_config
 
     pol, rest = split_policy(options)
     run = {k: rest.pop(k) for k in list(rest) if k in RUN_OPTIONS}
@@ -254,7 +254,7 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
                        data_kind=kind, exact=exact is not None, ancestor=ancestor is not None,
                        est_seconds=round(est, 3))
     if resources is None:
-        from .probe import probe
+        from openmind.flow.resources import probe
 
         resources = probe()
     plan = route(intent, resources=resources, policy=pol)

@@ -16,7 +16,7 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 
 def _load_jupyter_server_extension(server_app: Any) -> None:
     """Add the openmind API routes to a running Jupyter server."""
-    from .server import _load_jupyter_server_extension as load
+    from openmind.jupyter.server import _load_jupyter_server_extension as load
 
     load(server_app)
 
@@ -28,12 +28,12 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
 def load_ipython_extension(ip: Any) -> None:
     """`%load_ext openmind.jupyter`: register the `%%openmind` magics in this kernel."""
-    from .magics import load_ipython_extension as load
+    from openmind.jupyter.magics import load_ipython_extension as load
 
     load(ip)
 
 
 def unload_ipython_extension(ip: Any) -> None:
-    from .magics import unload_ipython_extension as unload
+    from openmind.jupyter.magics import unload_ipython_extension as unload
 
     unload(ip)

@@ -16,7 +16,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..config import redact
+from openmind.config import redact
 
 # The MIME type carrying the machine-readable decision next to the HTML and the text.
 MIME = "application/vnd.openmind.decision+json"
@@ -275,7 +275,7 @@ def card_for(route: Any, excluded: Sequence[tuple[Any, str]] | None = None) -> D
 
 
 def _record(jid: int) -> dict[str, Any] | None:
-    from ..journal import journal
+    from openmind.flow.journal import journal
 
     try:
         rows = journal(1, after=int(jid) - 1)
@@ -291,7 +291,7 @@ class JournalTable:
         self.records = records  # newest first, as journal() returns them
 
     def text(self) -> str:
-        from ..cli import format_records
+        from openmind.cli import format_records
 
         return format_records(self.records) if self.records else "the journal is empty"
 

@@ -24,13 +24,13 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 from IPython.display import display
 from traitlets import Bool, Integer, TraitError, Unicode, validate
 
-from ..context import current_cell, in_cell, reset_cell, session_id, set_cell
-from ..errors import BadInput
-from ..journal import journal
-from ..policy import FALLBACKS, SOURCES, STRATEGIES, make_policy, policy
-from ..store import db_path
-from ..vocab import IntentKind
-from .card import DecisionCard, JournalTable, Shown
+from openmind.errors import BadInput
+from openmind.flow.context import current_cell, in_cell, reset_cell, session_id, set_cell
+from openmind.flow.journal import journal
+from openmind.flow.policy import FALLBACKS, SOURCES, STRATEGIES, make_policy, policy
+from openmind.jupyter.card import DecisionCard, JournalTable, Shown
+from openmind.memory.store import db_path
+from openmind.vocab import IntentKind
 
 INTENTS = tuple(k.value for k in IntentKind)
 POLICY_OPTIONS = ("fallback", "strategy", "budget", "fresh", "prefer", "source", "timeout")
@@ -238,7 +238,7 @@ class OpenmindMagics(Magics):
                 _warn(f"%%openmind {intent}: {note}")
         if not self.show_card or args.quiet:
             return
-        from ..config import assumed
+        from openmind.config import assumed
 
         off = [k for k, v in assumed().items() if v == "off"]
         for rec in records[: self.max_cards]:
@@ -251,7 +251,7 @@ class OpenmindMagics(Magics):
 
     def status(self, rest: str) -> Shown:
         args = parse_argstring(_status_parser, rest)
-        from ..probe import probe
+        from openmind.flow.resources import probe
 
         res = probe(refresh=args.refresh)
         return Shown(res._repr_html_(), str(res))
@@ -263,7 +263,7 @@ class OpenmindMagics(Magics):
         return JournalTable(journal(args.n, session=None if args.all else session_id()))
 
     def assume(self, rest: str) -> Shown:
-        from ..config import MASKABLE, assume, assumed
+        from openmind.config import MASKABLE, assume, assumed
 
         spec = rest.strip()
         try:
@@ -295,7 +295,7 @@ def _warn(message: str) -> None:
 
 def _last_id() -> int:
     """The newest journal id, so the cell can collect exactly the records it wrote."""
-    from ..store import connect
+    from openmind.memory.store import connect
 
     with connect() as con:
         return int(con.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0])

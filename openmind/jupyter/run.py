@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..errors import BadInput
-from ..units import parse_duration
+from openmind.errors import BadInput
+from openmind.units import parse_duration
 
 KERNEL_NAME = "openmind-python"
 
@@ -99,8 +99,8 @@ def run_notebook(path: str | os.PathLike, *, timeout: float = 600.0, kernel: str
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-    from ..journal import journal
-    from ..store import connect
+    from openmind.flow.journal import journal
+    from openmind.memory.store import connect
 
     nb_path = Path(path)
     if not nb_path.is_file():

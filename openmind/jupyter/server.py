@@ -19,10 +19,10 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-from ..config import redact
-from ..errors import BadInput
-from ..journal import journal
-from ..probe import probe
+from openmind.config import redact
+from openmind.errors import BadInput
+from openmind.flow.journal import journal
+from openmind.flow.resources import probe
 
 T = TypeVar("T")
 

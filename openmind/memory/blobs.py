@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from .config import home
-from .probe import invalidate
-from .store import connect
+from openmind.config import home
+from openmind.flow.resources import invalidate
+from openmind.memory.store import connect
 
 KINDS = ("model", "predictions", "pattern")
 
@@ -126,7 +126,7 @@ def _row(r: sqlite3.Row) -> Entry:
 
 def _check_kind(kind: str) -> None:
     if kind not in KINDS:
-        from .errors import BadInput
+        from openmind.errors import BadInput
 
         raise BadInput(f"unknown memory kind {kind!r}; valid: {', '.join(KINDS)}")
 
@@ -254,7 +254,7 @@ def remove(key: str) -> int:
     """Remove entries whose key starts with `key` (at least 6 characters). Returns how many."""
     key = key.strip()
     if len(key) < 6 or any(ch in key for ch in "%_"):
-        from .errors import BadInput
+        from openmind.errors import BadInput
 
         raise BadInput(f"key prefix {key!r} is too short: give at least 6 characters (see `openmind memory ls`)")
     with connect(write=True) as con:

@@ -7,7 +7,7 @@ import datetime as _dt
 import json
 import re
 
-from .errors import BadInput
+from openmind.errors import BadInput
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
@@ -50,7 +50,7 @@ def _when(ts: float) -> str:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from .memory import entries
+    from openmind.memory.blobs import entries
 
     rows = entries(args.kind, args.name)
     if args.json:
@@ -72,7 +72,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
 
 def _one(prefix: str):
-    from .memory import find
+    from openmind.memory.blobs import find
 
     found = find(prefix)
     if not found:
@@ -89,7 +89,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from .memory import remove
+    from openmind.memory.blobs import remove
 
     n = remove(args.key)
     if n == 0:
@@ -99,8 +99,8 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from .memory import gc
-    from .units import parse_duration
+    from openmind.memory.blobs import gc
+    from openmind.units import parse_duration
 
     n = gc(max_bytes=parse_size(args.max_bytes) if args.max_bytes else None,
            older_than=parse_duration(args.older_than, "--older-than") if args.older_than else None,

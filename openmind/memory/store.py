@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .config import home
+from openmind.config import home
 
 DB_NAME = "openmind.db"
 BUSY_TIMEOUT_S = 30.0

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import OpenmindError
+from openmind.errors import OpenmindError
 
 BAUD = 115200
 MAX_LINE = 256

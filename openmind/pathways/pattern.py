@@ -218,7 +218,7 @@ def from_description(signal: str, d: dict[str, Any]) -> Pattern:
 
 def load(signal: str) -> Pattern | None:
     """The latest fitted pattern of `signal` in muscle memory, or None."""
-    from .memory import latest
+    from openmind.memory.blobs import latest
 
     hit = latest(KIND, signal)
     if hit is None:
@@ -232,7 +232,7 @@ def load(signal: str) -> Pattern | None:
 
 def save(p: Pattern) -> str | None:
     """Keep a pattern in muscle memory; returns its key (None if the store is unwritable)."""
-    from .memory import fingerprint, key_for, put
+    from openmind.memory.blobs import fingerprint, key_for, put
 
     arrays, meta = p.to_arrays()
     key = key_for(KIND, p.signal, fingerprint(arrays["params"]))

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from . import config
+from openmind import config
 
 NAMES = ("host", "gpu", "api", "infer", "serial", "memory")
 TTL_S = {"host": 5.0, "gpu": 60.0, "api": 60.0, "infer": 30.0, "serial": 15.0, "memory": 5.0}
@@ -377,7 +377,7 @@ def probe_serial() -> Resource:
     ports, why = candidate_ports()
     if not ports:
         return Resource.absent("serial", f"no ESP32: {why}")
-    from .device import DeviceError, hello_on
+    from openmind.pathways.device import DeviceError, hello_on
 
     failures = []
     for entry in ports:
@@ -408,7 +408,7 @@ def probe_serial() -> Resource:
 
 
 def probe_memory() -> Resource:
-    from .store import connect
+    from openmind.memory.store import connect
 
     root = config.home()
     with connect(root) as con:

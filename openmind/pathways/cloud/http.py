@@ -21,9 +21,9 @@ from typing import Any
 
 import httpx
 
-from ..config import redact
-from ..errors import OpenmindError
-from ..probe import public_url
+from openmind.config import redact
+from openmind.errors import OpenmindError
+from openmind.flow.resources import public_url
 
 
 class EndpointError(OpenmindError):

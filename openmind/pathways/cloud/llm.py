@@ -19,10 +19,10 @@ import os
 import re
 from typing import Any
 
-from ..config import api_base, api_key, redact
-from ..errors import PathwayUnavailable
-from ..probe import api_url, public_url
-from .http import EndpointError, request
+from openmind.config import api_base, api_key, redact
+from openmind.errors import PathwayUnavailable
+from openmind.flow.resources import api_url, public_url
+from openmind.pathways.cloud.http import EndpointError, request
 
 log = logging.getLogger("openmind.llm")
 
@@ -158,7 +158,7 @@ def validate(obj: Any, schema: dict[str, Any], what: str) -> dict[str, Any]:
 def require_api() -> None:
     """LLMError unless the probe found a usable language model (respects OPENMIND_ASSUME api=off;
     the probe checked the key with GET /v1/models and caches the answer)."""
-    from ..probe import probe
+    from openmind.flow.resources import probe
 
     api = probe().api
     if not api.available:
@@ -237,10 +237,10 @@ def plan_or_heuristic(situation: dict[str, Any], *, resources=None, **policy: An
     """The MODEL decision end to end: route a train intent of this situation, ask the language model
     if the router offers it, else (or on any failure) the heuristic plan. Returns (plan, route); the
     journal gets the route with every reason."""
-    from ..execute import execute
-    from ..probe import probe
-    from ..route import Intent, route
-    from ..vocab import Decision, Pathway
+    from openmind.flow.executor import execute
+    from openmind.flow.resources import probe
+    from openmind.flow.router import Intent, route
+    from openmind.vocab import Decision, Pathway
 
     res = resources if resources is not None else probe()
     shape = situation.get("shape")
@@ -309,7 +309,7 @@ ZERO_SHOT_SYSTEM = (
 def zero_shot(texts: list[str], labels_meaning: dict[int, str] | str | None = None) -> list[int]:
     """One trit in {-1, 0, +1} per text, by the language model; raises LLMError with the reason."""
     if isinstance(texts, str):
-        from ..errors import BadInput
+        from openmind.errors import BadInput
 
         raise BadInput("texts is a single string; pass a list of texts")
     meaning = labels_meaning or {-1: "negative", 0: "neutral", 1: "positive"}

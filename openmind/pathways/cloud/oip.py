@@ -8,11 +8,11 @@ from urllib.parse import quote
 
 import numpy as np
 
-from ..config import infer_token, infer_url
-from ..errors import BadInput
-from ..probe import public_url
-from .http import EndpointError, request
-from .tensors import TensorError, decode, encode
+from openmind.config import infer_token, infer_url
+from openmind.errors import BadInput
+from openmind.flow.resources import public_url
+from openmind.pathways.cloud.http import EndpointError, request
+from openmind.pathways.cloud.tensors import TensorError, decode, encode
 
 
 class OIPClient:

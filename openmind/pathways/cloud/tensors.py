@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import BadInput
+from openmind.errors import BadInput
 
 # OIP v2 datatype -> numpy dtype (BYTES are Python strings in JSON)
 DATATYPES: dict[str, Any] = {

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import BadInput
-from .ternary import U16_MAX, Layer, TernaryModel
+from openmind.errors import BadInput
+from openmind.pathways.ternary.packed import U16_MAX, Layer, TernaryModel
 
 THRESHOLD = 0.7  # TWN: delta = 0.7 * mean|W|
 
@@ -302,7 +302,7 @@ def load_weights(net: nn.Sequential, model: TernaryModel) -> None:
     re-ternarizes to the same trits), and its biases."""
     layers = linears(net)
     if [m.weight.shape for m in layers] != [torch.Size(a.shape) for a in model.layers]:
-        from .errors import PathwayUnavailable
+        from openmind.errors import PathwayUnavailable
 
         raise PathwayUnavailable("the cached ancestor has another architecture; cannot fine-tune it")
     latent = model.latent or [a.weights() for a in model.layers]

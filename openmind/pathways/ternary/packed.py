@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import BadInput
+from openmind.errors import BadInput
 
 MAGIC = b"OMT1"
 VERSION = 1
@@ -425,7 +425,7 @@ class TernaryModel(PackedModel):
         """Write a safetensors file (atomically; never pickle)."""
         from safetensors.numpy import save
 
-        from .memory import atomic_write
+        from openmind.memory.blobs import atomic_write
 
         arrays, meta = self.to_arrays()
         path = Path(path)
