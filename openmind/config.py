@@ -11,6 +11,7 @@ import re
 import threading
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from openmind.errors import BadInput
 
@@ -136,3 +137,20 @@ def assume(spec: str | dict[str, str] | None = None, **resources: str) -> dict[s
         base.update(mask)
         _assume_override = base
     return dict(base)
+
+
+def public_url(url: str) -> str:
+    """The URL without user:password, safe to show."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def api_url(base: str, path: str) -> str:
+    """Join an OpenAI-compatible base with a path; accepts bases with or without /v1."""
+    base = base.rstrip("/")
+    if not base.endswith("/v1"):
+        base += "/v1"
+    return f"{base}/{path.lstrip('/')}"

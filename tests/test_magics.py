@@ -200,7 +200,7 @@ def models_api(monkeypatch):
 
 
 def test_assume_changes_the_next_cells_route_and_the_card_says_why_injected_gpu(ip, monkeypatch, models_api):
-    probe_mod = importlib.import_module("openmind.flow.resources")  # (openmind.probe is the function)
+    probe_mod = importlib.import_module("openmind.flow.resources")
     monkeypatch.setitem(probe_mod.PROBES, "gpu", lambda: probe_mod.gpu_present([{"name": "Injected GPU"}]))
     probe_mod.invalidate()
     train = """

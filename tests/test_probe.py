@@ -148,7 +148,7 @@ def test_a_failing_probe_is_absent_with_reason_not_an_exception(monkeypatch):
 
 
 def test_cgroup_memory_limit_is_honoured(monkeypatch):
-    probe_module = importlib.import_module("openmind.flow.resources")
+    probe_module = importlib.import_module("openmind.flow.resources.host")
 
     monkeypatch.setattr(probe_module, "_cgroup_memory_limit", lambda: 2 << 30)
     monkeypatch.setattr(probe_module, "_cgroup_memory_usage", lambda: 1 << 30)

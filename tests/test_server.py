@@ -17,7 +17,7 @@ from tornado.httpclient import HTTPClientError
 import openmind
 from openmind.flow.resources import Resource
 
-probe_mod = importlib.import_module("openmind.flow.resources")  # `openmind.probe` is the function
+probe_mod = importlib.import_module("openmind.flow.resources")
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 RESOURCE_NAMES = {"host", "gpu", "api", "infer", "serial", "memory"}

@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from openmind.config import public_url
 from openmind.errors import BadInput, PathwayUnavailable
 from openmind.flow.executor import execute
 from openmind.flow.policy import split_policy
-from openmind.flow.resources import Resources, probe, public_url
+from openmind.flow.resources import Resources, probe
 from openmind.flow.router import Candidate, Intent, route
 from openmind.memory.blobs import entries, fingerprint, get, key_for, latest, put
 from openmind.vocab import Decision, Pathway, Route

@@ -22,8 +22,7 @@ from typing import Any
 import numpy as np
 
 from openmind.config import home
-from openmind.flow.resources import invalidate
-from openmind.memory.store import connect
+from openmind.memory.store import changed, connect
 
 KINDS = ("model", "predictions", "pattern")
 
@@ -161,7 +160,7 @@ def put(kind: str, name: str, key: str, arrays: dict[str, np.ndarray],
                 "meta=excluded.meta, used=excluded.used",
                 (key, kind, name, blob, len(data), json.dumps(meta, default=str), now, now),
             )
-        invalidate("memory")
+        changed()
     except (OSError, sqlite3.Error) as exc:
         warnings.warn(f"openmind: muscle memory could not keep {kind} '{name}' ({exc}); "
                       f"the result is still returned. Check that OPENMIND_HOME is writable.",
@@ -259,7 +258,7 @@ def remove(key: str) -> int:
         raise BadInput(f"key prefix {key!r} is too short: give at least 6 characters (see `openmind memory ls`)")
     with connect(write=True) as con:
         n = con.execute("DELETE FROM memory WHERE key LIKE ?", (key + "%",)).rowcount
-    invalidate("memory")
+    changed()
     _sweep()
     return n
 
@@ -289,7 +288,7 @@ def gc(max_bytes: int | None = None, older_than: float | None = None, *,
                 if total > max_bytes:
                     con.execute("DELETE FROM memory WHERE key=?", (r["key"],))
                     evicted += 1
-    invalidate("memory")
+    changed()
     _sweep()
     return evicted
 

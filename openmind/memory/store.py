@@ -120,3 +120,17 @@ def connect(root: Path | None = None, *, write: bool = False) -> Iterator[sqlite
             yield con
     finally:
         con.close()
+
+
+_generation = 0
+
+
+def changed() -> None:
+    """Note a write to the index, so readers that cache what memory holds (the probe) look again."""
+    global _generation
+    _generation += 1
+
+
+def generation() -> int:
+    """How many writes this process made to the index; a cached summary of memory keys on it."""
+    return _generation

@@ -21,9 +21,8 @@ from typing import Any
 
 import httpx
 
-from openmind.config import redact
+from openmind.config import public_url, redact
 from openmind.errors import OpenmindError
-from openmind.flow.resources import public_url
 
 
 class EndpointError(OpenmindError):

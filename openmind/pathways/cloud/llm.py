@@ -19,9 +19,8 @@ import os
 import re
 from typing import Any
 
-from openmind.config import api_base, api_key, redact
+from openmind.config import api_base, api_key, api_url, public_url, redact
 from openmind.errors import PathwayUnavailable
-from openmind.flow.resources import api_url, public_url
 from openmind.pathways.cloud.http import EndpointError, request
 
 log = logging.getLogger("openmind.llm")

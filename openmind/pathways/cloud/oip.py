@@ -8,9 +8,8 @@ from urllib.parse import quote
 
 import numpy as np
 
-from openmind.config import infer_token, infer_url
+from openmind.config import infer_token, infer_url, public_url
 from openmind.errors import BadInput
-from openmind.flow.resources import public_url
 from openmind.pathways.cloud.http import EndpointError, request
 from openmind.pathways.cloud.tensors import TensorError, decode, encode
 

@@ -1,0 +1,37 @@
+"""Muscle memory: what the store holds, by kind and name."""
+
+from __future__ import annotations
+
+from openmind import config
+from openmind.flow.resources.base import Resource
+
+
+def probe_memory() -> Resource:
+    from openmind.memory.store import connect
+
+    root = config.home()
+    with connect(root) as con:
+        rows = con.execute(
+            "SELECT kind, name, COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes "
+            "FROM memory GROUP BY kind, name"
+        ).fetchall()
+    models: dict[str, int] = {}
+    signals: dict[str, int] = {}
+    predictions = 0
+    total = 0
+    for r in rows:
+        total += r["bytes"]
+        if r["kind"] == "model":
+            models[r["name"]] = r["n"]
+        elif r["kind"] == "pattern":
+            signals[r["name"]] = r["n"]
+        elif r["kind"] == "predictions":
+            predictions += r["n"]
+    reason = (
+        f"{sum(models.values())} models, {sum(signals.values())} signal patterns, "
+        f"{predictions} cached predictions ({total / 2**20:.1f} MiB)"
+    )
+    return Resource.present("memory", reason, "ready", models=models, signals=signals,
+                            predictions=predictions, bytes=total, home=str(root))
+
+
