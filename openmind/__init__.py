@@ -3,14 +3,15 @@
 The light core (probe, route, execute, journal, policy) is imported eagerly; the intents that need
 torch or devices load on first use, so `import openmind` stays fast.
 
-Inside the package, import names from submodules (`from .journal import write`), never
-`from . import journal`: the public functions `probe`, `route`, `journal`, `policy` and `deploy`
-share their module's name and replace it as an attribute of the package.
+The package is laid out as the flow of a cell (docs/architecture.md): jupyter/cli/serve (faces)
+-> intents -> flow -> pathways -> memory -> the ground (vocab, errors, units, config); imports run
+one way, checked by the import contract in the test suite.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any
 
 from openmind.config import assume
@@ -23,6 +24,20 @@ from openmind.flow.router import Candidate, Intent, Plan, route
 from openmind.vocab import Attempt, Decision, IntentKind, Pathway, Route
 
 __version__ = "0.1.0"
+
+
+def _show_cards_in_ipython() -> None:
+    """Under IPython, a result's `.route` displays as its decision card (the faces own the HTML)."""
+    if "IPython" not in sys.modules:
+        return
+    shell = sys.modules["IPython"].get_ipython()
+    if shell is not None and hasattr(shell, "display_formatter"):
+        from openmind.jupyter.card import register_display
+
+        register_display(shell)
+
+
+_show_cards_in_ipython()
 
 # public name -> module that defines it (loaded on first access)
 _LAZY = {
@@ -47,5 +62,5 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'openmind' has no attribute {name!r}")
     value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # also replaces a same-named submodule attribute (openmind.deploy)
+    globals()[name] = value
     return value

@@ -7,7 +7,6 @@ and keep their argument parsing next to their code.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import importlib
 import json
 import sys
@@ -49,22 +48,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_records(records: list[dict]) -> str:
-    """One line per journal record, oldest first; shared by the CLI and the notebook runner."""
-    lines = []
-    for r in reversed(records):
-        ts = _dt.datetime.fromtimestamp(r.get("ts", 0)).strftime("%H:%M:%S")
-        cell = r.get("cell") or {}
-        where = f"[{cell.get('execution_count')}]" if cell.get("execution_count") is not None else ""
-        what = f"{r.get('intent')} {r.get('name') or ''}".strip()
-        how = f"{r.get('pathway')}/{r.get('decision')}" if r.get("ok") else "FAILED"
-        lines.append(f"{r.get('id', ''):>5} {ts} {where:>5} {what:<24} {how:<28} "
-                     f"{r.get('duration_ms', 0):8.1f} ms  {r.get('reason') or ''}")
-    return "\n".join(lines)
-
-
 def cmd_log(args: argparse.Namespace) -> int:
-    from openmind.flow.journal import journal
+    from openmind.flow.journal import format_records, journal
 
     records = journal(args.n)
     if args.json:

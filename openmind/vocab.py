@@ -88,6 +88,8 @@ class Route:
     duration_ms: float = 0.0
     journal_id: int | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    # the journal record as written (plan, excluded pathways, resources): what a card shows
+    record: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,12 +106,6 @@ class Route:
     def __str__(self) -> str:
         return f"{self.intent}: {self.pathway.value}/{self.decision.value} ({self.reason})"
 
-    def _repr_html_(self) -> str:  # the decision card (openmind/jupyter/card.py)
-        from openmind.jupyter.card import card_for
-
-        return card_for(self)._repr_html_()
-
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        from openmind.jupyter.card import card_for
-
-        p.text(card_for(self).text())
+        # plain text; in a notebook, openmind.jupyter registers the decision card as the HTML form
+        p.text(str(self))

@@ -15,6 +15,7 @@ import openmind
 from openmind.config import home
 from openmind.errors import AllPathwaysFailed
 from openmind.flow.resources import probe
+from openmind.intents import ask
 from openmind.pathways.cloud import http, llm
 from openmind.pathways.cloud.llm import LLMError
 from openmind.vocab import Decision, Pathway
@@ -42,7 +43,7 @@ def chat_calls(fake: FakeLLM) -> list[dict]:
 
 
 def decide(**policy):
-    return llm.plan_or_heuristic(SITUATION, resources=probe(refresh=True), **policy)
+    return ask.plan_or_heuristic(SITUATION, resources=probe(refresh=True), **policy)
 
 
 def test_valid_plan_is_used_and_the_prompt_holds_no_data_and_no_key(fake):
@@ -60,7 +61,7 @@ def test_valid_plan_is_used_and_the_prompt_holds_no_data_and_no_key(fake):
 
 
 def test_situation_keys_outside_the_allowlist_never_leave(fake):
-    llm.plan_training({**SITUATION, "data": [[1.5, 2.5]], "api_key": KEY, "X": "secret rows"})
+    ask.plan_training({**SITUATION, "data": [[1.5, 2.5]], "api_key": KEY, "X": "secret rows"})
     sent = chat_calls(fake)[0]["body"]["messages"][1]["content"]
     assert "1.5" not in sent and "secret rows" not in sent and KEY not in sent
 
@@ -74,7 +75,7 @@ def test_situation_keys_outside_the_allowlist_never_leave(fake):
 ])
 def test_unusable_plans_fall_back_to_heuristics_with_the_reason_journaled(fake, reply, reason, caplog):
     fake.script("/v1/chat/completions", ("reply", reply))
-    assert llm.plan_training(SITUATION) is None
+    assert ask.plan_training(SITUATION) is None
     assert any(reason in r.getMessage() and "heuristics" in r.getMessage() for r in caplog.records)
     fake.script("/v1/chat/completions", ("reply", reply))
     plan, route = decide()
@@ -86,25 +87,25 @@ def test_unusable_plans_fall_back_to_heuristics_with_the_reason_journaled(fake, 
 
 def test_fenced_json_is_accepted(fake):
     fake.script("/v1/chat/completions", ("reply", "```json\n" + json.dumps(VALID_PLAN) + "\n```"))
-    assert llm.plan_training(SITUATION)["epochs"] == VALID_PLAN["epochs"]
+    assert ask.plan_training(SITUATION)["epochs"] == VALID_PLAN["epochs"]
 
 
 def test_401_is_one_clear_error(fake, monkeypatch):
     monkeypatch.setenv("OPENMIND_API_KEY", "sk-wrong-key-000000")
     with pytest.raises(LLMError, match="refused the key") as err:  # the probe's GET /v1/models
-        llm.request_plan(SITUATION)
+        ask.request_plan(SITUATION)
     assert "sk-wrong-key-000000" not in str(err.value) and chat_calls(fake) == []
     monkeypatch.setenv("OPENMIND_API_KEY", KEY)
     fake.script("/v1/chat/completions", ("json", 401, {"error": {"message": "key revoked"}}))
     with pytest.raises(LLMError, match="refused the API key") as err:  # revoked after the probe
-        llm.request_plan(SITUATION)
+        ask.request_plan(SITUATION)
     assert len(chat_calls(fake)) == 1  # a refusal is not retried
 
 
 def test_429_with_retry_after_is_waited_out(fake):
     fake.script("/v1/chat/completions", ("json", 429, {"error": {"message": "rate limited"}}, {"Retry-After": "1"}))
     t0 = time.monotonic()
-    assert llm.plan_training(SITUATION) == VALID_PLAN
+    assert ask.plan_training(SITUATION) == VALID_PLAN
     assert time.monotonic() - t0 >= 0.9 and len(chat_calls(fake)) == 2
 
 
@@ -130,18 +131,18 @@ def test_connection_refused_is_a_reason_not_a_crash(monkeypatch):
     monkeypatch.setenv("OPENMIND_API_BASE", base)
     monkeypatch.setenv("OPENMIND_API_KEY", KEY)
     assert not probe(refresh=True).api.available
-    assert llm.plan_training(SITUATION) is None
+    assert ask.plan_training(SITUATION) is None
     plan, route = decide()  # the router offers no language model: heuristics, and says why
     assert plan["source"] == "heuristic" and "no language model is reachable" in route.reason
     with pytest.raises(LLMError, match="no language model: .* unreachable"):
-        llm.request_plan(SITUATION)
+        ask.request_plan(SITUATION)
 
 
 def test_a_masked_api_is_never_called(fake):
     openmind.assume(api="off")
-    assert llm.plan_training(SITUATION) is None
+    assert ask.plan_training(SITUATION) is None
     with pytest.raises(LLMError, match="masked"):
-        llm.zero_shot(["a"])
+        ask.zero_shot(["a"])
     assert chat_calls(fake) == []
 
 
@@ -150,14 +151,14 @@ def test_describe_signal_valid_and_invalid(fake):
                 ("reply", json.dumps({"unit": "ppm", "typical": 420, "variation": 35, "period_s": 86400})),
                 ("reply", json.dumps({"unit": "ppm", "typical": 420, "variation": -1})),
                 ("reply", json.dumps({"unit": "ppm", "typical": 1, "variation": 1, "minimum": 5, "maximum": 2})))
-    desc = llm.describe_signal("co2")
+    desc = ask.describe_signal("co2")
     assert desc["unit"] == "ppm" and desc["level"] == 420 and desc["sigma"] == 35 and desc["period"] == 86400
     from openmind.pathways.pattern import from_description
 
     pat = from_description("co2", desc)  # what sense simulates from
     assert (pat.level, pat.sigma, pat.unit, pat.source) == (420, 35, "ppm", "llm")
-    assert llm.describe_signal("co2") is None
-    assert llm.describe_signal("co2") is None
+    assert ask.describe_signal("co2") is None
+    assert ask.describe_signal("co2") is None
     assert json.loads(chat_calls(fake)[0]["body"]["messages"][1]["content"]) == {"signal": "co2"}
 
 
@@ -175,7 +176,7 @@ def test_zero_shot_rejects_a_wrong_answer(fake):
     fake.script("/v1/chat/completions", ("reply", json.dumps({"labels": [1, 2]})),
                 ("reply", json.dumps({"labels": [1]})))
     with pytest.raises(LLMError, match="zero-shot labels violates the schema"):
-        llm.zero_shot(["a", "b"])
+        ask.zero_shot(["a", "b"])
     with pytest.raises(AllPathwaysFailed, match="zero-shot"):
         openmind.infer_adaptive("reviews", ["a", "b"], resources=probe(refresh=True))
 
@@ -194,10 +195,10 @@ def test_the_key_appears_nowhere(fake, caplog, capsys):
     for _ in range(6):
         http.reset()
         try:
-            llm.request_plan(SITUATION)
+            ask.request_plan(SITUATION)
         except Exception as exc:  # noqa: BLE001 - collecting every message
             texts.append(str(exc) + repr(exc))
-        plan, route = llm.plan_or_heuristic(SITUATION, resources=res)
+        plan, route = ask.plan_or_heuristic(SITUATION, resources=res)
         texts += [str(route), json.dumps(route.to_dict())]
     fake.script("/v1/chat/completions", ("reply", json.dumps({"labels": [1]})))
     pred = openmind.infer_adaptive("reviews", ["fine"], resources=res)

@@ -240,9 +240,9 @@ def test_route_renders_as_a_card_for_plain_python_users(ip):
     from openmind.flow.router import Intent
 
     _, route = openmind.execute(openmind.route(Intent.of("sense", name="humidity")), lambda c: 1)
-    html = route._repr_html_()
+    html = ip.display_formatter.format(route)[0]["text/html"]  # registered by openmind.jupyter
     assert "openmind-card" in html and "humidity" in html
-    assert "hardware_in_loop" in html  # excluded pathways come from the journal record
+    assert "hardware_in_loop" in html  # excluded pathways come from the journal record it carries
     assert isinstance(card_for(route), DecisionCard)
     assert "muscle_memory/HYBRID" in ip.display_formatter.format(route)[0]["text/plain"]
 

@@ -126,15 +126,15 @@ def _finish(plan: Plan, attempts: list[Attempt], chosen: Candidate | None, start
             "error": error,
         }
         try:
-            from openmind.flow.journal import write
+            from openmind.flow.journal import append
 
-            journal_id = write(entry)
+            stored = append(entry)
         except Exception as exc:  # an unwritable home must not cost the user the result
             warnings.warn(f"openmind: could not write the journal ({_error_text(exc)})",
                           RuntimeWarning, stacklevel=3)
         else:
             if route is not None:
-                route.journal_id = journal_id
+                route.journal_id, route.record = stored["id"], stored
     return route
 
 

@@ -6,6 +6,7 @@ Rows are written with every configured secret redacted; resources are stored as 
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import time
 from typing import Any
@@ -17,6 +18,12 @@ from openmind.memory.store import connect
 
 def write(entry: dict[str, Any]) -> int:
     """Append one record and return its id. `entry` holds intent, pathway, decision, ok, ..."""
+    return int(append(entry)["id"])
+
+
+def append(entry: dict[str, Any]) -> dict[str, Any]:
+    """Append one record and return it as stored (redacted, with its cell, session, time and id),
+    so the caller can show it without reading it back."""
     entry = redact(entry)
     cell = entry.get("cell") or cell_dict()
     entry["cell"] = cell
@@ -35,7 +42,8 @@ def write(entry: dict[str, Any]) -> int:
                 1 if entry.get("ok") else 0, entry.get("duration_ms"), text,
             ),
         )
-        return int(cur.lastrowid)
+        entry["id"] = int(cur.lastrowid)
+    return entry
 
 
 def _json_default(obj: Any) -> Any:
@@ -79,3 +87,17 @@ def journal(limit: int = 50, *, after: int | None = None, session: str | None = 
 def count() -> int:
     with connect() as con:
         return int(con.execute("SELECT COUNT(*) FROM journal").fetchone()[0])
+
+
+def format_records(records: list[dict]) -> str:
+    """One line per journal record, oldest first; shared by the CLI, `%openmind log` and the notebook runner."""
+    lines = []
+    for r in reversed(records):
+        ts = _dt.datetime.fromtimestamp(r.get("ts", 0)).strftime("%H:%M:%S")
+        cell = r.get("cell") or {}
+        where = f"[{cell.get('execution_count')}]" if cell.get("execution_count") is not None else ""
+        what = f"{r.get('intent')} {r.get('name') or ''}".strip()
+        how = f"{r.get('pathway')}/{r.get('decision')}" if r.get("ok") else "FAILED"
+        lines.append(f"{r.get('id', ''):>5} {ts} {where:>5} {what:<24} {how:<28} "
+                     f"{r.get('duration_ms', 0):8.1f} ms  {r.get('reason') or ''}")
+    return "\n".join(lines)

@@ -268,7 +268,7 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
         return Predictions(values, out.get("probabilities"), name, f"cloud {public_url(client.url)}")
 
     def run_zero_shot(cand: Candidate) -> Predictions:
-        from openmind.pathways.cloud.llm import zero_shot
+        from openmind.intents.ask import zero_shot
 
         trits = zero_shot([str(t) for t in X.tolist()], labels or SENTIMENT)
         return Predictions(np.asarray(trits, dtype=np.int8), None, name, "language model (zero-shot)")

@@ -166,7 +166,7 @@ class _Job:
 
     def described(self, cand: Candidate) -> Signal:
         # request_signal raises LLMError with the reason, which the journal keeps
-        from openmind.pathways.cloud.llm import request_signal
+        from openmind.intents.ask import request_signal
 
         pat = from_description(self.signal, request_signal(self.signal))
         return self.simulated(pat, "llm")

@@ -156,11 +156,8 @@ class _Job:
 
     def llm(self, cand: Candidate) -> TernaryModel:
         X = self._numeric_rows("training")
-        try:
-            from openmind.pathways.cloud.llm import plan_training
-        except ImportError:
-            raise PathwayUnavailable("no language-model planner installed "
-                                     "(openmind.cloud.llm.plan_training)") from None
+        from openmind.intents.ask import plan_training
+
         plan = plan_training(self.situation())
         if not plan:
             raise PathwayUnavailable("the language model gave no valid training plan")

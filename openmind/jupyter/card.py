@@ -17,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from openmind.config import redact
+from openmind.flow.journal import format_records
+from openmind.vocab import Route
 
 # The MIME type carrying the machine-readable decision next to the HTML and the text.
 MIME = "application/vnd.openmind.decision+json"
@@ -260,10 +262,8 @@ class DecisionCard:
 
 def card_for(route: Any, excluded: Sequence[tuple[Any, str]] | None = None) -> DecisionCard:
     """A card for a result's `.route`: the full journal record when it has one, else the route."""
-    record: dict[str, Any] | None = None
     jid = getattr(route, "journal_id", None)
-    if jid is not None:
-        record = _record(jid)
+    record = dict(route.record) if getattr(route, "record", None) else None
     if record is None:
         record = dict(route.to_dict())
         record["ok"] = any(a.get("outcome") == "ok" for a in record.get("attempts") or []) or not record.get("attempts")
@@ -274,16 +274,6 @@ def card_for(route: Any, excluded: Sequence[tuple[Any, str]] | None = None) -> D
     return DecisionCard(record)
 
 
-def _record(jid: int) -> dict[str, Any] | None:
-    from openmind.flow.journal import journal
-
-    try:
-        rows = journal(1, after=int(jid) - 1)
-    except Exception:  # an unreadable journal still leaves the route to show
-        return None
-    return rows[0] if rows and rows[0].get("id") == jid else None
-
-
 class JournalTable:
     """The latest decisions as an HTML table (`%openmind log`) with the CLI's text as fallback."""
 
@@ -291,8 +281,6 @@ class JournalTable:
         self.records = records  # newest first, as journal() returns them
 
     def text(self) -> str:
-        from openmind.cli import format_records
-
         return format_records(self.records) if self.records else "the journal is empty"
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
@@ -348,3 +336,11 @@ def _pathway_list(title: str, pairs: list[tuple[str, str]]) -> str:
                     for p, w in pairs)
     return (f"<details><summary style='cursor:pointer;color:{_FG2}'>{_e(title)} "
             f"({len(pairs)})</summary><ul style='margin:.2em 0'>{items}</ul></details>")
+
+
+def register_display(shell: Any) -> None:
+    """Show every result's `.route` as its decision card in this IPython shell (HTML, and the
+    card's text in a terminal), magic or not; `openmind` calls this when imported under IPython."""
+    formatters = shell.display_formatter.formatters
+    formatters["text/html"].for_type(Route, lambda route: card_for(route)._repr_html_())
+    formatters["text/plain"].for_type(Route, lambda route, p, cycle: p.text(card_for(route).text()))

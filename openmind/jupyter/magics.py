@@ -28,7 +28,7 @@ from openmind.errors import BadInput
 from openmind.flow.context import current_cell, in_cell, reset_cell, session_id, set_cell
 from openmind.flow.journal import journal
 from openmind.flow.policy import FALLBACKS, SOURCES, STRATEGIES, make_policy, policy
-from openmind.jupyter.card import DecisionCard, JournalTable, Shown
+from openmind.jupyter.card import DecisionCard, JournalTable, Shown, register_display
 from openmind.memory.store import db_path
 from openmind.vocab import IntentKind
 
@@ -337,6 +337,7 @@ def load_ipython_extension(ip: Any) -> None:
         return
     magics = OpenmindMagics(shell=ip, parent=ip)
     ip.register_magics(magics)
+    register_display(ip)
     if magics not in ip.configurables:
         ip.configurables.append(magics)
     hooks = _CellHooks(ip)

@@ -3,12 +3,11 @@
 openmind describes the situation (intent, data shape, dtypes, label set, resources: never the data
 or a secret), asks for a JSON answer, and validates it against a schema before use. Anything that
 goes wrong (no key, 401, 429, 5xx, timeout, invalid JSON, a plan outside the schema) is an
-`LLMError` whose message is the reason; `plan_training` / `describe_signal` turn it into None
-(heuristics take over, logged as such) while `request_plan` / `request_signal` let it propagate to
-the executor so the reason lands in the journal.
+`LLMError` whose message is the reason.
 
-Public names other modules call: `plan_training(situation) -> dict | None`,
-`describe_signal(name) -> dict | None`, `zero_shot(texts, labels_meaning) -> list[int]`.
+This module is the transport and the validation only: it never probes, routes or executes. The
+intents ask it through `openmind.intents.ask`, which checks the probe first (a masked or refused
+API is never called) and routes a plan like any other decision.
 """
 
 from __future__ import annotations
@@ -154,18 +153,7 @@ def validate(obj: Any, schema: dict[str, Any], what: str) -> dict[str, Any]:
     return obj
 
 
-def require_api() -> None:
-    """LLMError unless the probe found a usable language model (respects OPENMIND_ASSUME api=off;
-    the probe checked the key with GET /v1/models and caches the answer)."""
-    from openmind.flow.resources import probe
-
-    api = probe().api
-    if not api.available:
-        raise LLMError(f"no language model: {api.reason}")
-
-
 def _ask(system: str, user: Any, schema: dict[str, Any], what: str) -> dict[str, Any]:
-    require_api()
     content = chat([{"role": "system", "content": system},
                     {"role": "user", "content": json.dumps(user, sort_keys=True)}])
     return validate(parse_json(content), schema, what)
@@ -212,15 +200,6 @@ def request_plan(situation: dict[str, Any]) -> dict[str, Any]:
     return plan
 
 
-def plan_training(situation: dict[str, Any]) -> dict[str, Any] | None:
-    """A validated plan, or None (logged with the reason) so the caller uses its heuristics."""
-    try:
-        return request_plan(situation)
-    except LLMError as exc:
-        log.warning("no language-model plan (%s); falling back to heuristics", exc)
-        return None
-
-
 def heuristic_plan(situation: dict[str, Any]) -> dict[str, Any]:
     """The plan openmind uses without a language model: width from the input size, epochs from rows."""
     shape = situation.get("shape") or [situation.get("rows") or 1000, 64]
@@ -230,38 +209,6 @@ def heuristic_plan(situation: dict[str, Any]) -> dict[str, Any]:
     epochs = int(min(200, max(10, 60_000 // max(rows, 1))))
     return {"pathway": "full_train", "architecture": {"hidden": [hidden], "activation": "relu"},
             "epochs": epochs, "reason": "heuristic: width from the input size, epochs from the rows"}
-
-
-def plan_or_heuristic(situation: dict[str, Any], *, resources=None, **policy: Any) -> tuple[dict[str, Any], Any]:
-    """The MODEL decision end to end: route a train intent of this situation, ask the language model
-    if the router offers it, else (or on any failure) the heuristic plan. Returns (plan, route); the
-    journal gets the route with every reason."""
-    from openmind.flow.executor import execute
-    from openmind.flow.resources import probe
-    from openmind.flow.router import Intent, route
-    from openmind.vocab import Decision, Pathway
-
-    res = resources if resources is not None else probe()
-    shape = situation.get("shape")
-    intent = Intent.of("train", name=situation.get("name"), rows=situation.get("rows"),
-                       shape=tuple(shape) if shape else None,
-                       data_kind=situation.get("data_kind") or "unknown", ancestor=False)
-    plan = route(intent, resources=res, **policy)
-
-    class _Plan(dict):
-        route = None
-
-    def by_llm(_c) -> _Plan:
-        return _Plan(request_plan(situation), source="llm")
-
-    def by_rules(_c) -> _Plan:
-        return _Plan(heuristic_plan(situation), source="heuristic")
-
-    handlers = {(Pathway.CLOUD_INFERENCE, Decision.MODEL): by_llm,
-                Pathway.FULL_TRAIN: by_rules}
-    result, rt = execute(plan, handlers, resources=res,
-                         summarize=lambda p: {"plan_source": p.get("source"), "epochs": p.get("epochs")})
-    return dict(result), rt
 
 
 # --------------------------------------------------------------------------- signals
@@ -287,15 +234,6 @@ def request_signal(name: str) -> dict[str, Any]:
     return {**desc, **{PATTERN_FIELDS[k]: v for k, v in desc.items() if k in PATTERN_FIELDS}}
 
 
-def describe_signal(name: str) -> dict[str, Any] | None:
-    """Unit, typical level and variation of an unknown signal, or None (logged) when unavailable."""
-    try:
-        return request_signal(name)
-    except LLMError as exc:
-        log.warning("no language-model description of signal %r (%s)", name, exc)
-        return None
-
-
 # --------------------------------------------------------------------------- zero-shot
 
 
@@ -315,7 +253,6 @@ def zero_shot(texts: list[str], labels_meaning: dict[int, str] | str | None = No
     if isinstance(meaning, dict):
         meaning = ", ".join(f"{int(k):+d} = {v}" for k, v in sorted(meaning.items()))
     system = ZERO_SHOT_SYSTEM.format(meaning=meaning)
-    require_api()
     out: list[int] = []
     for i in range(0, len(texts), ZERO_SHOT_BATCH):
         batch = [str(t)[:MAX_TEXT] for t in texts[i:i + ZERO_SHOT_BATCH]]
@@ -328,6 +265,5 @@ def zero_shot(texts: list[str], labels_meaning: dict[int, str] | str | None = No
     return out
 
 
-__all__ = ["LLMError", "PLAN_SCHEMA", "SIGNAL_SCHEMA", "chat", "describe",
-           "describe_signal", "heuristic_plan", "parse_json", "plan_or_heuristic", "plan_training",
-           "request_plan", "request_signal", "validate", "zero_shot"]
+__all__ = ["LLMError", "PLAN_SCHEMA", "SIGNAL_SCHEMA", "chat", "describe", "heuristic_plan",
+           "parse_json", "request_plan", "request_signal", "validate", "zero_shot"]
