@@ -14,7 +14,7 @@ import importlib
 import sys
 from typing import Any
 
-from openmind.config import assume
+from openmind.config import VERSION, assume
 from openmind.errors import AllPathwaysFailed, BadInput, OpenmindError, PathwayUnavailable
 from openmind.flow.executor import execute
 from openmind.flow.journal import journal
@@ -23,7 +23,7 @@ from openmind.flow.resources import Resource, Resources, probe
 from openmind.flow.router import Candidate, Intent, Plan, route
 from openmind.vocab import Attempt, Decision, IntentKind, Pathway, Route
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 
 def _show_cards_in_ipython() -> None:

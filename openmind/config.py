@@ -15,6 +15,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from openmind.errors import BadInput
 
+# The package version (the distribution openmind-cells); keys and servers carry it.
+VERSION = "0.1.0"
+
 # Resources that OPENMIND_ASSUME / openmind.assume() can mask.
 MASKABLE = ("gpu", "api", "infer", "serial", "memory")
 ASSUME_VALUES = ("off", "auto")

@@ -23,7 +23,7 @@ import tornado.web
 from tornado.httpserver import HTTPServer
 from tornado.ioloop import IOLoop
 
-from openmind import __version__
+from openmind.config import VERSION
 from openmind.errors import BadInput
 from openmind.pathways.cloud.tensors import TensorError, decode, encode
 
@@ -136,7 +136,7 @@ class Ready(JSONHandler):
 
 class ServerMeta(JSONHandler):
     def get(self) -> None:
-        self.send({"name": "openmind", "version": __version__, "extensions": ["model_repository"]})
+        self.send({"name": "openmind", "version": VERSION, "extensions": ["model_repository"]})
 
 
 class RepoIndex(JSONHandler):
