@@ -3,7 +3,6 @@ device equal to Python bit for bit (docs/packed-format.md arithmetic)."""
 
 from __future__ import annotations
 
-import struct
 import zlib
 
 import numpy as np
@@ -12,40 +11,27 @@ from vdev_fixtures import BUILD, VDev, make
 
 import openmind
 from openmind.errors import BadInput, PathwayUnavailable
-from openmind.intents.deploy import c_header, deploy, inspect
+from openmind.intents.deploy import c_header, deploy
 from openmind.pathways.device import DeviceError, Link
+from openmind.pathways.ternary.packed import Layer, PackedModel, describe
+from openmind.pathways.ternary.packed import pack as pack_layers
 
 F32 = np.float32
 
 
-# ----------------------------------------------------------------- a packer and a numpy reference
+# ----------------------------------------------------------------- the project's own packer and kernel
 
 
 def pack(mean, inv_std, layers) -> bytes:
-    """Packed format v1 from numpy arrays; layers = [(W in {-1,0,1} [out,in], scale, bias, act)]."""
-    n_in, n_out = len(mean), len(layers[-1][2])
-    out = bytearray(b"OMT1" + struct.pack("<HHHH", 1, len(layers), n_in, n_out))
-    out += np.asarray(mean, "<f4").tobytes() + np.asarray(inv_std, "<f4").tobytes()
-    for w, scale, bias, act in layers:
-        o, i = w.shape
-        out += struct.pack("<HHBBH", i, o, act, 0 if len(scale) == 1 else 1, 0)
-        codes = (w.ravel().astype(np.int8) + 1).astype(np.uint8)
-        codes = np.concatenate([codes, np.ones((-len(codes)) % 4, np.uint8)]).reshape(-1, 4)
-        out += (codes[:, 0] | codes[:, 1] << 2 | codes[:, 2] << 4 | codes[:, 3] << 6).astype(np.uint8).tobytes()
-        out += np.asarray(scale, "<f4").tobytes() + np.asarray(bias, "<f4").tobytes()
-    return bytes(out)
+    """Packed bytes from numpy arrays via openmind's packer; layers = [(W [out,in], scale, bias, act)]."""
+    return pack_layers([Layer(np.asarray(w, np.int8), np.asarray(s, F32), np.asarray(b, F32), bool(a))
+                        for w, s, b, a in layers], np.asarray(mean, F32), np.asarray(inv_std, F32))
 
 
-def reference(mean, inv_std, layers, x):
-    """The format's arithmetic in numpy: float32, sequential sums (cumsum), no BLAS."""
-    h = (np.asarray(x, F32) - np.asarray(mean, F32)) * np.asarray(inv_std, F32)
-    for w, scale, bias, act in layers:
-        terms = np.where(w[None] == 1, h[:, None, :], np.where(w[None] == -1, -h[:, None, :], F32(0)))
-        terms = np.concatenate([np.zeros(terms.shape[:2] + (1,), F32), terms], axis=2)
-        acc = np.cumsum(terms, axis=2, dtype=F32)[..., -1]
-        y = acc * np.asarray(scale, F32) + np.asarray(bias, F32)
-        h = np.where(y < 0, F32(0), y).astype(F32) if act else y.astype(F32)
-    return h.argmax(1), h
+def reference(blob, x):
+    """Class indices and scores from openmind's bit-exact numpy kernel (docs/packed-format.md)."""
+    model = PackedModel.from_bytes(blob)
+    return model.predict_index(np.asarray(x, F32)), model.scores(np.asarray(x, F32))
 
 
 def ternarize(w, rng=None):
@@ -76,7 +62,7 @@ def digits():
     w2, s2 = ternarize(coef[:, :-1])
     layers = [(w1, s1, b1, 1), (w2, s2, coef[:, -1].astype(F32), 0)]
     blob = pack(mean, inv, layers)
-    return {"blob": blob, "X": Xte.astype(F32), "y": yte, "ref": reference(mean, inv, layers, Xte)}
+    return {"blob": blob, "X": Xte.astype(F32), "y": yte, "ref": reference(blob, Xte)}
 
 
 # ----------------------------------------------------------------- tests
@@ -87,9 +73,9 @@ def test_packer_and_reference_agree_with_c_on_a_handmade_model():
     layers = [(np.array([[1, -1], [0, 1]], np.int8), np.array([2, 1], F32), np.array([0.5, -1], F32), 1),
               (np.array([[1, 1], [-1, 0]], np.int8), np.array([3], F32), np.array([0, 1], F32), 0)]
     blob = pack([1, 0], [0.5, 1], layers)
-    y, s = reference([1, 0], [0.5, 1], layers, np.array([[3, 0.5]]))
+    y, s = reference(blob, np.array([[3, 0.5]]))
     assert y[0] == 0 and s[0].tolist() == [4.5, -3.5]
-    assert inspect(blob) == {"layers": 2, "inputs": 2, "outputs": 2, "width": 2}
+    assert describe(blob) == {"layers": 2, "inputs": 2, "outputs": 2, "width": 2}
 
 
 def test_upload_digits_model_device_predicts_exactly_like_python(vdev, digits):

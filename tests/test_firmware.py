@@ -45,3 +45,19 @@ def test_core_makes_no_heap_or_board_calls():
         text = path.read_text()
         for word in banned:
             assert word not in text.replace("snprintf(", ""), f"{path.name} uses {word}"
+
+
+def test_python_and_the_firmware_agree_on_the_device_limits():
+    """One source each side: openmind.pathways.device's limits are om_core.h's #defines."""
+    import re
+
+    from openmind.pathways import device
+
+    header = (FIRMWARE / "core" / "om_core.h").read_text()
+    defines = {k: v for k, v in re.findall(r"#define (OM_\w+) (\d+)", header)}
+    assert int(defines["OM_MODEL_MAX"]) == device.MODEL_MAX_BYTES
+    assert int(defines["OM_MAX_WIDTH"]) == device.MODEL_MAX_WIDTH
+    assert int(defines["OM_MAX_LAYERS"]) == device.MODEL_MAX_LAYERS
+    assert int(defines["OM_LINE_MAX"]) == device.MAX_LINE
+    assert int(defines["OM_B64_MAX"]) == 4 * device.CHUNK_BYTES // 3
+    assert int(defines["OM_PROTO"]) == 1

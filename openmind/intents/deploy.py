@@ -7,7 +7,6 @@ The bytes are exactly docs/packed-format.md: what `TernaryModel.pack()` returns.
 from __future__ import annotations
 
 import re
-import struct
 import time
 import zlib
 from dataclasses import dataclass
@@ -16,14 +15,11 @@ from typing import Any
 
 from openmind.errors import BadInput, PathwayUnavailable
 from openmind.memory.blobs import atomic_write
+from openmind.pathways.device import MODEL_MAX_BYTES, MODEL_MAX_LAYERS, MODEL_MAX_WIDTH
+from openmind.pathways.ternary.packed import describe
 from openmind.units import parse_duration
 
-MAGIC = b"OMT1"
 DEVICE_TARGETS = ("esp32", "device", "serial")
-# the firmware's limits (firmware/core/om_core.h)
-DEVICE_MAX_BYTES = 16384
-DEVICE_MAX_WIDTH = 256
-DEVICE_MAX_LAYERS = 8
 
 
 @dataclass(frozen=True)
@@ -56,39 +52,9 @@ def packed_bytes(model: Any) -> bytes:
                    f"got {type(model).__name__}")
 
 
-def inspect(blob: bytes) -> dict[str, int]:
-    """Walk the packed format and check its structure; BadInput says what is wrong."""
-    def bad(why: str) -> BadInput:
-        return BadInput(f"not a valid packed ternary model: {why} (see docs/packed-format.md)")
-
-    if len(blob) < 12 or blob[:4] != MAGIC:
-        raise bad("missing the 'OMT1' magic")
-    version, n_layers, n_in, n_out = struct.unpack_from("<HHHH", blob, 4)
-    if version != 1:
-        raise bad(f"format version {version}, this openmind reads 1")
-    if n_layers < 1 or n_in < 1 or n_out < 1:
-        raise bad("zero layers, inputs or outputs")
-    pos, prev, width = 12 + 8 * n_in, n_in, n_in
-    for i in range(n_layers):
-        if pos + 8 > len(blob):
-            raise bad(f"ends inside layer {i}'s header")
-        lin, lout, act, mode, reserved = struct.unpack_from("<HHBBH", blob, pos)
-        if lin != prev or lout < 1:
-            raise bad(f"layer {i} has {lin} inputs, the previous layer gives {prev}")
-        if act > 1 or mode > 1 or reserved:
-            raise bad(f"layer {i} has an invalid activation, scale mode or reserved field")
-        pos += 8 + (lin * lout + 3) // 4 + 4 * (lout if mode else 1) + 4 * lout
-        prev, width = lout, max(width, lout)
-    if prev != n_out:
-        raise bad(f"the last layer gives {prev} outputs, the header says {n_out}")
-    if pos != len(blob):
-        raise bad(f"{len(blob) - pos} bytes {'missing' if pos > len(blob) else 'after the last layer'}")
-    return {"layers": n_layers, "inputs": n_in, "outputs": n_out, "width": width}
-
-
 def c_header(blob: bytes, name: str = "om_model") -> str:
     """C99 header text embedding the packed bytes (the firmware's OM_MODEL_HEADER)."""
-    info = inspect(blob)
+    info = describe(blob)
     crc = zlib.crc32(blob) & 0xFFFFFFFF
     rows = [", ".join(f"0x{b:02x}" for b in blob[i:i + 16]) for i in range(0, len(blob), 16)]
     guard = re.sub(r"\W", "_", name).upper() + "_H"
@@ -109,7 +75,7 @@ def deploy(model: Any, target: str, *, port: str | None = None, timeout: str | f
     """Write `model` as a C header (`target` ends in .h) or upload it to the ESP32
     (`target="esp32"`, the probed port or `port=`; or `target="serial:/dev/ttyUSB0"`)."""
     blob = packed_bytes(model)
-    info = inspect(blob)
+    info = describe(blob)
     crc = f"{zlib.crc32(blob) & 0xFFFFFFFF:08x}"
     if not isinstance(target, str) or not target.strip():
         raise BadInput(f"target must be a path ending in .h or 'esp32', got {target!r}")
@@ -127,10 +93,10 @@ def deploy(model: Any, target: str, *, port: str | None = None, timeout: str | f
         port = target[len("serial:"):]
     elif target.lower() not in DEVICE_TARGETS:
         raise BadInput(f"unknown deploy target {target!r}; use a path ending in .h, 'esp32', or 'serial:<port>'")
-    if len(blob) > DEVICE_MAX_BYTES or info["width"] > DEVICE_MAX_WIDTH or info["layers"] > DEVICE_MAX_LAYERS:
+    if len(blob) > MODEL_MAX_BYTES or info["width"] > MODEL_MAX_WIDTH or info["layers"] > MODEL_MAX_LAYERS:
         raise BadInput(f"the model ({len(blob)} bytes, widest layer {info['width']}, {info['layers']} layers) "
-                       f"exceeds the firmware's limits ({DEVICE_MAX_BYTES} bytes, width {DEVICE_MAX_WIDTH}, "
-                       f"{DEVICE_MAX_LAYERS} layers); deploy to a .h file and raise OM_MODEL_MAX instead")
+                       f"exceeds the firmware's limits ({MODEL_MAX_BYTES} bytes, width {MODEL_MAX_WIDTH}, "
+                       f"{MODEL_MAX_LAYERS} layers); deploy to a .h file and raise OM_MODEL_MAX instead")
     port = port or _find_port()
     wait = parse_duration(timeout, "timeout") or 5.0
     from openmind.pathways.device import DeviceError, Link

@@ -22,6 +22,10 @@ from openmind.errors import OpenmindError
 
 BAUD = 115200
 MAX_LINE = 256
+# The firmware's limits, as firmware/core/om_core.h defines them (a test checks the two agree).
+MODEL_MAX_BYTES = 16384   # OM_MODEL_MAX
+MODEL_MAX_WIDTH = 256     # OM_MAX_WIDTH (widest layer, inputs included)
+MODEL_MAX_LAYERS = 8      # OM_MAX_LAYERS
 # MODEL DATA carries at most 192 base64 characters: 144 bytes a line.
 CHUNK_BYTES = 144
 

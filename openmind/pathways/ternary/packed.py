@@ -324,6 +324,13 @@ def unpack(data: bytes | bytearray | memoryview | np.ndarray) -> tuple[list[Laye
     return layers, mean, inv_std
 
 
+def describe(data: bytes | bytearray | memoryview) -> dict[str, int]:
+    """Layers, inputs, outputs and the widest layer of packed bytes (BadInput if malformed)."""
+    layers, mean, _ = unpack(data)
+    return {"layers": len(layers), "inputs": int(mean.shape[0]), "outputs": layers[-1].shape[0],
+            "width": max([int(mean.shape[0])] + [a.shape[0] for a in layers])}
+
+
 # --------------------------------------------------------------------------- labels
 
 
