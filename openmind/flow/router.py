@@ -20,8 +20,6 @@ SMALL_BUDGET_S = 60.0
 SMALL_DATA_ROWS = 5000
 # Rough speed-up of a CUDA GPU over this CPU when judging whether a train fits the budget.
 GPU_SPEEDUP = 10.0
-# Signals with a built-in prior (typical level, variation, daily cycle) in `sense`.
-BUILTIN_PRIORS = ("temperature", "humidity", "light", "acceleration")
 # Data kinds the train rules know; anything else is a MODEL decision.
 KNOWN_DATA = ("tabular",)
 
@@ -38,6 +36,8 @@ class Intent:
     local_model:  infer: the model can be loaded from local memory. None = ask resources.memory
     remote_model: infer: an inference endpoint is known to serve the model
     pattern:      sense: a fitted pattern of the signal is cached. None = ask resources.memory
+    prior:        sense: the signal has a built-in prior (`Intent.of` fills it from the pattern
+                  pathway's table when not given)
     est_seconds:  train: estimated CPU seconds of a full train (None = unknown, assume it fits)
     """
 
@@ -51,20 +51,26 @@ class Intent:
     local_model: bool | None = None
     remote_model: bool = False
     pattern: bool | None = None
+    prior: bool = False
     est_seconds: float | None = None
 
     @classmethod
     def of(cls, value: Intent | str, **facts: Any) -> Intent:
         if isinstance(value, Intent):
             return replace(value, **facts) if facts else value
-        return cls(IntentKind.parse(value, "intent"), **facts)
+        kind = IntentKind.parse(value, "intent")
+        if kind is IntentKind.SENSE and "prior" not in facts:
+            from openmind.pathways.pattern import PRIOR_SIGNALS
+
+            facts["prior"] = facts.get("name") in PRIOR_SIGNALS
+        return cls(kind, **facts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind.value, "name": self.name, "rows": self.rows,
             "shape": list(self.shape) if self.shape else None, "data_kind": self.data_kind,
             "exact": self.exact, "ancestor": self.ancestor, "local_model": self.local_model,
-            "remote_model": self.remote_model, "pattern": self.pattern,
+            "remote_model": self.remote_model, "pattern": self.pattern, "prior": self.prior,
             "est_seconds": self.est_seconds,
         }
 
@@ -287,12 +293,12 @@ def _sense(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
                              {"source": "pattern"}))
     elif not memory:
         excluded.append((Pathway.MUSCLE_MEMORY, f"memory unavailable: {res.memory.reason}"))
-    if signal in BUILTIN_PRIORS:
+    if it.prior:
         out.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.HYBRID,
                              f"simulating '{signal}' from the built-in prior (synthetic: no real capture yet)"
                              if not pattern else f"built-in prior for '{signal}' (synthetic)",
                              {"source": "prior", "synthetic": True}))
-    if not out and not pattern and signal not in BUILTIN_PRIORS:
+    if not out and not pattern and not it.prior:
         if _llm(res):
             out.append(Candidate(Pathway.CLOUD_INFERENCE, Decision.MODEL,
                                  f"'{signal}' is unknown and has no prior: asking the language model to describe it",

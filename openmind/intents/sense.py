@@ -128,7 +128,7 @@ def sense_or_simulate(signal: str, duration: str | float = "1h", rate: str | flo
     resources = probe()
     plan = route(Intent.of("sense", name=signal, pattern=fitted is not None),
                  resources=resources, policy=pol)
-    job = _Job(signal, hz, count, wait, progress, seed)
+    job = _Sensing(signal, hz, count, wait, progress, seed)
 
     def simulate(cand: Candidate) -> Signal:
         kind = cand.params.get("source")
@@ -147,7 +147,7 @@ def sense_or_simulate(signal: str, duration: str | float = "1h", rate: str | flo
 
 
 @dataclass
-class _Job:
+class _Sensing:
     signal: str
     hz: float
     count: int

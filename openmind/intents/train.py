@@ -89,7 +89,7 @@ def prepare(name: Any, data: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, 
 # --------------------------------------------------------------------------- the job
 
 
-class _Job:
+class _Training:
     """The handlers of one train_or_load call, sharing its data, config and lookups."""
 
     def __init__(self, name: str, X: np.ndarray, y: np.ndarray, kind: str, cfg: dict[str, Any],
@@ -255,7 +255,7 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
 
         resources = probe()
     plan = route(intent, resources=resources, policy=pol)
-    job = _Job(name, X, y, kind, cfg, set(rest), key, fp, pol, exact, ancestor,
+    job = _Training(name, X, y, kind, cfg, set(rest), key, fp, pol, exact, ancestor,
                bool(run.get("progress", True)))
     handlers = {
         (Pathway.MUSCLE_MEMORY, Decision.CACHED): job.cached,
