@@ -39,6 +39,7 @@ class Intent:
     prior:        sense: the signal has a built-in prior (`Intent.of` fills it from the pattern
                   pathway's table when not given)
     est_seconds:  train: estimated CPU seconds of a full train (None = unknown, assume it fits)
+    uncacheable:  cell pathway: why the cell cannot be kept (a value that cannot be fingerprinted)
     """
 
     kind: IntentKind
@@ -53,6 +54,7 @@ class Intent:
     pattern: bool | None = None
     prior: bool = False
     est_seconds: float | None = None
+    uncacheable: str | None = None
 
     @classmethod
     def of(cls, value: Intent | str, **facts: Any) -> Intent:
@@ -71,7 +73,7 @@ class Intent:
             "shape": list(self.shape) if self.shape else None, "data_kind": self.data_kind,
             "exact": self.exact, "ancestor": self.ancestor, "local_model": self.local_model,
             "remote_model": self.remote_model, "pattern": self.pattern, "prior": self.prior,
-            "est_seconds": self.est_seconds,
+            "est_seconds": self.est_seconds, "uncacheable": self.uncacheable,
         }
 
 
@@ -345,6 +347,46 @@ def _infer(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
         head = [c for c in out if c.decision is Decision.CACHED]
         return head + cloud + [c for c in out if c not in head]
     return out + cloud
+
+
+# --------------------------------------------------------------------------- the cell pathway
+
+# The pathway a cell's own code takes when it runs, by the intent its magic names.
+CELL_PATHWAY = {IntentKind.TRAIN: Pathway.FULL_TRAIN, IntentKind.SENSE: Pathway.HARDWARE_IN_LOOP,
+                IntentKind.INFER: Pathway.MUSCLE_MEMORY}
+EARLIER_RUN = "outputs of an earlier run on other inputs"
+
+
+def plan_cell(it: Intent, res: Resources, pol: Policy) -> Plan:
+    """A `%%openmind` cell with no openmind call in it (DESIGN.md "the cell pathway").
+
+    it.exact: this code ran on these inputs and its outputs are kept; it.ancestor: the same code
+    ran on other inputs. Exact hit -> muscle_memory/CACHED; else the body runs (full_train for
+    train, the intent's own pathway otherwise) on the device the route allows; with
+    fallback=cached, the earlier run's outputs if the body raises (degraded)."""
+    excluded: list[tuple[Pathway, str]] = []
+    what = "this cell"
+    out: list[Candidate] = []
+    if it.uncacheable:
+        excluded.append((Pathway.MUSCLE_MEMORY, f"not cacheable: {it.uncacheable}"))
+    else:
+        out = _exact_hit(it, res, pol, excluded,
+                         f"exact hit: {what} ran with the same code and inputs")
+    device, where = _compute(res)
+    run = CELL_PATHWAY.get(it.kind, Pathway.FULL_TRAIN)
+    budget = f" within the {pol.budget:g}s budget" if pol.budget else ""
+    out.append(Candidate(run, Decision.HARDCODE, f"running {what} on {where}{budget}",
+                         {"device": device, "budget": pol.budget}))
+    earlier = bool(it.ancestor) and _memory_on(res)
+    if earlier and pol.fallback == "cached":
+        out.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
+                             f"{EARLIER_RUN} of the same code (the cell raised)",
+                             {"ancestor": True, "degraded": EARLIER_RUN}))
+    elif earlier:
+        excluded.append((Pathway.MUSCLE_MEMORY,
+                         f"{EARLIER_RUN} come back only with fallback=cached"))
+    out = _apply_strategy(out, pol, excluded)
+    return Plan(it, pol, tuple(out), tuple(excluded))
 
 
 # --------------------------------------------------------------------------- policy
