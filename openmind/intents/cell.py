@@ -48,8 +48,9 @@ from openmind.memory.blobs import entries, key_for
 from openmind.vocab import Decision, IntentKind, Pathway, Route
 
 VALUE = "__value__"  # the last expression's value, kept beside the names a cell binds
-# Policy options that change what a cell computes (openmind.budget()); the others only steer routing.
-KEYED_OPTIONS = ("budget",)
+# The cell's options are part of its key (a body may read them: openmind.budget(), the policy
+# scope); `fresh` is not: it only says to run again.
+UNKEYED_OPTIONS = ("fresh",)
 
 Compile = Callable[[ast.AST, str, str], Any]
 
@@ -297,7 +298,7 @@ def serve(unit: _Unit, intent: IntentKind, pol: Policy, resources: Resources | N
 
 
 def _key(code_id: str, inputs: dict[str, str], pol: Policy) -> str:
-    options = {k: getattr(pol, k) for k in KEYED_OPTIONS}
+    options = {k: v for k, v in pol.to_dict().items() if k not in UNKEYED_OPTIONS}
     return key_for("cell", code_id, inputs, options, VERSION, sys.version_info[:2])
 
 
