@@ -119,8 +119,11 @@ def _keep_open(path: Path) -> None:
             old_key = next(iter(_keepers))
             old = _keepers.pop(old_key)
             if old_key[1] == os.getpid():
-                old.close()
-        keeper = _open(path)
+                with contextlib.suppress(sqlite3.Error):
+                    old.close()
+        # never used for queries after this one; closed by whichever thread evicts it
+        keeper = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                 check_same_thread=False)
         keeper.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the file
         _keepers[key] = keeper
 
