@@ -313,3 +313,27 @@ def test_the_journal_record_is_json_and_names_the_cell():
         assert con.execute("SELECT COUNT(*) FROM memory WHERE kind='cell'").fetchone()[0] == 1
 
 
+
+
+def test_in_a_shell_the_body_runs_through_ipython_and_a_hit_replays_its_displays():
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "openmind.jupyter")
+    ip.user_ns["openmind"] = openmind
+    body = ("%%openmind train\nimport asyncio\nfrom IPython.display import HTML, display\n"
+            "%time sum(range(3))\nn = 21\nawait asyncio.sleep(0)\ndisplay(HTML('<b>shown</b>'))\n"
+            "cur = sqlite3.connect(':memory:').execute('select 2')\nn * 2")
+    ip.user_ns["sqlite3"] = __import__("sqlite3")
+    runs = []
+    for _ in range(2):
+        with capture_output() as cap:
+            result = ip.run_cell(body)
+        assert result.success, result.error_in_exec
+        runs.append((result.result, [o.data.get("text/html") for o in cap.outputs],
+                     openmind.journal(1)[0]))
+    (first, shown, rec1), (second, shown2, rec2) = runs
+    assert first == second == 42 and "<b>shown</b>" in shown and "<b>shown</b>" in shown2
+    assert (rec1["pathway"], rec2["pathway"]) == ("full_train", "muscle_memory")  # .execute is not openmind's
+    assert "cur" in rec1["summary"].get("not kept", "")  # a cursor cannot be pickled: said, not raised

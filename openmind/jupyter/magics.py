@@ -3,6 +3,8 @@
 The magic is a thin adapter over the Python API. `%%openmind train|sense|infer [options]` runs the
 cell body with the options as the active `openmind.policy(...)` scope, so plain
 `openmind.train_or_load(...)` calls in it obey them; it does not care which intent function runs.
+A body that makes no such call is itself routed (the cell pathway: `openmind.run_cell`). The body
+runs through the shell's own transformations and compiler (magics, top-level `await`).
 Afterwards it shows one decision card per journal record the cell wrote. Errors in the body are
 raised as usual.
 
@@ -298,18 +300,28 @@ ROUTED_CALLS = frozenset({"train_or_load", "sense_or_simulate", "infer_adaptive"
 
 def _calls_openmind(tree: ast.Module, ns: dict[str, Any]) -> bool:
     """Does the body call an openmind function that routes (not `openmind.device()`)?"""
-    def routed(value: Any) -> bool:
-        return callable(value) and str(getattr(value, "__module__", "")).startswith("openmind") \
-            and getattr(value, "__name__", "") in ROUTED_CALLS
+    aliases = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+               for a in node.names if a.name.split(".")[0] == "openmind"}
+
+    def is_openmind(name: str) -> bool:
+        value = ns.get(name)
+        if value is None:
+            return name in aliases
+        return str(getattr(value, "__name__", "")).split(".")[0] == "openmind" and \
+            type(value).__name__ == "module"
 
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "openmind":
             if any(a.name in ROUTED_CALLS for a in node.names):
                 return True
         elif isinstance(node, ast.Attribute) and node.attr in ROUTED_CALLS:
-            return True
-        elif isinstance(node, ast.Name) and routed(ns.get(node.id)):
-            return True
+            if isinstance(node.value, ast.Name) and is_openmind(node.value.id):
+                return True
+        elif isinstance(node, ast.Name):
+            value = ns.get(node.id)
+            if callable(value) and str(getattr(value, "__module__", "")).startswith("openmind") \
+                    and getattr(value, "__name__", "") in ROUTED_CALLS:
+                return True
     return False
 
 
