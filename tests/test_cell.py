@@ -337,3 +337,25 @@ def test_in_a_shell_the_body_runs_through_ipython_and_a_hit_replays_its_displays
     assert first == second == 42 and "<b>shown</b>" in shown and "<b>shown</b>" in shown2
     assert (rec1["pathway"], rec2["pathway"]) == ("full_train", "muscle_memory")  # .execute is not openmind's
     assert "cur" in rec1["summary"].get("not kept", "")  # a cursor cannot be pickled: said, not raised
+
+
+def test_with_several_injected_gpus_the_route_picks_the_freest_as_cuda_n():
+    res = probe()
+    gpus = gpu_present([{"index": 0, "name": "a", "memory_free": 1 << 30, "memory_total": 8 << 30},
+                        {"index": 1, "name": "b", "memory_free": 6 << 30, "memory_total": 8 << 30}])
+    res = Resources(**{**{n: getattr(res, n) for n in ("host", "api", "infer", "serial", "memory")},
+                       "gpu": gpus})
+    plan = plan_cell(Intent(IntentKind.TRAIN), res, Policy())
+    assert plan.candidates[0].params["device"] == "cuda:1"
+    ns = {"openmind": openmind}
+    openmind.run_cell("d = str(openmind.device())", ns, resources=res)
+    assert ns["d"] == "cuda:1"
+
+
+def test_a_last_expression_that_is_a_bound_name_is_kept_once():
+    cell = "model = {'w': [1.0, 2.0]}\nmodel"
+    first = openmind.run_cell(cell, {})
+    assert set(entries("cell")[0].meta["values"]) == {"model", "__value_of__"}
+    ns: dict = {}
+    hit = openmind.run_cell(cell, ns)
+    assert hit.cached and hit.value == first.value and hit.value is ns["model"] and hit.names == ["model"]

@@ -373,6 +373,12 @@ def plan_cell(it: Intent, res: Resources, pol: Policy) -> Plan:
         out = _exact_hit(it, res, pol, excluded,
                          f"exact hit: {what} ran with the same code and inputs")
     device, where = _compute(res)
+    if device == "cuda":  # several GPUs: the one with the most free memory, as "cuda:N"
+        gpus = [g for g in res.gpu.details.get("devices", []) if isinstance(g, dict)]
+        if len(gpus) > 1:
+            best = max(gpus, key=lambda g: g.get("memory_free") or 0)
+            device = f"cuda:{best.get('index', 0)}"
+            where += f", {device} has the most free memory"
     run = CELL_PATHWAY.get(it.kind, Pathway.FULL_TRAIN)
     budget = f" within the {pol.budget:g}s budget" if pol.budget else ""
     out.append(Candidate(run, Decision.HARDCODE, f"running {what} on {where}{budget}",

@@ -48,6 +48,7 @@ from openmind.memory.blobs import entries, key_for
 from openmind.vocab import Decision, IntentKind, Pathway, Route
 
 VALUE = "__value__"  # the last expression's value, kept beside the names a cell binds
+VALUE_OF = "__value_of__"  # ... or the name whose value it is (`clf` as the last line: kept once)
 # The cell's options are part of its key (a body may read them: openmind.budget(), the policy
 # scope); `fresh` is not: it only says to run again.
 UNKEYED_OPTIONS = ("fresh",)
@@ -255,7 +256,7 @@ class _CellJob:
             self.error = exc
             raise
         seconds = time.perf_counter() - t0
-        result = CellResult(value, [n for n in values if n != VALUE], outputs, False, None, None,
+        result = CellResult(value, [n for n in values if n not in (VALUE, VALUE_OF)], outputs, False, None, None,
                             self.unit.key, self.unit.uncacheable, {}, seconds)
         if self.unit.key is not None and self.keep and _journal.appended() == calls:
             entry = cells.store(self.unit.code_id, self.unit.key, values, outputs,
@@ -334,7 +335,10 @@ def run_cell(source: str, namespace: dict[str, Any], intent: str | IntentKind = 
         before = {k: id(v) for k, v in namespace.items()}
         value = run_tree(tree, namespace, filename, compiler, silent=silent)
         values = _bound_values(namespace, binds, before, tree)
-        if value is not None:
+        same = next((n for n, v in values.items() if v is value), None)
+        if same is not None:
+            values[VALUE_OF] = same
+        elif value is not None:
             values[VALUE] = value
         return values, value
 
@@ -342,8 +346,10 @@ def run_cell(source: str, namespace: dict[str, Any], intent: str | IntentKind = 
         defs = definitions(tree)
         if defs.body:
             exec((compiler or _compile)(defs, filename, "exec"), namespace)  # noqa: S102
-        names = [n for n in kept.values if n != VALUE]
+        names = [n for n in kept.values if n not in (VALUE, VALUE_OF)]
         namespace.update({n: kept.values[n] for n in names})
+        if VALUE_OF in kept.values:
+            return names, namespace.get(kept.values[VALUE_OF])
         return names, kept.values.get(VALUE)
 
     unit = _Unit(code_id, label or first_line(source), key, uncacheable, run, restore)
