@@ -359,3 +359,15 @@ def test_a_last_expression_that_is_a_bound_name_is_kept_once():
     ns: dict = {}
     hit = openmind.run_cell(cell, ns)
     assert hit.cached and hit.value == first.value and hit.value is ns["model"] and hit.names == ["model"]
+
+
+def test_a_quick_cell_with_large_kept_outputs_runs_again_instead_of_restoring():
+    res = probe()
+    big = plan_cell(Intent(IntentKind.TRAIN, exact=True, kept_bytes=500_000_000, est_seconds=0.3), res, Policy())
+    assert [c.pathway for c in big] == [Pathway.FULL_TRAIN]
+    assert any("quicker than restoring its 500 MB" in r for _, r in big.excluded)
+    slow = plan_cell(Intent(IntentKind.TRAIN, exact=True, kept_bytes=500_000_000, est_seconds=60), res, Policy())
+    assert slow.first.decision is Decision.CACHED
+    forced = plan_cell(Intent(IntentKind.TRAIN, exact=True, kept_bytes=500_000_000, est_seconds=0.3), res,
+                       Policy(strategy="cached"))
+    assert forced.first.decision is Decision.CACHED

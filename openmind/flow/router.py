@@ -40,6 +40,8 @@ class Intent:
                   pathway's table when not given)
     est_seconds:  train: estimated CPU seconds of a full train (None = unknown, assume it fits)
     uncacheable:  cell pathway: why the cell cannot be kept (a value that cannot be fingerprinted)
+    kept_bytes:   cell pathway: the size of the exact hit's kept outputs (est_seconds: its run time)
+    restore_s:    cell pathway: how long restoring them is expected to take on this machine
     """
 
     kind: IntentKind
@@ -55,6 +57,8 @@ class Intent:
     prior: bool = False
     est_seconds: float | None = None
     uncacheable: str | None = None
+    kept_bytes: int | None = None
+    restore_s: float | None = None
 
     @classmethod
     def of(cls, value: Intent | str, **facts: Any) -> Intent:
@@ -74,6 +78,7 @@ class Intent:
             "exact": self.exact, "ancestor": self.ancestor, "local_model": self.local_model,
             "remote_model": self.remote_model, "pattern": self.pattern, "prior": self.prior,
             "est_seconds": self.est_seconds, "uncacheable": self.uncacheable,
+            "kept_bytes": self.kept_bytes, "restore_s": self.restore_s,
         }
 
 
@@ -355,6 +360,9 @@ def _infer(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
 CELL_PATHWAY = {IntentKind.TRAIN: Pathway.FULL_TRAIN, IntentKind.SENSE: Pathway.HARDWARE_IN_LOOP,
                 IntentKind.INFER: Pathway.MUSCLE_MEMORY}
 EARLIER_RUN = "outputs of an earlier run on other inputs"
+# How fast kept outputs come back (read, verify, copy), in bytes a second, on a modest machine,
+# when the caller has not measured it: a cell that ran quicker than its outputs restore runs again.
+RESTORE_BYTES_PER_S = 200e6
 
 
 def plan_cell(it: Intent, res: Resources, pol: Policy) -> Plan:
@@ -367,8 +375,14 @@ def plan_cell(it: Intent, res: Resources, pol: Policy) -> Plan:
     excluded: list[tuple[Pathway, str]] = []
     what = "this cell"
     out: list[Candidate] = []
+    restore_s = it.restore_s if it.restore_s is not None else (it.kept_bytes or 0) / RESTORE_BYTES_PER_S
     if it.uncacheable:
         excluded.append((Pathway.MUSCLE_MEMORY, f"not cacheable: {it.uncacheable}"))
+    elif it.exact and not pol.fresh and pol.strategy != "cached" and it.est_seconds is not None \
+            and restore_s > it.est_seconds:
+        excluded.append((Pathway.MUSCLE_MEMORY,
+                         f"running {what} again ({it.est_seconds:.2f} s last time) is quicker than "
+                         f"restoring its {it.kept_bytes / 1e6:.0f} MB of outputs (~{restore_s:.2f} s)"))
     else:
         out = _exact_hit(it, res, pol, excluded,
                          f"exact hit: {what} ran with the same code and inputs")

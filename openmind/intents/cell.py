@@ -49,11 +49,23 @@ from openmind.vocab import Decision, IntentKind, Pathway, Route
 
 VALUE = "__value__"  # the last expression's value, kept beside the names a cell binds
 VALUE_OF = "__value_of__"  # ... or the name whose value it is (`clf` as the last line: kept once)
-# The cell's options are part of its key (a body may read them: openmind.budget(), the policy
-# scope); `fresh` is not: it only says to run again.
-UNKEYED_OPTIONS = ("fresh",)
+# The cell's options are part of its key, except those that only steer routing (which pathway,
+# in what order, run again): the body cannot see them, and `--strategy cached` must find the entry.
+UNKEYED_OPTIONS = ("fresh", "fallback", "strategy", "prefer")
 
 Compile = Callable[[ast.AST, str, str], Any]
+
+# Bytes a second that restoring large kept outputs took in this process (None: not measured yet);
+# the router compares the expected restore time with the cell's own run time.
+_restore_rate: float | None = None
+_MEASURE_FROM = 8_000_000  # bytes: smaller entries are dominated by fixed costs
+
+
+def _measured_restore(size: int, seconds: float) -> None:
+    global _restore_rate
+    if size >= _MEASURE_FROM and seconds > 0:
+        rate = size / seconds
+        _restore_rate = rate if _restore_rate is None else 0.5 * (_restore_rate + rate)
 
 
 @dataclass
@@ -217,26 +229,27 @@ class _Unit:
 class _CellJob:
     """The handlers of one routed unit."""
 
-    def __init__(self, unit: _Unit, intent: IntentKind, exact: cells.Kept | None,
-                 keep: bool) -> None:
-        self.unit, self.intent, self.exact, self.keep = unit, intent, exact, keep
+    def __init__(self, unit: _Unit, intent: IntentKind, keep: bool) -> None:
+        self.unit, self.intent, self.keep = unit, intent, keep
         self.error: BaseException | None = None
         self.interrupted = False
 
     def cached(self, cand: Candidate) -> CellResult:
+        t0 = time.perf_counter()
         if cand.params.get("ancestor"):
             if self.interrupted:
                 raise KeyboardInterrupt  # Ctrl-C always stops
             kept = cells.last_good(self.unit.code_id)
             if kept is None:
                 raise PathwayUnavailable("no readable earlier run of this code")
-        elif self.exact is None:
-            raise PathwayUnavailable("no exact hit")
         else:
-            kept = self.exact
-        t0 = time.perf_counter()
+            kept = cells.lookup(self.unit.key) if self.unit.key else None
+            if kept is None:
+                raise PathwayUnavailable("the kept outputs could not be restored (see the warning)")
         names, value = self.unit.restore(kept)
         replay(kept.outputs)
+        if not cand.params.get("ancestor"):
+            _measured_restore(kept.entry.size, time.perf_counter() - t0)
         degraded = cand.params.get("degraded")
         error = None if self.error is None else f"{type(self.error).__name__}: {self.error}"
         return CellResult(value, names, kept.outputs, True, degraded, error, kept.entry.key,
@@ -274,12 +287,14 @@ def serve(unit: _Unit, intent: IntentKind, pol: Policy, resources: Resources | N
 
         resources = probe()
     memory = resources.memory.available
-    exact = cells.lookup(unit.key) if unit.key is not None and memory else None
+    exact = cells.peek(unit.key) if unit.key is not None and memory else None
     earlier = memory and pol.fallback == "cached" and bool(entries(cells.KIND, unit.code_id))
     it = Intent.of(intent, name=unit.label, exact=exact is not None, ancestor=earlier,
-                   uncacheable=unit.uncacheable)
+                   uncacheable=unit.uncacheable, kept_bytes=exact.size if exact else None,
+                   est_seconds=exact.meta.get("seconds") if exact else None,
+                   restore_s=exact.size / _restore_rate if exact and _restore_rate else None)
     plan = plan_cell(it, resources, pol)
-    job = _CellJob(unit, intent, exact, keep=memory)
+    job = _CellJob(unit, intent, keep=memory)
     handlers = {(Pathway.MUSCLE_MEMORY, Decision.CACHED): job.cached}
     for cand in plan:
         if cand.decision is Decision.HARDCODE:

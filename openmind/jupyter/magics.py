@@ -293,34 +293,33 @@ class OpenmindMagics(Magics):
 _API = {"train": "train_or_load", "sense": "sense_or_simulate", "infer": "infer_adaptive"}
 
 
-# openmind functions that route a call themselves: a cell using one keeps per-call routing.
-ROUTED_CALLS = frozenset({"train_or_load", "sense_or_simulate", "infer_adaptive", "deploy",
-                          "execute", "route", "run_cell"})
+# What a cell of the user's own code may use of openmind and still be routed as a cell.
+CELL_API = frozenset({"device", "budget"})
 
 
 def _calls_openmind(tree: ast.Module, ns: dict[str, Any]) -> bool:
-    """Does the body call an openmind function that routes (not `openmind.device()`)?"""
+    """Does the body use openmind beyond `openmind.device()` / `openmind.budget()`? Then its
+    calls are routed one by one, as before; else the cell itself is the routed unit."""
     aliases = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
                for a in node.names if a.name.split(".")[0] == "openmind"}
 
-    def is_openmind(name: str) -> bool:
-        value = ns.get(name)
-        if value is None:
-            return name in aliases
-        return str(getattr(value, "__name__", "")).split(".")[0] == "openmind" and \
-            type(value).__name__ == "module"
+    def ours(value: Any) -> bool:
+        module = value.__name__ if type(value).__name__ == "module" else getattr(value, "__module__", "")
+        return str(module or "").split(".")[0] == "openmind"
 
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "openmind":
-            if any(a.name in ROUTED_CALLS for a in node.names):
+            if any(a.name not in CELL_API for a in node.names):
                 return True
-        elif isinstance(node, ast.Attribute) and node.attr in ROUTED_CALLS:
-            if isinstance(node.value, ast.Name) and is_openmind(node.value.id):
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            base = ns.get(node.value.id)
+            is_module = (base is None and node.value.id in aliases) or \
+                (type(base).__name__ == "module" and ours(base))
+            if is_module and node.attr not in CELL_API:
                 return True
-        elif isinstance(node, ast.Name):
-            value = ns.get(node.id)
-            if callable(value) and str(getattr(value, "__module__", "")).startswith("openmind") \
-                    and getattr(value, "__name__", "") in ROUTED_CALLS:
+        elif isinstance(node, ast.Name) and node.id in ns and type(ns[node.id]).__name__ != "module":
+            value = ns[node.id]
+            if callable(value) and ours(value) and getattr(value, "__name__", "") not in CELL_API:
                 return True
     return False
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from openmind.config import signing_key
-from openmind.memory.blobs import Entry, MemoryWarning, get, latest, put
+from openmind.memory.blobs import Entry, MemoryWarning, find, get, latest, put
 
 KIND = "cell"
 OUTPUTS = "__outputs__"
@@ -147,6 +147,11 @@ def _open(found: tuple[dict[str, np.ndarray], Entry] | None) -> Kept | None:
                       f"({type(exc).__name__}: {exc}); treating it as a miss", MemoryWarning,
                       stacklevel=3)
     return None
+
+
+def peek(key: str) -> Entry | None:
+    """The index row of the entry under `key` (size, run time), without reading its blob."""
+    return next((e for e in find(key) if e.kind == KIND and e.key == key), None)
 
 
 def lookup(key: str) -> Kept | None:
