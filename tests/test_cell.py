@@ -371,3 +371,26 @@ def test_a_quick_cell_with_large_kept_outputs_runs_again_instead_of_restoring():
     forced = plan_cell(Intent(IntentKind.TRAIN, exact=True, kept_bytes=500_000_000, est_seconds=0.3), res,
                        Policy(strategy="cached"))
     assert forced.first.decision is Decision.CACHED
+
+
+def test_a_remembered_function_called_inside_a_routed_cell_records_and_restores_cleanly():
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "openmind.jupyter")
+
+    @openmind.remember
+    def shown(n):
+        from IPython.display import display
+
+        display({"text/plain": f"inner {n}"}, raw=True)
+        return n + 1
+
+    ip.user_ns.update(shown=shown, big=list(range(1000)))
+    for _ in range(2):
+        with capture_output() as cap:
+            result = ip.run_cell("%%openmind train\nm = shown(len(big))\nm")
+        assert result.success and result.result == 1001, result.error_in_exec
+        assert any(o.data.get("text/plain") == "inner 1000" for o in cap.outputs)
+    assert "publish" not in vars(ip.display_pub)  # every wrapper was taken off again

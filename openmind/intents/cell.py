@@ -180,6 +180,7 @@ def recording() -> Iterator[list[dict[str, Any]]]:
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Tee(sys.stdout, "stdout", outputs), _Tee(sys.stderr, "stderr", outputs)
     pub = getattr(_shell(), "display_pub", None)
+    shadowed = vars(pub).get("publish") if pub is not None else None  # an enclosing recording's
     if pub is not None:
         inner = pub.publish
 
@@ -193,7 +194,10 @@ def recording() -> Iterator[list[dict[str, Any]]]:
     finally:
         sys.stdout, sys.stderr = saved
         if pub is not None:
-            del pub.publish
+            if shadowed is not None:
+                pub.publish = shadowed
+            else:
+                del pub.publish
 
 
 def replay(outputs: list[dict[str, Any]]) -> None:

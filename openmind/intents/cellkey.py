@@ -31,6 +31,7 @@ from openmind.memory.blobs import fingerprint as array_fingerprint
 SHELL_NAMES = frozenset({"In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_ih", "_oh", "_dh",
                          "exit", "quit", "get_ipython", "__builtins__", "__name__", "__doc__"})
 _MAX_DEPTH = 12
+_MAX_ITEMS = 256  # longer containers are hashed whole
 
 
 class Uncacheable(Exception):
@@ -153,6 +154,8 @@ class Fingerprinter:
         array = self._array(value)
         if array is not None:
             return array
+        if isinstance(value, (list, tuple, set, frozenset, dict)) and len(value) > _MAX_ITEMS:
+            return self._other(value, where)  # one pass of joblib.hash, not one string per item
         if isinstance(value, (list, tuple)):
             inner = ",".join(self.of(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value))
             return f"{type(value).__name__}[{inner}]"
