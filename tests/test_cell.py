@@ -394,3 +394,23 @@ def test_a_remembered_function_called_inside_a_routed_cell_records_and_restores_
         assert result.success and result.result == 1001, result.error_in_exec
         assert any(o.data.get("text/plain") == "inner 1000" for o in cap.outputs)
     assert "publish" not in vars(ip.display_pub)  # every wrapper was taken off again
+
+
+def test_dataframes_are_fingerprinted_by_content_and_kept_signed():
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": ["x", "y", "z"]})
+    fp = Fingerprinter()
+    same = fp.of(frame.copy(), "df") == Fingerprinter().of(frame, "df")
+    changed = frame.copy()
+    changed.loc[1, "b"] = "q"
+    renamed = frame.rename(columns={"a": "c"})
+    assert same and len({fp.of(frame, "df"), Fingerprinter().of(changed, "df"),
+                         Fingerprinter().of(renamed, "df")}) == 3
+    cell = "summary = df.groupby('b')['a'].sum()\ntop = df[df.a > 1]"
+    openmind.run_cell(cell, {"df": frame})
+    kept = entries("cell")[0].meta
+    assert kept["values"]["top"] == {"as": "pickle"} and "top" in kept["signatures"]
+    ns = {"df": frame.copy()}
+    assert openmind.run_cell(cell, ns).cached
+    pd.testing.assert_frame_equal(ns["top"], frame[frame.a > 1])
+    assert how(openmind.run_cell(cell, {"df": changed})) == ("full_train", "HARDCODE")
