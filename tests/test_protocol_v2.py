@@ -11,7 +11,7 @@ from vdev_fixtures import BUILD, VDev, make
 import openmind
 from openmind.errors import BadInput
 from openmind.intents.deploy import deploy
-from openmind.pathways.device import DEFAULT_LIMITS, Link, PortBusy, hello_on
+from openmind.pathways.device import DEFAULT_LIMITS, DeviceError, Link, PortBusy, hello_on
 from openmind.pathways.ternary.packed import PackedModel, size_for
 
 F32 = np.float32
@@ -112,7 +112,6 @@ def test_fit_device_refuses_explicit_widths_that_do_not_fit_and_says_what_does(d
 
 
 def test_predictb_refuses_bad_rows_and_stays_usable(vdev, digits_default):
-    from openmind.pathways.device import DeviceError
 
     model, Xte, _ = digits_default
     deploy(model, "esp32", port=vdev.port)
@@ -126,3 +125,48 @@ def test_predictb_refuses_bad_rows_and_stays_usable(vdev, digits_default):
         with pytest.raises(DeviceError):
             link.predict_batch(np.zeros((3, 63), F32))
         assert link.predict(np.asarray(Xte[0], F32))[0] == int(model.packed().predict_index(np.asarray(Xte[:1], F32))[0])
+
+
+@pytest.fixture(scope="module")
+def v1_vdev_binary(tmp_path_factory):
+    """The firmware as it was in protocol 1 (the last commit whose om_core.h says OM_PROTO 1),
+    built from git: a real v1 device for the host's fallback."""
+    import subprocess
+
+    from vdev_fixtures import ROOT
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
+                              check=True, timeout=60).stdout
+
+    try:
+        commits = git("log", "--format=%H", "--", "firmware/core/om_core.h").split()
+        old = next(c for c in commits if "#define OM_PROTO 1\n" in git("show", f"{c}:firmware/core/om_core.h"))
+    except (subprocess.SubprocessError, OSError, StopIteration) as exc:
+        pytest.skip(f"no git history with the protocol-1 firmware to build a v1 device from ({exc!r})")
+    dest = tmp_path_factory.mktemp("fw-v1")
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", old, "firmware"], capture_output=True,
+                             check=True, timeout=60).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True, timeout=60)
+    subprocess.run(["make", "-s", "-C", str(dest / "firmware"), "all"], check=True, capture_output=True, timeout=240)
+    return dest / "firmware" / "build" / "openmind-vdev"
+
+
+def test_a_v1_device_is_spoken_to_in_v1(v1_vdev_binary, digits_model):
+    model, Xte, _ = digits_model
+    dev = VDev(v1_vdev_binary)
+    try:
+        info = hello_on(dev.port)
+        assert info["proto"] == 1 and info["fw"] == "0.1.0" and info["limits"] == DEFAULT_LIMITS
+        deploy(model, "esp32", port=dev.port)
+        X = np.asarray(Xte[:50], F32)
+        with Link(dev.port) as link:
+            link.hello(2.0)
+            assert link.proto == 1
+            ys, scores = link.predict_batch(X)  # one v1 PREDICT text line a row
+            with pytest.raises(DeviceError, match="PREDICTB"):
+                link.command("PREDICTB BEGIN 1", 2.0)  # the v1 device does not know it
+    finally:
+        dev.close()
+    ref = model.packed()
+    assert np.array_equal(ys, ref.predict_index(X)) and np.array_equal(scores.view(np.uint32), ref.scores(X).view(np.uint32))
