@@ -4,6 +4,8 @@ fits the device, and deploy saying what fits."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from vdev_fixtures import BUILD, VDev, make
@@ -170,3 +172,12 @@ def test_a_v1_device_is_spoken_to_in_v1(v1_vdev_binary, digits_model):
         dev.close()
     ref = model.packed()
     assert np.array_equal(ys, ref.predict_index(X)) and np.array_equal(scores.view(np.uint32), ref.scores(X).view(np.uint32))
+
+
+def test_a_stale_error_before_hello_does_not_downgrade_or_shift_answers(vdev):
+    with Link(vdev.port) as link:
+        link.send("HELLO 0")  # its "args" error is still unread when the handshake starts
+        time.sleep(0.2)
+        assert link.hello(2.0)["proto"] == 2 and link.proto == 2
+        assert link.command("STOP", 2.0) == {"ok": True, "sent": 0}  # the next answer is STOP's
+        assert link.read_json(0.3) is None

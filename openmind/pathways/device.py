@@ -196,21 +196,26 @@ class Link:
         are skipped until the answer. Sets `.proto` and `.limits` (v2 HELLO's, else defaults)."""
         self.send(f"HELLO {proto}")
         deadline = time.monotonic() + timeout
+        fell_back = False
         while True:
             obj = self.read_json(max(0.0, deadline - time.monotonic()))
             if obj is None:
                 raise DeviceError(f"not an openmind device (no HELLO answer within {timeout:g}s)")
             if obj.get("hello") == "openmind":
                 got = obj.get("proto")
-                if not isinstance(got, int) or not 1 <= got <= proto:
-                    raise DeviceError(f"device speaks protocol {got!r}, host speaks 1 to {proto}")
+                if not isinstance(got, int) or not 1 <= got <= PROTO:
+                    raise DeviceError(f"device speaks protocol {got!r}, host speaks 1 to {PROTO}")
                 self.proto = got
                 self.limits = {**DEFAULT_LIMITS, **_int_fields(obj.get("limits"))}
+                if fell_back and got > 1:  # the error was stale: read off the answer to HELLO 1 too
+                    while (late := self.read_json(max(0.0, deadline - time.monotonic()))) is not None:
+                        if late.get("hello") == "openmind":
+                            break
                 obj["skipped"] = self.skipped
                 return obj
             if obj.get("ok") is False and obj.get("error") == "args" and proto > 1 and "s" not in obj:
                 self.send("HELLO 1")  # a v1 device: "usage: HELLO 1"
-                proto = 1
+                proto, fell_back = 1, True
                 continue
             self.skipped += 1  # a JSON line that is not the answer (e.g. a late sample)
 
