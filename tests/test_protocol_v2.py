@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from vdev_fixtures import BUILD, VDev, make
+from vdev_fixtures import VDev
 
 import openmind
 from openmind.errors import BadInput
@@ -17,20 +17,6 @@ from openmind.pathways.device import DEFAULT_LIMITS, DeviceError, Link, PortBusy
 from openmind.pathways.ternary.packed import PackedModel, size_for
 
 F32 = np.float32
-
-
-@pytest.fixture(scope="module")
-def vdev16k_binary():
-    make("build/openmind-vdev-16k")
-    return BUILD / "openmind-vdev-16k"
-
-
-@pytest.fixture
-def vdev16k(vdev16k_binary):
-    """The virtual device with the ESP32 build's default 16 KB model buffer."""
-    dev = VDev(vdev16k_binary)
-    yield dev
-    dev.close()
 
 
 def test_hello_negotiates_v2_with_limits_and_keeps_the_v1_answer(vdev, vdev16k):
