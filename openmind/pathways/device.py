@@ -123,9 +123,12 @@ class Link:
         self.limits: dict[str, int] = dict(DEFAULT_LIMITS)
 
     def _unlock(self) -> None:
-        if self._lock is not None:
+        if getattr(self, "_lock", None) is not None:
             os.close(self._lock)
             self._lock = None
+
+    def __del__(self) -> None:  # a Link dropped without close() must not hold its port forever
+        self._unlock()
 
     def close(self) -> None:
         try:
