@@ -167,3 +167,43 @@ def test_a_stale_error_before_hello_does_not_downgrade_or_shift_answers(vdev):
         assert link.hello(2.0)["proto"] == 2 and link.proto == 2
         assert link.command("STOP", 2.0) == {"ok": True, "sent": 0}  # the next answer is STOP's
         assert link.read_json(0.3) is None
+
+
+def _small_model(seed: int) -> bytes:
+    """A 20-12-5 ternary model (relu, per-row scales) from openmind's own packer."""
+    from openmind.pathways.ternary.packed import Layer, pack
+
+    rng = np.random.default_rng(seed)
+    layers = [Layer(rng.integers(-1, 2, (12, 20)).astype(np.int8), rng.uniform(0.1, 2, 12).astype(F32),
+                    rng.normal(0, 1, 12).astype(F32), True),
+              Layer(rng.integers(-1, 2, (5, 12)).astype(np.int8), rng.uniform(0.1, 2, 1).astype(F32),
+                    rng.normal(0, 1, 5).astype(F32), False)]
+    return pack(layers, rng.normal(0, 3, 20).astype(F32), rng.uniform(0.01, 5, 20).astype(F32))
+
+
+def test_predictb_is_bit_exact_for_any_finite_float32_rows(vdev):
+    """Property: whatever float32 values (subnormals, -0.0, large magnitudes) and however many
+    rows, the device's PREDICTB answers are numpy's packed kernel, bit for bit."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    blob = _small_model(1)
+    deploy(blob, "esp32", port=vdev.port)
+    ref = PackedModel.from_bytes(blob)
+    link = Link(vdev.port)
+    link.hello(2.0)
+    rows = st.integers(1, 9).flatmap(lambda n: arrays(
+        F32, (n, 20), elements=st.floats(-1e6, 1e6, width=32, allow_subnormal=True)))
+
+    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(rows)
+    def check(X: np.ndarray) -> None:
+        ys, scores = link.predict_batch(X)
+        assert np.array_equal(ys, ref.predict_index(X))
+        assert np.array_equal(scores.view(np.uint32), ref.scores(X).astype(F32).view(np.uint32))
+
+    try:
+        check()
+    finally:
+        link.close()
