@@ -250,16 +250,25 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
 
     options: policy (fallback, strategy, budget, fresh, prefer, timeout), training config
     (hidden, epochs, lr, batch_size, seed, scale, weight_decay, patience, val_fraction;
-    init="ancestral" to start from the models in memory, growth=True for growth and extinction)
-    and progress=False to hide the bar. `resources` injects a probe snapshot (tests).
+    init="ancestral" to start from the models in memory, growth=True for growth and extinction),
+    progress=False to hide the bar, and fit_device=True to pick hidden widths whose packed model
+    fits the ESP32 (the limits its HELLO reports, else the firmware's defaults; or a dict of
+    limits). `resources` injects a probe snapshot (tests).
     The model's `.route` says which pathway served it and why.
     """
     from openmind.pathways.ternary.fit import RUN_OPTIONS, estimate_seconds, resolve_config
 
     pol, rest = split_policy(options)
     run = {k: rest.pop(k) for k in list(rest) if k in RUN_OPTIONS}
+    fit_device = rest.pop("fit_device", False)
     cfg = resolve_config(rest)
     X, y, kind = prepare(name, data, labels)
+    if fit_device:
+        if resources is None and not isinstance(fit_device, dict):
+            from openmind.flow.resources import probe
+
+            resources = probe()
+        cfg, fit_note = fit_to_device(cfg, X, y, fit_device, resources, "hidden" in rest)
     fp = fingerprint(X, y)
     key = key_for("train", name, fp, cfg)
     exact = get("model", key)
@@ -288,4 +297,40 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
     model, _route = execute(plan, handlers, resources=resources,
                             summarize=lambda m: {**m.summary(),
                                                  "seconds": round(time.perf_counter() - t0, 3)})
+    if fit_device:
+        model.info["fit_device"] = fit_note
     return model
+
+
+def fit_to_device(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, fit_device: Any,
+                  resources: Resources | None, explicit: bool) -> tuple[dict[str, Any], str]:
+    """cfg with `hidden` narrowed so the packed model fits the device: the limits the probed
+    device reported, a dict given as fit_device, else the firmware's defaults. Hidden widths the
+    caller chose are kept when they fit and refused with what would fit when they do not."""
+    from openmind.pathways.device import DEFAULT_LIMITS
+    from openmind.pathways.ternary.fit import fit_hidden, fits
+    from openmind.pathways.ternary.packed import size_for
+
+    if isinstance(fit_device, dict):
+        limits, source = {**DEFAULT_LIMITS, **fit_device}, "the limits given"
+    else:
+        serial = resources.serial if resources is not None else None
+        reported = serial.details.get("limits") if serial is not None and serial.available else None
+        limits = {**DEFAULT_LIMITS, **(reported or {})}
+        source = (f"the device on {serial.details.get('port')}" if reported
+                  else "the firmware's default limits (no device reported its own)")
+    n_in, n_out, per_row = int(np.prod(X.shape[1:])), len(np.unique(y)), cfg["scale"] == "row"
+    widths = [n_in, *cfg["hidden"], n_out]
+    why = fits(widths, per_row, limits)
+    if why is None:
+        return cfg, f"hidden {cfg['hidden']} fits {source} ({size_for(widths, per_row)} bytes)"
+    best = fit_hidden(n_in, n_out, cfg["hidden"], per_row, limits)
+    if best is None:
+        raise BadInput(f"no model of {n_in} inputs and {n_out} classes fits {source} ({limits}); "
+                       f"reduce the features (e.g. PCA) first")
+    if explicit:
+        raise BadInput(f"hidden {cfg['hidden']} {why} ({source}); hidden {best} fits "
+                       f"({size_for([n_in, *best, n_out], per_row)} bytes): pass that, or drop hidden=")
+    size = size_for([n_in, *best, n_out], per_row)
+    return {**cfg, "hidden": best}, (f"hidden {best} instead of {cfg['hidden']} to fit {source}: "
+                                     f"{size} of {limits['model_max']} bytes")

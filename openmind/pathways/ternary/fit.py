@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from openmind.errors import BadInput
-from openmind.pathways.ternary.packed import U16_MAX, Layer, TernaryModel
+from openmind.pathways.ternary.packed import U16_MAX, Layer, TernaryModel, size_for
 
 THRESHOLD = 0.7  # TWN: delta = 0.7 * mean|W|
 
@@ -95,6 +95,44 @@ def estimate_seconds(rows: int, n_features: int, n_classes: int, cfg: dict[str, 
     macs = sum(a * b for a, b in zip(widths, widths[1:], strict=False))
     batches = math.ceil(rows / cfg["batch_size"]) * cfg["epochs"]
     return rows * cfg["epochs"] * macs * 6 / 5e9 + batches * 1.5e-3
+
+
+def fits(widths: Sequence[int], per_row: bool, limits: dict[str, int]) -> str | None:
+    """None when an architecture fits a device's limits (a v2 HELLO's "limits"), else why not."""
+    size = size_for(widths, per_row)
+    why = []
+    if size > limits["model_max"]:
+        why.append(f"packs to {size} bytes, over the device's {limits['model_max']}")
+    if max(widths) > limits["max_width"]:
+        why.append(f"a layer {max(widths)} wide, over the device's {limits['max_width']}")
+    if len(widths) - 1 > limits["max_layers"]:
+        why.append(f"{len(widths) - 1} layers, over the device's {limits['max_layers']}")
+    return "; ".join(why) or None
+
+
+def fit_hidden(n_in: int, n_out: int, hidden: Sequence[int], per_row: bool,
+               limits: dict[str, int]) -> list[int] | None:
+    """The widest hidden layers of the same shape (depth capped by the device, widths scaled down
+    together) whose packed model fits `limits`; None when even width 1 cannot (too many inputs
+    or classes for the device)."""
+    hidden = list(hidden)[:max(0, limits["max_layers"] - 1)]
+    if not hidden:
+        return [] if fits([n_in, n_out], per_row, limits) is None else None
+    top = max(hidden)
+
+    def shaped(t: int) -> list[int]:
+        return [max(1, min(limits["max_width"], h * t // top)) for h in hidden]
+
+    lo, hi = 0, top  # largest t whose architecture fits (size grows with t)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits([n_in, *shaped(mid), n_out], per_row, limits) is None:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo == 0:
+        return None
+    return shaped(lo)
 
 
 # --------------------------------------------------------------------------- the network
