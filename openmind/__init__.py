@@ -52,6 +52,8 @@ _LAZY = {
     "run_cell": "openmind.intents.cell",
     "remember": "openmind.intents.cell",
     "CellResult": "openmind.intents.cell",
+    "colony": "openmind.pathways.ternary.vote",
+    "Colony": "openmind.pathways.ternary.vote",
 }
 
 __all__ = [
