@@ -9,6 +9,7 @@ stored model becomes something with `predict_proba`.
 from __future__ import annotations
 
 import html
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,9 +127,40 @@ def _wrap(model: Any) -> LocalModel:
         raise BadInput(f"{type(model).__name__} is not a model: pass a model name (str) or an object "
                        "with predict_proba (e.g. a TernaryModel)")
     name = getattr(model, "name", None) or type(model).__name__
+    return LocalModel(str(name), _content_key(model), model)
+
+
+def _content_key(model: Any) -> str:
+    """The key of a model's packed bytes, computed once per model object (packing and hashing cost
+    more than a prediction); recomputed when its layers are replaced."""
     pack = getattr(model, "pack", None)
-    key = key_for("packed", fingerprint(np.frombuffer(pack(), np.uint8))) if callable(pack) else ""
-    return LocalModel(str(name), key, model)
+    if not callable(pack):
+        return ""
+    layers = tuple(id(a) for a in getattr(model, "layers", ()))
+    memo = getattr(model, "__dict__", {}).get("_om_content_key")
+    if memo is not None and memo[0] == layers:
+        return memo[1]
+    key = key_for("packed", fingerprint(np.frombuffer(pack(), np.uint8)))
+    if hasattr(model, "__dict__"):
+        model.__dict__["_om_content_key"] = (layers, key)
+    return key
+
+
+# Predictions are kept in muscle memory only where computing them costs more than storing them: a
+# local CPU prediction of a few rows takes microseconds, a store write and read milliseconds.
+CACHE_MIN_WORK = 50_000_000  # rows x weights of a local model below which nothing is cached
+CACHE_MIN_S = 0.005  # a local prediction that took longer than this is stored anyway
+
+
+def _worth_caching(local: LocalModel | None, rows: int) -> bool:
+    """True when a cached answer could beat computing: no local model, or a big batch."""
+    if local is None:
+        return True
+    layers = getattr(local.model, "layers", None)
+    if not layers:
+        return True  # unknown cost: sklearn and friends may be slow
+    weights = sum(int(np.prod(getattr(a, "shape", (1,)))) for a in layers)
+    return rows * weights >= CACHE_MIN_WORK
 
 
 def model_known(name: str) -> bool:
@@ -221,7 +253,9 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
     if local is not None and kind == "tabular":
         local.check(X)
 
-    cache_key = key_for("predictions", local.key, fingerprint(X)) if local is not None and local.key else None
+    worth = _worth_caching(local, int(X.shape[0]))
+    cache_key = (key_for("predictions", local.key, fingerprint(X))
+                 if local is not None and local.key and worth else None)
     cached = get("predictions", cache_key) if cache_key and res.memory.available and not pol.fresh else None
     remote = False
     if local is None and res.infer.available:
@@ -247,11 +281,16 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
             raise PathwayUnavailable(f"'{name}' could not be loaded from local memory")
         if kind != "tabular":
             raise PathwayUnavailable(f"'{name}' takes numbers, the data is text")
+        started = time.perf_counter()
         values, proba, used = local.predict(X, cand.params.get("device", "cpu"))
+        took = time.perf_counter() - started
         note = local.meta.pop("_cuda_fallback", None)
         src = f"local {used}" + (f" ({note})" if note else "")
-        if cache_key and res.memory.available:
-            put("predictions", name, cache_key, {"values": np.asarray(values), "probabilities": proba},
+        key = cache_key
+        if key is None and took >= CACHE_MIN_S and local.key:  # slower than foreseen: worth keeping
+            key = key_for("predictions", local.key, fingerprint(X))
+        if key and res.memory.available:
+            put("predictions", name, key, {"values": np.asarray(values), "probabilities": proba},
                 {"model_key": local.key, "rows": int(X.shape[0])})
         return Predictions(np.asarray(values), proba, name, src)
 
