@@ -165,3 +165,74 @@ def test_server_survived_everything_and_logged_no_token(served):
     log = srv.log()
     assert TOKEN not in log
     assert "Traceback" not in log
+
+
+# ----------------------------------------------------------------- binary tensor data extension
+
+
+def test_tritonclient_with_default_settings_round_trips(served):
+    """Triton's own HTTP client sends and asks for binary tensor data by default."""
+    import tritonclient.http as triton
+
+    srv, X, model = served
+    client = triton.InferenceServerClient(srv.url.removeprefix("http://"))
+    try:
+        assert client.is_server_live(headers=auth()) and client.is_model_ready("digits", headers=auth())
+        meta = client.get_model_metadata("digits", headers=auth())
+        spec = meta["inputs"][0]
+        assert spec["datatype"] == "FP32" and spec["shape"] == [-1, 64]
+        rows = X[:40].astype(np.float32)
+        inp = triton.InferInput(spec["name"], list(rows.shape), spec["datatype"])
+        inp.set_data_from_numpy(rows)  # binary_data=True is the default
+        result = client.infer("digits", [inp], headers=auth())
+        labels, proba, _ = model.predict(rows)
+        np.testing.assert_array_equal(result.as_numpy("label"), labels)
+        np.testing.assert_array_equal(result.as_numpy("probabilities"), proba)
+        asked = [triton.InferRequestedOutput("probabilities", binary_data=False)]
+        json_only = client.infer("digits", [inp], outputs=asked, headers=auth())
+        np.testing.assert_allclose(json_only.as_numpy("probabilities"), proba, rtol=1e-6)
+    finally:
+        client.close()
+
+
+def test_openmind_client_speaks_binary_when_the_server_does(served):
+    srv, X, model = served
+    c = OIPClient(srv.url, token=TOKEN, retries=0)
+    assert c.binary_supported()
+    assert c.declared_inputs("digits")[0]["name"] == "input-0"
+    binary = c.infer("digits", X[:64])
+    text = c.infer("digits", X[:64], binary=False)
+    for k in ("label", "probabilities"):
+        np.testing.assert_array_equal(binary[k], text[k])
+    assert binary["label"].dtype == np.int64
+
+
+def _binary_body(rows: np.ndarray, size: int | None = None, extra: bytes = b"") -> tuple[bytes, dict]:
+    raw = rows.astype("<f4").tobytes()
+    head = json.dumps({"inputs": [{"name": "x", "shape": list(rows.shape), "datatype": "FP32",
+                                   "parameters": {"binary_data_size": len(raw) if size is None else size}}]}).encode()
+    return head + raw + extra, {"Inference-Header-Content-Length": str(len(head))}
+
+
+@pytest.mark.parametrize("case", ["short size", "trailing bytes", "header past the body", "header not a number"])
+def test_malformed_binary_requests_get_a_4xx(served, case):
+    srv, X, _ = served
+    rows = X[:2]
+    body, headers = _binary_body(rows, size=100 if case == "short size" else None,
+                                 extra=b"\0" * 8 if case == "trailing bytes" else b"")
+    if case == "header past the body":
+        headers["Inference-Header-Content-Length"] = str(len(body) + 1)
+    if case == "header not a number":
+        headers["Inference-Header-Content-Length"] = "many"
+    r = _post(srv, body, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]
+
+
+def test_binary_request_with_a_json_answer(served):
+    srv, X, model = served
+    body, headers = _binary_body(X[:3])
+    r = _post(srv, body, headers=headers)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    out = {t["name"]: t for t in r.json()["outputs"]}
+    assert out["label"]["data"] == model.predict(X[:3])[0].tolist()
