@@ -137,3 +137,23 @@ def test_default_predict_is_fast_and_exact_is_the_device():
     assert model.kernels()._fast[0][0] is first
     assert np.array_equal(model.predict(X, exact=True), forward(X, model.mean, model.inv_std,
                                                                 model.layers).argmax(1))
+
+
+@pytest.mark.parametrize("level", ["avx2", "portable"])
+def test_every_simd_path_computes_the_same(monkeypatch, level):
+    """This machine may run AVX-512; CI may have AVX2 only, an ARM laptop the portable loops."""
+    rng = np.random.default_rng(11)
+    model = random_model(rng, (300, 70, 5))
+    X = rng.normal(size=(6, 300)).astype(F32)
+    ref_exact, ref_tern = model.scores(X), model.scores_ternary(X)
+    monkeypatch.setenv("OPENMIND_SIMD", level)
+    native.reset()
+    try:
+        if native.simd_level() != level:
+            pytest.skip(f"this CPU has no {level}")
+        fresh = PackedModel(model.layers, model.mean, model.inv_std)
+        assert fresh.scores(X).tobytes() == ref_exact.tobytes()
+        assert fresh.scores_ternary(X).tobytes() == ref_tern.tobytes()
+    finally:
+        monkeypatch.delenv("OPENMIND_SIMD")
+        native.reset()

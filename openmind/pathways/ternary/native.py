@@ -4,6 +4,7 @@
 $OPENMIND_NATIVE_DIR (default: $XDG_CACHE_HOME/openmind/native, i.e. ~/.cache/openmind/native) and
 loads it with ctypes; with no compiler (or OPENMIND_NATIVE=0) it returns None and callers use the
 numpy kernels, which compute the same bits, only slower. `reason()` says why it is missing.
+OPENMIND_SIMD=avx2 (or portable) caps the instruction set, to compare the paths on one machine.
 
 The flags are the firmware's (-std=c99 -ffp-contract=off, no -ffast-math), so the exact kernel's
 float arithmetic is the device's; SIMD comes from per-function targets chosen by cpuid at run time,
@@ -98,6 +99,13 @@ def lib() -> ctypes.CDLL | None:
                 handle.omk_ternary_gemm.argtypes = [_P, _int, _int, _P, _int, _P, _P]
                 handle.omk_ternary_gemm.restype = None
                 handle.omk_simd_level.restype = _int
+                handle.omk_set_max_level.argtypes = [_int]
+                cap = os.environ.get("OPENMIND_SIMD", "").strip().lower()
+                if cap:  # at most this level: avx512, avx2, neon or portable
+                    levels = {v: k for k, v in LEVELS.items()}
+                    if cap not in levels:
+                        raise RuntimeError(f"OPENMIND_SIMD={cap!r}; valid: {', '.join(levels)}")
+                    handle.omk_set_max_level(levels[cap])
                 _lib = handle
             except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
                 _reason = f"native kernel unavailable ({exc})"

@@ -102,19 +102,23 @@ static void exact_avx512(const float *H, int rows, int in, const float *Wt, int 
 }
 #endif
 
+static int omk_cap = 3;
+
+/* Use at most this level (tests and benchmarks compare the paths on one machine). */
+void omk_set_max_level(int level) { omk_cap = level; }
+
 /* SIMD level actually used: 3 = AVX-512, 2 = AVX2, 1 = NEON (compiler-vectorised), 0 = portable */
 int omk_simd_level(void)
 {
+    int level = 0;
 #ifdef OMK_X86
     __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return 3;
-    if (__builtin_cpu_supports("avx2")) return 2;
-    return 0;
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) level = 3;
+    else if (__builtin_cpu_supports("avx2")) level = 2;
 #elif defined(__ARM_NEON) || defined(__aarch64__)
-    return 1;
-#else
-    return 0;
+    level = 1;
 #endif
+    return level < omk_cap ? level : omk_cap;
 }
 
 /* Y[rows][out] from H[rows][in]; Wt[in][ldw] holds the trits as floats (-1, 0, +1), ldw >= out. */
