@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from openmind.config import public_url
+from openmind.config import home, public_url
 from openmind.errors import BadInput, PathwayUnavailable
 from openmind.flow.executor import execute
 from openmind.flow.policy import split_policy
@@ -112,13 +112,30 @@ def _model_from(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Any:
                              f"({meta.get('format', 'unknown')!r})")
 
 
+_LOADED: dict[tuple[str, str], LocalModel] = {}  # (store, entry key) -> model, the newest few
+_LOADED_KEEP = 8
+
+
 def load_local_model(name: str) -> LocalModel | None:
-    """The newest model named `name` in muscle memory, ready for inference (None if there is none)."""
+    """The newest model named `name` in muscle memory, ready for inference (None if there is none).
+    A model already loaded in this process is reused while it is still the newest of its name
+    (an index lookup, no blob read or unpacking)."""
+    found = entries("model", name)
+    if not found:
+        return None
+    memo = (str(home()), found[0].key)
+    if memo in _LOADED:
+        return _LOADED[memo]
     hit = latest("model", name)
     if hit is None:
         return None
     arrays, entry = hit
-    return LocalModel(name, entry.key, _model_from(arrays, entry.meta), dict(entry.meta))
+    local = LocalModel(name, entry.key, _model_from(arrays, entry.meta), dict(entry.meta))
+    if entry.key == found[0].key:
+        while len(_LOADED) >= _LOADED_KEEP:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[memo] = local
+    return local
 
 
 def _wrap(model: Any) -> LocalModel:
@@ -149,7 +166,7 @@ def _content_key(model: Any) -> str:
 # Predictions are kept in muscle memory only where computing them costs more than storing them: a
 # local CPU prediction of a few rows takes microseconds, a store write and read milliseconds.
 CACHE_MIN_WORK = 50_000_000  # rows x weights of a local model below which nothing is cached
-CACHE_MIN_S = 0.005  # a local prediction that took longer than this is stored anyway
+CACHE_MIN_S = 0.05  # a local prediction that took longer than this is stored anyway
 
 
 def _worth_caching(local: LocalModel | None, rows: int) -> bool:
@@ -249,7 +266,7 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
         name = local.name
     res = resources if resources is not None else probe()
     if local is None and res.memory.available:
-        local = load_local_model(name) if model_known(name) else None
+        local = load_local_model(name)
     if local is not None and kind == "tabular":
         local.check(X)
 
