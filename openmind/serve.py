@@ -41,6 +41,7 @@ log = logging.getLogger("openmind.serve")
 DEFAULT_MAX_BODY = 32 * 2**20  # bytes of one request body
 DEFAULT_MAX_ROWS = 100_000
 RELOAD_S = 1.0  # how long a model lookup is trusted before muscle memory is asked again
+INLINE_BYTES = 16 * 1024  # request bodies up to this size are answered on the event loop itself
 
 
 class Registry:
@@ -211,9 +212,11 @@ class Infer(JSONHandler):
         body = b"".join(self._chunks)
         self._chunks = []
         header_length = self.request.headers.get(HEADER)
-        # parsing, the model and encoding run in a worker thread: the event loop keeps serving
-        loop = IOLoop.current()
-        headers, payload = await loop.run_in_executor(_pool(), self._infer, name, body, header_length)
+        if len(body) <= INLINE_BYTES:  # a few rows take microseconds: two thread hops cost more
+            headers, payload = self._infer(name, body, header_length)
+        else:  # parsing, the model and encoding in a worker thread: the event loop keeps serving
+            headers, payload = await IOLoop.current().run_in_executor(
+                _pool(), self._infer, name, body, header_length)
         for k, v in headers.items():
             self.set_header(k, v)
         self.finish(payload)
