@@ -26,15 +26,8 @@ from tornado.ioloop import IOLoop
 
 from openmind.config import VERSION
 from openmind.errors import BadInput
-from openmind.pathways.cloud.tensors import (
-    EXTENSION,
-    HEADER,
-    TensorError,
-    encode,
-    encode_binary,
-    split_body,
-    take_binary,
-)
+from openmind.pathways.cloud import tensors
+from openmind.pathways.cloud.tensors import HEADER, TensorError
 
 log = logging.getLogger("openmind.serve")
 
@@ -146,7 +139,7 @@ class Ready(JSONHandler):
 
 class ServerMeta(JSONHandler):
     def get(self) -> None:
-        self.send({"name": "openmind", "version": VERSION, "extensions": ["model_repository", EXTENSION]})
+        self.send({"name": "openmind", "version": VERSION, "extensions": ["model_repository", tensors.EXTENSION]})
 
 
 class RepoIndex(JSONHandler):
@@ -225,7 +218,7 @@ class Infer(JSONHandler):
         """One request, off the event loop: (headers, body) of the answer."""
         model = self.model_or_404(name)
         try:
-            doc, rest = split_body(body, header_length)
+            doc, rest = tensors.split_body(body, header_length)
         except (ValueError, UnicodeDecodeError) as exc:
             self.fail(400, f"body is not valid JSON or {HEADER} is wrong ({exc})")
         try:
@@ -239,22 +232,14 @@ class Infer(JSONHandler):
         if _label_type(model) == "INT64":
             labels = np.asarray(labels).astype(np.int64)
         outs = {"label": labels, "probabilities": proba}
-        answer: dict[str, Any] = {"model_name": name, "model_version": "1", "outputs": []}
-        raws = []
-        for o in wanted:
-            if binary[o]:
-                tensor, raw = encode_binary(o, outs[o])
-                raws.append(raw)
-            else:
-                tensor = encode(o, outs[o])
-            answer["outputs"].append(tensor)
+        listed, raw = tensors.encode_many({o: outs[o] for o in wanted}, binary)
+        answer: dict[str, Any] = {"model_name": name, "model_version": "1", "outputs": listed}
         if rid is not None:
             answer["id"] = rid
         head = json.dumps(answer).encode()
-        if not raws:
+        if not any(binary.values()):
             return {}, head
-        return ({"Content-Type": "application/octet-stream", HEADER: str(len(head))},
-                head + b"".join(raws))
+        return {"Content-Type": "application/octet-stream", HEADER: str(len(head))}, head + raw
 
     def _parse(self, body: Any, model, rest: memoryview) -> tuple[np.ndarray, list[str], Any, dict[str, bool]]:
         if not isinstance(body, dict):
@@ -263,7 +248,7 @@ class Infer(JSONHandler):
         if not isinstance(inputs, list) or len(inputs) != 1:
             raise TensorError("inputs must be a list of exactly one tensor (the feature rows)")
         n = model.n_inputs
-        [(_, X)] = take_binary(inputs, rest, where="inputs", max_elements=self.max_rows * max(n or 1, 1))
+        [(_, X)] = tensors.take_binary(inputs, rest, where="inputs", max_elements=self.max_rows * max(n or 1, 1))
         if X.dtype == object or X.dtype == np.bool_:
             raise TensorError("inputs[0] must hold numbers (FP32, FP64 or an integer type)")
         if X.ndim == 1:

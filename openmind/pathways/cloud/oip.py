@@ -18,8 +18,7 @@ from openmind.pathways.cloud.tensors import (
     EXTENSION,
     HEADER,
     TensorError,
-    encode,
-    encode_binary,
+    encode_many,
     split_body,
     take_binary,
 )
@@ -144,15 +143,8 @@ class OIPClient:
         if binary is None:
             binary = self.binary_supported()
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        body: dict[str, Any] = {"inputs": []}
-        raws: list[bytes] = []
-        for k, v in inputs.items():
-            if binary:
-                tensor, raw = encode_binary(k, v)
-                raws.append(raw)
-            else:
-                tensor = encode(k, v)
-            body["inputs"].append(tensor)
+        listed, raw = encode_many(inputs, binary)
+        body: dict[str, Any] = {"inputs": listed}
         if outputs:
             body["outputs"] = [{"name": o, **({"parameters": {"binary_data": True}} if binary else {})}
                                for o in outputs]
@@ -167,7 +159,7 @@ class OIPClient:
         else:
             headers["Content-Type"] = "application/json"
         path = self._model_path(name, version) + "/infer"
-        resp = request("POST", f"{self.url}{path}", headers=headers, content=head + b"".join(raws),
+        resp = request("POST", f"{self.url}{path}", headers=headers, content=head + raw,
                        secrets=(self.token,) if self.token else (), **self.options)
         try:
             answer, rest = split_body(resp.content, resp.headers.get(HEADER))

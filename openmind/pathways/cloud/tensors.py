@@ -131,6 +131,19 @@ def encode_binary(name: str, value: Any) -> tuple[dict[str, Any], bytes]:
              "parameters": {"binary_data_size": len(raw)}}, raw)
 
 
+def encode_many(values: dict[str, Any], binary: bool | dict[str, bool]) -> tuple[list[dict[str, Any]], bytes]:
+    """(tensor list, binary data) for a request or response; `binary` for all or per name."""
+    out, raws = [], []
+    for name, value in values.items():
+        if binary is True or (isinstance(binary, dict) and binary.get(name)):
+            tensor, raw = encode_binary(name, value)
+            raws.append(raw)
+        else:
+            tensor = encode(name, value)
+        out.append(tensor)
+    return out, b"".join(raws)
+
+
 def binary_size(obj: Any, where: str) -> int | None:
     """The tensor's binary_data_size parameter, None when its data is inline JSON."""
     params = obj.get("parameters") if isinstance(obj, dict) else None
