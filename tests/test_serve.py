@@ -236,3 +236,57 @@ def test_binary_request_with_a_json_answer(served):
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
     out = {t["name"]: t for t in r.json()["outputs"]}
     assert out["label"]["data"] == model.predict(X[:3])[0].tolist()
+
+
+def test_infer_adaptive_sends_the_input_the_served_model_declares(monkeypatch):
+    """A KServe-like server (JSON only, no binary extension) that accepts only its declared input."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import openmind
+
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):  # noqa: N802
+            if self.path == "/v2":
+                self._send(200, {"name": "kserve-like", "extensions": []})
+            elif self.path.endswith("/ready"):
+                self._send(200, {"ready": True})
+            else:
+                self._send(200, {"name": "remote", "inputs": [{"name": "pixels", "datatype": "FP64",
+                                                               "shape": [-1, 3]}], "outputs": []})
+
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.headers.get("Inference-Header-Content-Length"), body["inputs"][0]))
+            t = body["inputs"][0]
+            if t["name"] != "pixels" or t["datatype"] != "FP64":
+                return self._send(400, {"error": f"unexpected input {t['name']} {t['datatype']}"})
+            rows = np.asarray(t["data"], float).reshape(t["shape"])
+            self._send(200, {"outputs": [{"name": "label", "shape": [len(rows)], "datatype": "INT64",
+                                          "data": (rows.sum(1) > 0).astype(int).tolist()}]})
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("OPENMIND_INFER_URL", f"http://127.0.0.1:{server.server_address[1]}")
+        X = np.array([[1.0, 2, 3], [-1, -2, -3]], np.float32)
+        pred = openmind.infer_adaptive("remote", X, strategy="cloud")
+        assert pred.values.tolist() == [1, 0]
+        header, sent = seen[-1]
+        assert header is None and sent["name"] == "pixels" and sent["datatype"] == "FP64"
+    finally:
+        server.shutdown()
+        server.server_close()

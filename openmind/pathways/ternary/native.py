@@ -185,3 +185,8 @@ def ternary_dot(handle: ctypes.CDLL, codes: np.ndarray, h: np.ndarray) -> np.nda
     handle.omk_ternary_gemm(codes.ctypes.data, out, nb, q.ctypes.data, h.shape[0], qsum.ctypes.data,
                             d.ctypes.data)
     return d.astype(np.float32) * step[:, None]
+
+
+if __name__ == "__main__":  # python -m openmind.pathways.ternary.native: build now, say what runs
+    handle = lib()
+    print(f"{build() if handle is not None else reason()}; SIMD: {simd_level()}")
