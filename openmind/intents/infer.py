@@ -9,7 +9,6 @@ stored model becomes something with `predict_proba`.
 from __future__ import annotations
 
 import html
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -166,7 +165,6 @@ def _content_key(model: Any) -> str:
 # Predictions are kept in muscle memory only where computing them costs more than storing them: a
 # local CPU prediction of a few rows takes microseconds, a store write and read milliseconds.
 CACHE_MIN_WORK = 50_000_000  # rows x weights of a local model below which nothing is cached
-CACHE_MIN_S = 0.05  # a local prediction that took longer than this is stored anyway
 
 
 def _worth_caching(local: LocalModel | None, rows: int) -> bool:
@@ -298,16 +296,11 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
             raise PathwayUnavailable(f"'{name}' could not be loaded from local memory")
         if kind != "tabular":
             raise PathwayUnavailable(f"'{name}' takes numbers, the data is text")
-        started = time.perf_counter()
         values, proba, used = local.predict(X, cand.params.get("device", "cpu"))
-        took = time.perf_counter() - started
         note = local.meta.pop("_cuda_fallback", None)
         src = f"local {used}" + (f" ({note})" if note else "")
-        key = cache_key
-        if key is None and took >= CACHE_MIN_S and local.key:  # slower than foreseen: worth keeping
-            key = key_for("predictions", local.key, fingerprint(X))
-        if key and res.memory.available:
-            put("predictions", name, key, {"values": np.asarray(values), "probabilities": proba},
+        if cache_key and res.memory.available:
+            put("predictions", name, cache_key, {"values": np.asarray(values), "probabilities": proba},
                 {"model_key": local.key, "rows": int(X.shape[0])})
         return Predictions(np.asarray(values), proba, name, src)
 
