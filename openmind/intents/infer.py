@@ -174,7 +174,7 @@ def _worth_caching(local: LocalModel | None, rows: int) -> bool:
     layers = getattr(local.model, "layers", None)
     if not layers:
         return True  # unknown cost: sklearn and friends may be slow
-    weights = sum(int(np.prod(getattr(a, "shape", (1,)))) for a in layers)
+    weights = sum(a.trits.size if hasattr(a, "trits") else 1 for a in layers)
     return rows * weights >= CACHE_MIN_WORK
 
 
