@@ -23,7 +23,7 @@ from benchlib import machine, per_call, pin_threads
 def main() -> int:
     os.environ["OPENMIND_HOME"] = tempfile.mkdtemp(prefix="omh-infer-bench-")
     pin_threads(1)
-    from predict_bench import ternary_model
+    from host_predict_bench import ternary_model
 
     import openmind
     from openmind.flow.journal import append

@@ -37,7 +37,7 @@ WARMUP = 10
 
 def store_model():
     """A digits-shaped ternary model in muscle memory, as training stores it."""
-    from predict_bench import ternary_model
+    from host_predict_bench import ternary_model
     from sklearn.datasets import load_digits
 
     from openmind.memory.blobs import put

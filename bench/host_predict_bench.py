@@ -8,7 +8,7 @@
    numpy loop and with the firmware's own C kernel (firmware/core/om_model.c, when the source tree
    is here) is checked bit for bit.
 
-Run: python bench/predict_bench.py [--threads 1]
+Run: python bench/host_predict_bench.py [--threads 1]
 """
 
 from __future__ import annotations
