@@ -48,6 +48,8 @@ _LAZY = {
     "infer_adaptive": "openmind.intents.infer",
     "Predictions": "openmind.intents.infer",
     "deploy": "openmind.intents.deploy",
+    "colony": "openmind.pathways.ternary.vote",
+    "Colony": "openmind.pathways.ternary.vote",
 }
 
 __all__ = [
