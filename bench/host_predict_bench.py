@@ -138,7 +138,7 @@ def main() -> int:
         if fw is not None:
             fwr, _ = firmware_scores(digits, rows)
             fns["fw"] = fwr
-        t = per_call(fns, blocks=5)
+        t = per_call(fns, blocks=9)
         extra = f"   {t['fw'] * 1e3:.4f} ({t['fw'] / t['new']:.1f}x slower than exact)" if "fw" in t else ""
         print(f"{len(rows):>5} {t['new'] * 1e3:>10.4f} {t['old'] * 1e3:>14.4f} {t['old'] / t['new']:>6.1f}x{extra}")
     return 0

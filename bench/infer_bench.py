@@ -51,7 +51,7 @@ def main() -> int:
                 "name": lambda X=X: openmind.infer_adaptive("digits", X, strategy="local"),
                 "probe": probe,
                 "journal": lambda: append(dict(entry)),
-            }, blocks=7, block_s=0.1, clock=clock)
+            }, clock=clock)
             print(f"{clock_name:<5} {batch:>5} {t['bare'] * 1e3:>9.4f} {t['obj'] * 1e3:>17.4f} "
                   f"{(t['obj'] - t['bare']) * 1e3:>9.4f} {t['name'] * 1e3:>18.4f} "
                   f"{(t['name'] - t['bare']) * 1e3:>9.4f} {t['probe'] * 1e3:>9.4f} {t['journal'] * 1e3:>11.4f}")

@@ -52,7 +52,7 @@ def main() -> int:
 
         got, ref = model.scores_ternary(x), fp32().numpy()
         err = float(np.abs(got - ref).max() / np.abs(ref).max())
-        t = per_call({"tern": lambda x=x: model.scores_ternary(x), "torch": fp32}, blocks=5, block_s=0.2)
+        t = per_call({"tern": lambda x=x: model.scores_ternary(x), "torch": fp32}, blocks=9, block_s=0.1)
         print(f"{n}x{n} x{batch:<5} {t['tern'] * 1e3:>11.3f} {t['torch'] * 1e3:>14.3f} "
               f"{t['torch'] / t['tern']:>6.2f}x {err:>12.4f}")
     return 0
