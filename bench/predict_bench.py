@@ -32,7 +32,7 @@ def main() -> None:
     Xtr, Xte, ytr, _ = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
     model = openmind.train_or_load("digits-bench", Xtr, ytr, fit_device=True, epochs=5, progress=False)
     Xte = Xte.astype(np.float32)
-    ref_y = model.packed().predict_index(Xte)
+    ref_y = model.packed().predict_index(Xte, exact=True)
     make("all")
     dev = VDev(BUILD / "openmind-vdev")
     try:
@@ -60,7 +60,7 @@ def main() -> None:
                 v1_noisy = f"refused: {exc}"
             link.proto = 2
             ys, _ = link.predict_batch(noisy)
-            v2_noisy = np.array_equal(ys, model.packed().predict_index(noisy))
+            v2_noisy = np.array_equal(ys, model.packed().predict_index(noisy, exact=True))
     finally:
         dev.close()
     anchor = len(Xte) / runs["v1 PREDICT text, a line a row"][0]

@@ -29,8 +29,13 @@ _assume_override: dict[str, str] | None = None  # set by openmind.assume(); wins
 def home() -> Path:
     """OPENMIND_HOME (default ~/.openmind), created on first use."""
     path = Path(os.environ.get("OPENMIND_HOME") or Path.home() / ".openmind").expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    if path not in _made or not path.is_dir():  # a stat, not a mkdir, on every call
+        path.mkdir(parents=True, exist_ok=True)
+        _made.add(path)
     return path
+
+
+_made: set[Path] = set()
 
 
 SIGNING_KEY_FILE = "signing.key"

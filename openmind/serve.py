@@ -8,6 +8,7 @@ token every request needs `Authorization: Bearer <token>`. Every refusal is a 4x
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hmac
 import json
 import logging
@@ -25,13 +26,15 @@ from tornado.ioloop import IOLoop
 
 from openmind.config import VERSION
 from openmind.errors import BadInput
-from openmind.pathways.cloud.tensors import TensorError, decode, encode
+from openmind.pathways.cloud import tensors
+from openmind.pathways.cloud.tensors import HEADER, TensorError
 
 log = logging.getLogger("openmind.serve")
 
 DEFAULT_MAX_BODY = 32 * 2**20  # bytes of one request body
 DEFAULT_MAX_ROWS = 100_000
 RELOAD_S = 1.0  # how long a model lookup is trusted before muscle memory is asked again
+INLINE_BYTES = 16 * 1024  # request bodies up to this size are answered on the event loop itself
 
 
 class Registry:
@@ -136,7 +139,7 @@ class Ready(JSONHandler):
 
 class ServerMeta(JSONHandler):
     def get(self) -> None:
-        self.send({"name": "openmind", "version": VERSION, "extensions": ["model_repository"]})
+        self.send({"name": "openmind", "version": VERSION, "extensions": ["model_repository", tensors.EXTENSION]})
 
 
 class RepoIndex(JSONHandler):
@@ -196,16 +199,30 @@ class Infer(JSONHandler):
         elif not self._too_big:
             self._chunks.append(chunk)
 
-    def post(self, name: str, version: str | None = None) -> None:
+    async def post(self, name: str, version: str | None = None) -> None:
         if self._too_big:
             self.fail(413, f"request body exceeds the limit of {self.max_body} bytes")
+        body = b"".join(self._chunks)
+        self._chunks = []
+        header_length = self.request.headers.get(HEADER)
+        if len(body) <= INLINE_BYTES:  # a few rows take microseconds: two thread hops cost more
+            headers, payload = self._infer(name, body, header_length)
+        else:  # parsing, the model and encoding in a worker thread: the event loop keeps serving
+            headers, payload = await IOLoop.current().run_in_executor(
+                _pool(), self._infer, name, body, header_length)
+        for k, v in headers.items():
+            self.set_header(k, v)
+        self.finish(payload)
+
+    def _infer(self, name: str, body: bytes, header_length: str | None) -> tuple[dict[str, str], bytes]:
+        """One request, off the event loop: (headers, body) of the answer."""
         model = self.model_or_404(name)
         try:
-            body = json.loads(b"".join(self._chunks) or b"null")
+            doc, rest = tensors.split_body(body, header_length)
         except (ValueError, UnicodeDecodeError) as exc:
-            self.fail(400, f"body is not valid JSON ({exc})")
+            self.fail(400, f"body is not valid JSON or {HEADER} is wrong ({exc})")
         try:
-            X, wanted, rid = self._parse(body, model)
+            X, wanted, rid, binary = self._parse(doc, model, rest)
         except BadInput as exc:
             self.fail(400, str(exc))
         classes = model.classes
@@ -215,20 +232,23 @@ class Infer(JSONHandler):
         if _label_type(model) == "INT64":
             labels = np.asarray(labels).astype(np.int64)
         outs = {"label": labels, "probabilities": proba}
-        answer: dict[str, Any] = {"model_name": name, "model_version": "1",
-                                  "outputs": [encode(o, outs[o]) for o in wanted]}
+        listed, raw = tensors.encode_many({o: outs[o] for o in wanted}, binary)
+        answer: dict[str, Any] = {"model_name": name, "model_version": "1", "outputs": listed}
         if rid is not None:
             answer["id"] = rid
-        self.send(answer)
+        head = json.dumps(answer).encode()
+        if not any(binary.values()):
+            return {}, head
+        return {"Content-Type": "application/octet-stream", HEADER: str(len(head))}, head + raw
 
-    def _parse(self, body: Any, model) -> tuple[np.ndarray, list[str], Any]:
+    def _parse(self, body: Any, model, rest: memoryview) -> tuple[np.ndarray, list[str], Any, dict[str, bool]]:
         if not isinstance(body, dict):
             raise TensorError('body must be a JSON object {"inputs": [...]}')
         inputs = body.get("inputs")
         if not isinstance(inputs, list) or len(inputs) != 1:
             raise TensorError("inputs must be a list of exactly one tensor (the feature rows)")
         n = model.n_inputs
-        _, X = decode(inputs[0], where="inputs[0]", max_elements=self.max_rows * max(n or 1, 1))
+        [(_, X)] = tensors.take_binary(inputs, rest, where="inputs", max_elements=self.max_rows * max(n or 1, 1))
         if X.dtype == object or X.dtype == np.bool_:
             raise TensorError("inputs[0] must hold numbers (FP32, FP64 or an integer type)")
         if X.ndim == 1:
@@ -250,7 +270,30 @@ class Infer(JSONHandler):
         rid = body.get("id")
         if rid is not None and not isinstance(rid, str):
             raise TensorError("id must be a string")
-        return X, wanted, rid
+        # binary outputs: per output ("parameters": {"binary_data": true}) or all of them
+        # ("parameters": {"binary_data_output": true}), as Triton's client asks by default
+        params = body.get("parameters")
+        every = isinstance(params, dict) and params.get("binary_data_output") is True
+        binary = {w: every for w in wanted}
+        for o in outputs or []:
+            p = o.get("parameters")
+            if isinstance(p, dict) and isinstance(p.get("binary_data"), bool):
+                binary[o["name"]] = p["binary_data"]
+        return X, wanted, rid, binary
+
+
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The worker threads inference runs in (numpy and the C kernels release the GIL)."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=min(8, (os.cpu_count() or 2)), thread_name_prefix="openmind-serve")
+        return _executor
 
 
 class NotFound(JSONHandler):

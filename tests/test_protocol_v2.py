@@ -55,7 +55,7 @@ def test_default_trained_digits_deploys_and_predictb_is_bit_exact_on_the_test_sp
     d = deploy(model, "esp32", port=vdev.port)
     assert (d.bytes, d.inputs, d.outputs) == (23768, 64, 10)
     ref = PackedModel.from_bytes(blob)
-    ref_y, ref_s = ref.predict_index(X), ref.scores(X)
+    ref_y, ref_s = ref.predict_index(X, exact=True), ref.scores(X)
     assert (ref_y == yte).mean() > 0.8
     with Link(vdev.port) as link:
         link.hello(2.0)
@@ -88,7 +88,7 @@ def test_fit_device_trains_what_the_probed_device_holds(vdev16k, digits_split, m
         link.hello(2.0)
         ys, scores = link.predict_batch(X)
     ref = PackedModel.from_bytes(blob)
-    assert np.array_equal(ys, ref.predict_index(X)) and np.array_equal(scores.view(np.uint32), ref.scores(X).view(np.uint32))
+    assert np.array_equal(ys, ref.predict_index(X, exact=True)) and np.array_equal(scores.view(np.uint32), ref.scores(X).view(np.uint32))
 
 
 def test_fit_device_refuses_explicit_widths_that_do_not_fit_and_says_what_does(digits_split):
@@ -112,7 +112,7 @@ def test_predictb_refuses_bad_rows_and_stays_usable(vdev, digits_default):
         # a row of the wrong width: the device answers fewer rows than sent
         with pytest.raises(DeviceError):
             link.predict_batch(np.zeros((3, 63), F32))
-        assert link.predict(np.asarray(Xte[0], F32))[0] == int(model.packed().predict_index(np.asarray(Xte[:1], F32))[0])
+        assert link.predict(np.asarray(Xte[0], F32))[0] == int(model.packed().predict_index(np.asarray(Xte[:1], F32), exact=True)[0])
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +157,7 @@ def test_a_v1_device_is_spoken_to_in_v1(v1_vdev_binary, digits_model):
     finally:
         dev.close()
     ref = model.packed()
-    assert np.array_equal(ys, ref.predict_index(X)) and np.array_equal(scores.view(np.uint32), ref.scores(X).view(np.uint32))
+    assert np.array_equal(ys, ref.predict_index(X, exact=True)) and np.array_equal(scores.view(np.uint32), ref.scores(X).view(np.uint32))
 
 
 def test_a_stale_error_before_hello_does_not_downgrade_or_shift_answers(vdev):
@@ -200,7 +200,7 @@ def test_predictb_is_bit_exact_for_any_finite_float32_rows(vdev):
     @given(rows)
     def check(X: np.ndarray) -> None:
         ys, scores = link.predict_batch(X)
-        assert np.array_equal(ys, ref.predict_index(X))
+        assert np.array_equal(ys, ref.predict_index(X, exact=True))
         assert np.array_equal(scores.view(np.uint32), ref.scores(X).astype(F32).view(np.uint32))
 
     try:

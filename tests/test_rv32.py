@@ -65,7 +65,7 @@ def test_kernel_under_qemu_rv32imc_matches_host_build_and_numpy_on_digits(tmp_pa
                           timeout=60, cwd=FIRMWARE).stdout
     _, host_y, host_bits = parse(host)
     ref = model.packed()
-    np_y, np_bits = ref.predict_index(X), ref.scores(X).astype(np.float32).view(np.uint32)
+    np_y, np_bits = ref.predict_index(X, exact=True), ref.scores(X).astype(np.float32).view(np.uint32)
     print(f"\nrv32imc under QEMU: {len(rv_y)} rows, {rv_bits.size} scores; "
           f"equal to host build: {np.array_equal(rv_bits, host_bits)}, to numpy: {np.array_equal(rv_bits, np_bits)}")
     assert rv_hello["board"] == "qemu-rv32imc" and rv_hello["proto"] == 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from openmind.errors import BadInput
@@ -50,7 +50,7 @@ class Policy:
         _choice("source", self.source, SOURCES)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}  # all plain values: no deep copy
         d["prefer"] = [p.value for p in self.prefer]
         return d
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from openmind.config import public_url
+from openmind.config import home, public_url
 from openmind.errors import BadInput, PathwayUnavailable
 from openmind.flow.executor import execute
 from openmind.flow.policy import split_policy
@@ -111,13 +111,30 @@ def _model_from(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Any:
                              f"({meta.get('format', 'unknown')!r})")
 
 
+_LOADED: dict[tuple[str, str], LocalModel] = {}  # (store, entry key) -> model, the newest few
+_LOADED_KEEP = 8
+
+
 def load_local_model(name: str) -> LocalModel | None:
-    """The newest model named `name` in muscle memory, ready for inference (None if there is none)."""
+    """The newest model named `name` in muscle memory, ready for inference (None if there is none).
+    A model already loaded in this process is reused while it is still the newest of its name
+    (an index lookup, no blob read or unpacking)."""
+    found = entries("model", name)
+    if not found:
+        return None
+    memo = (str(home()), found[0].key)
+    if memo in _LOADED:
+        return _LOADED[memo]
     hit = latest("model", name)
     if hit is None:
         return None
     arrays, entry = hit
-    return LocalModel(name, entry.key, _model_from(arrays, entry.meta), dict(entry.meta))
+    local = LocalModel(name, entry.key, _model_from(arrays, entry.meta), dict(entry.meta))
+    if entry.key == found[0].key:
+        while len(_LOADED) >= _LOADED_KEEP:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[memo] = local
+    return local
 
 
 def _wrap(model: Any) -> LocalModel:
@@ -126,9 +143,39 @@ def _wrap(model: Any) -> LocalModel:
         raise BadInput(f"{type(model).__name__} is not a model: pass a model name (str) or an object "
                        "with predict_proba (e.g. a TernaryModel)")
     name = getattr(model, "name", None) or type(model).__name__
+    return LocalModel(str(name), _content_key(model), model)
+
+
+def _content_key(model: Any) -> str:
+    """The key of a model's packed bytes, computed once per model object (packing and hashing cost
+    more than a prediction); recomputed when its layers are replaced."""
     pack = getattr(model, "pack", None)
-    key = key_for("packed", fingerprint(np.frombuffer(pack(), np.uint8))) if callable(pack) else ""
-    return LocalModel(str(name), key, model)
+    if not callable(pack):
+        return ""
+    layers = tuple(id(a) for a in getattr(model, "layers", ()))
+    memo = getattr(model, "__dict__", {}).get("_om_content_key")
+    if memo is not None and memo[0] == layers:
+        return memo[1]
+    key = key_for("packed", fingerprint(np.frombuffer(pack(), np.uint8)))
+    if hasattr(model, "__dict__"):
+        model.__dict__["_om_content_key"] = (layers, key)
+    return key
+
+
+# Predictions are kept in muscle memory only where computing them costs more than storing them: a
+# local CPU prediction of a few rows takes microseconds, a store write and read milliseconds.
+CACHE_MIN_WORK = 50_000_000  # rows x weights of a local model below which nothing is cached
+
+
+def _worth_caching(local: LocalModel | None, rows: int) -> bool:
+    """True when a cached answer could beat computing: no local model, or a big batch."""
+    if local is None:
+        return True
+    layers = getattr(local.model, "layers", None)
+    if not layers:
+        return True  # unknown cost: sklearn and friends may be slow
+    weights = sum(a.trits.size if hasattr(a, "trits") else 1 for a in layers)
+    return rows * weights >= CACHE_MIN_WORK
 
 
 def model_known(name: str) -> bool:
@@ -217,11 +264,13 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
         name = local.name
     res = resources if resources is not None else probe()
     if local is None and res.memory.available:
-        local = load_local_model(name) if model_known(name) else None
+        local = load_local_model(name)
     if local is not None and kind == "tabular":
         local.check(X)
 
-    cache_key = key_for("predictions", local.key, fingerprint(X)) if local is not None and local.key else None
+    worth = _worth_caching(local, int(X.shape[0]))
+    cache_key = (key_for("predictions", local.key, fingerprint(X))
+                 if local is not None and local.key and worth else None)
     cached = get("predictions", cache_key) if cache_key and res.memory.available and not pol.fresh else None
     remote = False
     if local is None and res.infer.available:

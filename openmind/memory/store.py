@@ -101,54 +101,52 @@ def _migrate(con: sqlite3.Connection, key: str) -> None:
         _migrated.add(key)
 
 
-# One idle connection per database (the few most recent) held open by this process: without it
-# every `connect()` closes the last connection, and SQLite checkpoints the WAL on that close,
-# which costs milliseconds per call (a muscle-memory hit makes two).
-_KEEP = 4
-_keepers: dict[tuple[str, int], sqlite3.Connection] = {}
+# One open connection per thread and database file, reused: opening and closing a WAL database
+# costs a checkpoint (and its fsync) at every close, ~100x the INSERT itself. Keyed by the file's
+# inode, so a deleted and recreated store gets a fresh connection; dropped after a fork.
+_local = threading.local()
+_KEEP = 4  # connections kept per thread (tests switch OPENMIND_HOME often)
 
 
-def _keep_open(path: Path) -> None:
-    key = (str(path), os.getpid())
-    if key in _keepers:
-        return
-    with _mlock:
-        if key in _keepers:
-            return
-        while len(_keepers) >= _KEEP:
-            old_key = next(iter(_keepers))
-            old = _keepers.pop(old_key)
-            if old_key[1] == os.getpid():
-                with contextlib.suppress(sqlite3.Error):
-                    old.close()
-        # never used for queries after this one; closed by whichever thread evicts it
-        keeper = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
-                                 check_same_thread=False)
-        keeper.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the file
-        _keepers[key] = keeper
+def _pooled(path: Path) -> sqlite3.Connection:
+    pool = getattr(_local, "pool", None)
+    if pool is None or getattr(_local, "pid", None) != os.getpid():
+        pool = _local.pool = {}
+        _local.pid = os.getpid()
+    key = str(path)
+    try:
+        ino = path.stat().st_ino
+    except OSError:
+        ino = None
+    hit = pool.get(key)
+    if hit is not None and hit[1] == ino and ino is not None:
+        return hit[0]
+    if hit is not None:
+        pool.pop(key)[0].close()
+    con = _open(path)
+    ino = path.stat().st_ino
+    _migrate(con, f"{key}#{ino}")  # a recreated file is a new database: migrate it again
+    con.execute("PRAGMA synchronous=NORMAL")  # WAL: commits are not synced, checkpoints are
+    while len(pool) >= _KEEP:
+        pool.pop(next(iter(pool)))[0].close()
+    pool[key] = (con, ino)
+    return con
 
 
 @contextlib.contextmanager
 def connect(root: Path | None = None, *, write: bool = False) -> Iterator[sqlite3.Connection]:
     """A connection to the store; with write=True the block is one IMMEDIATE transaction."""
-    path = db_path(root)
-    con = _open(path)
-    try:
-        _migrate(con, str(path))
-        _keep_open(path)
-        con.execute("PRAGMA synchronous=NORMAL")
-        if write:
-            con.execute("BEGIN IMMEDIATE")
-            try:
-                yield con
-                con.execute("COMMIT")
-            except BaseException:
-                con.execute("ROLLBACK")
-                raise
-        else:
+    con = _pooled(db_path(root))
+    if write:
+        con.execute("BEGIN IMMEDIATE")
+        try:
             yield con
-    finally:
-        con.close()
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    else:
+        yield con
 
 
 _generation = 0

@@ -3,6 +3,8 @@ MLServer alike. Retries, Retry-After and cooldown come from `openmind.cloud.http
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -11,7 +13,27 @@ import numpy as np
 from openmind.config import infer_token, infer_url, public_url
 from openmind.errors import BadInput
 from openmind.pathways.cloud.http import EndpointError, request
-from openmind.pathways.cloud.tensors import TensorError, decode, encode
+from openmind.pathways.cloud.tensors import (
+    DATATYPES,
+    EXTENSION,
+    HEADER,
+    TensorError,
+    encode_many,
+    split_body,
+    take_binary,
+)
+
+META_TTL_S = 60.0  # how long what a server declares (extensions, inputs) is trusted
+_meta: dict[tuple, tuple[float, Any]] = {}
+
+
+def _remembered(key: tuple, ask: Any) -> Any:
+    """ask() once per META_TTL_S per key: metadata costs a round trip, inference should not."""
+    now = time.monotonic()
+    hit = _meta.get(key)
+    if hit is None or now - hit[0] > META_TTL_S:
+        hit = _meta[key] = (now, ask())
+    return hit[1]
 
 
 class OIPClient:
@@ -76,28 +98,80 @@ class OIPClient:
     def model_metadata(self, name: str, version: str | None = None) -> dict[str, Any]:
         return self._call("GET", self._model_path(name, version))
 
-    def infer(self, name: str, inputs: Any, *, outputs: list[str] | None = None,
-              version: str | None = None, request_id: str | None = None) -> dict[str, np.ndarray]:
-        """Run inference; `inputs` is an array (sent as "input-0") or {name: array}.
+    def binary_supported(self) -> bool:
+        """True when the server lists the binary tensor data extension (asked once a minute)."""
+        def ask() -> bool:
+            try:
+                meta = self.server_metadata()
+            except EndpointError:
+                return False
+            ext = meta.get("extensions") if isinstance(meta, dict) else None
+            return isinstance(ext, list) and EXTENSION in ext
 
+        return _remembered((self.url, "binary"), ask)
+
+    def declared_inputs(self, name: str, version: str | None = None) -> list[dict[str, Any]]:
+        """The inputs the served model declares (name, datatype, shape); [] if it declares none."""
+        def ask() -> list[dict[str, Any]]:
+            try:
+                meta = self.model_metadata(name, version)
+            except EndpointError:
+                return []
+            inputs = meta.get("inputs") if isinstance(meta, dict) else None
+            return [i for i in inputs if isinstance(i, dict) and isinstance(i.get("name"), str)
+                    and i["name"]] if isinstance(inputs, list) else []
+
+        return _remembered((self.url, "inputs", name, version), ask)
+
+    def infer(self, name: str, inputs: Any, *, outputs: list[str] | None = None,
+              version: str | None = None, request_id: str | None = None,
+              binary: bool | None = None) -> dict[str, np.ndarray]:
+        """Run inference; `inputs` is an array (sent under the name and datatype of the model's
+        first declared input, "input-0" if it declares none) or {name: array}.
+
+        `binary`: send and ask for binary tensor data (None: when the server supports it).
         Returns {output name: array}, decoded and validated.
         """
         if not isinstance(inputs, dict):
-            inputs = {"input-0": inputs}
-        body: dict[str, Any] = {"inputs": [encode(k, v) for k, v in inputs.items()]}
+            declared = self.declared_inputs(name, version)
+            spec = declared[0] if declared else {}
+            arr = np.asarray(inputs)
+            dt = spec.get("datatype")
+            if dt in DATATYPES and DATATYPES[dt] is not object and arr.dtype.kind in "biuf":
+                arr = arr.astype(DATATYPES[dt], copy=False)
+            inputs = {spec.get("name", "input-0"): arr}
+        if binary is None:
+            binary = self.binary_supported()
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        listed, raw = encode_many(inputs, binary)
+        body: dict[str, Any] = {"inputs": listed}
         if outputs:
-            body["outputs"] = [{"name": o} for o in outputs]
+            body["outputs"] = [{"name": o, **({"parameters": {"binary_data": True}} if binary else {})}
+                               for o in outputs]
+        elif binary:
+            body["parameters"] = {"binary_data_output": True}
         if request_id:
             body["id"] = request_id
-        answer = self._call("POST", self._model_path(name, version) + "/infer", body)
+        head = json.dumps(body).encode()
+        if binary:
+            headers[HEADER] = str(len(head))
+            headers["Content-Type"] = "application/octet-stream"
+        else:
+            headers["Content-Type"] = "application/json"
+        path = self._model_path(name, version) + "/infer"
+        resp = request("POST", f"{self.url}{path}", headers=headers, content=head + raw,
+                       secrets=(self.token,) if self.token else (), **self.options)
+        try:
+            answer, rest = split_body(resp.content, resp.headers.get(HEADER))
+        except (ValueError, UnicodeDecodeError):
+            raise EndpointError(f"{public_url(self.url)}{path} answered neither JSON nor binary "
+                                f"tensor data ({resp.headers.get('content-type', '?')})",
+                                status=resp.status_code) from None
         tensors = answer.get("outputs") if isinstance(answer, dict) else None
         if not isinstance(tensors, list):
             raise EndpointError(f"{public_url(self.url)}: infer answer has no 'outputs' list")
-        result = {}
-        for i, t in enumerate(tensors):
-            try:
-                key, arr = decode(t, where=f"outputs[{i}]")
-            except TensorError as exc:  # the server's fault, not the caller's: fall through
-                raise EndpointError(f"{public_url(self.url)}: malformed answer: {exc}") from None
-            result[key] = arr
-        return result
+        try:
+            decoded = take_binary(tensors, rest, where="outputs")
+        except TensorError as exc:  # the server's fault, not the caller's: fall through
+            raise EndpointError(f"{public_url(self.url)}: malformed answer: {exc}") from None
+        return dict(decoded)
