@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -185,6 +185,34 @@ class FitOutcome:
     seconds: float = 0.0
     device: str = "cpu"
     history: list[dict[str, float]] = field(default_factory=list)
+    colony: dict[str, Any] = field(default_factory=dict)  # data-parallel runs: processes, backend
+
+
+@dataclass
+class Replicas:
+    """This process's share of a data-parallel run (built by pathways/colony/distributed.py).
+
+    Every rank runs the same loop on the same shuffled order and takes every `world`-th row of it
+    (padded so all ranks take the same number of steps), with batch_size // world rows per step,
+    so the global batch and the averaged gradient match a single-process run. `wrap` makes the
+    net average gradients (DDP); `vote` is True on every rank when it is True on any, so all
+    ranks stop at the same step. The default is one process.
+    """
+
+    rank: int = 0
+    world: int = 1
+    wrap: Callable[[nn.Module], nn.Module] | None = None
+    vote: Callable[[bool], bool] | None = None
+
+    def shard(self, order: torch.Tensor) -> torch.Tensor:
+        if self.world == 1:
+            return order
+        per = math.ceil(len(order) / self.world)
+        padded = torch.cat([order, order[: per * self.world - len(order)]])
+        return padded[self.rank::self.world]
+
+    def any(self, flag: bool) -> bool:
+        return flag if self.vote is None else self.vote(flag)
 
 
 def _evaluate(net: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -198,12 +226,13 @@ def _evaluate(net: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, 
 def fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any], *,
         mean: np.ndarray, inv_std: np.ndarray, device: str = "cpu", budget: float | None = None,
         init: TernaryModel | None = None, quantize: bool = True, progress: bool = True,
-        desc: str = "train") -> FitOutcome:
+        desc: str = "train", replicas: Replicas | None = None) -> FitOutcome:
     """Train on (X, class indices). `init` starts from a model's weights (fine-tune).
 
     Stops at `epochs`, after `patience` epochs without a better validation score, or when
     `budget` seconds are used up (checked every batch); the best validation state is kept.
     KeyboardInterrupt propagates (the executor falls through to the cached model).
+    `replicas`: this process's share of a data-parallel run (default: one process).
     """
     start = time.perf_counter()
     deadline = None if budget is None else start + budget
@@ -212,7 +241,7 @@ def fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any], *
         torch.set_num_threads(1)
     try:
         return _fit(X, y_idx, n_classes, cfg, mean, inv_std, device, deadline, init, quantize,
-                    progress, desc, start)
+                    progress, desc, start, replicas or Replicas())
     finally:
         torch.set_num_threads(threads)
 
@@ -231,7 +260,7 @@ def _small(n_in: int, cfg: dict[str, Any], n_out: int) -> bool:
 def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
          mean: np.ndarray, inv_std: np.ndarray, device: str, deadline: float | None,
          init: TernaryModel | None, quantize: bool, progress: bool, desc: str,
-         start: float) -> FitOutcome:
+         start: float, rep: Replicas) -> FitOutcome:
     from tqdm.auto import tqdm
 
     torch.manual_seed(cfg["seed"])
@@ -249,6 +278,8 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
     yt = torch.from_numpy(y_idx[tr].astype(np.int64)).to(device)
     Xv = torch.from_numpy(Xs[va]).to(device)
     yv = torch.from_numpy(y_idx[va].astype(np.int64)).to(device)
+    model = net if rep.wrap is None else rep.wrap(net)
+    batch = max(1, cfg["batch_size"] // rep.world)
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
     out = FitOutcome(net, device=device, held_out=held_out)
@@ -258,17 +289,17 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
     try:
         for epoch in range(1, cfg["epochs"] + 1):
             net.train()
-            order = torch.randperm(len(tr), generator=gen).to(device)
+            order = rep.shard(torch.randperm(len(tr), generator=gen)).to(device)
             total, seen = 0.0, 0
-            for s in range(0, len(tr), cfg["batch_size"]):
-                idx = order[s:s + cfg["batch_size"]]
-                loss = nn.functional.cross_entropy(net(Xt[idx]), yt[idx])
+            for s in range(0, len(order), batch):
+                idx = order[s:s + batch]
+                loss = nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(idx)
                 seen += len(idx)
-                if deadline is not None and time.perf_counter() > deadline:
+                if deadline is not None and rep.any(time.perf_counter() > deadline):
                     out.stopped = "budget"
                     break
             sched.step()
