@@ -192,9 +192,9 @@ class FitOutcome:
 class Replicas:
     """This process's share of a data-parallel run (built by pathways/colony/distributed.py).
 
-    Every rank runs the same loop on the same shuffled order and takes every `world`-th row of it
-    (padded so all ranks take the same number of steps), with batch_size // world rows per step,
-    so the global batch and the averaged gradient match a single-process run. `wrap` makes the
+    Every rank runs the same loop over the same shuffled batches and computes the loss of every
+    `world`-th row of each batch, so the ranks take the same number of steps and the averaged
+    gradient is the single-process one (up to float rounding). `wrap` makes the
     net average gradients (DDP); `vote` is True on every rank when it is True on any, so all
     ranks stop at the same step. The default is one process.
     """
@@ -204,12 +204,15 @@ class Replicas:
     wrap: Callable[[nn.Module], nn.Module] | None = None
     vote: Callable[[bool], bool] | None = None
 
-    def shard(self, order: torch.Tensor) -> torch.Tensor:
+    def loss(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+             idx: torch.Tensor) -> torch.Tensor:
+        """This rank's part of the batch's mean loss: rows rank, rank + world, ... of the batch,
+        summed and scaled so DDP's gradient average equals the single-process mean."""
         if self.world == 1:
-            return order
-        per = math.ceil(len(order) / self.world)
-        padded = torch.cat([order, order[: per * self.world - len(order)]])
-        return padded[self.rank::self.world]
+            return nn.functional.cross_entropy(model(X[idx]), y[idx])
+        mine = idx[self.rank::self.world]
+        return nn.functional.cross_entropy(model(X[mine]), y[mine], reduction="sum") * (
+            self.world / len(idx))
 
     def any(self, flag: bool) -> bool:
         return flag if self.vote is None else self.vote(flag)
@@ -279,7 +282,6 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
     Xv = torch.from_numpy(Xs[va]).to(device)
     yv = torch.from_numpy(y_idx[va].astype(np.int64)).to(device)
     model = net if rep.wrap is None else rep.wrap(net)
-    batch = max(1, cfg["batch_size"] // rep.world)
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
     out = FitOutcome(net, device=device, held_out=held_out)
@@ -289,11 +291,11 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
     try:
         for epoch in range(1, cfg["epochs"] + 1):
             net.train()
-            order = rep.shard(torch.randperm(len(tr), generator=gen)).to(device)
+            order = torch.randperm(len(tr), generator=gen).to(device)
             total, seen = 0.0, 0
-            for s in range(0, len(order), batch):
-                idx = order[s:s + batch]
-                loss = nn.functional.cross_entropy(model(Xt[idx]), yt[idx])
+            for s in range(0, len(tr), cfg["batch_size"]):
+                idx = order[s:s + cfg["batch_size"]]
+                loss = rep.loss(model, Xt, yt, idx)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
