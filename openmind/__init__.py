@@ -48,6 +48,7 @@ _LAZY = {
     "infer_adaptive": "openmind.intents.infer",
     "Predictions": "openmind.intents.infer",
     "deploy": "openmind.intents.deploy",
+    "federate": "openmind.intents.federate",
 }
 
 __all__ = [
