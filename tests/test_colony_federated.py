@@ -70,6 +70,7 @@ def test_slices_are_non_iid_and_cover_every_row():
 # --------------------------------------------------------------------------- real rounds
 
 
+@pytest.mark.slow
 def test_three_client_processes_non_iid_digits_within_2pt_of_centralised(digits_split):
     """A real Flower server, 3 client processes on 127.0.0.1 with Dirichlet(0.5) slices of
     digits, 10 rounds of 2 local epochs; against centralised training of the same model for
@@ -99,6 +100,7 @@ def test_three_client_processes_non_iid_digits_within_2pt_of_centralised(digits_
     assert "federated round 1/10: 3 clients" in rounds[0]["reason"]
 
 
+@pytest.mark.slow
 def test_clients_join_with_one_command(tmp_path, digits_split):
     """The server waits at an address; two `openmind colony join` processes bring their rows."""
     Xtr, Xte, ytr, yte = digits_split
