@@ -183,3 +183,22 @@ def test_route_one_process_per_gpu_with_nccl_injected_gpus():
 def test_bad_workers_is_a_clear_error(bad):
     with pytest.raises(BadInput, match="workers must be a whole number"):
         make_policy(workers=bad)
+
+
+@pytest.mark.filterwarnings("ignore::openmind.jupyter.magics.OpenmindCellWarning")
+def test_magic_workers_option_trains_on_two_processes(digits_split):
+    """`%%openmind train --workers 2` in a real IPython shell: the option is only the policy
+    scope, and the plain train_or_load call in the cell trains on 2 processes."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    Xtr, _Xte, ytr, _yte = digits_split
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "openmind.jupyter")
+    shell.user_ns.update(openmind=openmind, X=Xtr[:600], y=ytr[:600])
+    with capture_output():
+        model = shell.run_cell_magic(
+            "openmind", "train --workers 2",
+            "openmind.train_or_load('m', X, y, hidden=16, epochs=3, progress=False)")
+    assert model.info["workers"] == 2 and model.info["start_method"] == "fork"
+    assert "workers=2 asked for" in model.route.reason
