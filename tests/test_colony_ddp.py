@@ -155,6 +155,7 @@ def test_route_says_how_many_processes_and_scales_the_estimate():
     assert "workers" not in one.params
     assert two.params["workers"] == 2 and two.params["backend"] == "gloo"
     assert "with 2 data-parallel processes (DDP, gloo; workers=2 asked for)" in two.reason
+    assert two.params["est_seconds"] == pytest.approx(100 / 1.6 + 3.0)
     # 2 processes on 2 cores: a budget of 70 s fits with them, not without
     tight = make_policy(workers=2, budget=70)
     assert route(it, resources=_resources(), policy=tight).first.params.get("fits_budget") is True

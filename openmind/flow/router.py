@@ -245,6 +245,7 @@ def _train(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
         est = est / GPU_SPEEDUP
     if est is not None and workers:
         est = est / workers["speedup"] + DDP_START_S
+        workers["est_seconds"] = round(est, 3)
     params: dict[str, Any] = {"device": device, **(workers or {})}
     fits = pol.budget is None or est is None or est <= pol.budget
     train = Candidate(
