@@ -38,7 +38,8 @@ def update_bytes(hidden: list[int]) -> tuple[int, int]:
 
 
 def timed_fit(workers: int, epochs: int, hidden: int, repeats: int) -> tuple[float, float, dict]:
-    """(median seconds, test accuracy, colony info) of the same training on `workers` processes."""
+    """(median seconds, test accuracy, colony info) of the same training on `workers` processes.
+    The machine is shared: call it for 1 and 2 processes in turn (see `compare`)."""
     from sklearn.datasets import load_digits
 
     from openmind.pathways.colony.distributed import fit_local
@@ -57,11 +58,21 @@ def timed_fit(workers: int, epochs: int, hidden: int, repeats: int) -> tuple[flo
     return statistics.median(times), model.score(Xte, yte), out.colony
 
 
+def compare(epochs: int, hidden: int, repeats: int) -> tuple[tuple, tuple]:
+    """1 and 2 processes measured in turn, `repeats` times each, so both see the same load."""
+    ones, twos = [], []
+    for _ in range(repeats):
+        ones.append(timed_fit(1, epochs, hidden, 1))
+        twos.append(timed_fit(2, epochs, hidden, 1))
+    pick = lambda runs: (statistics.median(r[0] for r in runs), runs[-1][1], runs[-1][2])  # noqa: E731
+    return pick(ones), pick(twos)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--hidden", type=int, default=256)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
@@ -73,16 +84,14 @@ def main() -> None:
               f"-> {fp32 / tern:.1f}x fewer")
 
     print(f"\n2. the same training ({args.epochs} epochs, hidden {args.hidden}, batch 64) on 1 vs 2 processes")
-    t1, a1, _ = timed_fit(1, args.epochs, args.hidden, args.repeats)
-    t2, a2, info = timed_fit(2, args.epochs, args.hidden, args.repeats)
+    (t1, a1, _), (t2, a2, info) = compare(args.epochs, args.hidden, args.repeats)
     print(f"  1 process:  {t1:.2f} s  (test accuracy {a1:.4f})")
     print(f"  2 processes: {t2:.2f} s  (test accuracy {a2:.4f}; {info.get('start_method')}, "
           f"{info.get('backend')})")
     print(f"  speed-up 2 vs 1: {t1 / t2:.2f}x (the anchor is 1 process, same run)")
 
     print("\n3. the cost of starting 2 processes and their rendezvous")
-    s1, _, _ = timed_fit(1, 1, 16, args.repeats)
-    s2, _, info = timed_fit(2, 1, 16, args.repeats)
+    (s1, _, _), (s2, _, info) = compare(1, 16, args.repeats)
     print(f"  1-epoch tiny run: 1 process {s1:.2f} s, 2 processes {s2:.2f} s -> start-up + "
           f"rendezvous + teardown cost {s2 - s1:.2f} s")
     print(f"  rendezvous alone (init_process_group, file://, gloo): {info.get('rendezvous_seconds')} s")
