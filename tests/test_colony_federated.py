@@ -135,3 +135,11 @@ def test_no_client_is_a_clear_error_within_the_join_timeout(digits_split):
         openmind.federate("lonely", Xtr[:200], ytr[:200], clients=2, rounds=1,
                           listen=f"127.0.0.1:{port}", join_timeout=3)
     assert time.perf_counter() - t0 < 30
+
+
+def test_labels_read_from_a_csv_match_numeric_classes():
+    spec = fed.Spec(2, [4], np.array([0, 1, 6]), np.zeros(2, np.float32), np.ones(2, np.float32),
+                    {"seed": 0, "scale": "layer"})
+    assert spec.indices(np.array(["6", "0", "1.0"])).tolist() == [2, 0, 1]
+    with pytest.raises(BadInput, match="label '7', which the colony's model does not know"):
+        spec.indices(np.array(["7"]))

@@ -103,6 +103,10 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
                 "round_accuracy": [r.get("accuracy") for r in colony.rounds]}
         if ancestor is not None:
             info["parent"] = ancestor[1].key
+        short = [r["round"] for r in colony.rounds if r.get("clients", 0) < clients]
+        if short or len(colony.rounds) < rounds:
+            info["incomplete"] = (f"{len(colony.rounds)} of {rounds} rounds ran; rounds with fewer "
+                                  f"than {clients} clients: {short}")
         model = fed.model_of(spec, colony.weights, name=name, info=info)
         arrays, meta = model.to_arrays()
         meta["fingerprint"] = fp

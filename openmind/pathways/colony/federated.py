@@ -54,7 +54,9 @@ def flower() -> Any:
                                  "'openmind-cells[flower]' (or pip install flwr)") from None
     import logging
 
-    logging.getLogger("flwr").setLevel(logging.WARNING)
+    # openmind drives Flower's gRPC server and clients (start_client) itself; their deprecation
+    # notices about the SuperLink/SuperNode launchers are not for the notebook user
+    logging.getLogger("flwr").setLevel(logging.ERROR)
     return flwr
 
 
@@ -153,13 +155,31 @@ class Spec:
         return net
 
     def indices(self, y: np.ndarray) -> np.ndarray:
-        """Class indices of a client's labels; labels the model does not know are an error."""
+        """Class indices of a client's labels (matched by value, else by their text, so labels
+        read from a CSV match numeric classes); labels the model does not know are an error."""
         pos = {v: i for i, v in enumerate(self.classes.tolist())}
-        try:
-            return np.array([pos[v] for v in np.asarray(y).tolist()], dtype=np.int64)
-        except KeyError as exc:
-            raise BadInput(f"this client has label {exc.args[0]!r}, which the colony's model does "
-                           f"not know (classes: {self.classes.tolist()[:20]})") from None
+        for i, v in enumerate(self.classes.tolist()):
+            pos.setdefault(_text(v), i)
+        out = []
+        for v in np.asarray(y).tolist():
+            i = pos.get(v, pos.get(_text(v)))
+            if i is None:
+                raise BadInput(f"this client has label {v!r}, which the colony's model does not "
+                               f"know (classes: {self.classes.tolist()[:20]})")
+            out.append(i)
+        return np.array(out, dtype=np.int64)
+
+
+def _text(v: Any) -> str:
+    """A label as text: 6, 6.0 and '6' read the same."""
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    text = str(v).strip()
+    try:
+        f = float(text)
+    except ValueError:
+        return text
+    return str(int(f)) if f.is_integer() else text
 
 
 def get_weights(net: torch.nn.Sequential) -> list[np.ndarray]:
