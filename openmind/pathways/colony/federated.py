@@ -361,7 +361,7 @@ def serve(spec: Spec, X_eval: np.ndarray, y_eval_idx: np.ndarray, *, clients: in
     from flwr.server.superlink.fleet.grpc_bidi.grpc_server import start_grpc_server
 
     state: dict[str, Any] = {"weights": get_weights(spec.net()), "pending": None,
-                             "best": (-1.0, 0, None)}
+                             "best": (-1.0, 0, None), "last": time.perf_counter()}
     fp32 = fp32_bytes(state["weights"])
     colony = Colony(state["weights"])
     spec_json = spec.to_json()
@@ -372,6 +372,8 @@ def serve(spec: Spec, X_eval: np.ndarray, y_eval_idx: np.ndarray, *, clients: in
             if not results:
                 state["pending"] = {"round": server_round, "clients": 0, "failures": len(failures)}
                 return None, {}
+            # in client order, not arrival order: the same colony gives the same model
+            results = sorted(results, key=lambda pr: int(pr[1].metrics.get("cid", 0)))
             total = sum(r.num_examples for _, r in results)
             avg = [np.zeros_like(w) for w in state["weights"]]
             sent = 0
@@ -398,8 +400,10 @@ def serve(spec: Spec, X_eval: np.ndarray, y_eval_idx: np.ndarray, *, clients: in
             return None
         model = model_of(spec, state["weights"], name=None, info={})
         acc = float(np.mean(model.predict_index(X_eval) == y_eval_idx)) if len(X_eval) else None
+        now = time.perf_counter()
         row = {**state["pending"], "rounds": rounds, "accuracy": acc,
-               "seconds": round(time.perf_counter() - t0, 3)}
+               "seconds": round(now - state["last"], 3), "elapsed": round(now - t0, 3)}
+        state["last"] = now
         state["pending"] = None
         colony.rounds.append(row)
         if acc is not None and acc >= state["best"][0]:
@@ -422,6 +426,7 @@ def serve(spec: Spec, X_eval: np.ndarray, y_eval_idx: np.ndarray, *, clients: in
             if local:
                 procs = _start_clients(local, listen, Path(tmp))
             _wait_clients(manager, clients, join_timeout, procs, Path(tmp), listen)
+            state["last"] = time.perf_counter()  # a round's seconds start once the clients are in
             server.fit(num_rounds=rounds, timeout=round_timeout)
             server.disconnect_all_clients(timeout=round_timeout)
             for p in procs:
