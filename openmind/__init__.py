@@ -49,6 +49,8 @@ _LAZY = {
     "Predictions": "openmind.intents.infer",
     "deploy": "openmind.intents.deploy",
     "federate": "openmind.intents.federate",
+    "colony": "openmind.pathways.ternary.vote",
+    "Colony": "openmind.pathways.ternary.vote",
 }
 
 __all__ = [

@@ -44,6 +44,7 @@ class Intent:
                   pathway's table when not given)
     est_seconds:  train: estimated CPU seconds of a full train (None = unknown, assume it fits)
     joined:       train: the size of the torchrun process group this call runs in (None = none)
+    ancestors:    train: names of the models a new network's first weights are sampled from
     """
 
     kind: IntentKind
@@ -59,6 +60,7 @@ class Intent:
     prior: bool = False
     est_seconds: float | None = None
     joined: int | None = None
+    ancestors: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, value: Intent | str, **facts: Any) -> Intent:
@@ -77,7 +79,8 @@ class Intent:
             "shape": list(self.shape) if self.shape else None, "data_kind": self.data_kind,
             "exact": self.exact, "ancestor": self.ancestor, "local_model": self.local_model,
             "remote_model": self.remote_model, "pattern": self.pattern, "prior": self.prior,
-            "est_seconds": self.est_seconds, "joined": self.joined,
+            "est_seconds": self.est_seconds, "ancestors": list(self.ancestors),
+            "joined": self.joined,
         }
 
 
@@ -250,9 +253,10 @@ def _train(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
     fits = pol.budget is None or est is None or est <= pol.budget
     train = Candidate(
         Pathway.FULL_TRAIN, Decision.HARDCODE,
-        (f"training '{name}' on {where}" + (f" within the {pol.budget:g}s budget" if pol.budget else ""))
-        if fits else
-        f"estimated {est:.0f}s exceeds the {pol.budget:g}s budget: training what fits on {where}",
+        ((f"training '{name}' on {where}" + (f" within the {pol.budget:g}s budget" if pol.budget else ""))
+         if fits else
+         f"estimated {est:.0f}s exceeds the {pol.budget:g}s budget: training what fits on {where}")
+        + (f", initialised from the ancestral priors of {', '.join(it.ancestors)}" if it.ancestors else ""),
         {**params, "fits_budget": fits},
     )
     fallback = Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,

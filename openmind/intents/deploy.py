@@ -15,7 +15,6 @@ from typing import Any
 
 from openmind.errors import BadInput, PathwayUnavailable
 from openmind.memory.blobs import atomic_write
-from openmind.pathways.device import MODEL_MAX_BYTES, MODEL_MAX_LAYERS, MODEL_MAX_WIDTH
 from openmind.pathways.ternary.packed import describe
 from openmind.units import parse_duration
 
@@ -93,16 +92,13 @@ def deploy(model: Any, target: str, *, port: str | None = None, timeout: str | f
         port = target[len("serial:"):]
     elif target.lower() not in DEVICE_TARGETS:
         raise BadInput(f"unknown deploy target {target!r}; use a path ending in .h, 'esp32', or 'serial:<port>'")
-    if len(blob) > MODEL_MAX_BYTES or info["width"] > MODEL_MAX_WIDTH or info["layers"] > MODEL_MAX_LAYERS:
-        raise BadInput(f"the model ({len(blob)} bytes, widest layer {info['width']}, {info['layers']} layers) "
-                       f"exceeds the firmware's limits ({MODEL_MAX_BYTES} bytes, width {MODEL_MAX_WIDTH}, "
-                       f"{MODEL_MAX_LAYERS} layers); deploy to a .h file and raise OM_MODEL_MAX instead")
     port = port or _find_port()
     wait = parse_duration(timeout, "timeout") or 5.0
     from openmind.pathways.device import DeviceError, Link
 
     with Link(port) as link:
         link.hello(wait)
+        check_fits(blob, link.limits, f"the device on {port}")
         answer = link.upload_model(blob, wait)
     if (answer.get("inputs"), answer.get("outputs")) != (info["inputs"], info["outputs"]):
         raise DeviceError(f"device loaded a {answer.get('inputs')}->{answer.get('outputs')} model, "
@@ -110,6 +106,26 @@ def deploy(model: Any, target: str, *, port: str | None = None, timeout: str | f
     result = Deployment("device", port, len(blob), crc, info["inputs"], info["outputs"], info["layers"])
     _journal(result, model, "uploaded over serial, CRC-32 checked by the device")
     return result
+
+
+def check_fits(blob: bytes, limits: dict[str, int], where: str) -> None:
+    """BadInput when packed bytes exceed a device's limits (its protocol-2 HELLO, else the
+    firmware defaults), saying which hidden widths would fit."""
+    from openmind.pathways.ternary.fit import fit_hidden, fits
+    from openmind.pathways.ternary.packed import size_for, unpack
+
+    layers, mean, _ = unpack(blob)
+    widths = [int(mean.shape[0]), *[a.shape[0] for a in layers]]
+    per_row = any(a.scale_mode for a in layers)
+    if len(blob) <= limits["model_max"] and fits(widths, per_row, limits) is None:
+        return
+    why = fits(widths, per_row, limits) or f"{len(blob)} bytes, over {limits['model_max']}"
+    best = fit_hidden(widths[0], widths[-1], widths[1:-1], per_row, limits)
+    hint = (f"train it with train_or_load(..., fit_device=True): hidden {best} fits "
+            f"({size_for([widths[0], *best, widths[-1]], per_row)} bytes)" if best is not None
+            else "no hidden widths fit: reduce the features (e.g. PCA) first")
+    raise BadInput(f"the model (hidden {widths[1:-1]}) {why} ({where}); {hint}; or deploy to a .h "
+                   f"file and build the firmware with a larger OM_MODEL_MAX")
 
 
 def _find_port() -> str:

@@ -48,6 +48,9 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
 
     pol, rest = split_policy(options)
     cfg = resolve_config({"hidden": 64, "lr": 1e-2, **rest})
+    if cfg.get("growth") or cfg.get("init", "default") != "default":
+        raise BadInput("federate averages fixed-width models: growth and init='ancestral' are "
+                       "not available in a colony; train_or_load offers them")
     X, y, kind = prepare(name, data, labels)
     if kind != "tabular":
         raise BadInput(f"federate needs 2-D numeric rows, got {kind} data of shape {X.shape}")

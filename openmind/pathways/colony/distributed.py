@@ -33,7 +33,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from openmind.errors import OpenmindError, PathwayUnavailable
-from openmind.pathways.ternary.fit import FitOutcome, Replicas, build_net, fit
+from openmind.pathways.ternary.fit import FitOutcome, Replicas, fit
 
 ENV_TIMEOUT = "OPENMIND_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 300.0  # a collective that waits longer than this ends the run
@@ -80,7 +80,7 @@ def _replicas(rank: int, world: int, device: str) -> Replicas:
 
 def _outcome_dict(out: FitOutcome) -> dict[str, Any]:
     d = {k: getattr(out, k) for k in FitOutcome.__dataclass_fields__ if k != "net"}
-    d["state"] = {k: v.detach().cpu() for k, v in out.net.state_dict().items()}
+    d["net"] = out.net.cpu()  # the module itself: growth may have changed its widths
     return d
 
 
@@ -105,7 +105,7 @@ def _env(**values: str) -> Iterator[None]:
 def fit_local(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any], *,
               workers: int, backend: str = "gloo", mean: np.ndarray, inv_std: np.ndarray,
               device: str = "cpu", budget: float | None = None, init: Any = None,
-              progress: bool = True, desc: str = "train", **_: Any) -> FitOutcome:
+              progress: bool = True, desc: str = "train", prior: Any = None) -> FitOutcome:
     """`fit` over `workers` local processes with DDP; the same arguments and result as `fit`.
 
     A worker that dies (killed, out of memory, an error) stops the run: the others are stopped
@@ -113,7 +113,7 @@ def fit_local(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, A
     """
     if workers < 2:
         return fit(X, y_idx, n_classes, cfg, mean=mean, inv_std=inv_std, device=device,
-                   budget=budget, init=init, progress=progress, desc=desc)
+                   budget=budget, init=init, progress=progress, desc=desc, prior=prior)
     if backend == "nccl" and device.startswith("cuda") and torch.cuda.device_count() < workers:
         raise PathwayUnavailable(f"NCCL needs one GPU per process: {workers} processes, "
                                  f"{torch.cuda.device_count()} GPUs visible")
@@ -124,7 +124,7 @@ def fit_local(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, A
         np.save(folder / "X.npy", np.ascontiguousarray(X))
         np.save(folder / "y.npy", np.ascontiguousarray(y_idx))
         job = {"n_classes": n_classes, "cfg": cfg, "mean": mean, "inv_std": inv_std,
-               "device": device, "backend": backend, "budget": budget, "init": init,
+               "device": device, "backend": backend, "budget": budget, "init": init, "prior": prior,
                "threads": max(1, cores // workers), "timeout": timeout_s(), "desc": desc}
         (folder / "job.pkl").write_bytes(pickle.dumps(job))
         method = start_method()
@@ -137,9 +137,7 @@ def fit_local(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, A
                 p.start()
         _watch(procs, folder, budget)
         result = pickle.loads((folder / "result.pkl").read_bytes())
-    net = build_net(X.shape[1], cfg["hidden"], n_classes, scale=cfg["scale"])
-    net.load_state_dict(result.pop("state"))
-    net.eval()
+    net = result.pop("net").eval()
     out = FitOutcome(net, **{k: v for k, v in result.items() if k in FitOutcome.__dataclass_fields__})
     out.seconds = time.perf_counter() - start
     out.colony = {"workers": workers, "backend": backend, "start_method": method,
@@ -210,7 +208,7 @@ def _worker(rank: int, world: int, folder: str) -> None:
             y = np.load(path / "y.npy")
             out = fit(np.asarray(X), y, job["n_classes"], job["cfg"], mean=job["mean"],
                       inv_std=job["inv_std"], device=device, budget=job["budget"],
-                      init=job["init"], progress=False, desc=job["desc"],
+                      init=job["init"], progress=False, desc=job["desc"], prior=job["prior"],
                       replicas=_replicas(rank, world, device))
             if rank == 0:
                 result = _outcome_dict(out)
@@ -278,7 +276,7 @@ class Joined:
                                         f"{msg['rows']}: under torchrun every rank passes the same data")
                 fit(X, msg["y_idx"], msg["n_classes"], msg["cfg"], mean=msg["mean"],
                     inv_std=msg["inv_std"], device=self.device(msg["device"]),
-                    budget=msg["budget"], init=msg["init"], progress=False,
+                    budget=msg["budget"], init=msg["init"], progress=False, prior=msg["prior"],
                     replicas=_replicas(self.rank, self.world, self.device(msg["device"])))
             elif msg["do"] == "done":
                 return msg["arrays"], msg["meta"]
@@ -291,14 +289,14 @@ class Joined:
     def fit(self, X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any], *,
             mean: np.ndarray, inv_std: np.ndarray, device: str = "cpu",
             budget: float | None = None, init: Any = None, progress: bool = True,
-            desc: str = "train", **_: Any) -> FitOutcome:
+            desc: str = "train", prior: Any = None) -> FitOutcome:
         """Rank 0's `fit`: send the job to the other ranks, then train its own shard with them."""
         self.send({"do": "train", "rows": int(len(X)), "y_idx": y_idx, "n_classes": n_classes,
                    "cfg": cfg, "mean": mean, "inv_std": inv_std, "device": device,
-                   "budget": budget, "init": init})
+                   "budget": budget, "init": init, "prior": prior})
         dev = self.device(device)
         out = fit(X, y_idx, n_classes, cfg, mean=mean, inv_std=inv_std, device=dev, budget=budget,
-                  init=init, progress=progress, desc=desc,
+                  init=init, progress=progress, desc=desc, prior=prior,
                   replicas=_replicas(self.rank, self.world, dev))
         out.colony = {"workers": self.world, "backend": dist.get_backend(), "rendezvous": "torchrun"}
         return out
