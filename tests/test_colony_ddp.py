@@ -55,6 +55,20 @@ def test_two_processes_match_one_process_accuracy(digits_split, monkeypatch, tmp
     assert len(openmind.journal()) == 1
 
 
+def test_growth_on_two_processes_matches_one_process(digits_split, monkeypatch, tmp_path):
+    """An extinction changes the net's widths mid-run: every rank grows the same way and DDP is
+    re-wrapped around the new units, so the run still matches one process."""
+    Xtr, Xte, ytr, yte = digits_split
+    cfg = {**SMALL, "hidden": 16, "growth": True, "growth_patience": 1}
+    _home(monkeypatch, tmp_path, "one")
+    one = openmind.train_or_load("g", Xtr, ytr, **cfg)
+    _home(monkeypatch, tmp_path, "two")
+    two = openmind.train_or_load("g", Xtr, ytr, workers=2, **cfg)
+    assert two.info["extinctions"] and two.info["extinctions"] == one.info["extinctions"]
+    assert two.info["hidden_final"] == one.info["hidden_final"]
+    assert abs(one.score(Xte, yte) - two.score(Xte, yte)) <= 0.005
+
+
 def test_a_killed_worker_ends_the_run_with_one_clear_error(digits_split):
     Xtr, _Xte, ytr, _yte = digits_split
     me = psutil.Process()
