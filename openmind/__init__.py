@@ -52,6 +52,7 @@ _LAZY = {
     "run_cell": "openmind.intents.cell",
     "remember": "openmind.intents.cell",
     "CellResult": "openmind.intents.cell",
+    "federate": "openmind.intents.federate",
     "colony": "openmind.pathways.ternary.vote",
     "Colony": "openmind.pathways.ternary.vote",
 }

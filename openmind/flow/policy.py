@@ -34,6 +34,8 @@ class Policy:
     prefer:   pathways to move to the front of the plan when they are candidates.
     source:   sense only: auto, device (hardware only) or simulate (never the device).
     timeout:  seconds a device or network candidate may take before it counts as failed.
+    workers:  train: processes for a data-parallel full train (None = one, or one per GPU when
+              the probe sees several).
     """
 
     fallback: str = "auto"
@@ -43,6 +45,7 @@ class Policy:
     prefer: tuple[Pathway, ...] = ()
     source: str = "auto"
     timeout: float | None = None
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         _choice("fallback", self.fallback, FALLBACKS)
@@ -83,6 +86,14 @@ def _coerce(key: str, value: Any) -> Any:
             return ()
         items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
         return tuple(Pathway.parse(v, "pathway in prefer") for v in items)
+    if key == "workers":
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            n = 0
+        if n < 1 or isinstance(value, bool) or (isinstance(value, float) and value != n):
+            raise BadInput(f"workers must be a whole number of processes >= 1, got {value!r}")
+        return n
     raise AssertionError(key)
 
 

@@ -20,6 +20,10 @@ SMALL_BUDGET_S = 60.0
 SMALL_DATA_ROWS = 5000
 # Rough speed-up of a CUDA GPU over this CPU when judging whether a train fits the budget.
 GPU_SPEEDUP = 10.0
+# Data-parallel training: the share of each extra process the router counts on (gradient
+# exchange costs the rest), and what starting the processes and the rendezvous cost.
+DDP_EFFICIENCY = 0.8
+DDP_START_S = 3.0
 # Data kinds the train rules know; anything else is a MODEL decision.
 KNOWN_DATA = ("tabular",)
 
@@ -39,6 +43,7 @@ class Intent:
     prior:        sense: the signal has a built-in prior (`Intent.of` fills it from the pattern
                   pathway's table when not given)
     est_seconds:  train: estimated CPU seconds of a full train (None = unknown, assume it fits)
+    joined:       train: the size of the torchrun process group this call runs in (None = none)
     ancestors:    train: names of the models a new network's first weights are sampled from
     uncacheable:  cell pathway: why the cell cannot be kept (a value that cannot be fingerprinted)
     kept_bytes:   cell pathway: the size of the exact hit's kept outputs (est_seconds: its run time)
@@ -57,6 +62,7 @@ class Intent:
     pattern: bool | None = None
     prior: bool = False
     est_seconds: float | None = None
+    joined: int | None = None
     ancestors: tuple[str, ...] = ()
     uncacheable: str | None = None
     kept_bytes: int | None = None
@@ -82,6 +88,7 @@ class Intent:
             "est_seconds": self.est_seconds, "ancestors": list(self.ancestors),
             "uncacheable": self.uncacheable, "kept_bytes": self.kept_bytes,
             "restore_s": self.restore_s,
+            "joined": self.joined,
         }
 
 
@@ -243,9 +250,14 @@ def _train(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
     elif ancestor:
         excluded.append((Pathway.FINE_TUNE, f"data ({it.rows} rows) and budget are large enough to train afresh"))
 
+    workers, device, where = _workers(it, res, pol, device, where)
     est = it.est_seconds
     if est is not None and device == "cuda":
         est = est / GPU_SPEEDUP
+    if est is not None and workers:
+        est = est / workers["speedup"] + DDP_START_S
+        workers["est_seconds"] = round(est, 3)
+    params: dict[str, Any] = {"device": device, **(workers or {})}
     fits = pol.budget is None or est is None or est <= pol.budget
     train = Candidate(
         Pathway.FULL_TRAIN, Decision.HARDCODE,
@@ -253,7 +265,7 @@ def _train(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
          if fits else
          f"estimated {est:.0f}s exceeds the {pol.budget:g}s budget: training what fits on {where}")
         + (f", initialised from the ancestral priors of {', '.join(it.ancestors)}" if it.ancestors else ""),
-        {"device": device, "fits_budget": fits},
+        {**params, "fits_budget": fits},
     )
     fallback = Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
                          f"the cached model named '{name}' (trained on other data)",
@@ -267,6 +279,33 @@ def _train(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
             out.append(fallback)
         out.append(train)
     return out
+
+
+def _workers(it: Intent, res: Resources, pol: Policy, device: str,
+             where: str) -> tuple[dict[str, Any] | None, str, str]:
+    """Data-parallel processes for a full train: (params, device, description), params None for
+    one process. A torchrun group this call runs in; else `workers=N`; else one process per GPU
+    when the probe sees several."""
+    gpus = len(res.gpu.details.get("devices") or []) if res.gpu.available else 0
+    cores = res.host.details.get("cores") or 1
+    if it.joined and it.joined > 1:
+        n, why = it.joined, "the torchrun group this script runs in (RANK/WORLD_SIZE set)"
+    elif pol.workers is not None:
+        n, why = pol.workers, f"workers={pol.workers} asked for"
+    elif gpus > 1:
+        n, why = gpus, f"one per GPU: the probe sees {gpus}"
+    else:
+        return None, device, where
+    if n < 2:
+        return None, device, where
+    if device == "cuda" and n > gpus and not it.joined:
+        device, where = "cpu", f"CPU ({cores} cores; {n} processes but only {gpus} GPU(s) for NCCL)"
+    backend = "nccl" if device == "cuda" else "gloo"
+    share = n if device == "cuda" else min(n, int(cores))
+    speed = max(1.0, DDP_EFFICIENCY * share)
+    note = "" if device == "cuda" or n <= int(cores) else f"; only {cores} cores, so they share them"
+    return ({"workers": n, "backend": backend, "joined": bool(it.joined), "speedup": round(speed, 2)},
+            device, f"{where} with {n} data-parallel processes (DDP, {backend}; {why}{note})")
 
 
 # --------------------------------------------------------------------------- sense

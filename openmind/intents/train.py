@@ -193,7 +193,12 @@ class _Training:
             classes, y_idx = np.unique(self.y, return_inverse=True)
             mean, inv_std = standardization(X)
         y_idx = np.asarray(y_idx, dtype=np.int64).reshape(-1)
-        out = fit(X, y_idx, len(classes), cfg, mean=mean, inv_std=inv_std, device=device,
+        train = fit
+        if cand.params.get("workers", 1) > 1:  # data-parallel: N local processes or torchrun ranks
+            from openmind.pathways.colony.distributed import trainer
+
+            train = trainer(cand.params)
+        out = train(X, y_idx, len(classes), cfg, mean=mean, inv_std=inv_std, device=device,
                   budget=self.pol.budget, init=parent, progress=self.progress,
                   desc=f"{'fine-tune' if parent else 'train'} {self.name}", prior=self.prior)
         info: dict[str, Any] = {
@@ -212,6 +217,7 @@ class _Training:
             info["hidden_final"] = [m.weight.shape[0] for m in linears(out.net)[:-1]]
         if device_note:
             info["device_note"] = device_note
+        info.update(out.colony)
         if note:
             info["plan"] = note
         if parent is not None:
@@ -248,14 +254,31 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
                   **options: Any) -> TernaryModel:
     """A ternary classifier named `name` for (data, labels), from muscle memory when it can be.
 
-    options: policy (fallback, strategy, budget, fresh, prefer, timeout), training config
+    options: policy (fallback, strategy, budget, fresh, prefer, timeout, workers), training config
     (hidden, epochs, lr, batch_size, seed, scale, weight_decay, patience, val_fraction;
     init="ancestral" to start from the models in memory, growth=True for growth and extinction),
     progress=False to hide the bar, and fit_device=True to pick hidden widths whose packed model
     fits the ESP32 (the limits its HELLO reports, else the firmware's defaults; or a dict of
     limits). `resources` injects a probe snapshot (tests).
     The model's `.route` says which pathway served it and why.
+    Under torchrun every rank calls it with the same data: rank 0 decides, stores and journals,
+    the others train with it when it trains, and every rank returns the same model.
     """
+    from openmind.pathways.colony.distributed import joined
+
+    group = joined()
+    if group is None:
+        return _train_or_load(name, data, labels, resources=resources, **options)
+    if group.rank == 0:
+        return group.lead(lambda: _train_or_load(name, data, labels, resources=resources,
+                                                 joined=group.world, **options))
+    X, _y, _kind = prepare(name, data, labels)
+    arrays, meta = group.follow(X)
+    return TernaryModel.from_arrays(arrays, meta)
+
+
+def _train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resources | None = None,
+                   joined: int | None = None, **options: Any) -> TernaryModel:
     from openmind.pathways.ternary.fit import RUN_OPTIONS, estimate_seconds, resolve_config
 
     pol, rest = split_policy(options)
@@ -278,7 +301,8 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
     prior = ancestral_prior() if cfg["init"] == "ancestral" and exact is None else None
     intent = Intent.of("train", name=name, rows=int(len(X)), shape=tuple(int(s) for s in X.shape),
                        data_kind=kind, exact=exact is not None, ancestor=ancestor is not None,
-                       est_seconds=round(est, 3), ancestors=tuple(prior.ancestors) if prior else ())
+                       est_seconds=round(est, 3), ancestors=tuple(prior.ancestors) if prior else (),
+                       joined=joined)
     if resources is None:
         from openmind.flow.resources import probe
 

@@ -35,7 +35,7 @@ from openmind.memory.store import db_path
 from openmind.vocab import IntentKind
 
 INTENTS = tuple(k.value for k in IntentKind)
-POLICY_OPTIONS = ("fallback", "strategy", "budget", "fresh", "prefer", "source", "timeout")
+POLICY_OPTIONS = ("fallback", "strategy", "budget", "fresh", "prefer", "source", "timeout", "workers")
 LINE_COMMANDS = ("status", "log", "assume")
 
 
@@ -56,6 +56,7 @@ class OpenmindCellWarning(UserWarning):
 @argument("--source", choices=SOURCES, help="sense: auto, device (hardware only) or simulate")
 @argument("--prefer", metavar="PATHWAY[,PATHWAY]", help="pathways to try first when they are candidates")
 @argument("--fresh", action="store_true", default=None, help="skip exact muscle-memory hits and compute anew")
+@argument("--workers", type=int, metavar="N", help="train: data-parallel processes (DDP; gloo on CPU, NCCL on GPUs)")
 @argument("--model", metavar="NAME", help="a label for the card (the calls in the cell name their models)")
 @argument("--quiet", action="store_true", help="no decision card for this cell")
 def _cell_parser(line: str, cell: str) -> None:
@@ -100,6 +101,7 @@ class OpenmindMagics(Magics):
     source = Unicode(None, allow_none=True, help="default --source").tag(config=True)
     prefer = Unicode(None, allow_none=True, help="default --prefer").tag(config=True)
     fresh = Bool(False, help="default --fresh").tag(config=True)
+    workers = Integer(None, allow_none=True, help="default --workers").tag(config=True)
     show_card = Bool(True, help="show a decision card after each %%openmind cell").tag(config=True)
     warn_mismatch = Bool(True, help="warn when a cell's body did not run the intent it names").tag(config=True)
     max_cards = Integer(20, help="at most this many cards per cell (the rest go to %openmind log)").tag(config=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,8 +232,40 @@ class FitOutcome:
     seconds: float = 0.0
     device: str = "cpu"
     history: list[dict[str, float]] = field(default_factory=list)
+    colony: dict[str, Any] = field(default_factory=dict)  # data-parallel runs: processes, backend
+
     extinctions: list[dict[str, Any]] = field(default_factory=list)  # growth: each one's figures
     inherited: dict[str, Any] = field(default_factory=dict)  # init="ancestral": what came from whom
+
+
+@dataclass
+class Replicas:
+    """This process's share of a data-parallel run (built by pathways/colony/distributed.py).
+
+    Every rank runs the same loop over the same shuffled batches and computes the loss of every
+    `world`-th row of each batch, so the ranks take the same number of steps and the averaged
+    gradient is the single-process one (up to float rounding). `wrap` makes the
+    net average gradients (DDP); `vote` is True on every rank when it is True on any, so all
+    ranks stop at the same step. The default is one process.
+    """
+
+    rank: int = 0
+    world: int = 1
+    wrap: Callable[[nn.Module], nn.Module] | None = None
+    vote: Callable[[bool], bool] | None = None
+
+    def loss(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+             idx: torch.Tensor) -> torch.Tensor:
+        """This rank's part of the batch's mean loss: rows rank, rank + world, ... of the batch,
+        summed and scaled so DDP's gradient average equals the single-process mean."""
+        if self.world == 1:
+            return nn.functional.cross_entropy(model(X[idx]), y[idx])
+        mine = idx[self.rank::self.world]
+        return nn.functional.cross_entropy(model(X[mine]), y[mine], reduction="sum") * (
+            self.world / len(idx))
+
+    def any(self, flag: bool) -> bool:
+        return flag if self.vote is None else self.vote(flag)
 
 
 def _evaluate(net: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -247,7 +279,7 @@ def _evaluate(net: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, 
 def fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any], *,
         mean: np.ndarray, inv_std: np.ndarray, device: str = "cpu", budget: float | None = None,
         init: TernaryModel | None = None, quantize: bool = True, progress: bool = True,
-        desc: str = "train", prior: Any = None) -> FitOutcome:
+        desc: str = "train", prior: Any = None, replicas: Replicas | None = None) -> FitOutcome:
     """Train on (X, class indices). `init` starts from a model's weights (fine-tune).
 
     Stops at `epochs`, after `patience` epochs without a better validation score, or when
@@ -255,6 +287,7 @@ def fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any], *
     `prior` (an evolve.AncestralPrior) initialises the weights when `init` is not given; with
     cfg["growth"], a plateau of `growth_patience` epochs triggers an extinction (evolve.py).
     KeyboardInterrupt propagates (the executor falls through to the cached model).
+    `replicas`: this process's share of a data-parallel run (default: one process).
     """
     start = time.perf_counter()
     deadline = None if budget is None else start + budget
@@ -263,7 +296,7 @@ def fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any], *
         torch.set_num_threads(1)
     try:
         return _fit(X, y_idx, n_classes, cfg, mean, inv_std, device, deadline, init, quantize,
-                    progress, desc, start, prior)
+                    progress, desc, start, prior, replicas or Replicas())
     finally:
         torch.set_num_threads(threads)
 
@@ -282,7 +315,7 @@ def _small(n_in: int, cfg: dict[str, Any], n_out: int) -> bool:
 def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
          mean: np.ndarray, inv_std: np.ndarray, device: str, deadline: float | None,
          init: TernaryModel | None, quantize: bool, progress: bool, desc: str,
-         start: float, prior: Any = None) -> FitOutcome:
+         start: float, prior: Any = None, rep: Replicas | None = None) -> FitOutcome:
     from tqdm.auto import tqdm
 
     torch.manual_seed(cfg["seed"])
@@ -308,6 +341,8 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
     yt = torch.from_numpy(y_idx[tr].astype(np.int64)).to(device)
     Xv = torch.from_numpy(Xs[va]).to(device)
     yv = torch.from_numpy(y_idx[va].astype(np.int64)).to(device)
+    rep = rep or Replicas()
+    model = net if rep.wrap is None else rep.wrap(net)
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
     out = FitOutcome(net, device=device, held_out=held_out, inherited=inherited)
@@ -322,13 +357,13 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
             total, seen = 0.0, 0
             for s in range(0, len(tr), cfg["batch_size"]):
                 idx = order[s:s + cfg["batch_size"]]
-                loss = nn.functional.cross_entropy(net(Xt[idx]), yt[idx])
+                loss = rep.loss(model, Xt, yt, idx)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(idx)
                 seen += len(idx)
-                if deadline is not None and time.perf_counter() > deadline:
+                if deadline is not None and rep.any(time.perf_counter() > deadline):
                     out.stopped = "budget"
                     break
             sched.step()
@@ -351,6 +386,7 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
                     and epoch - max(out.best_epoch, last_growth) >= cfg["growth_patience"]):
                 last_growth = epoch
                 _grow(net, out, epoch, Xv, yv, cfg)
+                model = net if rep.wrap is None else rep.wrap(net)  # DDP over the new units
                 opt = torch.optim.Adam(net.parameters(), lr=sched.get_last_lr()[0],
                                        weight_decay=cfg["weight_decay"])
                 sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg["epochs"] - epoch))
