@@ -145,6 +145,9 @@ def fit_local(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, A
     return out
 
 
+ROOT_CAUSE_GRACE_S = 0.5
+
+
 def _watch(procs: list, folder: Path, budget: float | None) -> None:
     """Wait for every worker; the first that fails stops the rest and raises, within seconds."""
     # a hung worker trips the group's timeout in the others; with a budget, the parent also stops
@@ -153,17 +156,22 @@ def _watch(procs: list, folder: Path, budget: float | None) -> None:
     t0 = time.perf_counter()
     try:
         while True:
-            for rank, p in enumerate(procs):
+            for p in procs:
                 p.join(timeout=0.1)
-                code = p.exitcode
-                if code is not None and code != 0:
-                    how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
-                    err = folder / f"error-{rank}.txt"
-                    detail = f": {err.read_text()[-500:].strip()}" if err.exists() else ""
-                    raise PathwayUnavailable(
-                        f"data-parallel training stopped: worker {rank} of {len(procs)} died "
-                        f"({how}) after {time.perf_counter() - t0:.1f}s{detail}; the other "
-                        f"workers were stopped. Train again, or with workers=1")
+            if any(p.exitcode not in (None, 0) for p in procs):
+                # a killed worker makes its peers fail too (connection reset): give them a moment,
+                # then name the root cause, a worker killed by a signal before one that exited
+                time.sleep(ROOT_CAUSE_GRACE_S)
+                failed = [(rank, p.exitcode) for rank, p in enumerate(procs)
+                          if p.exitcode not in (None, 0)]
+                rank, code = min(failed, key=lambda rc: (rc[1] > 0, rc[0]))
+                how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+                err = folder / f"error-{rank}.txt"
+                detail = f": {err.read_text()[-500:].strip()}" if err.exists() else ""
+                raise PathwayUnavailable(
+                    f"data-parallel training stopped: worker {rank} of {len(procs)} died "
+                    f"({how}) after {time.perf_counter() - t0:.1f}s{detail}; the other "
+                    f"workers were stopped. Train again, or with workers=1")
             if all(p.exitcode == 0 for p in procs):
                 if not (folder / "result.pkl").exists():
                     raise PathwayUnavailable("data-parallel training ended without a result from rank 0")
