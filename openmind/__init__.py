@@ -48,6 +48,12 @@ _LAZY = {
     "infer_adaptive": "openmind.intents.infer",
     "Predictions": "openmind.intents.infer",
     "deploy": "openmind.intents.deploy",
+    "validate": "openmind.intents.validate",
+    "Validation": "openmind.intents.validate",
+    "pin": "openmind.intents.validate",
+    "monitor": "openmind.intents.monitor",
+    "label_queue": "openmind.intents.label",
+    "label": "openmind.intents.label",
 }
 
 __all__ = [
