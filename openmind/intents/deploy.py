@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from openmind.units import parse_duration
 DEVICE_TARGETS = ("esp32", "device", "serial")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Deployment:
     """Where a model went: a header path or a device port, its size, CRC-32 and shape."""
 
@@ -33,6 +33,7 @@ class Deployment:
     inputs: int
     outputs: int
     layers: int
+    route: Any = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         return (f"Deployment({self.target} {self.where}: {self.layers}-layer model "
@@ -70,10 +71,18 @@ def c_header(blob: bytes, name: str = "om_model") -> str:
     )
 
 
-def deploy(model: Any, target: str, *, port: str | None = None, timeout: str | float = "5s",
-           name: str = "om_model") -> Deployment:
-    """Write `model` as a C header (`target` ends in .h) or upload it to the ESP32
-    (`target="esp32"`, the probed port or `port=`; or `target="serial:/dev/ttyUSB0"`)."""
+def deploy(model: Any, target: str = "auto", *, port: str | None = None, timeout: str | float = "5s",
+           name: str = "om_model", resources: Any = None, **policy: Any) -> Deployment:
+    """Put `model` (a model object, packed bytes, or a name: its newest healthy version) where it
+    runs. `target="auto"` routes: an ESP32 online whose limits fit -> upload; else an OIP server
+    reachable -> publish to the muscle memory it serves; else a C header kept in muscle memory.
+    Or name the target: a path ending in .h, "esp32" (the probed port or `port=`), "serial:<port>"."""
+    if isinstance(model, str) and not model.endswith(".h"):
+        model = _named(model)
+    if isinstance(target, str) and target.strip().lower() == "auto":
+        return _routed(model, port, parse_duration(timeout, "timeout") or 5.0, resources, policy)
+    if policy:
+        raise BadInput(f"policy options {sorted(policy)} apply to target='auto' only")
     blob = packed_bytes(model)
     info = describe(blob)
     crc = f"{zlib.crc32(blob) & 0xFFFFFFFF:08x}"
@@ -93,23 +102,192 @@ def deploy(model: Any, target: str, *, port: str | None = None, timeout: str | f
         port = target[len("serial:"):]
     elif target.lower() not in DEVICE_TARGETS:
         raise BadInput(f"unknown deploy target {target!r}; use a path ending in .h, 'esp32', or 'serial:<port>'")
-    if len(blob) > MODEL_MAX_BYTES or info["width"] > MODEL_MAX_WIDTH or info["layers"] > MODEL_MAX_LAYERS:
-        raise BadInput(f"the model ({len(blob)} bytes, widest layer {info['width']}, {info['layers']} layers) "
-                       f"exceeds the firmware's limits ({MODEL_MAX_BYTES} bytes, width {MODEL_MAX_WIDTH}, "
-                       f"{MODEL_MAX_LAYERS} layers); deploy to a .h file and raise OM_MODEL_MAX instead")
-    port = port or _find_port()
-    wait = parse_duration(timeout, "timeout") or 5.0
+    too_big = misfit(blob)
+    if too_big:
+        raise BadInput(f"the model does not fit the firmware: {too_big}; or deploy to a .h file "
+                       f"and raise OM_MODEL_MAX")
+    result = _upload(blob, port or _find_port(), parse_duration(timeout, "timeout") or 5.0)
+    _journal(result, model, "uploaded over serial, CRC-32 checked by the device")
+    return result
+
+
+def _upload(blob: bytes, port: str, wait: float) -> Deployment:
     from openmind.pathways.device import DeviceError, Link
 
+    info = describe(blob)
     with Link(port) as link:
         link.hello(wait)
         answer = link.upload_model(blob, wait)
     if (answer.get("inputs"), answer.get("outputs")) != (info["inputs"], info["outputs"]):
         raise DeviceError(f"device loaded a {answer.get('inputs')}->{answer.get('outputs')} model, "
                           f"expected {info['inputs']}->{info['outputs']}")
-    result = Deployment("device", port, len(blob), crc, info["inputs"], info["outputs"], info["layers"])
-    _journal(result, model, "uploaded over serial, CRC-32 checked by the device")
+    return Deployment("device", port, len(blob), f"{zlib.crc32(blob) & 0xFFFFFFFF:08x}",
+                      info["inputs"], info["outputs"], info["layers"])
+
+
+def limits(details: dict[str, Any] | None = None) -> dict[str, int]:
+    """The device's model limits: what the board reported in HELLO when the probe kept them
+    (`limits` in the serial resource's details), else the firmware's compiled-in defaults."""
+    given = (details or {}).get("limits") or {}
+    return {"bytes": int(given.get("model_max_bytes", given.get("bytes", MODEL_MAX_BYTES))),
+            "width": int(given.get("max_width", given.get("width", MODEL_MAX_WIDTH))),
+            "layers": int(given.get("max_layers", given.get("layers", MODEL_MAX_LAYERS)))}
+
+
+def misfit(blob: bytes, lim: dict[str, int] | None = None) -> str | None:
+    """Why the packed model does not fit the device (bytes, width, layers against its limits) and
+    what would fit, or None when it fits."""
+    from openmind.pathways.ternary.packed import packed_size
+
+    lim = lim or limits()
+    info = describe(blob)
+    problems = []
+    if len(blob) > lim["bytes"]:
+        problems.append(f"{len(blob)} bytes > the {lim['bytes']}-byte model buffer")
+    if info["width"] > lim["width"]:
+        problems.append(f"widest layer {info['width']} > {lim['width']}")
+    if info["layers"] > lim["layers"]:
+        problems.append(f"{info['layers']} layers > {lim['layers']}")
+    if not problems:
+        return None
+    n_in, n_out = info["inputs"], info["outputs"]
+
+    def size(h: int) -> int:
+        return packed_size([_Shape(h, n_in), _Shape(n_out, h)], n_in)
+
+    fits = [h for h in range(1, lim["width"] + 1) if size(h) <= lim["bytes"]]
+    if n_in > lim["width"] or n_out > lim["width"] or not fits:
+        hint = (f"no one-hidden-layer model of {n_in} inputs and {n_out} outputs fits: reduce the "
+                f"inputs (e.g. PCA) first")
+    else:
+        h = max(fits)
+        hint = f"hidden=[{h}] fits ({size(h)} bytes): train_or_load(..., hidden=[{h}])"
+    return ", ".join(problems) + f"; {hint}"
+
+
+@dataclass
+class _Shape:
+    """Enough of a layer for `packed_size` (shape and a per-row scale) to size a hypothetical model."""
+
+    out: int
+    inp: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.out, self.inp
+
+    @property
+    def scale(self):
+        import numpy as np
+
+        return np.empty(self.out, np.float32)
+
+
+def _named(name: str) -> Any:
+    from openmind.intents.infer import load_local_model, model_known
+
+    local = load_local_model(name) if name.strip() and model_known(name) else None
+    if local is None:
+        raise BadInput(f"no model named {name!r} in muscle memory; train_or_load stores one, or pass "
+                       f"the model object")
+    return local.model
+
+
+def _routed(model: Any, port: str | None, wait: float, resources: Any, policy: dict[str, Any]) -> Deployment:
+    """target="auto": probe, route (ESP32 -> OIP server -> C header), execute, journal."""
+    from openmind.flow.executor import execute
+    from openmind.flow.policy import split_policy
+    from openmind.flow.router import Intent, route
+    from openmind.vocab import Decision, Pathway
+
+    pol, rest = split_policy(policy)
+    if rest:
+        raise BadInput(f"unknown option {', '.join(map(repr, sorted(rest)))} for deploy")
+    blob = packed_bytes(model)
+    mname = str(getattr(model, "name", None) or "om_model")
+    if resources is None:
+        from openmind.flow.resources import probe
+
+        resources = probe()
+    lim = limits(resources.serial.details if resources.serial.available else None)
+    intent = Intent.of("deploy", name=mname, misfit=misfit(blob, lim))
+    plan = route(intent, resources=resources, policy=pol)
+
+    def device(cand: Any) -> Deployment:
+        return _upload(blob, port or cand.params.get("port") or _find_port(), wait)
+
+    def publish(cand: Any) -> Deployment:
+        return _publish(model, blob, mname, cand.params.get("endpoint"), pol.timeout or wait)
+
+    def header(cand: Any) -> Deployment:
+        return _kept_header(blob, mname)
+
+    handlers = {(Pathway.HARDWARE_IN_LOOP, Decision.HARDCODE): device,
+                (Pathway.CLOUD_INFERENCE, Decision.HARDCODE): publish,
+                (Pathway.MUSCLE_MEMORY, Decision.HYBRID): header}
+    result, _ = execute(plan, handlers, resources=resources,
+                        summarize=lambda d: {"target": d.target, "where": d.where, "bytes": d.bytes,
+                                             "crc32": d.crc32, "inputs": d.inputs, "outputs": d.outputs})
     return result
+
+
+def _publish(model: Any, blob: bytes, mname: str, url: str | None, wait: float) -> Deployment:
+    """Publishing = the model stored in the muscle memory `openmind serve` reads; then checked: the
+    server must report this very version (its memory key) for the name within a few seconds."""
+    import numpy as np
+
+    from openmind.memory.blobs import fingerprint, get, key_for, put
+    from openmind.pathways.cloud.oip import OIPClient
+
+    to_arrays = getattr(model, "to_arrays", None)
+    if not callable(to_arrays):
+        raise PathwayUnavailable("packed bytes alone carry no class list: publish a TernaryModel")
+    key = (getattr(model, "info", None) or {}).get("key")
+    hit = get("model", key) if key else None
+    if hit is None or hit[0]["packed"].tobytes() != blob:
+        arrays, meta = to_arrays()
+        key = key_for("deploy", mname, fingerprint(np.frombuffer(blob, np.uint8)))
+        if put("model", mname, key, arrays, meta) is None:
+            raise PathwayUnavailable("muscle memory could not keep the model to publish")
+    client = OIPClient(url, timeout=min(wait, 5.0), retries=0)
+    served = None
+    deadline = time.monotonic() + max(wait, 3.0)
+    while time.monotonic() < deadline:
+        try:
+            served = (client.model_metadata(mname).get("parameters") or {}).get("key")
+        except Exception:  # noqa: BLE001 - not there yet, or not ours: ask again until the deadline
+            served = None
+        if served == key:
+            break
+        time.sleep(0.25)
+    where = f"{client.url}/v2/models/{mname}"
+    if served != key:
+        raise PathwayUnavailable(f"stored '{mname}' in muscle memory, but the server at {client.url} "
+                                 f"serves {'version ' + str(served) if served else 'no such model'}: "
+                                 f"it does not read this memory (or a newer version of the name wins)")
+    info = describe(blob)
+    return Deployment("server", where, len(blob), f"{zlib.crc32(blob) & 0xFFFFFFFF:08x}",
+                      info["inputs"], info["outputs"], info["layers"])
+
+
+def _kept_header(blob: bytes, mname: str) -> Deployment:
+    """The C header written under OPENMIND_HOME/headers and indexed in muscle memory."""
+    import numpy as np
+
+    from openmind.config import home
+    from openmind.memory.blobs import key_for, put
+
+    crc = f"{zlib.crc32(blob) & 0xFFFFFFFF:08x}"
+    ident = re.sub(r"\W", "_", mname) or "om_model"
+    if not re.match(r"[A-Za-z_]", ident):
+        ident = "m_" + ident
+    text = c_header(blob, ident).encode()
+    path = home() / "headers" / f"{ident}-{crc}.h"
+    atomic_write(path, text)
+    put("header", mname, key_for("header", mname, crc), {"header": np.frombuffer(text, np.uint8)},
+        {"path": str(path), "crc32": crc, "bytes": len(blob)})
+    info = describe(blob)
+    return Deployment("header", str(path), len(blob), crc, info["inputs"], info["outputs"], info["layers"])
 
 
 def _find_port() -> str:
