@@ -68,7 +68,7 @@ def ks_pvalue(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]
 class PageHinkley:
     """Page–Hinkley test for an increase of the mean of a stream (here: the 0/1 error stream)."""
 
-    delta: float = 0.005
+    delta: float = 0.05
     threshold: float = 5.0
     min_samples: int = 30
     n: int = 0
@@ -408,7 +408,7 @@ def _reference(reference: Any, model: Any, k: int, seed: int | None) -> tuple[np
 def monitor(model: Any, source: Any, *, labels: Any = None, reference: Any = None,
             action: str = "fine_tune", window: int = 40, step: int = 5, psi: float = 0.25,
             alpha: float = 1e-5, confirm: int = 2, retrain_rows: int = 100,
-            ph_delta: float = 0.005, ph_threshold: float = 5.0, confidence: float = 0.8,
+            ph_delta: float = 0.05, ph_threshold: float = 5.0, confidence: float = 0.8,
             batches: int | None = None, duration: Any = None, rate: Any = None,
             live: bool | None = None, train_options: dict[str, Any] | None = None,
             seed: int | None = None, resources: Resources | None = None,

@@ -1,0 +1,223 @@
+"""The colony's checkers (issue 16): validator, shedding, active learning, monitor, routed deploy.
+
+Real parts only: models trained by train_or_load, the store in a real SQLite file, a real
+`openmind serve` process for publishing, the firmware's host build on a pty for uploads.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import openmind
+from openmind.errors import BadInput
+from openmind.flow.resources import invalidate
+from openmind.intents.monitor import PageHinkley, ks_pvalue, psi
+from openmind.jupyter.card import card_for
+from openmind.memory.blobs import entries
+
+SMALL = {"hidden": [32], "epochs": 8, "progress": False}
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    from sklearn.datasets import load_breast_cancer
+
+    X, y = load_breast_cancer(return_X_y=True)
+    idx = np.random.default_rng(0).permutation(len(X))
+    return X[idx[:300]], y[idx[:300]], X[idx[300:]], y[idx[300:]]
+
+
+def excluded(result) -> list[str]:
+    return [e["reason"] for e in result.route.record["plan"]["excluded"]]
+
+
+# --------------------------------------------------------------------------- validator
+
+
+def test_validation_figures_agree_with_sklearn(cancer):
+    from sklearn.metrics import confusion_matrix, precision_score, recall_score
+
+    Xtr, ytr, Xte, yte = cancer
+    model = openmind.train_or_load("bc", Xtr, ytr, **SMALL)
+    v = openmind.validate(model, Xte, yte)
+    pred = model.predict(Xte)
+    assert v.accuracy == pytest.approx(np.mean(pred == yte), abs=1e-4)
+    assert (v.confusion == confusion_matrix(yte, pred, labels=[0, 1])).all()
+    assert v.figures["precision"]["1"] == pytest.approx(precision_score(yte, pred), abs=1e-4)
+    assert v.figures["recall"]["0"] == pytest.approx(recall_score(yte, pred, pos_label=0), abs=1e-4)
+    trits = model.predict_trits(Xte)
+    assert v.figures["abstention"] == pytest.approx(np.mean(trits == 0), abs=1e-4)
+    assert 0 <= v.figures["ece"] <= 1
+    assert v.route.pathway.value == "muscle_memory" and v.healthy is True
+    stored = entries("validation", "bc")
+    assert len(stored) == 1 and stored[0].meta["accuracy"] == v.accuracy
+    with pytest.raises(BadInput, match="one label per row"):
+        openmind.validate(model, Xte, yte[:-1])
+
+
+def test_a_worse_version_is_shed_passed_over_by_train_and_infer_and_pinning_keeps_it(cancer):
+    Xtr, ytr, Xte, yte = cancer
+    good = openmind.train_or_load("bc", Xtr, ytr, **SMALL)
+    assert openmind.validate("bc", Xte, yte).healthy
+    rng = np.random.default_rng(1)
+    bad = openmind.train_or_load("bc", Xtr, rng.permutation(ytr), hidden=[32], epochs=3,
+                                 progress=False, fresh=True)
+    v = openmind.validate("bc", Xte, yte)
+    print(v)
+    assert v.healthy is False and v.verdict.startswith("shed")
+    [cmp] = v.comparison
+    assert cmp["accuracy"] - v.accuracy > 0.02 and cmp["delta"] < -0.02
+    text = card_for(v.route).text()
+    assert "vs previous version" in text and "shed" in text
+    assert "openmind-comparison" in card_for(v.route)._repr_html_()
+
+    # infer: the newest version is shed, so the one before it answers; the card says why
+    p = openmind.infer_adaptive("bc", Xte)
+    assert (np.asarray(p.values) == good.predict(Xte)).all()
+    assert any("shed by the validator" in r for r in excluded(p))
+    # train: neither exact hit, ancestor nor fallback
+    again = openmind.train_or_load("bc", Xtr[:50], ytr[:50], **SMALL)
+    assert again.route.pathway.value == "fine_tune"
+    assert again.info["parent"] == good.info["key"] != bad.info["key"]
+    assert any("shed by the validator" in r and "below the previous version" in r for r in excluded(again))
+
+    # the user pins the shed version: it counts again (and stays kept when validated again)
+    openmind.pin(bad)
+    assert openmind.validate(bad, Xte, yte).verdict.startswith("kept because pinned")
+    from openmind.intents.infer import load_local_model
+
+    assert load_local_model("bc").key == again.info["key"]  # the newest, pinned or not
+
+
+# --------------------------------------------------------------------------- active learning
+
+
+def test_active_learning_on_breast_cancer_raises_accuracy_on_the_abstained_rows(cancer, openmind_home):
+    Xtr, ytr, Xpool, ypool = cancer
+    model = openmind.train_or_load("bc", Xtr, ytr, hidden=[32], epochs=4, progress=False)
+    openmind.infer_adaptive("bc", Xpool)
+    queued = openmind.label_queue("bc")
+    assert len(queued) > 5
+    unsure = model.predict_trits(Xpool) == 0  # exactly the rows the model abstained on
+    assert len(queued) == int(unsure.sum())
+    # the queue is in SQLite: a new process sees it
+    out = subprocess.run([sys.executable, "-c", "import openmind; print(len(openmind.label_queue('bc')))"],
+                         env={**os.environ, "OPENMIND_HOME": str(openmind_home)}, capture_output=True,
+                         text=True, timeout=60, check=True)
+    assert int(out.stdout.strip()) == len(queued)
+    # a person labels them (here: the dataset's labels, found by row)
+    truth = np.array([ypool[np.flatnonzero((Xpool == row).all(axis=1))[0]] for row in queued])
+    assert openmind.label("bc", np.arange(len(queued)), truth) == len(queued)
+    assert len(openmind.label_queue("bc")) == 0
+    before = float(np.mean(model.predict(queued) == truth))
+    tuned = openmind.train_or_load("bc", Xtr, ytr, hidden=[32], epochs=4, progress=False)
+    after = float(np.mean(tuned.predict(queued) == truth))
+    print(f"accuracy on the {len(queued)} previously abstained rows: before {before:.3f}, after {after:.3f}")
+    assert tuned.route.pathway.value == "fine_tune" and tuned.info["rows"] == len(Xtr) + len(queued)
+    assert after > before
+    # the same call again is an exact hit: the labelled rows are part of the name's data
+    assert openmind.train_or_load("bc", Xtr, ytr, hidden=[32], epochs=4, progress=False).route.decision.value == "CACHED"
+    with pytest.raises(BadInput, match="out of range"):
+        openmind.label("bc", np.array([10_000]), np.array([1]))
+
+
+# --------------------------------------------------------------------------- monitor
+
+NOISE, SHIFT = 1.0, 3.0  # a cheap sensor's noise (°C); the mean shift halfway (°C)
+
+
+def temperature(seed: int, minutes: int) -> np.ndarray:
+    s = openmind.sense_or_simulate("temperature", f"{minutes}min", "1Hz", source="simulate",
+                                   seed=seed, progress=False)
+    return s.values + np.random.default_rng(seed).normal(0, NOISE, len(s.values))
+
+
+def test_input_drift_on_a_simulated_temperature_shift_is_found_within_the_stated_bound():
+    train = temperature(1, 20)
+    usual = np.median(train)
+    openmind.train_or_load("room", train.reshape(-1, 1), (train > usual).astype(int), **SMALL)
+    stream = temperature(2, 20)
+    shift_at = len(stream) // 2
+    stream[shift_at:] += SHIFT
+    w = openmind.monitor("room", stream, reference=train, action="alert")
+    bound = 40 + 2 * 5  # window + confirm * step (the defaults)
+    delay = w.first_drift - shift_at
+    print(f"input drift detected {delay} samples after the shift (bound {bound}): {w.events[0]['detail']}")
+    assert 0 <= delay <= bound
+    assert [e["kind"] for e in w.events] == ["input drift"] and w.state == "drift"
+    monitor_records = [r for r in openmind.journal(20) if r["intent"] == "monitor"]
+    assert any("input drift at sample" in (r["reason"] or "") for r in monitor_records)
+    assert w.route.record["summary"]["first_drift"] == w.first_drift
+
+
+def test_page_hinkley_flags_a_rise_of_the_error_rate_and_not_a_steady_one():
+    rng = np.random.default_rng(0)
+    steady = PageHinkley()
+    assert not any(steady.update(float(e)) for e in rng.random(2000) < 0.05)
+    ph = PageHinkley()
+    stream = np.concatenate([rng.random(500) < 0.05, rng.random(500) < 0.5])
+    hits = [i for i, e in enumerate(stream) if ph.update(float(e))]
+    assert hits and 500 <= hits[0] <= 540
+
+
+def test_drift_statistics_see_a_shift_and_not_the_same_distribution():
+    rng = np.random.default_rng(0)
+    ref = rng.normal(0, 1, 1000)
+    assert psi(ref, rng.normal(0, 1, 1000)) < 0.1
+    assert psi(ref, rng.normal(2, 1, 200)) > 0.25
+    assert ks_pvalue(ref, rng.normal(0, 1, 200))[1] > 0.01
+    assert ks_pvalue(ref, rng.normal(1, 1, 200))[1] < 1e-6
+    # a smooth (autocorrelated) window counts as fewer samples: a weaker p-value
+    smooth = np.repeat(rng.normal(0.3, 1, 20), 10)
+    assert ks_pvalue(ref, smooth)[1] > ks_pvalue(ref, rng.permutation(smooth))[1]
+
+
+# --------------------------------------------------------------------------- deploy
+
+
+def test_deploy_auto_without_device_or_server_keeps_a_c_header_in_memory(cancer):
+    Xtr, ytr, _, _ = cancer
+    model = openmind.train_or_load("bc", Xtr, ytr, **SMALL)
+    d = openmind.deploy(model)
+    assert (d.route.pathway.value, d.route.decision.value) == ("muscle_memory", "HYBRID")
+    text = open(d.where).read()
+    assert f"#define OM_MODEL_BYTES {len(model.pack())}u" in text
+    [kept] = entries("header", "bc")
+    assert kept.meta["path"] == d.where
+    assert any("no device" in r for r in excluded(d))
+
+
+def test_deploy_auto_publishes_to_the_oip_server_reading_this_memory(cancer, openmind_home, monkeypatch):
+    from openmind.pathways.cloud.oip import OIPClient
+    from openmind.serve import ServeProcess
+
+    Xtr, ytr, Xte, _ = cancer
+    model = openmind.train_or_load("bc", Xtr, ytr, **SMALL)
+    with ServeProcess(home=openmind_home) as srv:
+        monkeypatch.setenv("OPENMIND_INFER_URL", srv.url)
+        invalidate()
+        d = openmind.deploy(model)
+        assert d.route.pathway.value == "cloud_inference" and d.target == "server"
+        served = OIPClient(srv.url, retries=0).infer("bc", Xte[:20])
+        assert (np.asarray(served["label"]) == model.predict(Xte[:20])).all()
+
+
+def test_deploy_auto_uploads_to_the_device_when_it_fits_and_says_what_fits_when_not(vdev, monkeypatch):
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    monkeypatch.setenv("OPENMIND_SERIAL_PORT", vdev.port)
+    invalidate()
+    big = openmind.train_or_load("digits", X[:300], y[:300], epochs=1, progress=False)
+    d = openmind.deploy(big)  # the default architecture is over the 16 KB buffer
+    assert d.target == "header"
+    [why] = [r for r in excluded(d) if "model buffer" in r]
+    assert "bytes > the 16384-byte model buffer" in why and "hidden=[" in why
+    small = openmind.train_or_load("digits-small", X[:300], y[:300], hidden=[32], epochs=1, progress=False)
+    d = openmind.deploy(small)
+    assert (d.route.pathway.value, d.target, d.where) == ("hardware_in_loop", "device", vdev.port)
