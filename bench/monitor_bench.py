@@ -31,6 +31,7 @@ def main(minutes: int = 40) -> None:
                                    hidden=[32], epochs=10, progress=False)
     v = stream(2, minutes)
     labels = (v > usual).astype(int)
+    openmind.monitor(model, v[:200], reference=train, action="alert", live=False)  # imports, caches
     t0 = time.perf_counter()
     for _ in range(5):
         model.predict_proba(v.reshape(-1, 1))

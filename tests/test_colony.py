@@ -172,6 +172,11 @@ def test_drift_statistics_see_a_shift_and_not_the_same_distribution():
     assert psi(ref, rng.normal(2, 1, 200)) > 0.25
     assert ks_pvalue(ref, rng.normal(0, 1, 200))[1] > 0.01
     assert ks_pvalue(ref, rng.normal(1, 1, 200))[1] < 1e-6
+    from scipy.stats import ks_2samp
+
+    for _ in range(5):  # the statistic is scipy's
+        a, b = rng.normal(0, 1, 500), rng.normal(0.3, 1.2, 40)
+        assert ks_pvalue(a, b)[0] == pytest.approx(ks_2samp(a, b).statistic, abs=1e-12)
     # a smooth (autocorrelated) window counts as fewer samples: a weaker p-value
     smooth = np.repeat(rng.normal(0.3, 1, 20), 10)
     assert ks_pvalue(ref, smooth)[1] > ks_pvalue(ref, rng.permutation(smooth))[1]

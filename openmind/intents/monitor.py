@@ -4,7 +4,8 @@ the configured action (fine-tune on the recent labelled rows through `train_or_l
 only) and journals it, so the sidebar lists each drift event as it happens.
 
 Input drift, per feature, on the last `window` rows every `step` rows: the population stability
-index (10 reference-quantile bins) and the two-sample Kolmogorov–Smirnov test (scipy). A stream
+index (10 reference-quantile bins) and the two-sample Kolmogorov–Smirnov test (its p-value from
+scipy's Kolmogorov distribution). A stream
 is autocorrelated, so the KS p-value uses effective sample sizes n(1-r)/(1+r) (r = lag-1
 autocorrelation); a check is positive when PSI > `psi` and p < `alpha` / features, and drift is
 declared after `confirm` positive checks in a row. So a mean shift is declared at most
@@ -38,12 +39,21 @@ MAX_FEATURES_TESTED = 64
 # --------------------------------------------------------------------------- tests
 
 
-def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
+def _edges(reference: np.ndarray, bins: int = PSI_BINS) -> np.ndarray:
+    return np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
+
+
+def _shares(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+    return np.clip(counts / len(values), 1e-4, None)
+
+
+def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS,
+        _ref: tuple[np.ndarray, np.ndarray] | None = None) -> float:
     """Population stability index of `current` against `reference` (bins at reference quantiles)."""
-    edges = np.unique(np.quantile(reference, np.linspace(0, 1, bins + 1)[1:-1]))
-    r = np.bincount(np.searchsorted(edges, reference, side="right"), minlength=len(edges) + 1) / len(reference)
-    c = np.bincount(np.searchsorted(edges, current, side="right"), minlength=len(edges) + 1) / len(current)
-    r, c = np.clip(r, 1e-4, None), np.clip(c, 1e-4, None)
+    edges, r = _ref if _ref is not None else (_edges(reference, bins), None)
+    r = _shares(reference, edges) if r is None else r
+    c = _shares(current, edges)
     return float(np.sum((c - r) * np.log(c / r)))
 
 
@@ -53,15 +63,22 @@ def _lag1(x: np.ndarray) -> float:
     return float(np.clip(np.nan_to_num(np.corrcoef(x[:-1], x[1:])[0, 1]), 0.0, 0.99))
 
 
-def ks_pvalue(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
-    """(KS statistic, p-value with autocorrelation-adjusted effective sample sizes)."""
-    from scipy.stats import ks_2samp, kstwobign
+def ks_pvalue(reference: np.ndarray, current: np.ndarray,
+              _ref: tuple[np.ndarray, float] | None = None) -> tuple[float, float]:
+    """(KS statistic, p-value with autocorrelation-adjusted effective sample sizes): the two-sample
+    statistic (as scipy.stats.ks_2samp computes it) and scipy's limiting Kolmogorov distribution."""
+    from scipy.special import kolmogorov
 
-    d = float(ks_2samp(reference, current).statistic)
-    n = len(current) * (1 - _lag1(current)) / (1 + _lag1(current))
-    m = len(reference) * (1 - _lag1(reference)) / (1 + _lag1(reference))
+    ref_sorted, r_ref = _ref if _ref is not None else (np.sort(reference), _lag1(reference))
+    cur = np.sort(current)
+    both = np.concatenate([ref_sorted, cur])
+    d = float(np.max(np.abs(np.searchsorted(ref_sorted, both, side="right") / len(ref_sorted)
+                            - np.searchsorted(cur, both, side="right") / len(cur))))
+    r_cur = _lag1(current)
+    n = len(cur) * (1 - r_cur) / (1 + r_cur)
+    m = len(ref_sorted) * (1 - r_ref) / (1 + r_ref)
     en = np.sqrt(n * m / (n + m)) if n + m > 0 else 0.0
-    return d, float(kstwobign.sf(d * en))
+    return d, float(kolmogorov(d * en))
 
 
 @dataclass
@@ -253,6 +270,8 @@ class _Watcher:
         self.ph = PageHinkley(opts["ph_delta"], opts["ph_threshold"])
         self.collect: list[tuple[np.ndarray, Any]] | None = None
         self.refill: list[np.ndarray] | None = None  # the new regime's rows after a fine-tune
+        self._stats_of: np.ndarray | None = None
+        self._stats: list[Any] = []
         self.unsure: list[np.ndarray] = []
         self.w = Watch(name, model)
 
@@ -317,9 +336,16 @@ class _Watcher:
         n_feat = min(self.k, MAX_FEATURES_TESTED)
         alpha = self.o["alpha"] / n_feat
         worst = None
+        if self._stats_of is not self.reference:  # per-feature reference summaries, once per reference
+            self._stats_of = self.reference
+            self._stats = []
+            for f in range(n_feat):
+                col = self.reference[:, f]
+                edges = _edges(col)
+                self._stats.append(((edges, _shares(col, edges)), (np.sort(col), _lag1(col))))
         for f in range(n_feat):
-            p_ = psi(self.reference[:, f], recent[:, f])
-            d, pv = ks_pvalue(self.reference[:, f], recent[:, f])
+            p_ = psi(self.reference[:, f], recent[:, f], _ref=self._stats[f][0])
+            d, pv = ks_pvalue(self.reference[:, f], recent[:, f], _ref=self._stats[f][1])
             if worst is None or p_ > worst[1]:
                 worst = (f, p_, d, pv)
             if p_ > self.o["psi"] and pv < alpha:
