@@ -226,3 +226,76 @@ def test_deploy_auto_uploads_to_the_device_when_it_fits_and_says_what_fits_when_
     small = openmind.train_or_load("digits-small", X[:300], y[:300], hidden=[32], epochs=1, progress=False)
     d = openmind.deploy(small)
     assert (d.route.pathway.value, d.target, d.where) == ("hardware_in_loop", "device", vdev.port)
+
+
+# --------------------------------------------------------------------------- pure rules, properties
+
+
+def test_deploy_validate_monitor_rules_are_pure_and_ordered():
+    from openmind import Intent, Resource, Resources
+    from openmind.flow.policy import Policy
+    from openmind.flow.router import plan
+
+    def res(serial: bool, infer: bool) -> Resources:
+        given = {"memory": Resource.present("memory", "ready", models={}, signals={})}
+        if serial:
+            given["serial"] = Resource.present("serial", "ESP32", "online", port="/dev/ttyUSB0", signals=[])
+        if infer:
+            given["infer"] = Resource.present("infer", "ready", "ready", url="http://127.0.0.1:9")
+        return Resources.none(**given)
+
+    def steps(intent, r, **pol):
+        return [(c.pathway.value, c.decision.value) for c in plan(intent, r, Policy(**pol))]
+
+    dep = Intent.of("deploy", name="m")
+    assert steps(dep, res(True, True)) == [("hardware_in_loop", "HARDCODE"), ("cloud_inference", "HARDCODE"),
+                                           ("muscle_memory", "HYBRID")]
+    too_big = Intent.of("deploy", name="m", misfit="23768 bytes > the 16384-byte model buffer")
+    p = plan(too_big, res(True, False), Policy())
+    assert [(c.pathway.value, c.decision.value) for c in p] == [("muscle_memory", "HYBRID")]
+    assert any("16384-byte" in why for _, why in p.excluded)
+    assert steps(dep, res(True, True), strategy="local") == [("hardware_in_loop", "HARDCODE"),
+                                                             ("muscle_memory", "HYBRID")]
+    val = Intent.of("validate", name="m", rows=10, local_model=True)
+    assert steps(val, res(False, False)) == [("muscle_memory", "HARDCODE")]
+    assert steps(Intent.of("validate", name="m", local_model=False), res(False, True)) == [("cloud_inference", "HARDCODE")]
+    assert steps(Intent.of("monitor", name="m", local_model=True, exact=True), res(False, False)) == [("muscle_memory", "HARDCODE")]
+    assert steps(Intent.of("monitor", name="m", local_model=True), res(False, False)) == [("muscle_memory", "HYBRID")]
+    shed = plan(Intent.of("train", name="m", rows=10, shed="version ab: worse"), res(False, False), Policy())
+    assert any("shed by the validator: version ab" in why for _, why in shed.excluded)
+
+
+def test_validation_figures_are_consistent_for_any_labels():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from openmind.intents.validate import figures
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3), st.floats(0.25, 1.0)), min_size=1, max_size=60))
+    def check(rows):
+        y = np.array([r[0] for r in rows])
+        pred = np.array([r[1] for r in rows])
+        top = np.array([r[2] for r in rows])
+        proba = np.stack([top, 1 - top], axis=1)
+        f = figures(y, pred, proba, np.arange(4))
+        cm = np.asarray(f["confusion"])
+        assert cm.sum() == len(y) and np.trace(cm) / len(y) == pytest.approx(f["accuracy"], abs=1e-4)
+        assert 0 <= f["ece"] <= 1 and 0 <= f["abstention"] <= 1
+        for k, r in f["recall"].items():
+            assert r is None or 0 <= r <= 1
+            assert (r is None) == (int(k) not in set(y.tolist()))
+
+    check()
+
+
+def test_monitor_reads_a_live_signal_by_name_batch_by_batch():
+    train = temperature(1, 5)
+    openmind.train_or_load("room", train.reshape(-1, 1), (train > np.median(train)).astype(int), **SMALL)
+    w = openmind.monitor("room", "temperature", batches=3, duration="20s", rate="1Hz", reference=train,
+                         action="alert", seed=5)
+    assert w.samples == 60 and w.state == "watching" and not w.events
+    senses = [r for r in openmind.journal(20) if r["intent"] == "sense"]
+    assert len(senses) == 1 + 3  # the training capture, then each batch routed by the sense intent
+    with pytest.raises(BadInput, match="unknown action"):
+        openmind.monitor("room", train, action="panic")
