@@ -99,7 +99,7 @@ def test_a_worse_version_is_shed_passed_over_by_train_and_infer_and_pinning_keep
 
 def test_active_learning_on_breast_cancer_raises_accuracy_on_the_abstained_rows(cancer, openmind_home):
     Xtr, ytr, Xpool, ypool = cancer
-    model = openmind.train_or_load("bc", Xtr, ytr, hidden=[32], epochs=4, progress=False)
+    model = openmind.train_or_load("bc", Xtr, ytr, hidden=[32], epochs=10, progress=False)
     openmind.infer_adaptive("bc", Xpool)
     queued = openmind.label_queue("bc")
     assert len(queued) > 5
@@ -115,13 +115,13 @@ def test_active_learning_on_breast_cancer_raises_accuracy_on_the_abstained_rows(
     assert openmind.label("bc", np.arange(len(queued)), truth) == len(queued)
     assert len(openmind.label_queue("bc")) == 0
     before = float(np.mean(model.predict(queued) == truth))
-    tuned = openmind.train_or_load("bc", Xtr, ytr, hidden=[32], epochs=4, progress=False)
+    tuned = openmind.train_or_load("bc", Xtr, ytr, hidden=[32], epochs=10, progress=False)
     after = float(np.mean(tuned.predict(queued) == truth))
     print(f"accuracy on the {len(queued)} previously abstained rows: before {before:.3f}, after {after:.3f}")
     assert tuned.route.pathway.value == "fine_tune" and tuned.info["rows"] == len(Xtr) + len(queued)
     assert after > before
     # the same call again is an exact hit: the labelled rows are part of the name's data
-    assert openmind.train_or_load("bc", Xtr, ytr, hidden=[32], epochs=4, progress=False).route.decision.value == "CACHED"
+    assert openmind.train_or_load("bc", Xtr, ytr, hidden=[32], epochs=10, progress=False).route.decision.value == "CACHED"
     with pytest.raises(BadInput, match="out of range"):
         openmind.label("bc", np.array([10_000]), np.array([1]))
 

@@ -46,3 +46,5 @@ def test_the_colony_notebook_detects_fine_tunes_validates_and_sheds(tmp_path):
     monitor_cell = next(c for c in cells if "openmind.monitor(" in c.source)
     assert "<svg" in html(monitor_cell) and "openmind-card" in html(monitor_cell)
     assert ("deploy", "muscle_memory", "HYBRID") in routes
+    before, after = map(float, re.search(r"abstained rows: before ([\d.]+), after ([\d.]+)", everything).groups())
+    assert after > before
