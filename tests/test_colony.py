@@ -299,3 +299,25 @@ def test_monitor_reads_a_live_signal_by_name_batch_by_batch():
     assert len(senses) == 1 + 3  # the training capture, then each batch routed by the sense intent
     with pytest.raises(BadInput, match="unknown action"):
         openmind.monitor("room", train, action="panic")
+
+
+def test_monitor_fine_tunes_on_labelled_batches_after_drift_and_the_new_version_validates_better():
+    train = temperature(1, 10)
+    usual = float(np.median(train))
+    v1 = openmind.train_or_load("room", train.reshape(-1, 1), (train > usual).astype(int), **SMALL)
+    stream = temperature(2, 10)
+    shift_at = len(stream) // 2
+    stream[shift_at:] += SHIFT
+    truth = np.where(np.arange(len(stream)) < shift_at, stream > usual, stream > usual + SHIFT).astype(int)
+    batches = [(stream[i:i + 50].reshape(-1, 1), truth[i:i + 50]) for i in range(0, len(stream), 50)]
+    w = openmind.monitor(v1, batches, reference=train, retrain_rows=80,
+                         train_options={"hidden": [32], "epochs": 40, "lr": 0.03, "batch_size": 16})
+    kinds = [e["kind"] for e in w.events]
+    print(kinds, [e["sample"] - shift_at for e in w.events])
+    assert kinds[0].endswith("drift") and 0 <= w.first_drift - shift_at <= 50 and "fine-tuned" in kinds
+    assert w.model is not v1 and w.model.info["parent"] == v1.info["key"]
+    post = temperature(3, 5) + SHIFT
+    X_post, y_post = post.reshape(-1, 1), (post > usual + SHIFT).astype(int)
+    old, new = openmind.validate(v1, X_post, y_post), openmind.validate(w.model, X_post, y_post)
+    print(f"post-shift accuracy: first version {old.accuracy}, fine-tuned {new.accuracy}")
+    assert new.accuracy > old.accuracy + 0.1 and new.healthy

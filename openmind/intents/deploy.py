@@ -77,7 +77,7 @@ def deploy(model: Any, target: str = "auto", *, port: str | None = None, timeout
     runs. `target="auto"` routes: an ESP32 online whose limits fit -> upload; else an OIP server
     reachable -> publish to the muscle memory it serves; else a C header kept in muscle memory.
     Or name the target: a path ending in .h, "esp32" (the probed port or `port=`), "serial:<port>"."""
-    if isinstance(model, str) and not model.endswith(".h"):
+    if isinstance(model, str):
         model = _named(model)
     if isinstance(target, str) and target.strip().lower() == "auto":
         return _routed(model, port, parse_duration(timeout, "timeout") or 5.0, resources, policy)

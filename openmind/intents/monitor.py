@@ -219,11 +219,13 @@ def _batches(source: Any, labels: Any, batches: int | None, duration: Any, rate:
     if isinstance(source, str):
         from openmind.intents.sense import sense_or_simulate
 
-        count = batches or 10
-        for i in range(count):
+        if labels is not None and not callable(labels):
+            raise BadInput("a live signal has no fixed length: give labels as a function of a "
+                           "batch's values (labels=lambda values: ...), or none")
+        for i in range(batches or 10):
             sig = sense_or_simulate(source, duration or "10s", rate or "1Hz", progress=False,
                                     seed=None if seed is None else seed + i)
-            yield with_labels(as_values(sig), 0) if callable(labels) or labels is None else (as_values(sig), None)
+            yield with_labels(as_values(sig), 0)
         return
     if hasattr(source, "values") and hasattr(source, "times") or isinstance(source, np.ndarray):
         yield with_labels(as_values(source), 0)
@@ -377,7 +379,7 @@ class _Watcher:
 
     def drift(self, kind: str, sample: int, detail: str) -> None:
         action = self.o["action"]
-        if action == "fine_tune" and self.o["labelled_stream"]:
+        if action == "fine_tune" and self.w.labelled:  # labels arrive: fine-tune on the next ones
             self.w.state = "collecting"
             self.collect = []
             self.event(kind, sample, detail + f"; collecting {self.o['retrain_rows']} labelled rows to fine-tune")
@@ -476,7 +478,7 @@ def monitor(model: Any, source: Any, *, labels: Any = None, reference: Any = Non
     opts = {"window": window, "step": step, "psi": float(psi), "alpha": float(alpha),
             "confirm": confirm, "retrain_rows": retrain_rows, "ph_delta": ph_delta,
             "ph_threshold": ph_threshold, "confidence": confidence, "action": action,
-            "labelled_stream": labels is not None, "train_options": dict(train_options or {}),
+            "train_options": dict(train_options or {}),
             "reference_rows": max(300, 10 * window)}
 
     def watch(cand: Candidate) -> Watch:
@@ -484,8 +486,7 @@ def monitor(model: Any, source: Any, *, labels: Any = None, reference: Any = Non
             raise PathwayUnavailable(f"no model '{name}' to watch with")
         k = int(getattr(obj, "n_features_in_", 1))
         ref, _given = _reference(reference, obj, k, seed)
-        watcher = _Watcher(name, obj, ref, {**opts, "labelled_stream": opts["labelled_stream"]
-                                             or _pairs(source)})
+        watcher = _Watcher(name, obj, ref, opts)
         view = _Live(live)
         for values, y in _batches(source, labels, batches, duration, rate, seed):
             for start in range(0, len(values), max(step, 1) * 4):
@@ -494,12 +495,11 @@ def monitor(model: Any, source: Any, *, labels: Any = None, reference: Any = Non
                 view.update(watcher.w)
         view.update(watcher.w, force=True)
         if watcher.unsure:
-            from openmind.intents.label import CONFIDENCE
             from openmind.memory.labels import queue
 
             try:
                 watcher.w.queued = queue(name, np.asarray(watcher.unsure),
-                                         f"monitor: top probability below {confidence or CONFIDENCE:g}")
+                                         f"monitor: top probability below {confidence:g}")
             except Exception:  # noqa: BLE001 - the queue is a side benefit of the watch
                 pass
         return watcher.w
@@ -509,7 +509,3 @@ def monitor(model: Any, source: Any, *, labels: Any = None, reference: Any = Non
     result, _ = execute(plan, handlers, resources=resources, summarize=Watch.summary)
     return result
 
-
-def _pairs(source: Any) -> bool:
-    """Whether an iterable source will bring (rows, labels) pairs (peeked without consuming)."""
-    return isinstance(source, (list, tuple)) and bool(source) and isinstance(source[0], tuple)
