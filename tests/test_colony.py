@@ -321,3 +321,22 @@ def test_monitor_fine_tunes_on_labelled_batches_after_drift_and_the_new_version_
     old, new = openmind.validate(v1, X_post, y_post), openmind.validate(w.model, X_post, y_post)
     print(f"post-shift accuracy: first version {old.accuracy}, fine-tuned {new.accuracy}")
     assert new.accuracy > old.accuracy + 0.1 and new.healthy
+
+
+def test_a_shed_exact_hit_is_not_served_from_memory_and_its_retrain_stays_shed(cancer):
+    Xtr, ytr, Xte, yte = cancer
+    openmind.train_or_load("bc", Xtr, ytr, **SMALL)
+    flipped = 1 - ytr[:100]
+    bad = openmind.train_or_load("bc", Xtr[:100], flipped, hidden=[32], epochs=30, lr=0.03, progress=False)
+    assert openmind.validate("bc", Xte, yte).healthy is False
+    again = openmind.train_or_load("bc", Xtr[:100], flipped, hidden=[32], epochs=30, lr=0.03, progress=False)
+    assert again.route.decision.value != "CACHED"  # the exact hit was shed
+    assert any("shed by the validator" in r for r in excluded(again))
+    # same name, data and config: the same key; training is deterministic, so the same content
+    # too, and that content stays shed (a version is its key and its content hash)
+    assert again.info["key"] == bad.info["key"] and again.pack() == bad.pack()
+    [entry] = [e for e in entries("model", "bc") if e.key == bad.info["key"]]
+    from openmind.memory import health
+
+    assert health.status(entry)["status"] == "shed"
+    assert any("shed by the validator" in r for r in excluded(openmind.infer_adaptive("bc", Xte[:5])))
