@@ -343,7 +343,3 @@ def test_a_shed_exact_hit_is_not_served_from_memory_and_its_retrain_stays_shed(c
         assert verdict["status"] == "shed"
     else:
         assert verdict is None
-
-
-    assert health.status(entry)["status"] == "shed"
-    assert any("shed by the validator" in r for r in excluded(openmind.infer_adaptive("bc", Xte[:5])))
