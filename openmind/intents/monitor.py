@@ -231,11 +231,14 @@ def _batches(source: Any, labels: Any, batches: int | None, duration: Any, rate:
         yield with_labels(as_values(source), 0)
         return
     if callable(source):
-        for i in range(batches or 10**9):
+        offset = 0
+        for _ in range(batches or 10**9):
             item = source()
             if item is None:
                 return
-            yield _split(item, labels, with_labels, as_values, i)
+            values, y = _split(item, labels, with_labels, as_values, offset)
+            offset += len(values)
+            yield values, y
         return
     if isinstance(source, Iterable):
         offset = 0
