@@ -33,6 +33,36 @@ def home() -> Path:
     return path
 
 
+SIGNING_KEY_FILE = "signing.key"
+
+
+def signing_key() -> bytes:
+    """The HMAC key that signs pickled cell outputs, kept in OPENMIND_HOME (mode 0600), made on
+    first use. A blob signed with another home's key does not verify, so it is never unpickled."""
+    import secrets as _secrets
+
+    path = home() / SIGNING_KEY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_bytes()
+        for _ in range(40):  # another process made it a moment ago and is still writing it
+            if len(key) >= 32:
+                return key
+            import time as _time
+
+            _time.sleep(0.025)
+            key = path.read_bytes()
+        if len(key) < 32:
+            raise BadInput(f"the signing key {path} is shorter than 32 bytes; delete it (cached "
+                           f"cell outputs signed with it become misses) and run again") from None
+        return key
+    key = _secrets.token_bytes(32)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    return key
+
+
 def api_base() -> str | None:
     base = os.environ.get("OPENMIND_API_BASE", "").strip()
     return base.rstrip("/") or None

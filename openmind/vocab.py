@@ -93,6 +93,8 @@ class Route:
     summary: dict[str, Any] = field(default_factory=dict)
     # the journal record as written (plan, excluded pathways, resources): what a card shows
     record: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    # None when the result answers the call as asked, else why not (DESIGN.md "Public surface")
+    degraded: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +106,7 @@ class Route:
             "duration_ms": round(self.duration_ms, 3),
             "journal_id": self.journal_id,
             "summary": self.summary,
+            "degraded": self.degraded,
         }
 
     def __str__(self) -> str:

@@ -39,6 +39,10 @@ class Intent:
     prior:        sense: the signal has a built-in prior (`Intent.of` fills it from the pattern
                   pathway's table when not given)
     est_seconds:  train: estimated CPU seconds of a full train (None = unknown, assume it fits)
+    ancestors:    train: names of the models a new network's first weights are sampled from
+    uncacheable:  cell pathway: why the cell cannot be kept (a value that cannot be fingerprinted)
+    kept_bytes:   cell pathway: the size of the exact hit's kept outputs (est_seconds: its run time)
+    restore_s:    cell pathway: how long restoring them is expected to take on this machine
     shed:         train/infer: versions of this name the validator shed, and why (not picked)
     misfit:       deploy: why the model does not fit the device's limits (None = it fits)
     """
@@ -55,6 +59,10 @@ class Intent:
     pattern: bool | None = None
     prior: bool = False
     est_seconds: float | None = None
+    ancestors: tuple[str, ...] = ()
+    uncacheable: str | None = None
+    kept_bytes: int | None = None
+    restore_s: float | None = None
     shed: str | None = None
     misfit: str | None = None
 
@@ -75,7 +83,10 @@ class Intent:
             "shape": list(self.shape) if self.shape else None, "data_kind": self.data_kind,
             "exact": self.exact, "ancestor": self.ancestor, "local_model": self.local_model,
             "remote_model": self.remote_model, "pattern": self.pattern, "prior": self.prior,
-            "est_seconds": self.est_seconds, "shed": self.shed, "misfit": self.misfit,
+            "est_seconds": self.est_seconds, "ancestors": list(self.ancestors),
+            "uncacheable": self.uncacheable, "kept_bytes": self.kept_bytes,
+            "restore_s": self.restore_s,
+            "shed": self.shed, "misfit": self.misfit,
         }
 
 
@@ -246,9 +257,10 @@ def _train(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
     fits = pol.budget is None or est is None or est <= pol.budget
     train = Candidate(
         Pathway.FULL_TRAIN, Decision.HARDCODE,
-        (f"training '{name}' on {where}" + (f" within the {pol.budget:g}s budget" if pol.budget else ""))
-        if fits else
-        f"estimated {est:.0f}s exceeds the {pol.budget:g}s budget: training what fits on {where}",
+        ((f"training '{name}' on {where}" + (f" within the {pol.budget:g}s budget" if pol.budget else ""))
+         if fits else
+         f"estimated {est:.0f}s exceeds the {pol.budget:g}s budget: training what fits on {where}")
+        + (f", initialised from the ancestral priors of {', '.join(it.ancestors)}" if it.ancestors else ""),
         {"device": device, "fits_budget": fits},
     )
     fallback = Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
@@ -414,6 +426,61 @@ def _deploy(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Can
     out.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.HYBRID,
                          f"a C header of '{name}' kept in muscle memory (compile it into the firmware)"))
     return out
+
+
+# --------------------------------------------------------------------------- the cell pathway
+
+# The pathway a cell's own code takes when it runs, by the intent its magic names.
+CELL_PATHWAY = {IntentKind.TRAIN: Pathway.FULL_TRAIN, IntentKind.SENSE: Pathway.HARDWARE_IN_LOOP,
+                IntentKind.INFER: Pathway.MUSCLE_MEMORY}
+EARLIER_RUN = "outputs of an earlier run on other inputs"
+# How fast kept outputs come back (read, verify, copy), in bytes a second, on a modest machine,
+# when the caller has not measured it: a cell that ran quicker than its outputs restore runs again.
+RESTORE_BYTES_PER_S = 200e6
+
+
+def plan_cell(it: Intent, res: Resources, pol: Policy) -> Plan:
+    """A `%%openmind` cell with no openmind call in it (DESIGN.md "the cell pathway").
+
+    it.exact: this code ran on these inputs and its outputs are kept; it.ancestor: the same code
+    ran on other inputs. Exact hit -> muscle_memory/CACHED; else the body runs (full_train for
+    train, the intent's own pathway otherwise) on the device the route allows; with
+    fallback=cached, the earlier run's outputs if the body raises (degraded)."""
+    excluded: list[tuple[Pathway, str]] = []
+    what = "this cell"
+    out: list[Candidate] = []
+    restore_s = it.restore_s if it.restore_s is not None else (it.kept_bytes or 0) / RESTORE_BYTES_PER_S
+    if it.uncacheable:
+        excluded.append((Pathway.MUSCLE_MEMORY, f"not cacheable: {it.uncacheable}"))
+    elif it.exact and not pol.fresh and pol.strategy != "cached" and it.est_seconds is not None \
+            and restore_s > it.est_seconds:
+        excluded.append((Pathway.MUSCLE_MEMORY,
+                         f"running {what} again ({it.est_seconds:.2f} s last time) is quicker than "
+                         f"restoring its {it.kept_bytes / 1e6:.0f} MB of outputs (~{restore_s:.2f} s)"))
+    else:
+        out = _exact_hit(it, res, pol, excluded,
+                         f"exact hit: {what} ran with the same code and inputs")
+    device, where = _compute(res)
+    if device == "cuda":  # several GPUs: the one with the most free memory, as "cuda:N"
+        gpus = [g for g in res.gpu.details.get("devices", []) if isinstance(g, dict)]
+        if len(gpus) > 1:
+            best = max(gpus, key=lambda g: g.get("memory_free") or 0)
+            device = f"cuda:{best.get('index', 0)}"
+            where += f", {device} has the most free memory"
+    run = CELL_PATHWAY.get(it.kind, Pathway.FULL_TRAIN)
+    budget = f" within the {pol.budget:g}s budget" if pol.budget else ""
+    out.append(Candidate(run, Decision.HARDCODE, f"running {what} on {where}{budget}",
+                         {"device": device, "budget": pol.budget}))
+    earlier = bool(it.ancestor) and _memory_on(res)
+    if earlier and pol.fallback == "cached":
+        out.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
+                             f"{EARLIER_RUN} of the same code (the cell raised)",
+                             {"ancestor": True, "degraded": EARLIER_RUN}))
+    elif earlier:
+        excluded.append((Pathway.MUSCLE_MEMORY,
+                         f"{EARLIER_RUN} come back only with fallback=cached"))
+    out = _apply_strategy(out, pol, excluded)
+    return Plan(it, pol, tuple(out), tuple(excluded))
 
 
 # --------------------------------------------------------------------------- policy

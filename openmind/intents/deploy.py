@@ -15,7 +15,6 @@ from typing import Any
 
 from openmind.errors import BadInput, PathwayUnavailable
 from openmind.memory.blobs import atomic_write
-from openmind.pathways.device import MODEL_MAX_BYTES, MODEL_MAX_LAYERS, MODEL_MAX_WIDTH
 from openmind.pathways.ternary.packed import describe
 from openmind.units import parse_duration
 
@@ -102,10 +101,6 @@ def deploy(model: Any, target: str = "auto", *, port: str | None = None, timeout
         port = target[len("serial:"):]
     elif target.lower() not in DEVICE_TARGETS:
         raise BadInput(f"unknown deploy target {target!r}; use a path ending in .h, 'esp32', or 'serial:<port>'")
-    too_big = misfit(blob)
-    if too_big:
-        raise BadInput(f"the model does not fit the firmware: {too_big}; or deploy to a .h file "
-                       f"and raise OM_MODEL_MAX")
     result = _upload(blob, port or _find_port(), parse_duration(timeout, "timeout") or 5.0)
     _journal(result, model, "uploaded over serial, CRC-32 checked by the device")
     return result
@@ -117,6 +112,7 @@ def _upload(blob: bytes, port: str, wait: float) -> Deployment:
     info = describe(blob)
     with Link(port) as link:
         link.hello(wait)
+        check_fits(blob, link.limits, f"the device on {port}")
         answer = link.upload_model(blob, wait)
     if (answer.get("inputs"), answer.get("outputs")) != (info["inputs"], info["outputs"]):
         raise DeviceError(f"device loaded a {answer.get('inputs')}->{answer.get('outputs')} model, "
@@ -125,62 +121,38 @@ def _upload(blob: bytes, port: str, wait: float) -> Deployment:
                       info["inputs"], info["outputs"], info["layers"])
 
 
-def limits(details: dict[str, Any] | None = None) -> dict[str, int]:
-    """The device's model limits: what the board reported in HELLO when the probe kept them
-    (`limits` in the serial resource's details), else the firmware's compiled-in defaults."""
-    given = (details or {}).get("limits") or {}
-    return {"bytes": int(given.get("model_max_bytes", given.get("bytes", MODEL_MAX_BYTES))),
-            "width": int(given.get("max_width", given.get("width", MODEL_MAX_WIDTH))),
-            "layers": int(given.get("max_layers", given.get("layers", MODEL_MAX_LAYERS)))}
+def _misfit_parts(blob: bytes, limits: dict[str, int] | None) -> tuple[str, str] | None:
+    from openmind.pathways.device import DEFAULT_LIMITS
+    from openmind.pathways.ternary.fit import fit_hidden, fits
+    from openmind.pathways.ternary.packed import size_for, unpack
 
-
-def misfit(blob: bytes, lim: dict[str, int] | None = None) -> str | None:
-    """Why the packed model does not fit the device (bytes, width, layers against its limits) and
-    what would fit, or None when it fits."""
-    from openmind.pathways.ternary.packed import packed_size
-
-    lim = lim or limits()
-    info = describe(blob)
-    problems = []
-    if len(blob) > lim["bytes"]:
-        problems.append(f"{len(blob)} bytes > the {lim['bytes']}-byte model buffer")
-    if info["width"] > lim["width"]:
-        problems.append(f"widest layer {info['width']} > {lim['width']}")
-    if info["layers"] > lim["layers"]:
-        problems.append(f"{info['layers']} layers > {lim['layers']}")
-    if not problems:
+    limits = {**DEFAULT_LIMITS, **(limits or {})}
+    layers, mean, _ = unpack(blob)
+    widths = [int(mean.shape[0]), *[a.shape[0] for a in layers]]
+    per_row = any(a.scale_mode for a in layers)
+    if len(blob) <= limits["model_max"] and fits(widths, per_row, limits) is None:
         return None
-    n_in, n_out = info["inputs"], info["outputs"]
-
-    def size(h: int) -> int:
-        return packed_size([_Shape(h, n_in), _Shape(n_out, h)], n_in)
-
-    fits = [h for h in range(1, lim["width"] + 1) if size(h) <= lim["bytes"]]
-    if n_in > lim["width"] or n_out > lim["width"] or not fits:
-        hint = (f"no one-hidden-layer model of {n_in} inputs and {n_out} outputs fits: reduce the "
-                f"inputs (e.g. PCA) first")
-    else:
-        h = max(fits)
-        hint = f"hidden=[{h}] fits ({size(h)} bytes): train_or_load(..., hidden=[{h}])"
-    return ", ".join(problems) + f"; {hint}"
+    why = fits(widths, per_row, limits) or f"{len(blob)} bytes, over {limits['model_max']}"
+    best = fit_hidden(widths[0], widths[-1], widths[1:-1], per_row, limits)
+    hint = (f"train it with train_or_load(..., fit_device=True): hidden {best} fits "
+            f"({size_for([widths[0], *best, widths[-1]], per_row)} bytes)" if best is not None
+            else "no hidden widths fit: reduce the features (e.g. PCA) first")
+    return f"the model (hidden {widths[1:-1]}) {why}", hint
 
 
-@dataclass
-class _Shape:
-    """Enough of a layer for `packed_size` (shape and a per-row scale) to size a hypothetical model."""
+def misfit(blob: bytes, limits: dict[str, int] | None = None) -> str | None:
+    """Why packed bytes do not fit a device's limits (its protocol-2 HELLO, else the firmware
+    defaults) and which hidden widths would, or None when they fit (what the deploy route asks)."""
+    parts = _misfit_parts(blob, limits)
+    return None if parts is None else f"{parts[0]}; {parts[1]}"
 
-    out: int
-    inp: int
 
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.out, self.inp
-
-    @property
-    def scale(self):
-        import numpy as np
-
-        return np.empty(self.out, np.float32)
+def check_fits(blob: bytes, limits: dict[str, int], where: str) -> None:
+    """BadInput when packed bytes exceed a device's limits, saying which hidden widths would fit."""
+    parts = _misfit_parts(blob, limits)
+    if parts is not None:
+        raise BadInput(f"{parts[0]} ({where}); {parts[1]}; or deploy to a .h file and build the "
+                       f"firmware with a larger OM_MODEL_MAX")
 
 
 def _named(name: str) -> Any:
@@ -209,8 +181,8 @@ def _routed(model: Any, port: str | None, wait: float, resources: Any, policy: d
         from openmind.flow.resources import probe
 
         resources = probe()
-    lim = limits(resources.serial.details if resources.serial.available else None)
-    intent = Intent.of("deploy", name=mname, misfit=misfit(blob, lim))
+    limits = resources.serial.details.get("limits") if resources.serial.available else None
+    intent = Intent.of("deploy", name=mname, misfit=misfit(blob, limits))
     plan = route(intent, resources=resources, policy=pol)
 
     def device(cand: Any) -> Deployment:

@@ -20,7 +20,7 @@ from openmind.flow.executor import execute
 from openmind.flow.policy import Policy, split_policy
 from openmind.flow.resources import Resources
 from openmind.flow.router import Candidate, Intent, route
-from openmind.memory.blobs import fingerprint, get, key_for, latest, put
+from openmind.memory.blobs import entries, fingerprint, get, key_for, latest, put
 from openmind.memory.health import healthy_hits
 from openmind.memory.labels import join as join_labels
 from openmind.pathways.ternary.packed import U16_MAX, TernaryModel, as_numeric, check_finite
@@ -96,10 +96,10 @@ class _Training:
 
     def __init__(self, name: str, X: np.ndarray, y: np.ndarray, kind: str, cfg: dict[str, Any],
                  explicit: set[str], key: str, fp: str, pol: Policy, exact: Any, ancestor: Any,
-                 progress: bool) -> None:
+                 progress: bool, prior: Any = None) -> None:
         self.name, self.X, self.y, self.kind, self.cfg, self.key, self.fp = name, X, y, kind, cfg, key, fp
         self.explicit, self.pol, self.exact, self.ancestor = explicit, pol, exact, ancestor
-        self.progress = progress
+        self.progress, self.prior = progress, prior
 
     # ---- muscle memory
     def cached(self, cand: Candidate) -> TernaryModel:
@@ -183,7 +183,7 @@ class _Training:
     def _train(self, cand: Candidate, X: np.ndarray, cfg: dict[str, Any], *,
                parent: TernaryModel | None = None, parent_key: str | None = None,
                note: str | None = None) -> TernaryModel:
-        from openmind.pathways.ternary.fit import export, fit, pick_device, standardization
+        from openmind.pathways.ternary.fit import export, fit, linears, pick_device, standardization
 
         device, device_note = pick_device(cand.params.get("device"))
         if parent is not None:
@@ -197,7 +197,7 @@ class _Training:
         y_idx = np.asarray(y_idx, dtype=np.int64).reshape(-1)
         out = fit(X, y_idx, len(classes), cfg, mean=mean, inv_std=inv_std, device=device,
                   budget=self.pol.budget, init=parent, progress=self.progress,
-                  desc=f"{'fine-tune' if parent else 'train'} {self.name}")
+                  desc=f"{'fine-tune' if parent else 'train'} {self.name}", prior=self.prior)
         info: dict[str, Any] = {
             ("val_accuracy" if out.held_out else "train_accuracy"):
                 None if out.val_accuracy is None else round(out.val_accuracy, 4), "epochs": out.epochs, "best_epoch": out.best_epoch,
@@ -207,6 +207,11 @@ class _Training:
         }
         if out.stopped == "budget":
             info["budget_s"] = self.pol.budget
+        if out.inherited:
+            info["inherited"] = out.inherited
+        if out.extinctions:
+            info["extinctions"] = out.extinctions
+            info["hidden_final"] = [m.weight.shape[0] for m in linears(out.net)[:-1]]
         if device_note:
             info["device_note"] = device_note
         if note:
@@ -221,6 +226,19 @@ class _Training:
         return model
 
 
+def ancestral_prior(limit: int = 16) -> Any:
+    """The ancestral prior fitted from the latest `limit` models in muscle memory (any names), or
+    None when memory holds none (the network then starts from the default initialisation)."""
+    from openmind.pathways.ternary.evolve import fit_prior
+
+    models = []
+    for entry in entries("model")[:limit]:
+        hit = get("model", entry.key)
+        if hit is not None:
+            models.append(TernaryModel.from_arrays(hit[0], hit[1].meta))
+    return fit_prior(models) if models else None
+
+
 def _sortable(classes: np.ndarray) -> bool:
     return classes.dtype.kind != "O" and bool(np.all(classes[:-1] < classes[1:]))
 
@@ -233,17 +251,27 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
     """A ternary classifier named `name` for (data, labels), from muscle memory when it can be.
 
     options: policy (fallback, strategy, budget, fresh, prefer, timeout), training config
-    (hidden, epochs, lr, batch_size, seed, scale, weight_decay, patience, val_fraction) and
-    progress=False to hide the bar. `resources` injects a probe snapshot (tests).
+    (hidden, epochs, lr, batch_size, seed, scale, weight_decay, patience, val_fraction;
+    init="ancestral" to start from the models in memory, growth=True for growth and extinction),
+    progress=False to hide the bar, and fit_device=True to pick hidden widths whose packed model
+    fits the ESP32 (the limits its HELLO reports, else the firmware's defaults; or a dict of
+    limits). `resources` injects a probe snapshot (tests).
     The model's `.route` says which pathway served it and why.
     """
     from openmind.pathways.ternary.fit import RUN_OPTIONS, estimate_seconds, resolve_config
 
     pol, rest = split_policy(options)
     run = {k: rest.pop(k) for k in list(rest) if k in RUN_OPTIONS}
+    fit_device = rest.pop("fit_device", False)
     cfg = resolve_config(rest)
     X, y, kind = prepare(name, data, labels)
     X, y, _labelled = join_labels(name, X, y)  # rows labelled from the queue join the data
+    if fit_device:
+        if resources is None and not isinstance(fit_device, dict):
+            from openmind.flow.resources import probe
+
+            resources = probe()
+        cfg, fit_note = fit_to_device(cfg, X, y, fit_device, resources, "hidden" in rest)
     fp = fingerprint(X, y)
     key = key_for("train", name, fp, cfg)
     exact = get("model", key)
@@ -251,16 +279,18 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
     exact, ancestor, shed = healthy_hits(name, exact, ancestor)  # the validator's shed versions
     n_features = int(np.prod(X.shape[1:])) if X.ndim > 1 else 1
     est = estimate_seconds(len(X), n_features, len(np.unique(y)), cfg)
+    prior = ancestral_prior() if cfg["init"] == "ancestral" and exact is None else None
     intent = Intent.of("train", name=name, rows=int(len(X)), shape=tuple(int(s) for s in X.shape),
                        data_kind=kind, exact=exact is not None, ancestor=ancestor is not None,
-                       est_seconds=round(est, 3), shed=shed)
+                       est_seconds=round(est, 3), ancestors=tuple(prior.ancestors) if prior else (),
+                       shed=shed)
     if resources is None:
         from openmind.flow.resources import probe
 
         resources = probe()
     plan = route(intent, resources=resources, policy=pol)
     job = _Training(name, X, y, kind, cfg, set(rest), key, fp, pol, exact, ancestor,
-               bool(run.get("progress", True)))
+                    bool(run.get("progress", True)), prior)
     handlers = {
         (Pathway.MUSCLE_MEMORY, Decision.CACHED): job.cached,
         (Pathway.FINE_TUNE, Decision.HYBRID): job.fine_tune,
@@ -272,4 +302,40 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
     model, _route = execute(plan, handlers, resources=resources,
                             summarize=lambda m: {**m.summary(),
                                                  "seconds": round(time.perf_counter() - t0, 3)})
+    if fit_device:
+        model.info["fit_device"] = fit_note
     return model
+
+
+def fit_to_device(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, fit_device: Any,
+                  resources: Resources | None, explicit: bool) -> tuple[dict[str, Any], str]:
+    """cfg with `hidden` narrowed so the packed model fits the device: the limits the probed
+    device reported, a dict given as fit_device, else the firmware's defaults. Hidden widths the
+    caller chose are kept when they fit and refused with what would fit when they do not."""
+    from openmind.pathways.device import DEFAULT_LIMITS
+    from openmind.pathways.ternary.fit import fit_hidden, fits
+    from openmind.pathways.ternary.packed import size_for
+
+    if isinstance(fit_device, dict):
+        limits, source = {**DEFAULT_LIMITS, **fit_device}, "the limits given"
+    else:
+        serial = resources.serial if resources is not None else None
+        reported = serial.details.get("limits") if serial is not None and serial.available else None
+        limits = {**DEFAULT_LIMITS, **(reported or {})}
+        source = (f"the device on {serial.details.get('port')}" if reported
+                  else "the firmware's default limits (no device reported its own)")
+    n_in, n_out, per_row = int(np.prod(X.shape[1:])), len(np.unique(y)), cfg["scale"] == "row"
+    widths = [n_in, *cfg["hidden"], n_out]
+    why = fits(widths, per_row, limits)
+    if why is None:
+        return cfg, f"hidden {cfg['hidden']} fits {source} ({size_for(widths, per_row)} bytes)"
+    best = fit_hidden(n_in, n_out, cfg["hidden"], per_row, limits)
+    if best is None:
+        raise BadInput(f"no model of {n_in} inputs and {n_out} classes fits {source} ({limits}); "
+                       f"reduce the features (e.g. PCA) first")
+    if explicit:
+        raise BadInput(f"hidden {cfg['hidden']} {why} ({source}); hidden {best} fits "
+                       f"({size_for([n_in, *best, n_out], per_row)} bytes): pass that, or drop hidden=")
+    size = size_for([n_in, *best, n_out], per_row)
+    return {**cfg, "hidden": best}, (f"hidden {best} instead of {cfg['hidden']} to fit {source}: "
+                                     f"{size} of {limits['model_max']} bytes")

@@ -24,7 +24,7 @@ import numpy as np
 from openmind.config import home
 from openmind.memory.store import changed, connect
 
-KINDS = ("model", "predictions", "pattern",
+KINDS = ("model", "predictions", "pattern", "cell",
          # issue 16: validation figures, health flags (shed/pinned), the label queue, C headers
          "validation", "health", "labels", "header")
 

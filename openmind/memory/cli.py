@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("memory", help="muscle memory: list, inspect and evict cached entries")
     msub = p.add_subparsers(dest="memory_command", required=True)
     q = msub.add_parser("ls", help="list entries, newest first")
-    q.add_argument("--kind", choices=("model", "predictions", "pattern"))
+    q.add_argument("--kind", choices=("model", "predictions", "pattern", "cell"))
     q.add_argument("--name")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=cmd_ls)
@@ -64,6 +64,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
         info = e.meta.get("info") or {}
         acc = info.get("val_accuracy")
         extra = f"val acc {acc:.3f}" if isinstance(acc, (int, float)) else ""
+        if e.kind == "cell":  # the cell pathway: which cell, and when it last served a hit
+            extra = f"last use {_when(e.used)}  {e.meta.get('first_line', '')}"
         print(f"{e.key[:12]:<12} {e.kind:<11} {e.name[:20]:<20} {e.size:>9} {e.hits:>5}  "
               f"{_when(e.created):<16}  {extra}")
     total = sum(e.size for e in rows)

@@ -7,6 +7,7 @@ upgraded in place, once, under a write lock, whatever process opens it first.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -100,6 +101,33 @@ def _migrate(con: sqlite3.Connection, key: str) -> None:
         _migrated.add(key)
 
 
+# One idle connection per database (the few most recent) held open by this process: without it
+# every `connect()` closes the last connection, and SQLite checkpoints the WAL on that close,
+# which costs milliseconds per call (a muscle-memory hit makes two).
+_KEEP = 4
+_keepers: dict[tuple[str, int], sqlite3.Connection] = {}
+
+
+def _keep_open(path: Path) -> None:
+    key = (str(path), os.getpid())
+    if key in _keepers:
+        return
+    with _mlock:
+        if key in _keepers:
+            return
+        while len(_keepers) >= _KEEP:
+            old_key = next(iter(_keepers))
+            old = _keepers.pop(old_key)
+            if old_key[1] == os.getpid():
+                with contextlib.suppress(sqlite3.Error):
+                    old.close()
+        # never used for queries after this one; closed by whichever thread evicts it
+        keeper = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                 check_same_thread=False)
+        keeper.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # opens the file
+        _keepers[key] = keeper
+
+
 @contextlib.contextmanager
 def connect(root: Path | None = None, *, write: bool = False) -> Iterator[sqlite3.Connection]:
     """A connection to the store; with write=True the block is one IMMEDIATE transaction."""
@@ -107,6 +135,7 @@ def connect(root: Path | None = None, *, write: bool = False) -> Iterator[sqlite
     con = _open(path)
     try:
         _migrate(con, str(path))
+        _keep_open(path)
         con.execute("PRAGMA synchronous=NORMAL")
         if write:
             con.execute("BEGIN IMMEDIATE")

@@ -1,8 +1,9 @@
-"""The host side of the ESP32 serial protocol (PROTOCOL.md): open safely, skip noise, handshake,
-stream with loss detection, upload a packed model, PREDICT.
+"""The host side of the ESP32 serial protocol (PROTOCOL.md, docs/protocol-v2.md): open a port
+exclusively, skip noise, handshake, stream with loss detection, upload a packed model, PREDICT.
 
 The probe uses `hello_on`; `sense_or_simulate` uses `Link.capture`; `deploy` uses
-`Link.upload_model` and `Link.predict`.
+`Link.upload_model` and `Link.predict` / `Link.predict_batch` (protocol 2's PREDICTB when the
+device offers it, one v1 PREDICT line a row otherwise).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
+import re
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -28,6 +31,11 @@ MODEL_MAX_WIDTH = 256     # OM_MAX_WIDTH (widest layer, inputs included)
 MODEL_MAX_LAYERS = 8      # OM_MAX_LAYERS
 # MODEL DATA carries at most 192 base64 characters: 144 bytes a line.
 CHUNK_BYTES = 144
+# The highest protocol this host speaks (docs/protocol-v2.md); v1 devices are still spoken to in v1.
+PROTO = 2
+# What a v1 device (no "limits" in HELLO) is assumed to hold: the firmware's defaults.
+DEFAULT_LIMITS = {"model_max": MODEL_MAX_BYTES, "max_width": MODEL_MAX_WIDTH,
+                  "max_layers": MODEL_MAX_LAYERS, "line_max": MAX_LINE, "b64_max": 4 * CHUNK_BYTES // 3}
 
 
 class DeviceError(OpenmindError):
@@ -38,30 +46,96 @@ class DeviceError(OpenmindError):
         self.code = code  # the device's error code ("crc", "busy", ...) when it refused
 
 
+class PortBusy(DeviceError):
+    """Another reader (a kernel streaming, a probe) holds the port: it is not opened at all."""
+
+    def __init__(self, port: str) -> None:
+        super().__init__(f"{port} is in use by another openmind reader (a stream, an upload or a "
+                         f"probe); wait for it to finish, or close the notebook that holds it", code="busy")
+
+
+def _lock_path(port: str) -> str:
+    from openmind.config import home
+
+    folder = home() / "locks"
+    folder.mkdir(exist_ok=True)
+    return str(folder / (re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.realpath(port)).strip("_") + ".lock"))
+
+
+def lock_port(port: str) -> int | None:
+    """Take this port's lock (flock on OPENMIND_HOME/locks/<port>.lock) or raise PortBusy.
+    Returns the lock's fd (closing it releases the lock); None for ports that are not files
+    (pyserial URLs such as loop://) or where flock does not exist."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: the OS opens COM ports exclusively anyway
+        return None
+    if "://" in port:
+        return None
+    fd = os.open(_lock_path(port), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise PortBusy(port) from None
+    return fd
+
+
+def port_busy(port: str) -> bool:
+    """Whether another reader holds `port` right now (without opening the port)."""
+    try:
+        fd = lock_port(port)
+    except PortBusy:
+        return True
+    except OSError:
+        return False
+    if fd is not None:
+        os.close(fd)
+    return False
+
+
 class Link:
-    """One open port. Every line that is not a JSON object is skipped and counted."""
+    """One open port, held exclusively: a lock file per port (so a second reader in any process
+    is refused before it opens the tty) and flock on the tty itself (pyserial's exclusive=True).
+    Every line that is not a JSON object is skipped and counted."""
 
     def __init__(self, port: str, baud: int = BAUD, read_timeout: float = 0.05) -> None:
         import serial
 
+        self._lock = lock_port(port)
         try:
-            ser = serial.serial_for_url(port, baudrate=baud, timeout=read_timeout, do_not_open=True)
+            ser = serial.serial_for_url(port, baudrate=baud, timeout=read_timeout, do_not_open=True,
+                                        exclusive=True)
             # De-assert before open: asserting DTR/RTS resets or stalls many ESP32 boards.
             ser.dtr = False
             ser.rts = False
             ser.open()
         except (serial.SerialException, OSError, ValueError) as exc:
+            self._unlock()
+            if "exclusively lock" in str(exc):
+                raise PortBusy(port) from None
             raise DeviceError(f"cannot open {port}: {exc}") from None
         self.port = port
         self.ser = ser
         self.skipped = 0
         self._buf = b""
+        self.proto = 1
+        self.limits: dict[str, int] = dict(DEFAULT_LIMITS)
+
+    def _unlock(self) -> None:
+        if getattr(self, "_lock", None) is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def __del__(self) -> None:  # a Link dropped without close() must not hold its port forever
+        self._unlock()
 
     def close(self) -> None:
         try:
             self.ser.close()
         except Exception:
             pass
+        self._unlock()
 
     def __enter__(self) -> Link:
         return self
@@ -119,19 +193,33 @@ class Link:
             raise DeviceError(f"no answer to {command.split(' ')[0]} within {timeout:g}s on {self.port}")
         return obj
 
-    def hello(self, timeout: float) -> dict[str, Any]:
-        """HELLO 1 handshake; lines left from a reset or a stream are skipped until the answer."""
-        self.send("HELLO 1")
+    def hello(self, timeout: float, proto: int = PROTO) -> dict[str, Any]:
+        """HELLO handshake in the highest protocol both sides speak: `HELLO 2` first; a v1
+        device refuses it ("args") and is asked `HELLO 1`. Lines left from a reset or a stream
+        are skipped until the answer. Sets `.proto` and `.limits` (v2 HELLO's, else defaults)."""
+        self.send(f"HELLO {proto}")
         deadline = time.monotonic() + timeout
+        fell_back = False
         while True:
             obj = self.read_json(max(0.0, deadline - time.monotonic()))
             if obj is None:
                 raise DeviceError(f"not an openmind device (no HELLO answer within {timeout:g}s)")
             if obj.get("hello") == "openmind":
-                if obj.get("proto") != 1:
-                    raise DeviceError(f"device speaks protocol {obj.get('proto')!r}, host speaks 1")
+                got = obj.get("proto")
+                if not isinstance(got, int) or not 1 <= got <= PROTO:
+                    raise DeviceError(f"device speaks protocol {got!r}, host speaks 1 to {PROTO}")
+                self.proto = got
+                self.limits = {**DEFAULT_LIMITS, **_int_fields(obj.get("limits"))}
+                if fell_back and got > 1:  # the error was stale: read off the answer to HELLO 1 too
+                    while (late := self.read_json(max(0.0, deadline - time.monotonic()))) is not None:
+                        if late.get("hello") == "openmind":
+                            break
                 obj["skipped"] = self.skipped
                 return obj
+            if obj.get("ok") is False and obj.get("error") == "args" and proto > 1 and "s" not in obj:
+                self.send("HELLO 1")  # a v1 device: "usage: HELLO 1"
+                proto, fell_back = 1, True
+                continue
             self.skipped += 1  # a JSON line that is not the answer (e.g. a late sample)
 
     # ------------------------------------------------------------------ commands beyond HELLO
@@ -229,8 +317,61 @@ class Link:
         return self.command("MODEL END", timeout)
 
     def predict(self, x: Sequence[float] | np.ndarray, timeout: float = 2.0) -> tuple[int, list[float]]:
-        """PREDICT on the device: (class index, scores). Values go as the shortest text that
-        reads back as the same float32, so the device sees exactly the numbers given."""
+        """PREDICT on the device: (class index, scores). Protocol 2 sends the row as float32
+        bytes (PREDICTB, any width); v1 sends the shortest text that reads back as the same
+        float32 (one 256-byte line), so the device sees exactly the numbers given either way."""
+        if self.proto >= 2:
+            ys, scores = self.predict_batch(np.asarray(x, dtype=np.float32).reshape(1, -1), timeout)
+            return int(ys[0]), [float(v) for v in scores[0]]
+        return self._predict_v1(x, timeout)
+
+    def predict_batch(self, X: Any, timeout: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of X on the device: (class indices [n], float32 scores [n, outputs]).
+        Protocol 2: `PREDICTB BEGIN <rows>`, then the rows' float32 little-endian bytes as base64
+        DATA lines; the device answers each row as it completes (scores as float32 bytes, so
+        they are exact). A v1 device gets one PREDICT line a row."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or len(X) == 0:
+            raise DeviceError(f"predict_batch needs a 2-D array of at least one row, got shape {X.shape}")
+        if not np.isfinite(X).all():
+            raise DeviceError("cannot send non-finite values (NaN/inf) to the device")
+        if self.proto < 2:
+            rows = [self._predict_v1(x, timeout) for x in X]
+            return (np.array([r[0] for r in rows], dtype=np.int64),
+                    np.array([r[1] for r in rows], dtype=np.float32))
+        self.command(f"PREDICTB BEGIN {len(X)}", timeout, accept=lambda o: "rows" in o or o.get("ok") is False)
+        data = X.astype("<f4").tobytes()
+        ys: dict[int, int] = {}
+        scores: dict[int, np.ndarray] = {}
+        for i in range(0, len(data), CHUNK_BYTES):
+            self.send("PREDICTB DATA " + base64.b64encode(data[i:i + CHUNK_BYTES]).decode("ascii"))
+            deadline = time.monotonic() + timeout
+            while True:  # row answers first, then the line's acknowledgement
+                obj = self.read_json(max(0.0, deadline - time.monotonic()))
+                if obj is None:
+                    raise DeviceError(f"no answer to PREDICTB DATA within {timeout:g}s on {self.port}")
+                if "r" in obj:
+                    r = obj["r"]
+                    if obj.get("ok") is False or not isinstance(r, int) or not 0 <= r < len(X):
+                        raise DeviceError(f"PREDICTB row {r} refused by the device: {obj.get('error')} "
+                                          f"({obj.get('msg', 'bad row answer')})", code=obj.get("error"))
+                    ys[r] = int(obj["y"])
+                    scores[r] = np.frombuffer(base64.b64decode(obj["b"]), dtype="<f4")
+                elif "s" in obj:
+                    self.skipped += 1  # a stream sample interleaved
+                elif obj.get("ok") is False:
+                    raise DeviceError(f"PREDICTB DATA refused by the device: {obj.get('error')} "
+                                      f"({obj.get('msg', '')})", code=obj.get("error"))
+                elif "got" in obj:
+                    break
+                else:
+                    self.skipped += 1
+        if len(ys) != len(X):
+            raise DeviceError(f"the device answered {len(ys)} of {len(X)} rows")
+        return (np.array([ys[i] for i in range(len(X))], dtype=np.int64),
+                np.stack([scores[i] for i in range(len(X))]).astype(np.float32))
+
+    def _predict_v1(self, x: Sequence[float] | np.ndarray, timeout: float) -> tuple[int, list[float]]:
         text = ",".join(float32_text(v) for v in np.asarray(x, dtype=np.float32).ravel())
         if len(text) + len("PREDICT \n") > MAX_LINE:
             raise DeviceError(f"{len(np.ravel(x))} inputs do not fit one {MAX_LINE}-byte PREDICT line")
@@ -299,7 +440,18 @@ def parse_line(line: bytes) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
+def _int_fields(obj: Any) -> dict[str, int]:
+    """The integer fields of a JSON object (a v2 HELLO's "limits"); anything else is dropped."""
+    if not isinstance(obj, dict):
+        return {}
+    return {str(k): int(v) for k, v in obj.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+
+
 def hello_on(port: str, timeout: float = 1.0) -> dict[str, Any]:
-    """Open `port`, handshake, close. Raises DeviceError when it is not an openmind device."""
+    """Open `port`, handshake, close. Raises DeviceError when it is not an openmind device
+    (PortBusy when another reader holds the port). The answer carries `limits` (v2's, or the
+    firmware defaults a v1 device is assumed to have)."""
     with Link(port) as link:
-        return link.hello(timeout)
+        info = link.hello(timeout)
+        info["limits"] = dict(link.limits)
+        return info

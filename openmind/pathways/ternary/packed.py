@@ -249,12 +249,23 @@ def _validate(layers: Sequence[Layer], mean: np.ndarray, inv_std: np.ndarray,
         raise BadInput(f"{len(classes)} class labels for {layers[-1].shape[0]} outputs")
 
 
+def _layer_bytes(inp: int, out: int, n_scales: int) -> int:
+    return _LAYER.size + (inp * out + 3) // 4 + 4 * n_scales + 4 * out
+
+
 def packed_size(layers: Sequence[Layer], n_inputs: int) -> int:
     size = _HEAD.size + 8 * n_inputs
     for a in layers:
         out, inp = a.shape
-        size += _LAYER.size + (inp * out + 3) // 4 + 4 * a.scale.size + 4 * out
+        size += _layer_bytes(inp, out, a.scale.size)
     return size
+
+
+def size_for(widths: Sequence[int], per_row: bool = False) -> int:
+    """Bytes an architecture packs to before it is trained (widths = inputs, hidden..., classes),
+    so training can pick one that fits a device's model buffer."""
+    return _HEAD.size + 8 * widths[0] + sum(_layer_bytes(i, o, o if per_row else 1)
+                                            for i, o in zip(widths, widths[1:], strict=False))
 
 
 def pack(layers: Sequence[Layer], mean: np.ndarray, inv_std: np.ndarray) -> bytes:
