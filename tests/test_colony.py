@@ -212,19 +212,21 @@ def test_deploy_auto_publishes_to_the_oip_server_reading_this_memory(cancer, ope
         assert (np.asarray(served["label"]) == model.predict(Xte[:20])).all()
 
 
-def test_deploy_auto_uploads_to_the_device_when_it_fits_and_says_what_fits_when_not(vdev, monkeypatch):
+def test_deploy_auto_uploads_when_the_boards_hello_limits_fit_and_says_what_fits_when_not(vdev, monkeypatch):
     from sklearn.datasets import load_digits
 
     X, y = load_digits(return_X_y=True)
     monkeypatch.setenv("OPENMIND_SERIAL_PORT", vdev.port)
     invalidate()
-    big = openmind.train_or_load("digits", X[:300], y[:300], epochs=1, progress=False)
-    d = openmind.deploy(big)  # the default architecture is over the 16 KB buffer
+    wide = openmind.train_or_load("digits-wide", X[:300], y[:300], hidden=[300], epochs=1, progress=False)
+    d = openmind.deploy(wide)  # a layer wider than the board's 256
     assert d.target == "header"
-    [why] = [r for r in excluded(d) if "model buffer" in r]
-    assert "bytes > the 16384-byte model buffer" in why and "hidden=[" in why
-    small = openmind.train_or_load("digits-small", X[:300], y[:300], hidden=[32], epochs=1, progress=False)
-    d = openmind.deploy(small)
+    [why] = [r for r in excluded(d) if "over the device's" in r]
+    assert "a layer 300 wide, over the device's 256" in why and "fit_device=True): hidden [" in why
+    # the default architecture (~23.7 KB) fits the host build's 32 KB buffer, as its HELLO says
+    default = openmind.train_or_load("digits", X[:300], y[:300], epochs=1, progress=False)
+    assert 16384 < len(default.pack()) <= 32768
+    d = openmind.deploy(default)
     assert (d.route.pathway.value, d.target, d.where) == ("hardware_in_loop", "device", vdev.port)
 
 
