@@ -52,6 +52,9 @@ class IntentKind(_StrEnum):
     TRAIN = "train"
     SENSE = "sense"
     INFER = "infer"
+    VALIDATE = "validate"
+    MONITOR = "monitor"
+    DEPLOY = "deploy"
 
 
 @dataclass(frozen=True)

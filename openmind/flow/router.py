@@ -48,6 +48,8 @@ class Intent:
     uncacheable:  cell pathway: why the cell cannot be kept (a value that cannot be fingerprinted)
     kept_bytes:   cell pathway: the size of the exact hit's kept outputs (est_seconds: its run time)
     restore_s:    cell pathway: how long restoring them is expected to take on this machine
+    shed:         train/infer: versions of this name the validator shed, and why (not picked)
+    misfit:       deploy: why the model does not fit the device's limits (None = it fits)
     """
 
     kind: IntentKind
@@ -67,6 +69,8 @@ class Intent:
     uncacheable: str | None = None
     kept_bytes: int | None = None
     restore_s: float | None = None
+    shed: str | None = None
+    misfit: str | None = None
 
     @classmethod
     def of(cls, value: Intent | str, **facts: Any) -> Intent:
@@ -89,6 +93,7 @@ class Intent:
             "uncacheable": self.uncacheable, "kept_bytes": self.kept_bytes,
             "restore_s": self.restore_s,
             "joined": self.joined,
+            "shed": self.shed, "misfit": self.misfit,
         }
 
 
@@ -163,7 +168,10 @@ def route(intent: Intent | str, *, resources: Resources | None = None,
 def plan(intent: Intent, res: Resources, pol: Policy) -> Plan:
     """The pure core of `route`."""
     excluded: list[tuple[Pathway, str]] = []
-    rules = {IntentKind.TRAIN: _train, IntentKind.SENSE: _sense, IntentKind.INFER: _infer}
+    rules = {IntentKind.TRAIN: _train, IntentKind.SENSE: _sense, IntentKind.INFER: _infer,
+             IntentKind.VALIDATE: _validate, IntentKind.MONITOR: _monitor, IntentKind.DEPLOY: _deploy}
+    if intent.shed:  # the validator's verdict: those versions are neither hit, ancestor nor fallback
+        excluded.append((Pathway.MUSCLE_MEMORY, f"shed by the validator: {intent.shed}"))
     cands = rules[intent.kind](intent, res, pol, excluded)
     cands = _apply_strategy(cands, pol, excluded)
     cands = _apply_prefer(cands, pol)
@@ -395,6 +403,68 @@ def _infer(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
         head = [c for c in out if c.decision is Decision.CACHED]
         return head + cloud + [c for c in out if c not in head]
     return out + cloud
+
+
+# --------------------------------------------------------------------------- the colony's checkers
+
+
+def _validate(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Candidate]:
+    """Score a model on labelled rows: here when it is local (memory or the object given), else
+    through an inference endpoint that serves it."""
+    name = it.name or "model"
+    out: list[Candidate] = []
+    if it.local_model:
+        out.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.HARDCODE,
+                             f"scoring '{name}' on {it.rows} labelled rows with the packed CPU kernel"))
+    else:
+        excluded.append((Pathway.MUSCLE_MEMORY, f"'{name}' is not in local memory"))
+    if res.infer.available and (it.remote_model or not it.local_model):
+        out.append(Candidate(Pathway.CLOUD_INFERENCE, Decision.HARDCODE,
+                             f"scoring '{name}' as served at {res.infer.details.get('url')}",
+                             {"endpoint": res.infer.details.get("url")}))
+    elif not res.infer.available:
+        excluded.append((Pathway.CLOUD_INFERENCE, f"no inference endpoint: {res.infer.reason}"))
+    return out
+
+
+def _monitor(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Candidate]:
+    """Watch a stream with a local model: drift tests against its reference data (the data
+    itself comes from the sense intent, routed on its own)."""
+    name = it.name or "model"
+    if not it.local_model:
+        excluded.append((Pathway.MUSCLE_MEMORY, f"'{name}' is not in local memory: nothing to watch with"))
+        return []
+    if it.exact:
+        why = f"watching with '{name}': drift tests against its training data"
+        return [Candidate(Pathway.MUSCLE_MEMORY, Decision.HARDCODE, why)]
+    why = (f"watching with '{name}': no training data given, drift tests against a reference "
+           f"rebuilt from the model's standardisation (mean, std)")
+    return [Candidate(Pathway.MUSCLE_MEMORY, Decision.HYBRID, why, {"reference": "model"})]
+
+
+def _deploy(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Candidate]:
+    """An ESP32 online whose limits fit -> upload; else an OIP server reachable -> publish;
+    else a C header kept in muscle memory."""
+    name = it.name or "model"
+    out: list[Candidate] = []
+    if not res.serial.available:
+        excluded.append((Pathway.HARDWARE_IN_LOOP, f"no device: {res.serial.reason}"))
+    elif it.misfit:
+        excluded.append((Pathway.HARDWARE_IN_LOOP, f"device on {res.serial.details.get('port')}: {it.misfit}"))
+    else:
+        port = res.serial.details.get("port")
+        out.append(Candidate(Pathway.HARDWARE_IN_LOOP, Decision.HARDCODE,
+                             f"ESP32 on {port} and '{name}' fits its limits: upload", {"port": port}))
+    if res.infer.available:
+        url = res.infer.details.get("url")
+        out.append(Candidate(Pathway.CLOUD_INFERENCE, Decision.HARDCODE,
+                             f"inference server at {url}: publish '{name}' to the muscle memory it serves",
+                             {"endpoint": url}))
+    else:
+        excluded.append((Pathway.CLOUD_INFERENCE, f"no inference server: {res.infer.reason}"))
+    out.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.HYBRID,
+                         f"a C header of '{name}' kept in muscle memory (compile it into the firmware)"))
+    return out
 
 
 # --------------------------------------------------------------------------- the cell pathway

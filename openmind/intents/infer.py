@@ -21,6 +21,7 @@ from openmind.flow.policy import split_policy
 from openmind.flow.resources import Resources, probe
 from openmind.flow.router import Candidate, Intent, route
 from openmind.memory.blobs import entries, fingerprint, get, key_for, latest, put
+from openmind.memory.health import healthy_hits, shed_versions
 from openmind.vocab import Decision, Pathway, Route
 
 # default meaning of the trits for zero-shot text classification
@@ -116,20 +117,21 @@ _LOADED_KEEP = 8
 
 
 def load_local_model(name: str) -> LocalModel | None:
-    """The newest model named `name` in muscle memory, ready for inference (None if there is none).
-    A model already loaded in this process is reused while it is still the newest of its name
-    (an index lookup, no blob read or unpacking)."""
+    """The newest healthy model named `name` in muscle memory, ready for inference (None if there
+    is none; a version the validator shed is never served). A model already loaded in this process
+    is reused while it is still the newest of its name and no version's health changed (index
+    lookups, no blob read or unpacking)."""
     found = entries("model", name)
     if not found:
         return None
-    memo = (str(home()), found[0].key)
+    memo = (str(home()), found[0].key, found[0].blob, frozenset(shed_versions(name)))
     if memo in _LOADED:
         return _LOADED[memo]
-    hit = latest("model", name)
+    _, hit, shed = healthy_hits(name, None, latest("model", name))  # never a shed version
     if hit is None:
         return None
     arrays, entry = hit
-    local = LocalModel(name, entry.key, _model_from(arrays, entry.meta), dict(entry.meta))
+    local = LocalModel(name, entry.key, _model_from(arrays, entry.meta), {**entry.meta, "shed": shed})
     if entry.key == found[0].key:
         while len(_LOADED) >= _LOADED_KEEP:
             _LOADED.pop(next(iter(_LOADED)))
@@ -282,7 +284,8 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
             remote = False
     intent = Intent.of("infer", name=name, rows=int(X.shape[0]),
                        shape=tuple(int(d) for d in X.shape), data_kind=kind,
-                       exact=cached is not None, local_model=local is not None, remote_model=remote)
+                       exact=cached is not None, local_model=local is not None, remote_model=remote,
+                       shed=local.meta.get("shed") if local is not None else None)
     plan = route(intent, resources=res, policy=pol)
 
     def from_cache(cand: Candidate) -> Predictions:
@@ -292,11 +295,14 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
         return Predictions(arrays["values"], arrays.get("probabilities"), name, "muscle memory")
 
     def run_local(cand: Candidate) -> Predictions:
+        from openmind.intents.label import queue_abstentions
+
         if local is None:
             raise PathwayUnavailable(f"'{name}' could not be loaded from local memory")
         if kind != "tabular":
             raise PathwayUnavailable(f"'{name}' takes numbers, the data is text")
         values, proba, used = local.predict(X, cand.params.get("device", "cpu"))
+        queue_abstentions(name, X, proba)  # unsure rows wait for a label (openmind.label_queue)
         note = local.meta.pop("_cuda_fallback", None)
         src = f"local {used}" + (f" ({note})" if note else "")
         if cache_key and res.memory.available:

@@ -21,6 +21,8 @@ from openmind.flow.policy import Policy, split_policy
 from openmind.flow.resources import Resources
 from openmind.flow.router import Candidate, Intent, route
 from openmind.memory.blobs import entries, fingerprint, get, key_for, latest, put
+from openmind.memory.health import healthy_hits
+from openmind.memory.labels import join as join_labels
 from openmind.pathways.ternary.packed import U16_MAX, TernaryModel, as_numeric, check_finite
 from openmind.vocab import Decision, Pathway
 
@@ -286,6 +288,7 @@ def _train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resou
     fit_device = rest.pop("fit_device", False)
     cfg = resolve_config(rest)
     X, y, kind = prepare(name, data, labels)
+    X, y, _labelled = join_labels(name, X, y)  # rows labelled from the queue join the data
     if fit_device:
         if resources is None and not isinstance(fit_device, dict):
             from openmind.flow.resources import probe
@@ -296,13 +299,14 @@ def _train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resou
     key = key_for("train", name, fp, cfg)
     exact = get("model", key)
     ancestor = latest("model", name) if exact is None else exact
+    exact, ancestor, shed = healthy_hits(name, exact, ancestor)  # the validator's shed versions
     n_features = int(np.prod(X.shape[1:])) if X.ndim > 1 else 1
     est = estimate_seconds(len(X), n_features, len(np.unique(y)), cfg)
     prior = ancestral_prior() if cfg["init"] == "ancestral" and exact is None else None
     intent = Intent.of("train", name=name, rows=int(len(X)), shape=tuple(int(s) for s in X.shape),
                        data_kind=kind, exact=exact is not None, ancestor=ancestor is not None,
                        est_seconds=round(est, 3), ancestors=tuple(prior.ancestors) if prior else (),
-                       joined=joined)
+                       joined=joined, shed=shed)
     if resources is None:
         from openmind.flow.resources import probe
 

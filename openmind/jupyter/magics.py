@@ -48,7 +48,7 @@ class OpenmindCellWarning(UserWarning):
 
 
 @magic_arguments(name="%%openmind")
-@argument("intent", metavar="{train,sense,infer}", help="what the cell does (checked against what ran)")
+@argument("intent", metavar="{train,sense,infer,validate,monitor,deploy}", help="what the cell does (checked against what ran)")
 @argument("--fallback", choices=FALLBACKS, help="auto: every pathway in order; cached: then only muscle memory; none: first only")
 @argument("--strategy", choices=STRATEGIES, help="adaptive (the rules), local (never the cloud), cloud (cloud first), cached (memory only)")
 @argument("--budget", metavar="DURATION", help="compute the cell may spend, e.g. 30s, 5m")
@@ -292,7 +292,8 @@ class OpenmindMagics(Magics):
         return Shown(f"<div class='openmind-assume'>{escape(text)}</div>", text)
 
 
-_API = {"train": "train_or_load", "sense": "sense_or_simulate", "infer": "infer_adaptive"}
+_API = {"train": "train_or_load", "sense": "sense_or_simulate", "infer": "infer_adaptive",
+        "validate": "validate", "monitor": "monitor", "deploy": "deploy"}
 
 
 # What a cell of the user's own code may use of openmind and still be routed as a cell.

@@ -24,7 +24,9 @@ import numpy as np
 from openmind.config import home
 from openmind.memory.store import changed, connect
 
-KINDS = ("model", "predictions", "pattern", "cell")
+KINDS = ("model", "predictions", "pattern", "cell",
+         # issue 16: validation figures, health flags (shed/pinned), the label queue, C headers
+         "validation", "health", "labels", "header")
 
 
 @dataclass(frozen=True)
