@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -28,6 +29,13 @@ MODEL_MAX_WIDTH = 256     # OM_MAX_WIDTH (widest layer, inputs included)
 MODEL_MAX_LAYERS = 8      # OM_MAX_LAYERS
 # MODEL DATA carries at most 192 base64 characters: 144 bytes a line.
 CHUNK_BYTES = 144
+# A JSON line nested deeper than this is not protocol (the deepest, HELLO's signals, is 3).
+MAX_DEPTH = 8
+# Bytes without a newline after which a port counts as flooding (it is benched at once).
+FLOOD_BYTES = 64 * MAX_LINE
+# After this many failed opens/handshakes in a row a port is benched for BENCH_S seconds.
+BENCH_AFTER = 2
+BENCH_S = 30.0
 
 
 class DeviceError(OpenmindError):
@@ -44,6 +52,9 @@ class Link:
     def __init__(self, port: str, baud: int = BAUD, read_timeout: float = 0.05) -> None:
         import serial
 
+        left, why = bench_left(port)
+        if left > 0:
+            raise DeviceError(f"{port} is benched for {left:.1f}s more ({why})", code="benched")
         try:
             ser = serial.serial_for_url(port, baudrate=baud, timeout=read_timeout, do_not_open=True)
             # De-assert before open: asserting DTR/RTS resets or stalls many ESP32 boards.
@@ -94,9 +105,14 @@ class Link:
                 raise DeviceError(f"{self.port} went away while reading ({exc})") from None
             if chunk:
                 self._buf += chunk
-                if len(self._buf) > 64 * MAX_LINE and b"\n" not in self._buf:
-                    self._buf = b""  # a flood without newlines: drop it, it can't be protocol
+                if len(self._buf) > FLOOD_BYTES and b"\n" not in self._buf:
+                    # a flood without newlines can't be protocol: bench the port so the next
+                    # call costs nothing instead of its full timeout
+                    self._buf = b""
                     self.skipped += 1
+                    why = f"it sent over {FLOOD_BYTES} bytes without a newline"
+                    bench(self.port, why, now=True)
+                    raise DeviceError(f"{self.port} floods: {why}", code="flood")
 
     def read_json(self, timeout: float) -> dict[str, Any] | None:
         """The next JSON object line; non-JSON lines are skipped and counted."""
@@ -126,11 +142,16 @@ class Link:
         while True:
             obj = self.read_json(max(0.0, deadline - time.monotonic()))
             if obj is None:
-                raise DeviceError(f"not an openmind device (no HELLO answer within {timeout:g}s)")
+                why = f"no HELLO answer within {timeout:g}s"
+                bench(self.port, why)  # a timeout counts toward benching like any failure
+                raise DeviceError(f"not an openmind device ({why})")
             if obj.get("hello") == "openmind":
                 if obj.get("proto") != 1:
-                    raise DeviceError(f"device speaks protocol {obj.get('proto')!r}, host speaks 1")
+                    raise DeviceError(f"device speaks protocol {str(obj.get('proto'))[:20]!r}, host speaks 1")
+                if not isinstance(obj.get("signals", []), list):
+                    obj["signals"] = []  # a malformed signal list offers nothing
                 obj["skipped"] = self.skipped
+                unbench(self.port)
                 return obj
             self.skipped += 1  # a JSON line that is not the answer (e.g. a late sample)
 
@@ -148,15 +169,20 @@ class Link:
                 raise DeviceError(f"no answer to {what} within {timeout:g}s on {self.port}")
             if accept(obj) if accept else "s" not in obj:
                 if obj.get("ok") is False:
-                    raise DeviceError(f"{what} refused by the device: {obj.get('error')}"
-                                      + (f" ({obj['msg']})" if obj.get("msg") else ""), code=obj.get("error"))
+                    code = str(obj.get("error"))[:40]
+                    msg = str(obj.get("msg") or "")[:120]
+                    raise DeviceError(f"{what} refused by the device: {code}" + (f" ({msg})" if msg else ""),
+                                      code=code)
                 return obj
             self.skipped += 1
 
     def stop(self, timeout: float = 2.0) -> int:
         """STOP any stream; returns how many samples the device says it sent."""
         obj = self.command("STOP", timeout, accept=lambda o: "sent" in o or o.get("ok") is False)
-        return int(obj.get("sent", 0))
+        sent = as_count(obj.get("sent", 0))
+        if sent is None:
+            raise DeviceError(f"STOP answer has a malformed 'sent': {str(obj.get('sent'))[:40]!r}")
+        return sent
 
     def capture(self, signal: str, rate_hz: float, count: int, timeout: float = 5.0,
                 on_sample: Callable[[int], None] | None = None) -> Capture:
@@ -168,10 +194,12 @@ class Link:
         cap = Capture(signal, float(rate_hz), int(count))
         self.command(f"STREAM {signal} {_num(rate_hz)} {int(count)}", timeout)
         period = 1.0 / rate_hz
+        started = time.monotonic()
         # a sample may be late by the timeout; the whole stream by its duration plus the timeout
-        deadline = time.monotonic() + count * period + timeout
+        deadline = started + count * period + timeout
         expect = 0
         ns, ts, vs = cap._n, cap._t, cap._v
+        check = _StreamCheck(signal, rate_hz, count, started)
         try:
             while expect < count:
                 obj = self.read_json(min(timeout, max(0.0, deadline - time.monotonic())))
@@ -179,16 +207,16 @@ class Link:
                     cap.error = (f"device went silent after {len(ns)} of {count} samples "
                                  f"(no sample within {timeout:g}s)")
                     break
-                n = obj.get("n")
-                if obj.get("s") != signal or not isinstance(n, int) or n < expect:
+                sample = check.accept(obj, expect)
+                if sample is None:
                     self.skipped += 1
                     continue
+                n, t, v = sample
                 if n > expect:
                     cap.lost += n - expect
-                v = obj.get("v")
                 ns.append(n)
-                ts.append(obj.get("t", -1))
-                vs.append(float(v) if isinstance(v, (int, float)) else math.nan)
+                ts.append(t)
+                vs.append(v)
                 expect = n + 1
                 if on_sample is not None:
                     on_sample(expect)
@@ -223,7 +251,7 @@ class Link:
         got = 0
         for i in range(0, len(blob), CHUNK_BYTES):
             chunk = base64.b64encode(blob[i:i + CHUNK_BYTES]).decode("ascii")
-            got = int(self.command(f"MODEL DATA {chunk}", timeout).get("got", -1))
+            got = as_count(self.command(f"MODEL DATA {chunk}", timeout).get("got"))
             if got != min(len(blob), i + CHUNK_BYTES):
                 raise DeviceError(f"device acknowledged {got} bytes, expected {min(len(blob), i + CHUNK_BYTES)}")
         return self.command("MODEL END", timeout)
@@ -235,8 +263,11 @@ class Link:
         if len(text) + len("PREDICT \n") > MAX_LINE:
             raise DeviceError(f"{len(np.ravel(x))} inputs do not fit one {MAX_LINE}-byte PREDICT line")
         obj = self.command(f"PREDICT {text}", timeout, accept=lambda o: "y" in o or "ok" in o)
-        scores = [math.nan if s is None else float(s) for s in obj.get("scores", [])]
-        return int(obj["y"]), scores
+        y, scores = as_count(obj.get("y")), obj.get("scores", [])
+        if y is None or not isinstance(scores, list) or not all(
+                s is None or _is_number(s) for s in scores):
+            raise DeviceError(f"malformed PREDICT answer: {json.dumps(obj)[:120]}")
+        return y, [_finite(s) for s in scores]
 
 
 @dataclass
@@ -289,14 +320,129 @@ def float32_text(v: float) -> str:
 
 
 def parse_line(line: bytes) -> dict[str, Any] | None:
-    """A JSON object from one line, or None for anything else (boot text, logs, half lines)."""
-    if not line.startswith(b"{") or len(line) > MAX_LINE * 4:
+    """A JSON object from one line, or None for anything else (boot text, logs, half lines,
+    lines too long or nested too deep to be protocol). Never raises."""
+    if not isinstance(line, (bytes, bytearray)) or not line.startswith(b"{") or len(line) > MAX_LINE * 4:
+        return None
+    if line.count(b"{") + line.count(b"[") > MAX_DEPTH and _depth(line) > MAX_DEPTH:
         return None
     try:
         obj = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return obj if isinstance(obj, dict) else None
+
+
+def _depth(line: bytes) -> int:
+    """The deepest bracket nesting of a JSON text, brackets inside strings not counted."""
+    depth = deepest = 0
+    in_str = escaped = False
+    for c in line:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif c == 0x5C:  # backslash
+                escaped = True
+            elif c == 0x22:
+                in_str = False
+        elif c == 0x22:
+            in_str = True
+        elif c in (0x7B, 0x5B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in (0x7D, 0x5D):
+            depth -= 1
+    return deepest
+
+
+def _finite(v: Any) -> float:
+    """A sample value as a float; NaN for null, non-finite or out-of-range numbers."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+    return f if math.isfinite(f) else math.nan
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def as_count(x: Any) -> int | None:
+    """A non-negative integer field of a device answer, or None when it is anything else."""
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, float) and math.isfinite(x) and x == int(x):
+        x = int(x)
+    if not isinstance(x, int) or not 0 <= x <= 2**53:
+        return None
+    return x
+
+
+class _StreamCheck:
+    """Believes a sample line only when it fits the stream asked for: the signal, a sequence
+    number inside the count and not behind, a device time that agrees with the sequence number
+    at the rate asked (a bit-flipped n or t breaks the agreement), and a first sample that is not
+    from further in the stream than the time since STREAM allows."""
+
+    def __init__(self, signal: str, rate_hz: float, count: int, started: float) -> None:
+        self.signal, self.count, self.started = signal, count, started
+        self.period_ms = 1000.0 / rate_hz
+        self.first: tuple[int, float] | None = None
+
+    def accept(self, obj: dict[str, Any], expect: int) -> tuple[int, int, float] | None:
+        """(n, t, value) of a believable sample at or after `expect`, else None."""
+        n, t, v = obj.get("n"), obj.get("t"), obj.get("v")
+        n, t = as_count(n), as_count(t)
+        if obj.get("s") != self.signal or n is None or t is None:
+            return None
+        if not expect <= n < self.count or not (v is None or _is_number(v)):
+            return None
+        if self.first is None:
+            elapsed_ms = (time.monotonic() - self.started) * 1000.0
+            if n * self.period_ms > elapsed_ms + 250.0 + 2 * self.period_ms:
+                return None  # from further in the stream than the clock allows
+            self.first = (n, t)
+        else:
+            n0, t0 = self.first
+            want = (n - n0) * self.period_ms
+            slack = max(2.0, 0.25 * self.period_ms) + 0.001 * want
+            if abs((t - t0) - want) > slack:
+                return None
+        return n, t, _finite(v)
+
+
+_bench_lock = threading.Lock()
+_benched: dict[str, list] = {}  # port -> [failures, until, reason]
+
+
+def bench(port: str, reason: str, *, now: bool = False) -> None:
+    """Count a failure of `port`; after BENCH_AFTER in a row (or at once with `now`) it is
+    benched for BENCH_S seconds, so later calls fail at once instead of costing their timeout."""
+    with _bench_lock:
+        h = _benched.setdefault(port, [0, 0.0, ""])
+        h[0] += 1
+        h[2] = reason
+        if now or h[0] >= BENCH_AFTER:
+            h[1] = time.monotonic() + BENCH_S
+
+
+def unbench(port: str | None = None) -> None:
+    """Forget a port's failures (a good handshake), or every port's (None)."""
+    with _bench_lock:
+        if port is None:
+            _benched.clear()
+        else:
+            _benched.pop(port, None)
+
+
+def bench_left(port: str) -> tuple[float, str]:
+    """(seconds `port` stays benched, why); (0, "") when it may be opened."""
+    with _bench_lock:
+        h = _benched.get(port)
+        if not h:
+            return 0.0, ""
+        return max(0.0, h[1] - time.monotonic()), h[2]
 
 
 def hello_on(port: str, timeout: float = 1.0) -> dict[str, Any]:
