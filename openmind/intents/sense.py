@@ -8,7 +8,6 @@ simulation was from reality (ebb and flow: simulation gets better with each real
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,12 +29,11 @@ from openmind.pathways.pattern import (
     save,
 )
 from openmind.units import parse_duration, parse_rate
-from openmind.vocab import Decision, Pathway, Route
+from openmind.vocab import Decision, Pathway, Route, check_name
 
 MAX_SAMPLES = 10_000_000
 # captures at least this long show a progress bar
 PROGRESS_AFTER_S = 2.0
-_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,48}")
 
 
 @dataclass
@@ -103,9 +101,7 @@ def sense_or_simulate(signal: str, duration: str | float = "1h", rate: str | flo
 
     Policy keywords (fallback, strategy, prefer, ...) pass through to the router.
     """
-    if not isinstance(signal, str) or not _NAME.fullmatch(signal):
-        raise BadInput(f"signal must be a name of letters, digits, '_', '.', '-' (at most 48), "
-                       f"got {signal!r}; e.g. 'temperature'")
+    check_name(signal, "signal")
     seconds = parse_duration(duration, "duration")
     if seconds is None:
         raise BadInput("duration must be finite, e.g. '90s' or '1h'")
