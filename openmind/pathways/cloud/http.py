@@ -125,6 +125,12 @@ def _failed(ep: str, reason: str, cooldown_after: int, cooldown: float, bench_fo
             h.until = time.monotonic() + bench_for
 
 
+def failed(url: str, reason: str, *, cooldown_after: int = 3, cooldown: float = 30.0) -> None:
+    """Count a failure found after the call (an answer that did not survive validation), so a
+    peer that keeps answering garbage gets benched like one that does not answer."""
+    _failed(endpoint_of(url), redact(reason), cooldown_after, cooldown)
+
+
 def _succeeded(ep: str) -> None:
     with _lock:
         _health.pop(ep, None)
@@ -190,7 +196,8 @@ def request(
                         reason += f" (asked to retry after {asked:g}s, more than the {max_wait:g}s this call may wait)"
                     wait = asked
             else:
-                _succeeded(ep)  # the endpoint is alive; the request was refused
+                # a refusal (e.g. the 404 of a model it does not serve) neither proves the endpoint
+                # healthy nor sick: the failure count stands, so a slow endpoint still gets benched
                 raise EndpointError(_scrub(reason, secrets), status=status)
         if retryable and attempt < retries:
             attempt += 1

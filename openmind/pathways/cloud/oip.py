@@ -10,8 +10,8 @@ import numpy as np
 
 from openmind.config import infer_token, infer_url, public_url
 from openmind.errors import BadInput
-from openmind.pathways.cloud.http import EndpointError, request
-from openmind.pathways.cloud.tensors import TensorError, decode, encode
+from openmind.pathways.cloud.http import EndpointError, failed, request
+from openmind.pathways.cloud.tensors import DATATYPES, TensorError, decode, encode
 
 
 class OIPClient:
@@ -26,6 +26,7 @@ class OIPClient:
                            "(e.g. http://127.0.0.1:8000 for `openmind serve`)")
         self.url = url.rstrip("/")
         self.token = token if token is not None else infer_token()
+        self._metadata: dict[tuple, dict[str, Any]] = {}
         self.options = {"timeout": timeout, "retries": retries, "backoff": backoff,
                         "max_wait": max_wait, "cooldown_after": cooldown_after, "cooldown": cooldown}
 
@@ -90,14 +91,64 @@ class OIPClient:
         if request_id:
             body["id"] = request_id
         answer = self._call("POST", self._model_path(name, version) + "/infer", body)
-        tensors = answer.get("outputs") if isinstance(answer, dict) else None
-        if not isinstance(tensors, list):
-            raise EndpointError(f"{public_url(self.url)}: infer answer has no 'outputs' list")
-        result = {}
-        for i, t in enumerate(tensors):
+        rows = {int(np.shape(v)[0]) if np.ndim(v) else 1 for v in inputs.values()}
+        try:
+            return check_answer(answer, rows.pop() if len(rows) == 1 else None,
+                                outputs, self._declared(name, version))
+        except TensorError as exc:  # the server's fault, not the caller's: fall through
+            reason = f"{public_url(self.url)}: malformed answer: {exc}"
+            failed(self.url, reason, cooldown_after=self.options["cooldown_after"],
+                   cooldown=self.options["cooldown"])
+            raise EndpointError(reason) from None
+
+    def _declared(self, name: str, version: str | None) -> dict[str, Any]:
+        """The outputs the model's metadata declares ({name: {datatype, shape}}), fetched once per
+        client; empty when the endpoint has no metadata for it (then only the rows are checked)."""
+        key = (name, version)
+        if key not in self._metadata:
+            declared: dict[str, Any] = {}
             try:
-                key, arr = decode(t, where=f"outputs[{i}]")
-            except TensorError as exc:  # the server's fault, not the caller's: fall through
-                raise EndpointError(f"{public_url(self.url)}: malformed answer: {exc}") from None
-            result[key] = arr
-        return result
+                meta = self.model_metadata(name, version)
+            except EndpointError:
+                meta = {}
+            outs = meta.get("outputs") if isinstance(meta, dict) else None
+            if isinstance(outs, list):
+                for o in outs:
+                    if isinstance(o, dict) and isinstance(o.get("name"), str):
+                        declared[o["name"]] = o
+            self._metadata[key] = declared
+        return self._metadata[key]
+
+
+def check_answer(answer: Any, rows: int | None, asked: list[str] | None,
+                 declared: dict[str, Any]) -> dict[str, np.ndarray]:
+    """{name: array} from an infer answer, believed only when it fits what was sent: every output
+    decodes, has one entry per row sent, is one of those asked for, and agrees with the model's
+    declared metadata (datatype, rank, fixed dimensions). TensorError says what did not fit."""
+    tensors = answer.get("outputs") if isinstance(answer, dict) else None
+    if not isinstance(tensors, list) or not tensors:
+        raise TensorError("the answer has no 'outputs' list")
+    result: dict[str, np.ndarray] = {}
+    for i, t in enumerate(tensors):
+        key, arr = decode(t, where=f"outputs[{i}]")
+        if key in result:
+            raise TensorError(f"output '{key[:60]}' appears twice")
+        if asked and key not in asked:
+            raise TensorError(f"output '{key[:60]}' was not asked for (asked: {asked})")
+        if rows is not None and (arr.ndim == 0 or arr.shape[0] != rows):
+            got = arr.shape[0] if arr.ndim else "a scalar"
+            raise TensorError(f"output '{key[:60]}' has {got} predictions for the {rows} rows sent")
+        meta = declared.get(key)
+        if declared and meta is None:
+            raise TensorError(f"output '{key[:60]}' is not among the model's declared outputs "
+                              f"{sorted(declared)[:10]}")
+        if meta is not None:
+            dt, shape = meta.get("datatype"), meta.get("shape")
+            if isinstance(dt, str) and dt in DATATYPES and t.get("datatype") != dt:
+                raise TensorError(f"output '{key[:60]}' is {t.get('datatype')}, the metadata declares {dt}")
+            if isinstance(shape, list) and all(isinstance(d, int) for d in shape):
+                if len(shape) != arr.ndim or any(d >= 0 and d != s for d, s in zip(shape[1:], arr.shape[1:], strict=False)):
+                    raise TensorError(f"output '{key[:60]}' has shape {list(arr.shape)}, the metadata "
+                                      f"declares {shape}")
+        result[key] = arr
+    return result
