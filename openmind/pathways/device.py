@@ -143,7 +143,7 @@ class Link:
             obj = self.read_json(max(0.0, deadline - time.monotonic()))
             if obj is None:
                 why = f"no HELLO answer within {timeout:g}s"
-                bench(self.port, why)  # a timeout counts toward benching like any failure
+                bench(self.port, why, now=True)  # it already cost the whole timeout
                 raise DeviceError(f"not an openmind device ({why})")
             if obj.get("hello") == "openmind":
                 if obj.get("proto") != 1:
