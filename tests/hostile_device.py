@@ -42,6 +42,7 @@ class HostileDevice:
         self.fault = fault
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
+        os.set_blocking(self.master, False)  # a write into a full pty must never hang close()
         self.port = os.ttyname(self.slave)
         self.commands: list[str] = []
         self._stop = threading.Event()
@@ -88,6 +89,8 @@ class HostileDevice:
                 continue
             try:
                 chunk = os.read(self.master, 4096)
+            except BlockingIOError:
+                continue
             except OSError:
                 return
             if not chunk:

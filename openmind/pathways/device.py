@@ -225,6 +225,8 @@ class Link:
         except BaseException:
             self._quiet_stop()
             raise
+        if cap.error is not None:
+            bench(self.port, cap.error, now=True)  # it cost the whole timeout: the next call won't
         if cap.error is None:
             try:
                 sent = self.stop(timeout)
