@@ -36,10 +36,11 @@ SIGNALS = [{"name": "temperature", "unit": "C", "max_rate_hz": 1000},
 class HostileDevice:
     """One device on a fresh pty; `.port` is the path to open; `close()` unplugs it."""
 
-    def __init__(self, fault: str = "healthy") -> None:
+    def __init__(self, fault: str = "healthy", script: list[bytes] | None = None) -> None:
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}")
         self.fault = fault
+        self.script = script  # when set: every command is answered with these raw lines (fuzzing)
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)
         os.set_blocking(self.master, False)  # a write into a full pty must never hang close()
@@ -103,6 +104,9 @@ class HostileDevice:
     # ------------------------------------------------------------------ protocol
     def _command(self, text: str) -> None:
         self.commands.append(text)
+        if self.script is not None:
+            self._write(b"".join(line + b"\n" for line in self.script))
+            return
         if self.fault == "silent":
             return
         if self.fault == "flood":
