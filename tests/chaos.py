@@ -148,22 +148,23 @@ class Outcome:
     warnings: list[str] = field(default_factory=list)
 
 
+def _put(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+
+
 @contextlib.contextmanager
 def _env(values: dict[str, str | None]) -> Iterator[None]:
     old = {k: os.environ.get(k) for k in values}
     try:
         for k, v in values.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+            _put(k, v)
         yield
     finally:
         for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+            _put(k, v)
 
 
 _DATA: dict[str, Any] = {}
