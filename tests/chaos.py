@@ -3,7 +3,7 @@
 A scenario sets up one hostile resource (a fault HTTP server on 127.0.0.1 as the inference
 endpoint or the language-model API, a hostile device on a real pty, a damaged store), calls the
 real intent twice and reports what happened. `tests/test_chaos.py` asserts on every scenario;
-`python -m tests.chaos` prints the table with the time each call cost (for the team note).
+`python -m tests.chaos [--full] [resource ...]` prints the table with the time each call cost.
 
 What a scenario must show: each call ends in a result or one clear openmind error; each call
 leaves a journal row (unless the store itself is the fault); the repeated call is cheap (the
@@ -349,14 +349,30 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
+def summary(outcomes: list[Outcome]) -> str:
+    """One line per resource × fault: each intent's first / repeated call in seconds."""
+    by: dict[tuple[str, str], dict[str, Outcome]] = {}
+    for o in outcomes:
+        by.setdefault(o.scenario[:2], {})[o.scenario[2]] = o
+    head = f"| resource | fault | {' | '.join(f'{i} 1st/repeat s' for i in INTENTS)} | outcome |"
+    lines = [head, "|" + "---|" * (3 + len(INTENTS))]
+    for (r, f), row in by.items():
+        cells = [f"{row[i].seconds[0]:.2f} / {row[i].seconds[1]:.2f}" if i in row else "" for i in INTENTS]
+        fine = all(clear(e) for o in row.values() for e in o.errors) and not any(o.leaks for o in row.values())
+        lines.append(f"| {r} | {f} | {' | '.join(cells)} | {'ok' if fine else 'FAIL'} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     import sys
 
-    only = sys.argv[1:]
+    args = sys.argv[1:]
+    full = "--full" in args
+    only = [a for a in args if a != "--full"]
     picked = [s for s in SCENARIOS if not only or s[0] in only]
     t0 = time.perf_counter()
     outcomes = [run(*s) for s in picked]
-    print(table(outcomes))
+    print(table(outcomes) if full else summary(outcomes) + "\n" + table(outcomes).splitlines()[-1])
     print(f"total {time.perf_counter() - t0:.1f}s")
 
 
