@@ -137,6 +137,8 @@ def test_host_commands_survive_any_device_answer(scripted_device):
             assert result.received <= 3 and result.lost <= 3
         if op == "stop":
             assert isinstance(result, int) and result >= 0
+        if op == "hello":
+            assert all(isinstance(x["name"], str) and isinstance(x["unit"], str) for x in result["signals"])
 
     run()
     report("device commands (hello/STOP/MODEL/PREDICT/STREAM)", seen["n"], seen["crashes"])

@@ -35,7 +35,7 @@ MAX_DEPTH = 8
 FLOOD_BYTES = 64 * MAX_LINE
 # After this many failed opens/handshakes in a row a port is benched for BENCH_S seconds.
 BENCH_AFTER = 2
-BENCH_S = 30.0
+BENCH_S = 15.0  # as long as the probe trusts a serial result (TTL_S["serial"])
 
 
 class DeviceError(OpenmindError):
@@ -148,8 +148,9 @@ class Link:
             if obj.get("hello") == "openmind":
                 if obj.get("proto") != 1:
                     raise DeviceError(f"device speaks protocol {str(obj.get('proto'))[:20]!r}, host speaks 1")
-                if not isinstance(obj.get("signals", []), list):
-                    obj["signals"] = []  # a malformed signal list offers nothing
+                obj["signals"] = _signals(obj.get("signals"))
+                for key in ("board", "fw"):
+                    obj[key] = str(obj.get(key, "?"))[:40]
                 obj["skipped"] = self.skipped
                 unbench(self.port)
                 return obj
@@ -355,6 +356,22 @@ def _depth(line: bytes) -> int:
         elif c in (0x7D, 0x5D):
             depth -= 1
     return deepest
+
+
+def _signals(raw: Any) -> list[dict[str, Any]]:
+    """The HELLO answer's signal list as the host uses it: entries with a string name, a string
+    unit and a positive finite max_rate_hz (when given); anything else is dropped."""
+    out: list[dict[str, Any]] = []
+    for entry in raw if isinstance(raw, list) else []:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name or len(name) > 100:
+            continue
+        clean: dict[str, Any] = {"name": name, "unit": str(entry.get("unit", ""))[:16]}
+        rate = _finite(entry.get("max_rate_hz")) if "max_rate_hz" in entry else math.nan
+        if rate > 0:
+            clean["max_rate_hz"] = rate if rate != int(rate) else int(rate)
+        out.append(clean)
+    return out
 
 
 def _finite(v: Any) -> float:
