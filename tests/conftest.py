@@ -33,10 +33,11 @@ def openmind_home(tmp_path, monkeypatch):
 
 def _forget_benched() -> None:
     """Endpoints and ports benched by an earlier test (pty paths get reused) start fresh."""
-    from openmind.pathways.cloud import http
+    from openmind.pathways.cloud import http, oip
     from openmind.pathways.device import unbench
 
     http.reset()
+    oip._METADATA.clear()
     unbench()
 
 

@@ -3,6 +3,7 @@ MLServer alike. Retries, Retry-After and cooldown come from `openmind.cloud.http
 
 from __future__ import annotations
 
+import time
 from typing import Any
 from urllib.parse import quote
 
@@ -12,6 +13,9 @@ from openmind.config import infer_token, infer_url, public_url
 from openmind.errors import BadInput
 from openmind.pathways.cloud.http import EndpointError, failed, request
 from openmind.pathways.cloud.tensors import DATATYPES, TensorError, decode, encode
+
+METADATA_TTL_S = 60.0
+_METADATA: dict[tuple, tuple[float, dict[str, Any]]] = {}  # (url, model, version) -> (when, outputs)
 
 
 class OIPClient:
@@ -26,7 +30,6 @@ class OIPClient:
                            "(e.g. http://127.0.0.1:8000 for `openmind serve`)")
         self.url = url.rstrip("/")
         self.token = token if token is not None else infer_token()
-        self._metadata: dict[tuple, dict[str, Any]] = {}
         self.options = {"timeout": timeout, "retries": retries, "backoff": backoff,
                         "max_wait": max_wait, "cooldown_after": cooldown_after, "cooldown": cooldown}
 
@@ -102,10 +105,11 @@ class OIPClient:
             raise EndpointError(reason) from None
 
     def _declared(self, name: str, version: str | None) -> dict[str, Any]:
-        """The outputs the model's metadata declares ({name: {datatype, shape}}), fetched once per
-        client; empty when the endpoint has no metadata for it (then only the rows are checked)."""
-        key = (name, version)
-        if key not in self._metadata:
+        """The outputs the model's metadata declares ({name: {datatype, shape}}), fetched once a
+        minute per endpoint and model; empty when the endpoint has none (then only rows are checked)."""
+        key = (self.url, name, version)
+        hit = _METADATA.get(key)
+        if hit is None or time.monotonic() - hit[0] > METADATA_TTL_S:
             declared: dict[str, Any] = {}
             try:
                 meta = self.model_metadata(name, version)
@@ -116,8 +120,8 @@ class OIPClient:
                 for o in outs:
                     if isinstance(o, dict) and isinstance(o.get("name"), str):
                         declared[o["name"]] = o
-            self._metadata[key] = declared
-        return self._metadata[key]
+            _METADATA[key] = (time.monotonic(), declared)
+        return _METADATA[key][1]
 
 
 def check_answer(answer: Any, rows: int | None, asked: list[str] | None,
