@@ -42,8 +42,14 @@ RESOURCES = {"infer": INFER_FAULTS, "api": API_FAULTS, "serial": DEVICE_FAULTS, 
 
 SCENARIOS = [(r, f, i) for r, faults in RESOURCES.items() for f in faults for i in INTENTS]
 
-TIMEOUT = 0.4          # every call's timeout (policy timeout, probe, language model)
-REPEAT_BOUND_S = 1.0   # what a repeated call may cost at most, whatever the fault
+TIMEOUT = 0.5          # every call's timeout (policy timeout, probe, language model)
+STREAM_S = 0.2         # the sense intent's capture: 20 samples at 100 Hz
+
+
+def repeat_bound(resource: str, intent: str) -> float:
+    """What a repeated call may cost: less than one timeout (a broken resource must not be paid
+    for twice), plus the capture itself when a device really streams."""
+    return 0.9 * TIMEOUT + (STREAM_S + 0.3 if (resource, intent) == ("serial", "sense") else 0.0)
 # unique values planted in every secret slot; none may come back
 SECRET = {"key": "sk-chaos-KEY-5b1e9f", "token": "tok-chaos-TOKEN-77ad", "user": "chaosuser",
           "password": "pw-chaos-PASS-31c4", "serve": "srv-chaos-SERVE-09ee"}
@@ -191,7 +197,7 @@ def call(intent: str) -> Any:
     if intent == "infer_text":
         return openmind.infer_adaptive("sentiment", ["great", "awful", "fine"], timeout=TIMEOUT)
     if intent == "sense":
-        return openmind.sense_or_simulate("temperature", "0.2s", "100Hz", timeout=TIMEOUT, progress=False)
+        return openmind.sense_or_simulate("temperature", f"{STREAM_S}s", "100Hz", timeout=TIMEOUT, progress=False)
     raise ValueError(intent)
 
 
