@@ -22,7 +22,7 @@ from openmind.flow.resources import Resources, probe
 from openmind.flow.router import Candidate, Intent, route
 from openmind.memory.blobs import entries, fingerprint, get, key_for, latest, put
 from openmind.memory.health import healthy_hits, shed_versions
-from openmind.vocab import Decision, Pathway, Route
+from openmind.vocab import Decision, Pathway, Route, check_name
 
 # default meaning of the trits for zero-shot text classification
 SENTIMENT = {-1: "negative", 0: "neutral", 1: "positive"}
@@ -225,7 +225,9 @@ def _as_data(data: Any) -> tuple[np.ndarray, str]:
     """(array, data_kind): text (a list/array of strings) or tabular (2-D numbers)."""
     if isinstance(data, str):
         raise BadInput("data is a single string; pass a list of texts, e.g. ['good', 'bad']")
-    arr = np.asarray(data)
+    from openmind.pathways.ternary.packed import as_rows
+
+    arr = as_rows(data, "data")
     if arr.dtype.kind in ("U", "S") or (arr.dtype == object and arr.size and all(isinstance(x, str) for x in arr.reshape(-1))):
         if arr.ndim != 1:
             raise BadInput(f"text data must be a flat list of strings, got shape {arr.shape}")
@@ -258,9 +260,7 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
                        "(fallback, budget, fresh, prefer, timeout)")
     X, kind = _as_data(data)
     if isinstance(model, str):
-        if not model.strip():
-            raise BadInput("model name is empty; pass the name a model was trained under")
-        name, local = model, None
+        name, local = check_name(model, "model name"), None
     else:
         local = _wrap(model)
         name = local.name

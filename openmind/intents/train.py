@@ -23,16 +23,21 @@ from openmind.flow.router import Candidate, Intent, route
 from openmind.memory.blobs import entries, fingerprint, get, key_for, latest, put
 from openmind.memory.health import healthy_hits
 from openmind.memory.labels import join as join_labels
-from openmind.pathways.ternary.packed import U16_MAX, TernaryModel, as_numeric, check_finite
-from openmind.vocab import Decision, Pathway
+from openmind.pathways.ternary.packed import (
+    U16_MAX,
+    TernaryModel,
+    as_numeric,
+    as_rows,
+    check_finite,
+)
+from openmind.vocab import Decision, Pathway, check_name
 
 # --------------------------------------------------------------------------- input
 
 
 def prepare(name: Any, data: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, str]:
     """(X, y, data_kind) from the caller's arguments, or BadInput saying what is wrong and where."""
-    if not isinstance(name, str) or not name.strip():
-        raise BadInput(f"name must be a non-empty string naming the model, got {name!r}")
+    check_name(name, "model name")
     if labels is None:
         if isinstance(data, (tuple, list)) and len(data) == 2:
             data, labels = data
@@ -42,8 +47,8 @@ def prepare(name: Any, data: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, 
         if labels not in data.columns:
             raise BadInput(f"label column {labels!r} is not in the data; columns: {list(data.columns)}")
         data, labels = data.drop(columns=[labels]), data[labels]
-    X = np.asarray(data)
-    y = np.asarray(labels)
+    X = as_rows(data, "X")
+    y = as_rows(labels, "labels")
     if y.ndim != 1:
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]

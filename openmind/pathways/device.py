@@ -13,6 +13,7 @@ import json
 import math
 import os
 import re
+import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -36,6 +37,13 @@ PROTO = 2
 # What a v1 device (no "limits" in HELLO) is assumed to hold: the firmware's defaults.
 DEFAULT_LIMITS = {"model_max": MODEL_MAX_BYTES, "max_width": MODEL_MAX_WIDTH,
                   "max_layers": MODEL_MAX_LAYERS, "line_max": MAX_LINE, "b64_max": 4 * CHUNK_BYTES // 3}
+# A JSON line nested deeper than this is not protocol (the deepest, HELLO's signals, is 3).
+MAX_DEPTH = 8
+# Bytes without a newline after which a port counts as flooding (it is benched at once).
+FLOOD_BYTES = 64 * MAX_LINE
+# After this many failed opens/handshakes in a row a port is benched for BENCH_S seconds.
+BENCH_AFTER = 2
+BENCH_S = 15.0  # as long as the probe trusts a serial result (TTL_S["serial"])
 
 
 class DeviceError(OpenmindError):
@@ -102,6 +110,9 @@ class Link:
     def __init__(self, port: str, baud: int = BAUD, read_timeout: float = 0.05) -> None:
         import serial
 
+        left, why = bench_left(port)
+        if left > 0:
+            raise DeviceError(f"{port} is benched for {left:.1f}s more ({why})", code="benched")
         self._lock = lock_port(port)
         try:
             ser = serial.serial_for_url(port, baudrate=baud, timeout=read_timeout, do_not_open=True,
@@ -168,9 +179,14 @@ class Link:
                 raise DeviceError(f"{self.port} went away while reading ({exc})") from None
             if chunk:
                 self._buf += chunk
-                if len(self._buf) > 64 * MAX_LINE and b"\n" not in self._buf:
-                    self._buf = b""  # a flood without newlines: drop it, it can't be protocol
+                if len(self._buf) > FLOOD_BYTES and b"\n" not in self._buf:
+                    # a flood without newlines can't be protocol: bench the port so the next
+                    # call costs nothing instead of its full timeout
+                    self._buf = b""
                     self.skipped += 1
+                    why = f"it sent over {FLOOD_BYTES} bytes without a newline"
+                    bench(self.port, why, now=True)
+                    raise DeviceError(f"{self.port} floods: {why}", code="flood")
 
     def read_json(self, timeout: float) -> dict[str, Any] | None:
         """The next JSON object line; non-JSON lines are skipped and counted."""
@@ -203,18 +219,24 @@ class Link:
         while True:
             obj = self.read_json(max(0.0, deadline - time.monotonic()))
             if obj is None:
-                raise DeviceError(f"not an openmind device (no HELLO answer within {timeout:g}s)")
+                why = f"no HELLO answer within {timeout:g}s"
+                bench(self.port, why, now=True)  # it already cost the whole timeout
+                raise DeviceError(f"not an openmind device ({why})")
             if obj.get("hello") == "openmind":
                 got = obj.get("proto")
-                if not isinstance(got, int) or not 1 <= got <= PROTO:
-                    raise DeviceError(f"device speaks protocol {got!r}, host speaks 1 to {PROTO}")
+                if not isinstance(got, int) or isinstance(got, bool) or not 1 <= got <= PROTO:
+                    raise DeviceError(f"device speaks protocol {str(got)[:20]!r}, host speaks 1 to {PROTO}")
                 self.proto = got
                 self.limits = {**DEFAULT_LIMITS, **_int_fields(obj.get("limits"))}
+                obj["signals"] = _signals(obj.get("signals"))
+                for key in ("board", "fw"):
+                    obj[key] = str(obj.get(key, "?"))[:40]
                 if fell_back and got > 1:  # the error was stale: read off the answer to HELLO 1 too
                     while (late := self.read_json(max(0.0, deadline - time.monotonic()))) is not None:
                         if late.get("hello") == "openmind":
                             break
                 obj["skipped"] = self.skipped
+                unbench(self.port)
                 return obj
             if obj.get("ok") is False and obj.get("error") == "args" and proto > 1 and "s" not in obj:
                 self.send("HELLO 1")  # a v1 device: "usage: HELLO 1"
@@ -236,15 +258,20 @@ class Link:
                 raise DeviceError(f"no answer to {what} within {timeout:g}s on {self.port}")
             if accept(obj) if accept else "s" not in obj:
                 if obj.get("ok") is False:
-                    raise DeviceError(f"{what} refused by the device: {obj.get('error')}"
-                                      + (f" ({obj['msg']})" if obj.get("msg") else ""), code=obj.get("error"))
+                    code = str(obj.get("error"))[:40]
+                    msg = str(obj.get("msg") or "")[:120]
+                    raise DeviceError(f"{what} refused by the device: {code}" + (f" ({msg})" if msg else ""),
+                                      code=code)
                 return obj
             self.skipped += 1
 
     def stop(self, timeout: float = 2.0) -> int:
         """STOP any stream; returns how many samples the device says it sent."""
         obj = self.command("STOP", timeout, accept=lambda o: "sent" in o or o.get("ok") is False)
-        return int(obj.get("sent", 0))
+        sent = as_count(obj.get("sent", 0))
+        if sent is None:
+            raise DeviceError(f"STOP answer has a malformed 'sent': {str(obj.get('sent'))[:40]!r}")
+        return sent
 
     def capture(self, signal: str, rate_hz: float, count: int, timeout: float = 5.0,
                 on_sample: Callable[[int], None] | None = None) -> Capture:
@@ -256,10 +283,12 @@ class Link:
         cap = Capture(signal, float(rate_hz), int(count))
         self.command(f"STREAM {signal} {_num(rate_hz)} {int(count)}", timeout)
         period = 1.0 / rate_hz
+        started = time.monotonic()
         # a sample may be late by the timeout; the whole stream by its duration plus the timeout
-        deadline = time.monotonic() + count * period + timeout
+        deadline = started + count * period + timeout
         expect = 0
         ns, ts, vs = cap._n, cap._t, cap._v
+        check = _StreamCheck(signal, rate_hz, count, started)
         try:
             while expect < count:
                 obj = self.read_json(min(timeout, max(0.0, deadline - time.monotonic())))
@@ -267,16 +296,16 @@ class Link:
                     cap.error = (f"device went silent after {len(ns)} of {count} samples "
                                  f"(no sample within {timeout:g}s)")
                     break
-                n = obj.get("n")
-                if obj.get("s") != signal or not isinstance(n, int) or n < expect:
+                sample = check.accept(obj, expect)
+                if sample is None:
                     self.skipped += 1
                     continue
+                n, t, v = sample
                 if n > expect:
                     cap.lost += n - expect
-                v = obj.get("v")
                 ns.append(n)
-                ts.append(obj.get("t", -1))
-                vs.append(float(v) if isinstance(v, (int, float)) else math.nan)
+                ts.append(t)
+                vs.append(v)
                 expect = n + 1
                 if on_sample is not None:
                     on_sample(expect)
@@ -285,6 +314,8 @@ class Link:
         except BaseException:
             self._quiet_stop()
             raise
+        if cap.error is not None:
+            bench(self.port, cap.error, now=True)  # it cost the whole timeout: the next call won't
         if cap.error is None:
             try:
                 sent = self.stop(timeout)
@@ -311,7 +342,7 @@ class Link:
         got = 0
         for i in range(0, len(blob), CHUNK_BYTES):
             chunk = base64.b64encode(blob[i:i + CHUNK_BYTES]).decode("ascii")
-            got = int(self.command(f"MODEL DATA {chunk}", timeout).get("got", -1))
+            got = as_count(self.command(f"MODEL DATA {chunk}", timeout).get("got"))
             if got != min(len(blob), i + CHUNK_BYTES):
                 raise DeviceError(f"device acknowledged {got} bytes, expected {min(len(blob), i + CHUNK_BYTES)}")
         return self.command("MODEL END", timeout)
@@ -355,8 +386,14 @@ class Link:
                     if obj.get("ok") is False or not isinstance(r, int) or not 0 <= r < len(X):
                         raise DeviceError(f"PREDICTB row {r} refused by the device: {obj.get('error')} "
                                           f"({obj.get('msg', 'bad row answer')})", code=obj.get("error"))
-                    ys[r] = int(obj["y"])
-                    scores[r] = np.frombuffer(base64.b64decode(obj["b"]), dtype="<f4")
+                    y = as_count(obj.get("y"))
+                    try:
+                        row = np.frombuffer(base64.b64decode(str(obj.get("b", "")), validate=True), dtype="<f4")
+                    except (ValueError, TypeError):
+                        row = None
+                    if y is None or row is None or not len(row):
+                        raise DeviceError(f"malformed PREDICTB answer for row {r}: {json.dumps(obj)[:120]}")
+                    ys[r], scores[r] = y, row
                 elif "s" in obj:
                     self.skipped += 1  # a stream sample interleaved
                 elif obj.get("ok") is False:
@@ -376,8 +413,11 @@ class Link:
         if len(text) + len("PREDICT \n") > MAX_LINE:
             raise DeviceError(f"{len(np.ravel(x))} inputs do not fit one {MAX_LINE}-byte PREDICT line")
         obj = self.command(f"PREDICT {text}", timeout, accept=lambda o: "y" in o or "ok" in o)
-        scores = [math.nan if s is None else float(s) for s in obj.get("scores", [])]
-        return int(obj["y"]), scores
+        y, scores = as_count(obj.get("y")), obj.get("scores", [])
+        if y is None or not isinstance(scores, list) or not all(
+                s is None or _is_number(s) for s in scores):
+            raise DeviceError(f"malformed PREDICT answer: {json.dumps(obj)[:120]}")
+        return y, [_finite(s) for s in scores]
 
 
 @dataclass
@@ -430,12 +470,15 @@ def float32_text(v: float) -> str:
 
 
 def parse_line(line: bytes) -> dict[str, Any] | None:
-    """A JSON object from one line, or None for anything else (boot text, logs, half lines)."""
-    if not line.startswith(b"{") or len(line) > MAX_LINE * 4:
+    """A JSON object from one line, or None for anything else (boot text, logs, half lines,
+    lines too long or nested too deep to be protocol). Never raises."""
+    if not isinstance(line, (bytes, bytearray)) or not line.startswith(b"{") or len(line) > MAX_LINE * 4:
+        return None
+    if line.count(b"{") + line.count(b"[") > MAX_DEPTH and _depth(line) > MAX_DEPTH:
         return None
     try:
         obj = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return obj if isinstance(obj, dict) else None
 
@@ -445,6 +488,134 @@ def _int_fields(obj: Any) -> dict[str, int]:
     if not isinstance(obj, dict):
         return {}
     return {str(k): int(v) for k, v in obj.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+
+
+def _depth(line: bytes) -> int:
+    """The deepest bracket nesting of a JSON text, brackets inside strings not counted."""
+    depth = deepest = 0
+    in_str = escaped = False
+    for c in line:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif c == 0x5C:  # backslash
+                escaped = True
+            elif c == 0x22:
+                in_str = False
+        elif c == 0x22:
+            in_str = True
+        elif c in (0x7B, 0x5B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in (0x7D, 0x5D):
+            depth -= 1
+    return deepest
+
+
+def _signals(raw: Any) -> list[dict[str, Any]]:
+    """The HELLO answer's signal list as the host uses it: entries with a string name, a string
+    unit and a positive finite max_rate_hz (when given); anything else is dropped."""
+    out: list[dict[str, Any]] = []
+    for entry in raw if isinstance(raw, list) else []:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name or len(name) > 100:
+            continue
+        clean: dict[str, Any] = {"name": name, "unit": str(entry.get("unit", ""))[:16]}
+        rate = _finite(entry.get("max_rate_hz")) if "max_rate_hz" in entry else math.nan
+        if rate > 0:
+            clean["max_rate_hz"] = rate if rate != int(rate) else int(rate)
+        out.append(clean)
+    return out
+
+
+def _finite(v: Any) -> float:
+    """A sample value as a float; NaN for null, non-finite or out-of-range numbers."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+    return f if math.isfinite(f) else math.nan
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def as_count(x: Any) -> int | None:
+    """A non-negative integer field of a device answer, or None when it is anything else."""
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, float) and math.isfinite(x) and x == int(x):
+        x = int(x)
+    if not isinstance(x, int) or not 0 <= x <= 2**53:
+        return None
+    return x
+
+
+class _StreamCheck:
+    """Believes a sample line only when it fits the stream asked for: the signal, a sequence
+    number inside the count and not behind, a device time that agrees with the sequence number
+    at the rate asked (a bit-flipped n or t breaks the agreement), and a first sample that is not
+    from further in the stream than the time since STREAM allows."""
+
+    def __init__(self, signal: str, rate_hz: float, count: int, started: float) -> None:
+        self.signal, self.count, self.started = signal, count, started
+        self.period_ms = 1000.0 / rate_hz
+        self.first: tuple[int, float] | None = None
+
+    def accept(self, obj: dict[str, Any], expect: int) -> tuple[int, int, float] | None:
+        """(n, t, value) of a believable sample at or after `expect`, else None."""
+        n, t, v = obj.get("n"), obj.get("t"), obj.get("v")
+        n, t = as_count(n), as_count(t)
+        if obj.get("s") != self.signal or n is None or t is None:
+            return None
+        if not expect <= n < self.count or not (v is None or _is_number(v)):
+            return None
+        if self.first is None:
+            elapsed_ms = (time.monotonic() - self.started) * 1000.0
+            if n * self.period_ms > elapsed_ms + 250.0 + 2 * self.period_ms:
+                return None  # from further in the stream than the clock allows
+            self.first = (n, t)
+        else:
+            n0, t0 = self.first
+            want = (n - n0) * self.period_ms
+            slack = max(2.0, 0.25 * self.period_ms) + 0.001 * want
+            if abs((t - t0) - want) > slack:
+                return None
+        return n, t, _finite(v)
+
+
+_bench_lock = threading.Lock()
+_benched: dict[str, list] = {}  # port -> [failures, until, reason]
+
+
+def bench(port: str, reason: str, *, now: bool = False) -> None:
+    """Count a failure of `port`; after BENCH_AFTER in a row (or at once with `now`) it is
+    benched for BENCH_S seconds, so later calls fail at once instead of costing their timeout."""
+    with _bench_lock:
+        h = _benched.setdefault(port, [0, 0.0, ""])
+        h[0] += 1
+        h[2] = reason
+        if now or h[0] >= BENCH_AFTER:
+            h[1] = time.monotonic() + BENCH_S
+
+
+def unbench(port: str | None = None) -> None:
+    """Forget a port's failures (a good handshake), or every port's (None)."""
+    with _bench_lock:
+        if port is None:
+            _benched.clear()
+        else:
+            _benched.pop(port, None)
+
+
+def bench_left(port: str) -> tuple[float, str]:
+    """(seconds `port` stays benched, why); (0, "") when it may be opened."""
+    with _bench_lock:
+        h = _benched.get(port)
+        if not h:
+            return 0.0, ""
+        return max(0.0, h[1] - time.monotonic()), h[2]
 
 
 def hello_on(port: str, timeout: float = 1.0) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from openmind.config import infer_token, infer_url, public_url
 from openmind.errors import BadInput
-from openmind.pathways.cloud.http import EndpointError, request
+from openmind.pathways.cloud.http import EndpointError, failed, request
 from openmind.pathways.cloud.tensors import (
     DATATYPES,
     EXTENSION,
@@ -23,7 +23,7 @@ from openmind.pathways.cloud.tensors import (
     take_binary,
 )
 
-META_TTL_S = 60.0  # how long what a server declares (extensions, inputs) is trusted
+META_TTL_S = 60.0  # how long what a server declares (extensions, inputs, outputs) is trusted
 _meta: dict[tuple, tuple[float, Any]] = {}
 
 
@@ -112,16 +112,21 @@ class OIPClient:
 
     def declared_inputs(self, name: str, version: str | None = None) -> list[dict[str, Any]]:
         """The inputs the served model declares (name, datatype, shape); [] if it declares none."""
-        def ask() -> list[dict[str, Any]]:
+        return self._declared(name, version, "inputs")
+
+    def _declared(self, name: str, version: str | None, which: str) -> list[dict[str, Any]]:
+        """The model metadata's named `which` ("inputs" or "outputs") entries; the metadata is
+        asked once a minute per endpoint and model, and [] stands for none or unreachable."""
+        def ask() -> dict[str, Any]:
             try:
                 meta = self.model_metadata(name, version)
             except EndpointError:
-                return []
-            inputs = meta.get("inputs") if isinstance(meta, dict) else None
-            return [i for i in inputs if isinstance(i, dict) and isinstance(i.get("name"), str)
-                    and i["name"]] if isinstance(inputs, list) else []
+                return {}
+            return meta if isinstance(meta, dict) else {}
 
-        return _remembered((self.url, "inputs", name, version), ask)
+        listed = _remembered((self.url, "metadata", name, version), ask).get(which)
+        return [i for i in listed if isinstance(i, dict) and isinstance(i.get("name"), str)
+                and i["name"]] if isinstance(listed, list) else []
 
     def infer(self, name: str, inputs: Any, *, outputs: list[str] | None = None,
               version: str | None = None, request_id: str | None = None,
@@ -161,17 +166,56 @@ class OIPClient:
         path = self._model_path(name, version) + "/infer"
         resp = request("POST", f"{self.url}{path}", headers=headers, content=head + raw,
                        secrets=(self.token,) if self.token else (), **self.options)
+        rows = {int(np.shape(v)[0]) if np.ndim(v) else 1 for v in inputs.values()}
         try:
-            answer, rest = split_body(resp.content, resp.headers.get(HEADER))
-        except (ValueError, UnicodeDecodeError):
-            raise EndpointError(f"{public_url(self.url)}{path} answered neither JSON nor binary "
-                                f"tensor data ({resp.headers.get('content-type', '?')})",
-                                status=resp.status_code) from None
-        tensors = answer.get("outputs") if isinstance(answer, dict) else None
-        if not isinstance(tensors, list):
-            raise EndpointError(f"{public_url(self.url)}: infer answer has no 'outputs' list")
-        try:
-            decoded = take_binary(tensors, rest, where="outputs")
+            try:
+                answer, rest = split_body(resp.content, resp.headers.get(HEADER))
+            except (ValueError, UnicodeDecodeError):
+                raise TensorError(f"{path} answered neither JSON nor binary tensor data "
+                                  f"({resp.headers.get('content-type', '?')})") from None
+            return check_answer(answer, rest, rows.pop() if len(rows) == 1 else None,
+                                outputs, self.declared_outputs(name, version))
         except TensorError as exc:  # the server's fault, not the caller's: fall through
-            raise EndpointError(f"{public_url(self.url)}: malformed answer: {exc}") from None
-        return dict(decoded)
+            reason = f"{public_url(self.url)}: malformed answer: {exc}"
+            failed(self.url, reason, cooldown_after=self.options["cooldown_after"],
+                   cooldown=self.options["cooldown"])
+            raise EndpointError(reason, status=resp.status_code) from None
+
+    def declared_outputs(self, name: str, version: str | None = None) -> dict[str, Any]:
+        """The outputs the model's metadata declares ({name: {datatype, shape}}), asked once a
+        minute per endpoint and model; empty when it declares none (then only rows are checked)."""
+        return {o["name"]: o for o in self._declared(name, version, "outputs")}
+
+
+def check_answer(answer: Any, rest: Any, rows: int | None, asked: list[str] | None,
+                 declared: dict[str, Any]) -> dict[str, np.ndarray]:
+    """{name: array} from an infer answer (JSON or binary tensors), believed only when it fits what
+    was sent: every output decodes, has one entry per row sent, is one of those asked for, and
+    agrees with the model's declared metadata (datatype, rank, fixed dimensions). TensorError says
+    what did not fit."""
+    tensors = answer.get("outputs") if isinstance(answer, dict) else None
+    if not isinstance(tensors, list) or not tensors:
+        raise TensorError("the answer has no 'outputs' list")
+    result: dict[str, np.ndarray] = {}
+    for t, (key, arr) in zip(tensors, take_binary(tensors, rest, where="outputs"), strict=True):
+        if key in result:
+            raise TensorError(f"output '{key[:60]}' appears twice")
+        if asked and key not in asked:
+            raise TensorError(f"output '{key[:60]}' was not asked for (asked: {asked})")
+        if rows is not None and (arr.ndim == 0 or arr.shape[0] != rows):
+            got = arr.shape[0] if arr.ndim else "a scalar"
+            raise TensorError(f"output '{key[:60]}' has {got} predictions for the {rows} rows sent")
+        meta = declared.get(key)
+        if declared and meta is None:
+            raise TensorError(f"output '{key[:60]}' is not among the model's declared outputs "
+                              f"{sorted(declared)[:10]}")
+        if meta is not None:
+            dt, shape = meta.get("datatype"), meta.get("shape")
+            if isinstance(dt, str) and dt in DATATYPES and t.get("datatype") != dt:
+                raise TensorError(f"output '{key[:60]}' is {t.get('datatype')}, the metadata declares {dt}")
+            if isinstance(shape, list) and all(isinstance(d, int) for d in shape):
+                if len(shape) != arr.ndim or any(d >= 0 and d != s for d, s in zip(shape[1:], arr.shape[1:], strict=False)):
+                    raise TensorError(f"output '{key[:60]}' has shape {list(arr.shape)}, the metadata "
+                                      f"declares {shape}")
+        result[key] = arr
+    return result

@@ -63,8 +63,8 @@ def decode(obj: Any, *, where: str = "tensor", max_elements: int = 50_000_000) -
                 raise ValueError("BYTES elements must be strings")
         else:
             flat = np.asarray(data, dtype=DATATYPES[dtype_name]).reshape(-1)
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise TensorError(f"{where}: data does not fit datatype {dtype_name} ({exc})") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        raise TensorError(f"{where}: data does not fit datatype {dtype_name} ({str(exc)[:120]})") from None
     if flat.size != count:
         raise TensorError(f"{where}: shape {shape} needs {count} elements, data has {flat.size}")
     return name, flat.reshape(shape)
@@ -77,14 +77,16 @@ def _header(obj: Any, where: str, max_elements: int) -> tuple[str, str, list[int
     name = obj.get("name")
     if not isinstance(name, str) or not name:
         raise TensorError(f"{where}.name must be a non-empty string")
-    where = f"{where} '{name}'"
+    where = f"{where} '{name[:60]}'"
     dtype_name = obj.get("datatype")
-    if dtype_name not in DATATYPES:
-        raise TensorError(f"{where}: unknown datatype {dtype_name!r}; valid: {', '.join(DATATYPES)}")
+    if not isinstance(dtype_name, str) or dtype_name not in DATATYPES:
+        raise TensorError(f"{where}: unknown datatype {str(dtype_name)[:40]!r}; valid: {', '.join(DATATYPES)}")
+    if not isinstance(obj.get("parameters", {}), dict):
+        raise TensorError(f"{where}: parameters must be a JSON object")
     shape = obj.get("shape")
     if (not isinstance(shape, list) or len(shape) > 8
             or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
-        raise TensorError(f"{where}: shape must be a list of at most 8 non-negative integers, got {shape!r}")
+        raise TensorError(f"{where}: shape must be a list of at most 8 non-negative integers, got {str(shape)[:60]}")
     count = math.prod(shape)
     if count > max_elements:
         raise TensorError(f"{where}: {count} elements exceed the limit of {max_elements}")

@@ -218,6 +218,42 @@ def check_finite(arr: np.ndarray, what: str = "X") -> None:
                        f"rows before training or predicting")
 
 
+def as_rows(data: Any, what: str = "X") -> np.ndarray:
+    """np.asarray(data), or BadInput naming the row when the rows are ragged or a cell of a
+    table is not a number (numpy's own messages name neither)."""
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError) as exc:
+        raise BadInput(f"{what} {_odd_row(data)}; give every row the same number of features "
+                       f"({str(exc)[:80]})") from None
+    if arr.dtype == object and arr.ndim >= 2 and arr.size:
+        for i, row in enumerate(arr.reshape(len(arr), -1)):
+            for j, v in enumerate(row):
+                if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
+                    raise BadInput(f"{what} row {i}, column {j} holds a {type(v).__name__} "
+                                   f"({str(v)[:30]!r}); every cell of a table must be a number")
+    return arr
+
+
+def _odd_row(data: Any) -> str:
+    """Which row breaks the table: the first whose shape differs from row 0's."""
+    try:
+        rows = list(data)
+    except TypeError:
+        return "cannot be read as rows"
+    first: tuple | None = None
+    for i, row in enumerate(rows):
+        try:
+            shape = np.shape(row) if not isinstance(row, (str, bytes)) else ()
+        except (ValueError, TypeError):
+            return f"row {i} is itself ragged"
+        if first is None:
+            first = shape
+        elif shape != first:
+            return f"is ragged: row {i} has shape {list(shape)}, row 0 has {list(first)}"
+    return "has rows of different shapes"
+
+
 # --------------------------------------------------------------------------- packed
 
 
