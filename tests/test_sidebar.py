@@ -38,6 +38,25 @@ DECISION_CELL = (
     "openmind.sense_or_simulate('temperature', duration='5s', rate='1Hz')"
 )
 
+# one cell per intent, then a degraded record shown as a card (the same train cell every run, so
+# the card's height can be compared across versions of card.py)
+CARD_CELLS = [
+    SETUP_CELL,
+    "import openmind, numpy as np\nfrom sklearn.datasets import load_digits\n"
+    "X, y = load_digits(return_X_y=True)\nX, y = X[:300], y[:300]",
+    "%%openmind train --model digits\n"
+    "model = openmind.train_or_load('digits', X, y, hidden=[16], epochs=40, patience=4)",
+    "%%openmind infer\npred = openmind.infer_adaptive(model, X[:40])",
+    "%%openmind sense\nsig = openmind.sense_or_simulate('temperature', duration='2m', rate='1Hz')\nsig",
+    "from openmind.jupyter.card import DecisionCard\n"
+    "rec = dict(next(r for r in openmind.journal(10) if r['intent'] == 'train'))\n"
+    "rec['degraded'] = 'stopped at the budget after 3 of 40 epochs: accuracy below what was asked'\n"
+    "DecisionCard(rec)",
+]
+
+# the train card of CARD_CELLS in JupyterLab (1280 px wide window) before issue 18
+TRAIN_CARD_BEFORE_PX = 275
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(150),
@@ -54,11 +73,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _make_notebook(path: Path) -> None:
+def _make_notebook(path: Path, cells: list[str] | None = None) -> None:
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(SETUP_CELL), nbformat.v4.new_code_cell(DECISION_CELL)]
-    # enough cells below that the decision cell scrolls out of view
-    nb.cells += [nbformat.v4.new_markdown_cell(f"### filler {i}\n\ntext " * 3) for i in range(30)]
+    if cells is None:
+        nb.cells = [nbformat.v4.new_code_cell(SETUP_CELL), nbformat.v4.new_code_cell(DECISION_CELL)]
+        # enough cells below that the decision cell scrolls out of view
+        nb.cells += [nbformat.v4.new_markdown_cell(f"### filler {i}\n\ntext " * 3) for i in range(30)]
+    else:
+        nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
 
@@ -71,6 +93,7 @@ def lab(tmp_path, openmind_home):
     root = tmp_path / "notebooks"
     root.mkdir()
     _make_notebook(root / "sidebar.ipynb")
+    _make_notebook(root / "cards.ipynb", CARD_CELLS)
     jpath = tmp_path / "jupyter-path"
     (jpath / "labextensions").mkdir(parents=True)
     # the labextension as built in this checkout (not a copy made at install time)
@@ -122,6 +145,84 @@ def lab(tmp_path, openmind_home):
             proc.kill()
             proc.wait(timeout=5)
         log.close()
+
+
+# WCAG 2 contrast of every element's own text colour against the first opaque background behind it
+CONTRAST_JS = """root => {
+  const lum = c => { const m = c.match(/[\\d.]+/g).map(Number);
+    const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return [0.2126 * f(m[0]) + 0.7152 * f(m[1]) + 0.0722 * f(m[2]), m.length > 3 ? m[3] : 1]; };
+  const bgOf = el => { for (let e = el; e; e = e.parentElement) {
+      const b = getComputedStyle(e).backgroundColor; const [, a] = lum(b);
+      if (a > 0.5) return b; } return 'rgb(255, 255, 255)'; };
+  const out = [];
+  for (const el of [root, ...root.querySelectorAll('*')]) {
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own || el.closest('svg') || !el.getClientRects().length) continue;
+    const fg = getComputedStyle(el).color, bg = bgOf(el);
+    const [l1] = lum(fg), [l2] = lum(bg);
+    const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+    out.push({text: el.textContent.trim().slice(0, 40), fg, bg, ratio: Math.round(ratio * 100) / 100});
+  }
+  return out;
+}"""
+
+
+def _low_contrast(locator, minimum: float = 4.5) -> tuple[float, list[dict]]:
+    """(the lowest ratio, the texts under `minimum`) for everything inside `locator`."""
+    found = [r for el in locator.element_handles() for r in el.evaluate(CONTRAST_JS)]
+    assert found, "no text to check"
+    return min(r["ratio"] for r in found), [r for r in found if r["ratio"] < minimum]
+
+
+def _run_all(page) -> None:
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=45_000)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
+def test_cards_read_at_a_glance(lab, tmp_path):
+    """A card per intent and a degraded one, light and dark: height, contrast, screenshots."""
+    pw = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with pw.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
+        page = ctx.pages[0] if ctx.pages else ctx.new_page()
+        page.set_default_timeout(30_000)
+        try:
+            page.goto(f"{lab['base']}/lab/tree/cards.ipynb?token={lab['token']}")
+            _run_all(page)
+            cells = page.locator(".jp-NotebookPanel .jp-Cell")
+            last = cells.nth(len(CARD_CELLS) - 1)
+            last.locator(".openmind-card").wait_for(timeout=90_000)
+            page.wait_for_timeout(500)
+            names = {2: "train", 3: "infer", 4: "sense", 5: "degraded"}
+            heights, lows = {}, []
+            for theme in ("light", "dark"):
+                if theme == "dark":
+                    page.evaluate("() => window.jupyterapp.commands.execute("
+                                  "'apputils:change-theme', {theme: 'JupyterLab Dark'})")
+                    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+                    page.wait_for_timeout(800)
+                for i, name in names.items():
+                    card = cells.nth(i).locator(".openmind-card").first
+                    card.scroll_into_view_if_needed()
+                    heights[name] = card.evaluate("e => e.getBoundingClientRect().height")
+                    card.screenshot(path=str(ARTIFACTS / f"card-{name}-{theme}.png"))
+                worst, low = _low_contrast(page.locator(".jp-NotebookPanel .openmind-card"))
+                print(f"cards ({theme}): lowest text contrast {worst:.2f}:1")
+                lows += low
+            print(f"train card height: {heights['train']:.0f} px "
+                  f"(before this issue: {TRAIN_CARD_BEFORE_PX} px)")
+            print("card heights (px):", {k: round(v) for k, v in heights.items()})
+            assert not lows, lows
+            assert heights["train"] <= TRAIN_CARD_BEFORE_PX / 2
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "cards-failure.png"))
+            raise
+        finally:
+            ctx.close()
 
 
 def test_decision_appears_in_sidebar(lab, tmp_path):
