@@ -160,7 +160,11 @@ CONTRAST_JS = """root => {
     const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
     if (!own || el.closest('svg') || !el.getClientRects().length) continue;
     const fg = getComputedStyle(el).color, bg = bgOf(el);
-    const [l1] = lum(fg), [l2] = lum(bg);
+    // a translucent text colour is seen blended over its background
+    const mix = (c, b) => { const f = c.match(/[\\d.]+/g).map(Number), k = b.match(/[\\d.]+/g).map(Number);
+      const a = f.length > 3 ? f[3] : 1;
+      return `rgb(${[0, 1, 2].map(i => f[i] * a + k[i] * (1 - a)).join(',')})`; };
+    const [l1] = lum(mix(fg, bg)), [l2] = lum(bg);
     const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
     out.push({text: el.textContent.trim().slice(0, 40), fg, bg, ratio: Math.round(ratio * 100) / 100});
   }
