@@ -122,3 +122,8 @@ def human_rate(hz: float | int | None) -> str:
     if hz >= 0.1:
         return f"{hz:g} Hz" if hz < 1000 else f"{hz / 1000:g} kHz"
     return f"1 per {human_duration(1 / hz)}"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 model', '3 models', '0 signal patterns'."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
