@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -94,6 +95,7 @@ def lab(tmp_path, openmind_home):
     root.mkdir()
     _make_notebook(root / "sidebar.ipynb")
     _make_notebook(root / "cards.ipynb", CARD_CELLS)
+    _make_notebook(root / "live.ipynb", LIVE_CELLS)
     jpath = tmp_path / "jupyter-path"
     (jpath / "labextensions").mkdir(parents=True)
     # the labextension as built in this checkout (not a copy made at install time)
@@ -344,3 +346,110 @@ def test_decision_appears_in_sidebar(lab, tmp_path):
         finally:
             ctx.close()
             shutil.copy(lab["log"], ARTIFACTS / "sidebar-lab.log")
+
+
+LIVE_CELLS = [
+    SETUP_CELL,
+    "%%openmind train\nimport openmind\nfrom sklearn.datasets import load_digits\n"
+    "X, y = load_digits(return_X_y=True)\n"
+    "model = openmind.train_or_load('tiny', X[:200], y[:200], hidden=[8], epochs=3, progress=False)",
+    "%%openmind sense\nimport time\ntime.sleep(8)\n"
+    "sig = openmind.sense_or_simulate('temperature', duration='5s', rate='1Hz')",
+    "%%openmind sense\nsig = openmind.sense_or_simulate('no spaces allowed!')",
+]
+
+
+def _api(lab, method: str, path: str, body: dict | None = None) -> dict:
+    req = urllib.request.Request(f"{lab['base']}{path}", method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Authorization": f"token {lab['token']}",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def test_sidebar_running_failed_memory_meters_and_renames(lab, tmp_path):
+    """A running cell, a failed one, the memory section (evict), the meters, contrast in both
+    themes; then the notebook is renamed and closed, and clicking its decision opens it again."""
+    pw = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with pw.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
+        page = ctx.pages[0] if ctx.pages else ctx.new_page()
+        page.set_default_timeout(30_000)
+        try:
+            page.goto(f"{lab['base']}/lab/tree/live.ipynb?token={lab['token']}")
+            tab = page.locator(".jp-SideBar [data-id='openmind-sidebar']")
+            tab.click()
+            panel = page.locator("#openmind-sidebar")
+            panel.locator(".jp-openmind-badge[data-resource='gpu']").wait_for()
+            labels = panel.locator(".jp-openmind-badge-label").all_inner_texts()
+            assert sorted(labels) == sorted(["host", "gpu", "api", "infer", "serial", "memory"])
+            _run_all(page)
+
+            running = panel.locator(".jp-openmind-live .jp-mod-running", has_text="sense cell")
+            running.wait_for(timeout=60_000)
+            assert "running" in running.inner_text()
+            # queued behind it: the failing cell, not yet run
+            assert panel.locator(".jp-openmind-live .jp-mod-running").count() == 1
+            # the train cell before it has made its decision, and muscle memory holds the model
+            panel.locator(".jp-openmind-decision[data-state='ok']").first.wait_for(timeout=10_000)
+            page.screenshot(path=str(ARTIFACTS / "sidebar-running-light.png"))
+
+            failed = panel.locator(".jp-openmind-live .jp-mod-failed")
+            failed.wait_for(timeout=60_000)
+            assert "BadInput" in failed.inner_text()
+            entry = panel.locator(".jp-openmind-memory-entry[data-kind='model']")
+            entry.wait_for(timeout=20_000)
+            assert "tiny" in entry.inner_text() and re.search(r"\d+ (B|kB)", entry.inner_text())
+            assert "1 model," in panel.locator(".jp-openmind-badge[data-resource='memory']").inner_text()
+            meters = panel.locator(".jp-openmind-meter-label").all_inner_texts()
+            assert {"server CPU", "server RAM", "live.ipynb CPU", "live.ipynb RAM"} <= set(meters), meters
+            gpu = panel.locator("[data-meter='gpu']")  # no GPU here: a reason, not an error
+            assert "no GPU" in gpu.inner_text() or "nvidia-ml-py" in gpu.inner_text()
+            page.screenshot(path=str(ARTIFACTS / "sidebar-failed-memory-meters-light.png"))
+            worst_light, low = _low_contrast(panel)
+            print(f"sidebar (light): lowest text contrast {worst_light:.2f}:1")
+            assert not low, low
+
+            # evict through the authenticated route: gone from the panel and from the store
+            entry.locator(".jp-openmind-evict").click()
+            entry.wait_for(state="detached", timeout=10_000)
+            assert _api(lab, "GET", "/openmind/api/memory")["entries"] == []
+
+            page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme',"
+                          " {theme: 'JupyterLab Dark'})")
+            page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+            page.wait_for_timeout(800)
+            worst_dark, low = _low_contrast(panel)
+            print(f"sidebar (dark): lowest text contrast {worst_dark:.2f}:1")
+            assert not low, low
+            page.screenshot(path=str(ARTIFACTS / "sidebar-failed-memory-meters-dark.png"))
+
+            # rename the notebook on the server, close it, reload: the decisions follow the name
+            # and clicking one opens the renamed notebook at its cell
+            page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+            page.wait_for_timeout(500)
+            page.evaluate("() => window.jupyterapp.commands.execute('application:close-all')")
+            page.wait_for_timeout(800)
+            _api(lab, "PATCH", "/api/contents/live.ipynb", {"path": "renamed.ipynb"})
+            page.reload()
+            if "lm-mod-current" not in (tab.get_attribute("class") or ""):
+                tab.click()
+            train = panel.locator(".jp-openmind-decision", has_text="train tiny").first
+            train.wait_for(timeout=15_000)
+            assert "renamed.ipynb" in train.inner_text() and "live.ipynb" not in train.inner_text()
+            assert page.locator(".jp-NotebookPanel").count() == 0
+            train.click()
+            page.wait_for_function(
+                "() => { const a = document.querySelector('.jp-NotebookPanel .jp-Cell.jp-mod-active');"
+                " return a && a.dataset.windowedListIndex === '1'; }", timeout=20_000)
+            assert page.url.split("?")[0].endswith("/lab/tree/renamed.ipynb")  # the one opened
+            page.screenshot(path=str(ARTIFACTS / "sidebar-reopened-dark.png"))
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "sidebar-live-failure.png"))
+            raise
+        finally:
+            ctx.close()

@@ -224,8 +224,11 @@ def _load_jupyter_server_extension(server_app: Any) -> None:
     if logger is not None:
         from jupyter_server.services.contents.manager import ContentsManager
 
-        async def listener(_logger: Any, _schema: str, data: dict[str, Any]) -> None:
-            await on_contents_event(root, data)
+        async def listener(logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+            try:  # called inside the contents request: never fail it
+                await on_contents_event(root, data)
+            except Exception as exc:
+                server_app.log.warning("openmind: journal did not follow a rename: %s", exc)
 
         logger.add_listener(schema_id=ContentsManager.event_schema_id, listener=listener)
     server_app.log.info("openmind: sidebar API at %s", url_path_join(base_url, "openmind", "api"))
