@@ -86,7 +86,7 @@ def test_notebook_shows_bad_input_as_one_message_and_warnings_without_paths(tmp_
     tb = "\n".join(err["traceback"])
     assert len(err["traceback"]) <= 2, tb  # the message and the user's line, not 50 frames
     # the user's own line closest to openmind (inside their helper), not openmind's frames
-    assert "cell [2], line 2: return openmind.sense_or_simulate(name" in tb
+    assert "from line 2: return openmind.sense_or_simulate(name" in tb
     assert "openmind/intents" not in tb and "site-packages" not in tb
     warned = "".join(o.get("text", "") for o in nb.cells[2].outputs if o.get("name") == "stderr")
     assert "the cell made no openmind call" in warned

@@ -392,11 +392,11 @@ def test_sidebar_running_failed_memory_meters_and_renames(lab, tmp_path):
             running = panel.locator(".jp-openmind-live .jp-mod-running", has_text="sense cell")
             running.wait_for(timeout=60_000)
             assert "running" in running.inner_text()
+            page.screenshot(path=str(ARTIFACTS / "sidebar-running-light.png"))
             # queued behind it: the failing cell, not yet run
             assert panel.locator(".jp-openmind-live .jp-mod-running").count() == 1
             # the train cell before it has made its decision, and muscle memory holds the model
             panel.locator(".jp-openmind-decision[data-state='ok']").first.wait_for(timeout=10_000)
-            page.screenshot(path=str(ARTIFACTS / "sidebar-running-light.png"))
 
             failed = panel.locator(".jp-openmind-live .jp-mod-failed")
             failed.wait_for(timeout=60_000)

@@ -339,7 +339,7 @@ def _short_warning(showwarning: Any) -> Any:
 
 
 def _user_line(shell: Any, tb: Any) -> str:
-    """Where in the user's own code the error came from: 'cell [3], line 2: x = f(...)'."""
+    """Where in the user's own code the error came from: 'line 2: x = f(...)'."""
     import linecache
     import os
 
@@ -352,7 +352,9 @@ def _user_line(shell: Any, tb: Any) -> str:
         code = tb.tb_frame.f_code
         name, lineno = code.co_filename, tb.tb_lineno
         if name in cells or not (os.path.abspath(name).startswith(ours) or "site-packages" in name):
-            where = f"cell [{cells[name]}], line {lineno}" if name in cells else f"{os.path.basename(name)}, line {lineno}"
+            # a cell's file name maps to a prompt number that is off by one on some IPython
+            # versions, so a cell is named by its line only
+            where = f"line {lineno}" if name in cells else f"{os.path.basename(name)}, line {lineno}"
             src = linecache.getline(name, lineno).strip()
             found = f"{where}: {src}" if src else where
         tb = tb.tb_next
