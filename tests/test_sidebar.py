@@ -219,6 +219,14 @@ def test_cards_read_at_a_glance(lab, tmp_path):
                 worst, low = _low_contrast(page.locator(".jp-NotebookPanel .openmind-card"))
                 print(f"cards ({theme}): lowest text contrast {worst:.2f}:1")
                 lows += low
+            # the train cell stopped early: its progress bar ends green with the reason, not red
+            train_cell = cells.nth(2)
+            train_cell.screenshot(path=str(ARTIFACTS / "cell-train-progress-dark.png"))
+            bar_text = train_cell.locator(".jp-OutputArea").inner_text()
+            assert "stopped early at epoch" in bar_text, bar_text
+            if train_cell.locator(".widget-progress").count():  # the ipywidgets frontend is there
+                assert train_cell.locator(".progress-bar-danger").count() == 0
+                assert train_cell.locator(".progress-bar-success").count() == 1
             print(f"train card height: {heights['train']:.0f} px "
                   f"(before this issue: {TRAIN_CARD_BEFORE_PX} px)")
             print("card heights (px):", {k: round(v) for k, v in heights.items()})
