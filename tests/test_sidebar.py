@@ -8,6 +8,7 @@ dark theme) go to test-artifacts/.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -181,6 +182,27 @@ def _low_contrast(locator, minimum: float = 4.5) -> tuple[float, list[dict]]:
     return min(r["ratio"] for r in found), [r for r in found if r["ratio"] < minimum]
 
 
+@contextlib.contextmanager
+def _browser(tmp_path: Path, height: int = 900):
+    """Headless Debian chromium (a private profile) with one page, 1280 px wide."""
+    pw = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with pw.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": height})
+        try:
+            page = ctx.pages[0] if ctx.pages else ctx.new_page()
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            ctx.close()
+
+
+def bar_text_of(locator) -> str:
+    return locator.inner_text().replace("\u2007", " ")
+
+
 def _run_all(page) -> None:
     page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=45_000)
     page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
@@ -188,14 +210,7 @@ def _run_all(page) -> None:
 
 def test_cards_read_at_a_glance(lab, tmp_path):
     """A card per intent and a degraded one, light and dark: height, contrast, screenshots."""
-    pw = pytest.importorskip("playwright.sync_api")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with pw.sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
-        page = ctx.pages[0] if ctx.pages else ctx.new_page()
-        page.set_default_timeout(30_000)
+    with _browser(tmp_path) as page:
         try:
             page.goto(f"{lab['base']}/lab/tree/cards.ipynb?token={lab['token']}")
             _run_all(page)
@@ -219,10 +234,15 @@ def test_cards_read_at_a_glance(lab, tmp_path):
                 worst, low = _low_contrast(page.locator(".jp-NotebookPanel .openmind-card"))
                 print(f"cards ({theme}): lowest text contrast {worst:.2f}:1")
                 lows += low
+            # everything else is one click away
+            train_card = cells.nth(2).locator(".openmind-card").first
+            train_card.locator("summary").click()
+            assert "attempt 1" in train_card.inner_text() and "journal #" in train_card.inner_text()
+            train_card.screenshot(path=str(ARTIFACTS / "card-train-expanded-dark.png"))
             # the train cell stopped early: its progress bar ends green with the reason, not red
             train_cell = cells.nth(2)
             train_cell.screenshot(path=str(ARTIFACTS / "cell-train-progress-dark.png"))
-            bar_text = train_cell.locator(".jp-OutputArea").inner_text().replace("\u2007", " ")
+            bar_text = bar_text_of(train_cell.locator(".jp-OutputArea"))
             assert "stopped early at epoch" in bar_text, bar_text
             if train_cell.locator(".widget-progress").count():  # the ipywidgets frontend is there
                 assert train_cell.locator(".progress-bar-danger").count() == 0
@@ -235,8 +255,6 @@ def test_cards_read_at_a_glance(lab, tmp_path):
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "cards-failure.png"))
             raise
-        finally:
-            ctx.close()
 
 
 def test_decision_appears_in_sidebar(lab, tmp_path):
@@ -380,14 +398,7 @@ def _api(lab, method: str, path: str, body: dict | None = None) -> dict:
 def test_sidebar_running_failed_memory_meters_and_renames(lab, tmp_path):
     """A running cell, a failed one, the memory section (evict), the meters, contrast in both
     themes; then the notebook is renamed and closed, and clicking its decision opens it again."""
-    pw = pytest.importorskip("playwright.sync_api")
-    ARTIFACTS.mkdir(exist_ok=True)
-    with pw.sync_playwright() as p:
-        ctx = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
-        page = ctx.pages[0] if ctx.pages else ctx.new_page()
-        page.set_default_timeout(30_000)
+    with _browser(tmp_path) as page:
         try:
             page.goto(f"{lab['base']}/lab/tree/live.ipynb?token={lab['token']}")
             tab = page.locator(".jp-SideBar [data-id='openmind-sidebar']")
@@ -464,5 +475,3 @@ def test_sidebar_running_failed_memory_meters_and_renames(lab, tmp_path):
         except Exception:
             page.screenshot(path=str(ARTIFACTS / "sidebar-live-failure.png"))
             raise
-        finally:
-            ctx.close()
