@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+from html import escape as _html_escape
 
 import numpy as np
 import pytest
@@ -43,6 +44,9 @@ def test_train_card_is_one_line_plus_figures_with_the_rest_folded(digits):
     # the vocabulary explains itself where it appears
     assert f"full_train: {GLOSSARY['full_train'].split(': ', 1)[1]}" in html.replace("&#x27;", "'")
     assert "HARDCODE: compute directly" in html
+    # the details say the reason once (the attempt that gave it does not repeat it)
+    # the headline (cut to one line), its tooltip and the "why" row in full; not the attempt row
+    assert html.count(_html_escape(card.reason)) == 3
     # stopped early: said in words on the figures line
     if model.info["stopped"] == "early_stop":
         assert "(stopped early)" in figs

@@ -420,9 +420,11 @@ class DecisionCard:
         if self.label:
             rows.append(("model label", _e(self.label)))
         for i, a in enumerate(self.attempts(), 1):
+            why = plain(a.get("error") or a.get("reason") or "")
+            why = "" if why == self.reason else f": {why}"  # the headline's reason, not again
             rows.append((f"attempt {i}", f"<span style='font-family:{_MONO}'>"
                          f"{_term(a.get('pathway'), a.get('decision'))}</span> {_e(a.get('outcome'))} in "
-                         f"{_e(_ms(a.get('duration_ms')))}: {_e(plain(a.get('error') or a.get('reason') or ''))}"))
+                         f"{_e(_ms(a.get('duration_ms')))}{_e(why)}"))
         for p, why in self.untried():
             rows.append(("next in line", f"<span style='font-family:{_MONO}'>{_e(p)}</span>: {_e(why)}"))
         for p, why in self.excluded():
