@@ -382,6 +382,9 @@ LIVE_CELLS = [
     "model = openmind.train_or_load('tiny', X[:200], y[:200], hidden=[8], epochs=3, progress=False)",
     "%%openmind sense\nimport time\ntime.sleep(8)\n"
     "sig = openmind.sense_or_simulate('temperature', duration='5s', rate='1Hz')",
+    "from openmind.flow.journal import append\n"
+    "rec = dict(openmind.journal(1)[0], degraded='simulated: the device stopped after 2 of 5 samples')\n"
+    "rec.pop('id'); append(rec);",
     "%%openmind sense\nsig = openmind.sense_or_simulate('no spaces allowed!')",
 ]
 
@@ -418,6 +421,9 @@ def test_sidebar_running_failed_memory_meters_and_renames(lab, tmp_path):
             # the train cell before it has made its decision, and muscle memory holds the model
             panel.locator(".jp-openmind-decision[data-state='ok']").first.wait_for(timeout=10_000)
 
+            degraded = panel.locator(".jp-openmind-decision[data-state='degraded']")
+            degraded.wait_for(timeout=60_000)
+            assert "degraded" in degraded.inner_text() and "device stopped" in degraded.inner_text()
             failed = panel.locator(".jp-openmind-live .jp-mod-failed")
             failed.wait_for(timeout=60_000)
             assert "BadInput" in failed.inner_text()
@@ -434,11 +440,6 @@ def test_sidebar_running_failed_memory_meters_and_renames(lab, tmp_path):
             print(f"sidebar (light): lowest text contrast {worst_light:.2f}:1")
             assert not low, low
 
-            # evict through the authenticated route: gone from the panel and from the store
-            entry.locator(".jp-openmind-evict").click()
-            entry.wait_for(state="detached", timeout=10_000)
-            assert _api(lab, "GET", "/openmind/api/memory")["entries"] == []
-
             page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme',"
                           " {theme: 'JupyterLab Dark'})")
             page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
@@ -447,6 +448,18 @@ def test_sidebar_running_failed_memory_meters_and_renames(lab, tmp_path):
             print(f"sidebar (dark): lowest text contrast {worst_dark:.2f}:1")
             assert not low, low
             page.screenshot(path=str(ARTIFACTS / "sidebar-failed-memory-meters-dark.png"))
+            # the sense cell once more, in the dark theme: running again
+            page.evaluate("() => { const nb = window.jupyterapp.shell.currentWidget;"
+                          " nb.content.activeCellIndex = 2;"
+                          " return window.jupyterapp.commands.execute('notebook:run-cell'); }")
+            running.wait_for(timeout=20_000)
+            page.screenshot(path=str(ARTIFACTS / "sidebar-running-dark.png"))
+            running.wait_for(state="detached", timeout=30_000)
+
+            # evict through the authenticated route: gone from the panel and from the store
+            entry.locator(".jp-openmind-evict").click()
+            entry.wait_for(state="detached", timeout=10_000)
+            assert _api(lab, "GET", "/openmind/api/memory")["entries"] == []
 
             # rename the notebook on the server, close it, reload: the decisions follow the name
             # and clicking one opens the renamed notebook at its cell
