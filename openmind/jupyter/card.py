@@ -438,7 +438,8 @@ class DecisionCard:
         if self.where():
             rows.append(("where", _e(self.where())))
         cell = "padding:.1em .6em .1em 0;vertical-align:top;text-align:left"
-        body = "".join(f"<tr><th style='{cell};font-weight:normal;color:{_FG2};white-space:nowrap'>"
+        # the primary colour: JupyterLab stripes table rows, and the secondary one is below 4.5:1 there
+        body = "".join(f"<tr><th style='{cell};font-weight:normal;color:{_FG};white-space:nowrap'>"
                        f"{_e(k)}</th><td style='{cell}'>{v}</td></tr>" for k, v in rows)
         return f"<table style='border-collapse:collapse;margin:.2em 0 .1em 1em;color:{_FG}'>{body}</table>"
 
