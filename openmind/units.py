@@ -66,3 +66,64 @@ def parse_rate(value: str | float | int, what: str = "rate") -> float:
     if not math.isfinite(hz) or hz <= 0:
         raise BadInput(f"{what} must be positive and finite, got {value!r}")
     return hz
+
+
+# --------------------------------------------------------------------------- human forms out
+# What a person reads at a glance on a card, in the sidebar or a log line (the inverse direction
+# of the parsers above: numbers to short words, never parsed back).
+
+
+def human_bytes(n: float | int | None) -> str:
+    """948 B, 5.2 kB, 3.1 MB (powers of 1000, as file managers show sizes)."""
+    if n is None:
+        return "?"
+    n = float(n)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
+        n /= 1000
+    return f"{n:.3g} TB"  # pragma: no cover (the loop returns)
+
+
+def human_duration(seconds: float | int | None) -> str:
+    """0.4 ms, 12 ms, 1.8 s, 2 min 5 s, 1 h 3 min: two significant parts at most."""
+    if seconds is None or not math.isfinite(float(seconds)):
+        return "?"
+    s = float(seconds)
+    if s < 1:
+        ms = s * 1000
+        return f"{ms:.1f} ms" if ms < 10 else f"{ms:.0f} ms"
+    if s < 60:
+        return f"{s:.1f} s" if s < 10 else f"{s:.0f} s"
+    if s < 3600:
+        m, rest = divmod(round(s), 60)
+        return f"{m} min {rest} s" if rest else f"{m} min"
+    h, rest = divmod(round(s / 60), 60)
+    return f"{h} h {rest} min" if rest else f"{h} h"
+
+
+def human_time(ts: float | int | None, now: float | None = None) -> str:
+    """A clock time for today ("14:03:07"), else a date and time ("3 Nov 14:03")."""
+    import datetime as dt
+
+    if ts is None:
+        return "?"
+    when = dt.datetime.fromtimestamp(float(ts))
+    today = dt.datetime.fromtimestamp(now).date() if now is not None else dt.date.today()
+    return when.strftime("%H:%M:%S") if when.date() == today else \
+        f"{when.day} {when.strftime('%b')} {when.strftime('%H:%M')}"
+
+
+def human_rate(hz: float | int | None) -> str:
+    """1 Hz, 0.5 Hz, 1 per 10 min (slow rates read better as a period)."""
+    if hz is None or not hz or not math.isfinite(float(hz)):
+        return "?"
+    hz = float(hz)
+    if hz >= 0.1:
+        return f"{hz:g} Hz" if hz < 1000 else f"{hz / 1000:g} kHz"
+    return f"1 per {human_duration(1 / hz)}"
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """'1 model', '3 models', '0 signal patterns'."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"

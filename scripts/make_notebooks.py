@@ -96,11 +96,19 @@ A model for a sensor is often trained before the sensor exists. openmind makes t
 4. **recalibrate**: real captures are fitted into a pattern, so the next simulation looks like reality,
 5. **retrain** on the recalibrated simulation, fine-tuning the model from step 2.
 
-With no device attached every step still runs: step 3 says in its card that the readings were
-simulated, and the loop stays on synthetic data."""),
+With no board attached, the next cell starts the firmware's **virtual device** (the ESP32 firmware
+built for this machine and served on a pseudo-terminal; a C compiler builds it on first use), so
+steps 3 and 6 still read real protocol traffic over `hardware_in_loop`. Without a compiler either,
+every step still runs: step 3 says in its card that the readings were simulated."""),
     ("code", """%load_ext openmind.jupyter
 import numpy as np
 import openmind
+from openmind.intents.board import board_or_virtual
+
+board = board_or_virtual()  # the ESP32 if one answers, else the firmware's virtual device
+print(board)
+# a virtual device streams in real time: the same 1800 samples at 50 Hz take 36 s, not 30 min
+rate, real_duration = ("50Hz", "36s") if board.virtual else ("1Hz", "30min")
 
 %openmind status"""),
     ("md", """A ternary task: is the room **cold**, **comfortable** or **hot**? The features are one-minute
@@ -123,13 +131,16 @@ print(simulated.source, X_sim.shape, np.bincount(y_sim))"""),
 model = openmind.train_or_load("room", X_sim, y_sim)"""),
     ("md", """## 3. Validate on real data
 
-`--source auto` reads the ESP32 when it is attached and offers `temperature`; otherwise the card
-says why not and the data is simulated again (so the score below is not a real validation)."""),
+`--source auto` reads the ESP32 (or the virtual device) when it offers `temperature`; otherwise the
+card says why not and the data is simulated again (so the score below is not a real validation).
+The card's `sim→real distance` shows how far the simulation was from this capture, and how far the
+pattern refitted on it is."""),
     ("code", """%%openmind sense --source auto --timeout 5s
-real = openmind.sense_or_simulate("temperature", duration="30min", rate="1Hz")
+real = openmind.sense_or_simulate("temperature", duration=real_duration, rate=rate)
 X_real, y_real = windows(real)
 score = float((model.predict(X_real) == y_real).mean())
-print(f"accuracy on {real.source} data: {score:.1%}")"""),
+print(f"accuracy on {real.source} data: {score:.1%}")
+real"""),
     ("md", """## 4. Recalibrate the simulator, 5. retrain
 
 Real captures are fitted into a pattern in muscle memory; the next simulation of `temperature` is
@@ -142,7 +153,19 @@ print(recalibrated.source, X_cal.shape)"""),
     ("code", """%%openmind train
 model = openmind.train_or_load("room", X_cal, y_cal)
 print(f"accuracy on the step-3 data: {float((model.predict(X_real) == y_real).mean()):.1%}")"""),
-    ("code", "%openmind log -n 6"),
+    ("md", """## 6. Meet reality again
+
+A second real capture: the simulation it is compared with is now the pattern fitted on step 3's
+capture, so the distance between simulation and reality shrinks (ebb and flow)."""),
+    ("code", """%%openmind sense --source auto --timeout 5s
+again = openmind.sense_or_simulate("temperature", duration="12s" if board.virtual else "10min", rate=rate)
+first, second = (s.calibration.get("distance_before") for s in (real, again))
+if first is not None and second is not None:
+    print(f"simulation-to-reality distance: {first:.3g} before the first recalibration, "
+          f"{second:.3g} now ({'shrinks' if second < first else 'does not shrink'})")
+else:
+    print(f"no real capture ({again.source}): nothing to calibrate against")"""),
+    ("code", "%openmind log -n 8"),
 ]
 
 

@@ -73,7 +73,10 @@ def test_cell_shows_one_card_per_decision_with_route_attempts_and_excluded(ip):
     text = cap.outputs[0].data["text/plain"]
     assert "openmind-card" in html and "muscle_memory/HYBRID" in html and "samples" in html
     assert "hardware_in_loop" in text and "no device" in text  # the pathway not taken, and why
-    assert re.search(r"1\. muscle_memory/HYBRID\s+ok\s+[\d.]+ ms", text)
+    # one headline: intent, name, route, reason, how long; then the figures that matter
+    head, figs = text.splitlines()[:2]
+    assert re.search(r"sense 'temperature' · muscle_memory/HYBRID · .*built-in prior.* · [\d.]+ ms", head)
+    assert figs.strip().startswith("samples 60")
 
 
 def test_fallback_option_changes_the_plan_and_a_failed_route_still_gets_a_card(ip):
@@ -234,7 +237,8 @@ m, route = openmind.execute(openmind.route(Intent.of("train", name="photos", dat
         text, html = out.data["text/plain"], out.data["text/html"]
         assert "assumed absent: gpu" in text and "assumed absent: api" in text
         assert "masked by openmind.assume()" in text  # the reason text of the route itself
-        assert "assumed absent: <b>gpu</b>" in html
+        assert re.search(r"assumed absent: <b title='[^']*OPENMIND_ASSUME|assumed absent: <b title='[^']*assume", html)
+        assert re.search(r"<b title='[^']*'>gpu</b>", html)
         assert "sk-test-secret" not in text + html
 
 

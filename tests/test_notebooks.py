@@ -103,13 +103,21 @@ def test_quickstart_runs_twice_and_the_second_train_is_a_cached_hit(tmp_path):
 
 
 @pytest.mark.slow
-def test_ebb_and_flow_runs_without_a_device(tmp_path):
-    result = run_notebook(NOTEBOOKS / "ebb_and_flow.ipynb", timeout=300)
+def test_ebb_and_flow_on_a_bare_laptop_reads_the_virtual_device(tmp_path, vdev_binary):
+    """No board: the notebook starts the firmware's virtual device and says so; its two real
+    captures go over hardware_in_loop and the simulation-to-reality distance shrinks."""
+    out = tmp_path / "ebb.ipynb"
+    result = run_notebook(NOTEBOOKS / "ebb_and_flow.ipynb", timeout=300, output=out)
     assert result.ok, result.error
     routes = _routes(result)
-    assert all(p == "muscle_memory" for p, _ in routes["sense"])  # no device: simulated
+    assert routes["sense"] == [("muscle_memory", "HYBRID"), ("hardware_in_loop", "HARDCODE"),
+                               ("muscle_memory", "HYBRID"), ("hardware_in_loop", "HARDCODE")]
     assert routes["train"][0] == ("full_train", "HARDCODE")
     assert len(routes["train"]) == 2
+    text = "".join(o.get("text", "") for c in nbf.read(out, as_version=4).cells
+                   if c.cell_type == "code" for o in c.outputs)
+    assert "the firmware's virtual device runs on /dev/" in text
+    assert "(shrinks)" in text
 
 
 def test_a_kernel_that_dies_is_reported_with_its_last_words(tmp_path):

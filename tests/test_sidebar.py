@@ -8,8 +8,10 @@ dark theme) go to test-artifacts/.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -38,6 +40,25 @@ DECISION_CELL = (
     "openmind.sense_or_simulate('temperature', duration='5s', rate='1Hz')"
 )
 
+# one cell per intent, then a degraded record shown as a card (the same train cell every run, so
+# the card's height can be compared across versions of card.py)
+CARD_CELLS = [
+    SETUP_CELL,
+    "import openmind, numpy as np\nfrom sklearn.datasets import load_digits\n"
+    "X, y = load_digits(return_X_y=True)\nX, y = X[:300], y[:300]",
+    "%%openmind train --model digits\n"
+    "model = openmind.train_or_load('digits', X, y, hidden=[16], epochs=40, patience=4)",
+    "%%openmind infer\npred = openmind.infer_adaptive(model, X[:40])",
+    "%%openmind sense\nsig = openmind.sense_or_simulate('temperature', duration='2m', rate='1Hz')\nsig",
+    "from openmind.jupyter.card import DecisionCard\n"
+    "rec = dict(next(r for r in openmind.journal(10) if r['intent'] == 'train'))\n"
+    "rec['degraded'] = 'stopped at the budget after 3 of 40 epochs: accuracy below what was asked'\n"
+    "DecisionCard(rec)",
+]
+
+# the train card of CARD_CELLS in JupyterLab (1280 px wide window) before issue 18
+TRAIN_CARD_BEFORE_PX = 275
+
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(150),
@@ -54,11 +75,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _make_notebook(path: Path) -> None:
+def _make_notebook(path: Path, cells: list[str] | None = None) -> None:
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(SETUP_CELL), nbformat.v4.new_code_cell(DECISION_CELL)]
-    # enough cells below that the decision cell scrolls out of view
-    nb.cells += [nbformat.v4.new_markdown_cell(f"### filler {i}\n\ntext " * 3) for i in range(30)]
+    if cells is None:
+        nb.cells = [nbformat.v4.new_code_cell(SETUP_CELL), nbformat.v4.new_code_cell(DECISION_CELL)]
+        # enough cells below that the decision cell scrolls out of view
+        nb.cells += [nbformat.v4.new_markdown_cell(f"### filler {i}\n\ntext " * 3) for i in range(30)]
+    else:
+        nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, path)
 
@@ -71,6 +95,8 @@ def lab(tmp_path, openmind_home):
     root = tmp_path / "notebooks"
     root.mkdir()
     _make_notebook(root / "sidebar.ipynb")
+    _make_notebook(root / "cards.ipynb", CARD_CELLS)
+    _make_notebook(root / "live.ipynb", LIVE_CELLS)
     jpath = tmp_path / "jupyter-path"
     (jpath / "labextensions").mkdir(parents=True)
     # the labextension as built in this checkout (not a copy made at install time)
@@ -124,7 +150,116 @@ def lab(tmp_path, openmind_home):
         log.close()
 
 
+# WCAG 2 contrast of every element's own text colour against the first opaque background behind it
+CONTRAST_JS = """root => {
+  const lum = c => { const m = c.match(/[\\d.]+/g).map(Number);
+    const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+    return [0.2126 * f(m[0]) + 0.7152 * f(m[1]) + 0.0722 * f(m[2]), m.length > 3 ? m[3] : 1]; };
+  const bgOf = el => { for (let e = el; e; e = e.parentElement) {
+      const b = getComputedStyle(e).backgroundColor; const [, a] = lum(b);
+      if (a > 0.5) return b; } return 'rgb(255, 255, 255)'; };
+  const out = [];
+  for (const el of [root, ...root.querySelectorAll('*')]) {
+    const own = [...el.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own || el.closest('svg') || !el.getClientRects().length) continue;
+    const fg = getComputedStyle(el).color, bg = bgOf(el);
+    // a translucent text colour is seen blended over its background
+    const mix = (c, b) => { const f = c.match(/[\\d.]+/g).map(Number), k = b.match(/[\\d.]+/g).map(Number);
+      const a = f.length > 3 ? f[3] : 1;
+      return `rgb(${[0, 1, 2].map(i => f[i] * a + k[i] * (1 - a)).join(',')})`; };
+    const [l1] = lum(mix(fg, bg)), [l2] = lum(bg);
+    const ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+    out.push({text: el.textContent.trim().slice(0, 40), fg, bg, ratio: Math.round(ratio * 100) / 100});
+  }
+  return out;
+}"""
+
+
+def _low_contrast(locator, minimum: float = 4.5) -> tuple[float, list[dict]]:
+    """(the lowest ratio, the texts under `minimum`) for everything inside `locator`."""
+    found = [r for el in locator.element_handles() for r in el.evaluate(CONTRAST_JS)]
+    assert found, "no text to check"
+    return min(r["ratio"] for r in found), [r for r in found if r["ratio"] < minimum]
+
+
+@contextlib.contextmanager
+def _browser(tmp_path: Path, height: int = 900):
+    """Headless Debian chromium (a private profile) with one page, 1280 px wide."""
+    pw = pytest.importorskip("playwright.sync_api")
+    ARTIFACTS.mkdir(exist_ok=True)
+    with pw.sync_playwright() as p:
+        ctx = p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_ARGS, viewport={"width": 1280, "height": height})
+        try:
+            page = ctx.pages[0] if ctx.pages else ctx.new_page()
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            ctx.close()
+
+
+def bar_text_of(locator) -> str:
+    return locator.inner_text().replace("\u2007", " ")
+
+
+def _run_all(page) -> None:
+    page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=45_000)
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:run-all-cells')")
+
+
+def test_cards_read_at_a_glance(lab, tmp_path):
+    """A card per intent and a degraded one, light and dark: height, contrast, screenshots."""
+    with _browser(tmp_path) as page:
+        try:
+            page.goto(f"{lab['base']}/lab/tree/cards.ipynb?token={lab['token']}")
+            _run_all(page)
+            cells = page.locator(".jp-NotebookPanel .jp-Cell")
+            last = cells.nth(len(CARD_CELLS) - 1)
+            last.locator(".openmind-card").wait_for(timeout=90_000)
+            page.wait_for_timeout(500)
+            names = {2: "train", 3: "infer", 4: "sense", 5: "degraded"}
+            heights, lows = {}, []
+            for theme in ("light", "dark"):
+                if theme == "dark":
+                    page.evaluate("() => window.jupyterapp.commands.execute("
+                                  "'apputils:change-theme', {theme: 'JupyterLab Dark'})")
+                    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+                    page.wait_for_timeout(800)
+                for i, name in names.items():
+                    card = cells.nth(i).locator(".openmind-card").first
+                    card.scroll_into_view_if_needed()
+                    heights[name] = card.evaluate("e => e.getBoundingClientRect().height")
+                    card.screenshot(path=str(ARTIFACTS / f"card-{name}-{theme}.png"))
+                worst, low = _low_contrast(page.locator(".jp-NotebookPanel .openmind-card"))
+                print(f"cards ({theme}): lowest text contrast {worst:.2f}:1")
+                lows += low
+            # everything else is one click away
+            train_card = cells.nth(2).locator(".openmind-card").first
+            train_card.locator("summary").click()
+            assert "attempt 1" in train_card.inner_text() and "journal #" in train_card.inner_text()
+            train_card.screenshot(path=str(ARTIFACTS / "card-train-expanded-dark.png"))
+            lows += _low_contrast(train_card)[1]
+            # the train cell stopped early: its progress bar ends green with the reason, not red
+            train_cell = cells.nth(2)
+            train_cell.screenshot(path=str(ARTIFACTS / "cell-train-progress-dark.png"))
+            bar_text = bar_text_of(train_cell.locator(".jp-OutputArea"))
+            assert "stopped early at epoch" in bar_text, bar_text
+            if train_cell.locator(".widget-progress").count():  # the ipywidgets frontend is there
+                assert train_cell.locator(".progress-bar-danger").count() == 0
+                assert train_cell.locator(".progress-bar-success").count() == 1
+            print(f"train card height: {heights['train']:.0f} px "
+                  f"(before this issue: {TRAIN_CARD_BEFORE_PX} px)")
+            print("card heights (px):", {k: round(v) for k, v in heights.items()})
+            assert not lows, lows
+            assert heights["train"] <= TRAIN_CARD_BEFORE_PX / 2
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "cards-failure.png"))
+            raise
+
+
 def test_decision_appears_in_sidebar(lab, tmp_path):
+    # journal decisions carry data-id; live (running, failed) cells of open notebooks do not
     pw = pytest.importorskip("playwright.sync_api")
     ARTIFACTS.mkdir(exist_ok=True)
     with pw.sync_playwright() as p:
@@ -155,7 +290,7 @@ def test_decision_appears_in_sidebar(lab, tmp_path):
             assert "OPENMIND_ASSUME" in api.get_attribute("title")
             host = panel.locator(".jp-openmind-badge[data-resource='host']")
             assert "jp-mod-available" in host.get_attribute("class")
-            assert panel.locator(".jp-openmind-decision").count() == 0
+            assert panel.locator(".jp-openmind-decision[data-id]").count() == 0
             status = panel.locator(".jp-openmind-status")
             page.wait_for_function(f"el => el.textContent.includes('every {INTERVAL}s')",
                                    arg=status.element_handle(), timeout=10_000)
@@ -188,7 +323,7 @@ def test_decision_appears_in_sidebar(lab, tmp_path):
             output = cells.nth(1).locator(".jp-OutputArea").inner_text()
             assert "muscle_memory" in output or "HYBRID" in output or "temperature" in output
 
-            item = panel.locator(".jp-openmind-decision").first
+            item = panel.locator(".jp-openmind-decision[data-id]").first
             item.wait_for(timeout=10_000)
             seen_after = time.monotonic() - done
             assert seen_after < 8, f"the decision took {seen_after:.1f}s to reach the panel"
@@ -224,8 +359,8 @@ def test_decision_appears_in_sidebar(lab, tmp_path):
             page.locator(".jp-NotebookPanel").wait_for()  # the layout is restored by now
             if "lm-mod-current" not in (tab.get_attribute("class") or ""):
                 tab.click()
-            panel.locator(".jp-openmind-decision").first.wait_for(timeout=10_000)
-            assert panel.locator(".jp-openmind-decision").count() == 1
+            panel.locator(".jp-openmind-decision[data-id]").first.wait_for(timeout=10_000)
+            assert panel.locator(".jp-openmind-decision[data-id]").count() == 1
             dark = panel.evaluate("e => getComputedStyle(e).backgroundColor")
             assert dark != light, "the panel does not follow the theme"
             page.get_by_text("Python 3 (ipykernel) | Idle").wait_for(timeout=30_000)
@@ -239,3 +374,118 @@ def test_decision_appears_in_sidebar(lab, tmp_path):
         finally:
             ctx.close()
             shutil.copy(lab["log"], ARTIFACTS / "sidebar-lab.log")
+
+
+LIVE_CELLS = [
+    SETUP_CELL,
+    "%%openmind train\nimport openmind\nfrom sklearn.datasets import load_digits\n"
+    "X, y = load_digits(return_X_y=True)\n"
+    "model = openmind.train_or_load('tiny', X[:200], y[:200], hidden=[8], epochs=3, progress=False)",
+    "%%openmind sense\nimport time\ntime.sleep(8)\n"
+    "sig = openmind.sense_or_simulate('temperature', duration='5s', rate='1Hz')",
+    "from openmind.flow.journal import append\n"
+    "rec = dict(openmind.journal(1)[0], degraded='simulated: the device stopped after 2 of 5 samples')\n"
+    "rec.pop('id'); append(rec);",
+    "%%openmind sense\nsig = openmind.sense_or_simulate('no spaces allowed!')",
+]
+
+
+def _api(lab, method: str, path: str, body: dict | None = None) -> dict:
+    req = urllib.request.Request(f"{lab['base']}{path}", method=method,
+                                 data=json.dumps(body).encode() if body is not None else None,
+                                 headers={"Authorization": f"token {lab['token']}",
+                                          "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def test_sidebar_running_failed_memory_meters_and_renames(lab, tmp_path):
+    """A running cell, a failed one, the memory section (evict), the meters, contrast in both
+    themes; then the notebook is renamed and closed, and clicking its decision opens it again."""
+    with _browser(tmp_path) as page:
+        try:
+            page.goto(f"{lab['base']}/lab/tree/live.ipynb?token={lab['token']}")
+            tab = page.locator(".jp-SideBar [data-id='openmind-sidebar']")
+            tab.click()
+            panel = page.locator("#openmind-sidebar")
+            panel.locator(".jp-openmind-badge[data-resource='gpu']").wait_for()
+            labels = panel.locator(".jp-openmind-badge-label").all_inner_texts()
+            assert sorted(labels) == sorted(["host", "gpu", "api", "infer", "serial", "memory"])
+            _run_all(page)
+
+            running = panel.locator(".jp-openmind-live .jp-mod-running", has_text="sense cell")
+            running.wait_for(timeout=60_000)
+            assert "running" in running.inner_text()
+            page.screenshot(path=str(ARTIFACTS / "sidebar-running-light.png"))
+            # queued behind it: the failing cell, not yet run
+            assert panel.locator(".jp-openmind-live .jp-mod-running").count() == 1
+            # the train cell before it has made its decision, and muscle memory holds the model
+            panel.locator(".jp-openmind-decision[data-state='ok']").first.wait_for(timeout=10_000)
+
+            degraded = panel.locator(".jp-openmind-decision[data-state='degraded']")
+            degraded.wait_for(timeout=60_000)
+            assert "degraded" in degraded.inner_text() and "device stopped" in degraded.inner_text()
+            failed = panel.locator(".jp-openmind-live .jp-mod-failed")
+            failed.wait_for(timeout=60_000)
+            assert "BadInput" in failed.inner_text()
+            entry = panel.locator(".jp-openmind-memory-entry[data-kind='model']")
+            entry.wait_for(timeout=20_000)
+            assert "tiny" in entry.inner_text() and re.search(r"\d+ (B|kB)", entry.inner_text())
+            assert "1 model," in panel.locator(".jp-openmind-badge[data-resource='memory']").inner_text()
+            meters = panel.locator(".jp-openmind-meter-label").all_inner_texts()
+            assert {"server CPU", "server RAM", "live.ipynb CPU", "live.ipynb RAM"} <= set(meters), meters
+            gpu = panel.locator("[data-meter='gpu']")  # no GPU here: a reason, not an error
+            assert "no GPU" in gpu.inner_text() or "nvidia-ml-py" in gpu.inner_text()
+            page.screenshot(path=str(ARTIFACTS / "sidebar-failed-memory-meters-light.png"))
+            worst_light, low = _low_contrast(panel)
+            print(f"sidebar (light): lowest text contrast {worst_light:.2f}:1")
+            assert not low, low
+
+            page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme',"
+                          " {theme: 'JupyterLab Dark'})")
+            page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+            page.wait_for_timeout(800)
+            worst_dark, low = _low_contrast(panel)
+            print(f"sidebar (dark): lowest text contrast {worst_dark:.2f}:1")
+            assert not low, low
+            page.screenshot(path=str(ARTIFACTS / "sidebar-failed-memory-meters-dark.png"))
+            # the sense cell once more, in the dark theme: running again
+            page.evaluate("() => { const nb = window.jupyterapp.shell.currentWidget;"
+                          " nb.content.activeCellIndex = 2;"
+                          " return window.jupyterapp.commands.execute('notebook:run-cell'); }")
+            running.wait_for(timeout=20_000)
+            page.screenshot(path=str(ARTIFACTS / "sidebar-running-dark.png"))
+            running.wait_for(state="detached", timeout=30_000)
+
+            # evict through the authenticated route: gone from the panel and from the store
+            entry.locator(".jp-openmind-evict").click()
+            entry.wait_for(state="detached", timeout=10_000)
+            assert _api(lab, "GET", "/openmind/api/memory")["entries"] == []
+
+            # rename the notebook on the server, close it, reload: the decisions follow the name
+            # and clicking one opens the renamed notebook at its cell
+            page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+            page.wait_for_timeout(500)
+            page.evaluate("() => window.jupyterapp.commands.execute('application:close-all')")
+            page.wait_for_timeout(800)
+            _api(lab, "PATCH", "/api/contents/live.ipynb", {"path": "renamed.ipynb"})
+            page.reload()
+            tab.wait_for()
+            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.restored")
+            page.evaluate("() => window.jupyterapp.restored")
+            page.wait_for_timeout(1000)  # the layout restorer may reopen the panel itself
+            if not panel.is_visible():
+                tab.click()
+            train = panel.locator(".jp-openmind-decision[data-id]", has_text="train tiny").first
+            train.wait_for(timeout=15_000)
+            assert "renamed.ipynb" in train.inner_text() and "live.ipynb" not in train.inner_text()
+            assert page.locator(".jp-NotebookPanel").count() == 0
+            train.click()
+            page.wait_for_function(
+                "() => { const a = document.querySelector('.jp-NotebookPanel .jp-Cell.jp-mod-active');"
+                " return a && a.dataset.windowedListIndex === '1'; }", timeout=20_000)
+            assert page.url.split("?")[0].endswith("/lab/tree/renamed.ipynb")  # the one opened
+            page.screenshot(path=str(ARTIFACTS / "sidebar-reopened-dark.png"))
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "sidebar-live-failure.png"))
+            raise

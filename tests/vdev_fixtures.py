@@ -1,70 +1,32 @@
 """The firmware's host build as a real device on a real pty, for tests and benchmarks.
 
 `make -C firmware` runs once per session; each test starts its own `openmind-vdev` process,
-which prints the tty path it serves, and kills it afterwards.
+which prints the tty path it serves, and kills it afterwards (openmind.pathways.vdev does both).
 """
 
 from __future__ import annotations
 
-import os
-import select
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE = ROOT / "firmware"
+from openmind.errors import PathwayUnavailable
+from openmind.pathways import vdev as _vdev
+
+# the build and the device live in the package (the ebb-and-flow notebook starts one too)
+FIRMWARE = _vdev.FIRMWARE
 BUILD = FIRMWARE / "build"
+VDev = _vdev.VirtualDevice
 
 
 def make(*targets: str, **env: str) -> subprocess.CompletedProcess:
     """Build firmware targets; a failure shows the compiler's output."""
-    args = ["make", "-s", "-C", str(FIRMWARE), *targets, *(f"{k}={v}" for k, v in env.items())]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=240)
-    if proc.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-class VDev:
-    """One running virtual device: `.port` is the tty to open, `.kill()` unplugs it."""
-
-    def __init__(self, binary: Path, *args: str) -> None:
-        self.proc = subprocess.Popen([str(binary), *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-        ready, _, _ = select.select([self.proc.stdout], [], [], 10.0)
-        line = self.proc.stdout.readline() if ready else ""
-        if not line.startswith("PTY "):
-            self.kill()
-            raise AssertionError(f"virtual device did not start: {line!r} {self.proc.stderr.read()!r}")
-        self.port = line.split(" ", 1)[1].strip()
-
-    def kill(self) -> None:
-        """SIGKILL: the device vanishes mid-whatever, like a pulled USB cable."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=5)
-
-    def kill_after(self, seconds: float) -> None:
-        import threading
-
-        t = threading.Timer(seconds, self.kill)
-        t.daemon = True
-        t.start()
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        for f in (self.proc.stdout, self.proc.stderr):
-            if f:
-                f.close()
+    try:
+        return _vdev.make(*targets, **env)
+    except PathwayUnavailable as exc:
+        raise AssertionError(str(exc)) from None
 
 
 @pytest.fixture(scope="session")

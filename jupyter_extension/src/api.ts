@@ -1,4 +1,4 @@
-// The two JSON routes of the openmind server extension (openmind/jupyter/server.py).
+// The JSON routes of the openmind server extension (openmind/jupyter/server.py).
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
@@ -34,15 +34,24 @@ export interface IDecision {
   decision?: string | null;
   reason?: string | null;
   ok: boolean;
+  degraded?: string | boolean | null;
   duration_ms?: number;
   error?: string | null;
   attempts?: IAttempt[];
-  cell?: { cell_id?: string | null; execution_count?: number | null; notebook?: string | null };
+  cell?: {
+    cell_id?: string | null;
+    execution_count?: number | null;
+    notebook?: string | null;
+    /** the notebook's path under the server root (what `docmanager:open` takes), after renames */
+    path?: string | null;
+  };
 }
 
 export interface IJournalPage {
   records: IDecision[];
   last_id: number | null;
+  /** short explanations of the vocabulary (pathways, decisions), on the first page */
+  glossary?: { [word: string]: string } | null;
 }
 
 /** An HTTP or network failure, with the server's message when it gave one. */
@@ -52,7 +61,11 @@ export class ApiError extends Error {
   }
 }
 
-async function getJSON<T>(path: string, query: { [key: string]: string } = {}): Promise<T> {
+async function getJSON<T>(
+  path: string,
+  query: { [key: string]: string } = {},
+  method = 'GET'
+): Promise<T> {
   const settings = ServerConnection.makeSettings();
   let url = URLExt.join(settings.baseUrl, 'openmind', 'api', path);
   const q = URLExt.objectToQueryString(query);
@@ -61,7 +74,7 @@ async function getJSON<T>(path: string, query: { [key: string]: string } = {}): 
   }
   let response: Response;
   try {
-    response = await ServerConnection.makeRequest(url, {}, settings);
+    response = await ServerConnection.makeRequest(url, { method }, settings);
   } catch (err) {
     throw new ApiError(`server unreachable (${(err as Error).message})`, 0);
   }
@@ -89,4 +102,64 @@ export function fetchJournal(after: number | null, limit: number): Promise<IJour
     query.after = String(after);
   }
   return getJSON<IJournalPage>('journal', query);
+}
+
+/** One muscle-memory entry (`GET /openmind/api/memory`). */
+export interface IMemoryEntry {
+  key: string;
+  kind: string;
+  name: string;
+  size: number;
+  used: number;
+  created: number;
+  hits: number;
+}
+
+export interface IMemoryPage {
+  entries: IMemoryEntry[];
+  bytes: number;
+}
+
+export interface IProcessMeter {
+  pid?: number | null;
+  cpu_percent?: number;
+  rss_bytes?: number;
+}
+
+export interface IKernelMeter extends IProcessMeter {
+  id: string;
+  name: string;
+  path: string;
+  execution_state?: string | null;
+  reason?: string | null;
+}
+
+export interface IGpuMeter {
+  index: number;
+  name: string;
+  gpu_percent: number;
+  memory_used_bytes: number;
+  memory_total_bytes: number;
+}
+
+/** `GET /openmind/api/meters`: the server and kernels against their limits, and the GPU. */
+export interface IMeters {
+  ts: number;
+  limits: { cpu_cores: number; cpu_from: string; ram_bytes: number; ram_from: string };
+  server: IProcessMeter;
+  kernels: IKernelMeter[];
+  gpu: { devices: IGpuMeter[]; reason: string | null };
+}
+
+export function fetchMemory(): Promise<IMemoryPage> {
+  return getJSON<IMemoryPage>('memory');
+}
+
+export function fetchMeters(): Promise<IMeters> {
+  return getJSON<IMeters>('meters');
+}
+
+/** Evict one muscle-memory entry by its whole key. */
+export function evictMemory(key: string): Promise<{ removed: number }> {
+  return getJSON<{ removed: number }>(`memory/${encodeURIComponent(key)}`, {}, 'DELETE');
 }

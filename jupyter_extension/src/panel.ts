@@ -5,7 +5,19 @@ import { Poll } from '@lumino/polling';
 import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
-import { ApiError, fetchJournal, fetchResources, IDecision, IResource, Resources } from './api';
+import {
+  ApiError,
+  evictMemory,
+  fetchJournal,
+  fetchMemory,
+  fetchMeters,
+  fetchResources,
+  IDecision,
+  IMemoryPage,
+  IMeters,
+  IResource,
+  Resources
+} from './api';
 
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 24 24">
   <g class="jp-icon3" fill="#616161">
@@ -17,14 +29,15 @@ const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16"
 
 export const openmindIcon = new LabIcon({ name: 'openmind:icon', svgstr: ICON_SVG });
 
-/** Resource keys of `probe().to_dict()` in display order, with their badge labels. */
+/** Resource keys of `probe().to_dict()` in display order: the probe's names, shown as they are
+ * (the same words as `%openmind status` and the journal), with what each one is on hover. */
 const BADGES: [string, string][] = [
-  ['gpu', 'GPU'],
-  ['api', 'API'],
-  ['infer', 'Cloud'],
-  ['serial', 'ESP32'],
-  ['memory', 'Memory'],
-  ['host', 'Host']
+  ['host', 'this machine: CPU cores and RAM'],
+  ['gpu', 'a CUDA GPU'],
+  ['api', 'a language-model API (OpenAI-compatible) with its key'],
+  ['infer', 'an inference endpoint (Open Inference Protocol)'],
+  ['serial', 'an ESP32 answering on a serial port'],
+  ['memory', 'muscle memory: the local cache of models, predictions and signal patterns']
 ];
 
 export interface IPanelOptions {
@@ -66,17 +79,86 @@ function clock(ts: number): string {
   return new Date(ts * 1000).toLocaleTimeString([], { hour12: false });
 }
 
+/** 948 B, 5.3 kB, 1.2 GB (powers of 1000, like the cards). */
+export function humanBytes(n: number | undefined | null): string {
+  if (n === undefined || n === null || !isFinite(n)) {
+    return '?';
+  }
+  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
+  let i = 0;
+  while (Math.abs(n) >= 1000 && i < units.length - 1) {
+    n /= 1000;
+    i++;
+  }
+  return i === 0 ? `${n.toFixed(0)} B` : `${parseFloat(n.toPrecision(3))} ${units[i]}`;
+}
+
+function humanDuration(ms: number): string {
+  if (ms < 1000) {
+    return `${ms.toFixed(0)} ms`;
+  }
+  const s = ms / 1000;
+  if (s < 60) {
+    return `${s < 10 ? s.toFixed(1) : s.toFixed(0)} s`;
+  }
+  return `${Math.floor(s / 60)} min ${Math.round(s % 60)} s`;
+}
+
+function ago(ts: number): string {
+  const s = Math.max(0, Date.now() / 1000 - ts);
+  if (s < 60) {
+    return 'just now';
+  }
+  if (s < 3600) {
+    return `${Math.round(s / 60)} min ago`;
+  }
+  if (s < 86400) {
+    return `${Math.round(s / 3600)} h ago`;
+  }
+  return `${Math.round(s / 86400)} d ago`;
+}
+
+function plural(n: number, word: string, many?: string): string {
+  return `${n} ${n === 1 ? word : many || word + 's'}`;
+}
+
+/** A labelled meter: a bar filled to `fraction` and the figures in words. */
+function meter(label: string, fraction: number, text: string, tip: string): HTMLDivElement {
+  const row = el('div', 'jp-openmind-meter');
+  row.title = tip;
+  const bar = el('div', 'jp-openmind-meter-bar');
+  const fill = el('div', 'jp-openmind-meter-fill');
+  const f = Math.max(0, Math.min(1, fraction || 0));
+  fill.style.width = `${(f * 100).toFixed(1)}%`;
+  if (f > 0.9) {
+    fill.classList.add('jp-mod-high');
+  }
+  bar.append(fill);
+  row.append(el('span', 'jp-openmind-meter-label', label), bar, el('span', 'jp-openmind-meter-text', text));
+  return row;
+}
+
 function basename(path: string): string {
   const parts = path.split(/[\\/]/);
   return parts[parts.length - 1] || path;
 }
 
+/** A cell's model as far as the panel reads it (JupyterLab 4's ICodeCellModel). */
+interface ICellModelLike {
+  id: string;
+  type?: string;
+  executionState?: string;
+  executionCount?: number | null;
+  sharedModel?: { getSource?: () => string; source?: string };
+  outputs?: { toJSON?: () => Array<{ output_type: string; ename?: string; evalue?: string }> };
+}
+
 /** The notebook widgets open in the main area, found by shape so no notebook package is needed. */
 interface INotebookLike {
   id: string;
-  context?: { path?: string };
+  context?: { path?: string; ready?: Promise<void> };
   content: {
-    widgets: ReadonlyArray<{ model: { id: string }; node: HTMLElement }>;
+    widgets: ReadonlyArray<{ model: ICellModelLike; node: HTMLElement }>;
     activeCellIndex: number;
     scrollToItem?: (index: number, align?: string) => Promise<void>;
     scrollToCell?: (cell: unknown) => Promise<void> | void;
@@ -100,6 +182,9 @@ export class OpenmindPanel extends Widget {
     header.append(refresh);
 
     this._badges = el('div', 'jp-openmind-badges');
+    this._meters = el('div', 'jp-openmind-meters');
+    this._memory = el('div', 'jp-openmind-memory');
+    this._cells = el('ol', 'jp-openmind-decisions jp-openmind-live');
     this._list = el('ol', 'jp-openmind-decisions');
     this._empty = el(
       'div',
@@ -112,9 +197,14 @@ export class OpenmindPanel extends Widget {
       header,
       el('h3', 'jp-openmind-section', 'Resources'),
       this._badges,
+      el('h3', 'jp-openmind-section', 'Meters'),
+      this._meters,
       el('h3', 'jp-openmind-section', 'Cell decisions'),
+      this._cells,
       this._empty,
       this._list,
+      el('h3', 'jp-openmind-section', 'Memory'),
+      this._memory,
       this._status
     );
 
@@ -173,15 +263,30 @@ export class OpenmindPanel extends Widget {
       const wantResources =
         this._refreshResources || this._ticks % Math.max(1, this._options.resourcesEvery) === 0;
       this._ticks++;
-      const [page, resources] = await Promise.all([
+      const [page, resources, meters, memory] = await Promise.all([
         fetchJournal(this._lastId, this._options.maxDecisions),
-        wantResources ? fetchResources() : Promise.resolve(null)
+        wantResources ? fetchResources() : Promise.resolve(null),
+        fetchMeters().catch(err => {
+          console.warn('openmind: meters unavailable', err);
+          return null;
+        }),
+        wantResources ? fetchMemory() : Promise.resolve(null)
       ]);
       if (resources) {
         this._refreshResources = false;
         this._renderResources(resources);
       }
+      if (meters) {
+        this._renderMeters(meters);
+      }
+      if (memory) {
+        this._renderMemory(memory);
+      }
+      if (page.glossary) {
+        this._glossary = page.glossary;
+      }
       this._addDecisions(page.records);
+      this._scanCells();
       if (page.last_id !== null && page.last_id !== undefined) {
         this._lastId = page.last_id;
       }
@@ -196,7 +301,8 @@ export class OpenmindPanel extends Widget {
 
   private _renderResources(res: Resources): void {
     this._badges.textContent = '';
-    for (const [key, label] of BADGES) {
+    for (const [key, what] of BADGES) {
+      const label = key;
       const r = res[key] as IResource | undefined;
       if (!r || typeof r !== 'object') {
         continue;
@@ -211,7 +317,7 @@ export class OpenmindPanel extends Widget {
       top.append(el('span', 'jp-openmind-dot'), el('span', 'jp-openmind-badge-label', label));
       top.append(el('span', 'jp-openmind-badge-status', r.status));
       badge.append(top, el('div', 'jp-openmind-badge-reason', r.reason));
-      const lines = [`${label}: ${r.available ? 'available' : 'absent'} (${r.status})`, r.reason];
+      const lines = [`${label} (${what}): ${r.available ? 'available' : 'absent'} (${r.status})`, r.reason];
       for (const [k, v] of Object.entries(r.details || {})) {
         lines.push(`${k}: ${formatValue(v)}`);
       }
@@ -229,7 +335,179 @@ export class OpenmindPanel extends Widget {
       this._list.prepend(this._renderDecision(rec));
     }
     this._trim();
-    this._empty.style.display = this._list.childElementCount ? 'none' : '';
+    this._showEmpty();
+  }
+
+  private _showEmpty(): void {
+    this._empty.style.display = this._list.childElementCount + this._cells.childElementCount ? 'none' : '';
+  }
+
+  private _renderMeters(m: IMeters): void {
+    this._meters.textContent = '';
+    const cores = m.limits.cpu_cores;
+    const ram = m.limits.ram_bytes;
+    const cpuTip = `limit: ${cores} cores (${m.limits.cpu_from}); 100% = one core`;
+    const ramTip = `limit: ${humanBytes(ram)} (${m.limits.ram_from})`;
+    const proc = (who: string, p: { cpu_percent?: number; rss_bytes?: number }, extra: string) => {
+      const cpu = p.cpu_percent ?? 0;
+      this._meters.append(
+        meter(`${who} CPU`, cpu / 100 / cores, `${cpu.toFixed(0)}% of ${cores} cores`, `${extra}${cpuTip}`),
+        meter(`${who} RAM`, (p.rss_bytes ?? 0) / ram, `${humanBytes(p.rss_bytes)} of ${humanBytes(ram)}`, `${extra}${ramTip}`)
+      );
+    };
+    proc('server', m.server, 'the Jupyter server process\n');
+    for (const k of m.kernels) {
+      const who = k.path ? basename(k.path) : k.name || k.id.slice(0, 8);
+      if (k.reason) {
+        this._meters.append(el('div', 'jp-openmind-meter-none', `${who}: ${k.reason}`));
+        continue;
+      }
+      proc(who, k, `kernel ${k.name} (${k.execution_state || '?'}) for ${k.path || k.id}\n`);
+    }
+    if (m.gpu.devices.length) {
+      for (const g of m.gpu.devices) {
+        const who = `GPU ${g.index}`;
+        this._meters.append(
+          meter(`${who} use`, g.gpu_percent / 100, `${g.gpu_percent}%`, g.name),
+          meter(
+            `${who} mem`,
+            g.memory_used_bytes / g.memory_total_bytes,
+            `${humanBytes(g.memory_used_bytes)} of ${humanBytes(g.memory_total_bytes)}`,
+            g.name
+          )
+        );
+      }
+    } else {
+      const none = el('div', 'jp-openmind-meter-none', m.gpu.reason || 'no GPU');
+      none.dataset.meter = 'gpu';
+      this._meters.append(none);
+    }
+  }
+
+  private _renderMemory(page: IMemoryPage): void {
+    this._memory.textContent = '';
+    const entries = page.entries;
+    const total = entries.length
+      ? `${plural(entries.length, 'entry', 'entries')} · ${humanBytes(page.bytes)}`
+      : 'nothing cached yet';
+    this._memory.append(el('div', 'jp-openmind-memory-total', total));
+    const list = el('ul', 'jp-openmind-memory-list');
+    for (const e of entries) {
+      const item = el('li', 'jp-openmind-memory-entry');
+      item.dataset.key = e.key;
+      item.dataset.kind = e.kind;
+      const what = el('span', 'jp-openmind-memory-what');
+      what.append(el('span', 'jp-openmind-memory-kind', e.kind), document.createTextNode(' ' + e.name));
+      const facts = el('span', 'jp-openmind-memory-facts', `${humanBytes(e.size)} · ${ago(e.used)}`);
+      const evict = el('button', 'jp-openmind-evict jp-mod-styled', 'evict');
+      evict.title = `remove ${e.kind} '${e.name}' from muscle memory (key ${e.key.slice(0, 12)}…); the next call computes it again`;
+      evict.addEventListener('click', async ev => {
+        ev.stopPropagation();
+        evict.disabled = true;
+        try {
+          await evictMemory(e.key);
+          item.remove();
+          this._refreshResources = true;
+          void this._poll.refresh();
+        } catch (err) {
+          evict.disabled = false;
+          this._status.textContent = `could not evict: ${(err as Error).message}`;
+        }
+      });
+      item.title =
+        `${e.kind} '${e.name}'\n${humanBytes(e.size)}, used ${plural(e.hits, 'time')}, ` +
+        `last ${new Date(e.used * 1000).toLocaleString()}\nstored ${new Date(e.created * 1000).toLocaleString()}`;
+      item.append(what, facts, evict);
+      list.append(item);
+    }
+    this._memory.append(list);
+  }
+
+  /** Cells of open notebooks that use openmind: running ones, and ones that failed, shown live
+   * above the journal's decisions (a failure before any decision leaves no journal record). */
+  private _scanCells(): void {
+    const seen = new Set<string>();
+    for (const nb of this._notebooks()) {
+      let ahead = false; // cells run in order: the first "running" one runs, the others wait
+      nb.content.widgets.forEach((cell, index) => {
+        const model = cell.model;
+        if (model.type !== undefined && model.type !== 'code') {
+          return;
+        }
+        const src = model.sharedModel?.getSource?.() ?? model.sharedModel?.source ?? '';
+        if (!/openmind/.test(src) || /^\s*%load_ext/.test(src)) {
+          return;
+        }
+        const running = model.executionState === 'running';
+        const outputs = model.outputs?.toJSON?.() ?? [];
+        const error = outputs.find(o => o.output_type === 'error');
+        if (!running && !error) {
+          return;
+        }
+        seen.add(model.id);
+        const state = running ? (ahead ? 'queued' : 'running') : 'failed';
+        ahead = ahead || running;
+        let item = this._cells.querySelector<HTMLLIElement>(`[data-cell-id="${model.id}"]`);
+        if (!item || item.dataset.state !== state) {
+          item?.remove();
+          item = this._renderLiveCell(nb, index, src, state, error);
+          this._cells.prepend(item);
+        }
+      });
+    }
+    for (const item of Array.from(this._cells.children) as HTMLElement[]) {
+      if (!seen.has(item.dataset.cellId || '')) {
+        item.remove();
+      }
+    }
+    this._showEmpty();
+  }
+
+  private _renderLiveCell(
+    nb: INotebookLike,
+    index: number,
+    src: string,
+    state: string,
+    error?: { ename?: string; evalue?: string }
+  ): HTMLLIElement {
+    const cell = nb.content.widgets[index];
+    const item = el('li', `jp-openmind-decision jp-mod-${state} jp-mod-linked`);
+    item.dataset.cellId = cell.model.id;
+    item.dataset.state = state;
+    const magic = /^\s*%%openmind\s+(\w+)/.exec(src);
+    const top = el('div', 'jp-openmind-decision-top');
+    top.append(
+      el('span', 'jp-openmind-intent', magic ? `${magic[1]} cell` : 'openmind cell'),
+      el('span', 'jp-openmind-state', state === 'running' ? 'running…' : state)
+    );
+    const path = nb.context?.path || '';
+    const where = el('div', 'jp-openmind-where', `${basename(path)} · cell ${index + 1}`);
+    const why = error
+      ? `${error.ename}: ${error.evalue}`
+      : state === 'queued'
+        ? 'waiting for the cells above it'
+        : 'running; its decision appears here when it is made';
+    item.append(top, el('div', 'jp-openmind-reason', why), where);
+    item.title = `${why}\n${path}\nclick: go to the cell`;
+    item.tabIndex = 0;
+    const go = () => void this.revealCell({ id: -1, ts: 0, intent: '', ok: false, cell: { cell_id: cell.model.id, path } });
+    item.addEventListener('click', go);
+    return item;
+  }
+
+  private _notebooks(): INotebookLike[] {
+    const out: INotebookLike[] = [];
+    for (const w of this._app.shell.widgets('main')) {
+      const nb = w as unknown as INotebookLike;
+      if (nb.content && Array.isArray(nb.content.widgets) && 'activeCellIndex' in nb.content) {
+        out.push(nb);
+      }
+    }
+    return out;
+  }
+
+  private _tip(word: string | null | undefined): string {
+    return (word && this._glossary[word]) || '';
   }
 
   private _trim(): void {
@@ -241,7 +519,11 @@ export class OpenmindPanel extends Widget {
   private _renderDecision(rec: IDecision): HTMLLIElement {
     const item = el('li', 'jp-openmind-decision');
     item.dataset.id = String(rec.id);
-    item.classList.add(rec.ok ? 'jp-mod-ok' : 'jp-mod-failed');
+    const degraded =
+      rec.ok && rec.degraded ? (typeof rec.degraded === 'string' ? rec.degraded : 'not what was asked for') : '';
+    const state = !rec.ok ? 'failed' : degraded ? 'degraded' : 'ok';
+    item.classList.add(`jp-mod-${state}`);
+    item.dataset.state = state;
     const cell = rec.cell || {};
     if (cell.cell_id) {
       item.dataset.cellId = cell.cell_id;
@@ -254,14 +536,25 @@ export class OpenmindPanel extends Widget {
     );
     const how = el('div', 'jp-openmind-how');
     if (rec.ok) {
-      how.append(
-        el('span', 'jp-openmind-pathway', rec.pathway || '?'),
-        el('span', 'jp-openmind-decision-kind', rec.decision || '?')
-      );
+      const pathway = el('span', 'jp-openmind-pathway', rec.pathway || '?');
+      pathway.title = this._tip(rec.pathway) || this._tip('pathway');
+      const kind = el('span', 'jp-openmind-decision-kind', rec.decision || '?');
+      kind.title = this._tip(rec.decision);
+      how.append(pathway, kind);
+      if (degraded) {
+        const d = el('span', 'jp-openmind-state', 'degraded');
+        d.title = degraded;
+        how.append(d);
+      }
     } else {
       how.append(el('span', 'jp-openmind-pathway jp-mod-failed', 'all pathways failed'));
     }
-    const reason = el('div', 'jp-openmind-reason', rec.reason || rec.error || '');
+    const reason = el(
+      'div',
+      'jp-openmind-reason',
+      [rec.reason || rec.error || '', degraded].filter(Boolean).join(' · ')
+    );
+    reason.title = reason.textContent || '';
     const where = el('div', 'jp-openmind-where');
     const bits: string[] = [];
     if (cell.notebook) {
@@ -271,7 +564,7 @@ export class OpenmindPanel extends Widget {
       bits.push(`[${cell.execution_count}]`);
     }
     if (rec.duration_ms !== undefined) {
-      bits.push(`${rec.duration_ms < 1000 ? rec.duration_ms.toFixed(0) + ' ms' : (rec.duration_ms / 1000).toFixed(1) + ' s'}`);
+      bits.push(humanDuration(rec.duration_ms));
     }
     where.textContent = bits.join(' · ');
     item.append(top, how, reason, where);
@@ -283,8 +576,9 @@ export class OpenmindPanel extends Widget {
       `${rec.intent}${rec.name ? ' ' + rec.name : ''} at ${new Date(rec.ts * 1000).toLocaleString()}`,
       cell.notebook ? `notebook: ${cell.notebook}` : '',
       rec.reason || '',
+      degraded ? `degraded: ${degraded}` : '',
       tries ? `attempts:\n${tries}` : '',
-      cell.cell_id ? 'click: go to the cell' : ''
+      cell.cell_id ? 'click: go to the cell' + (cell.path ? ' (opens the notebook if closed)' : '') : ''
     ]
       .filter(Boolean)
       .join('\n');
@@ -308,14 +602,35 @@ export class OpenmindPanel extends Widget {
     if (!cellId) {
       return false;
     }
-    const wanted = rec.cell?.notebook || '';
-    const notebooks: INotebookLike[] = [];
-    for (const w of this._app.shell.widgets('main')) {
-      const nb = w as unknown as INotebookLike;
-      if (nb.content && Array.isArray(nb.content.widgets) && 'activeCellIndex' in nb.content) {
-        notebooks.push(nb);
+    const wanted = rec.cell?.path || rec.cell?.notebook || '';
+    if (await this._goTo(cellId, wanted)) {
+      return true;
+    }
+    const path = rec.cell?.path;
+    if (path) {
+      // the notebook is closed: open it, wait until its cells are there, then go to the cell
+      try {
+        const widget = (await this._app.commands.execute('docmanager:open', { path })) as INotebookLike;
+        await widget?.context?.ready;
+        for (let i = 0; i < 50; i++) {
+          if (await this._goTo(cellId, path)) {
+            return true;
+          }
+          await new Promise(r => setTimeout(r, 100));
+        }
+      } catch (err) {
+        this._status.textContent = `could not open ${path}: ${(err as Error).message}`;
+        return false;
       }
     }
+    this._status.textContent = path
+      ? `${basename(path)} no longer has that cell`
+      : 'that cell is not open in any notebook';
+    return false;
+  }
+
+  private async _goTo(cellId: string, wanted: string): Promise<boolean> {
+    const notebooks = this._notebooks();
     const samePath = (nb: INotebookLike) => {
       const p = nb.context?.path;
       return !!p && !!wanted && (wanted === p || wanted.endsWith('/' + p));
@@ -339,12 +654,15 @@ export class OpenmindPanel extends Widget {
       setTimeout(() => cell.node.classList.remove('jp-openmind-flash'), 1500);
       return true;
     }
-    this._status.textContent = 'that cell is not open in any notebook';
     return false;
   }
 
   private _app: JupyterFrontEnd;
   private _badges: HTMLDivElement;
+  private _meters: HTMLDivElement;
+  private _memory: HTMLDivElement;
+  private _cells: HTMLOListElement;
+  private _glossary: { [word: string]: string } = {};
   private _list: HTMLOListElement;
   private _empty: HTMLDivElement;
   private _status: HTMLDivElement;

@@ -110,3 +110,12 @@ def format_records(records: list[dict]) -> str:
         lines.append(f"{r.get('id', ''):>5} {ts} {where:>5} {what:<24} {how:<28} "
                      f"{r.get('duration_ms', 0):8.1f} ms  {r.get('reason') or ''}")
     return "\n".join(lines)
+
+
+def rename_notebook(old: str, new: str) -> int:
+    """Records of notebook `old` now belong to `new` (the notebook was renamed or moved), so the
+    sidebar and `openmind log` follow the file. Returns how many records moved."""
+    with connect(write=True) as con:
+        return con.execute(
+            "UPDATE journal SET notebook = ?, record = json_set(record, '$.cell.notebook', ?) "
+            "WHERE notebook = ?", (new, new, old)).rowcount

@@ -34,6 +34,8 @@ from openmind.vocab import Decision, Pathway, Route, check_name
 MAX_SAMPLES = 10_000_000
 # captures at least this long show a progress bar
 PROGRESS_AFTER_S = 2.0
+# buckets in a signal's preview (the sparkline on its card and in the journal)
+PREVIEW_POINTS = 48
 
 
 @dataclass
@@ -83,13 +85,120 @@ class Signal:
             out["note"] = self.note
         if self.calibration:
             out["calibration"] = self.calibration
+        out["preview"] = self.preview()
         return out
+
+    def _real_mask(self) -> np.ndarray:
+        """Per sample, True where the device measured it (from `real`, else from `source`)."""
+        real = getattr(self, "real", None)
+        if real is not None and len(real) == len(self.values):
+            return np.asarray(real, bool)
+        return np.full(len(self.values), self.source.startswith("hardware"), bool)
+
+    def preview(self, points: int = PREVIEW_POINTS) -> dict[str, list]:
+        """At most `points` bucket means and, per bucket, whether most of it was real: enough for
+        a sparkline on a card or in the sidebar, small enough for the journal."""
+        n = len(self.values)
+        if n == 0:
+            return {"values": [], "real": []}
+        edges = np.linspace(0, n, min(points, n) + 1).astype(int)
+        real = self._real_mask()
+        vals, flags = [], []
+        for a, b in zip(edges[:-1], edges[1:], strict=False):
+            chunk = self.values[a:b]
+            chunk = chunk[np.isfinite(chunk)]
+            vals.append(float(f"{chunk.mean():.4g}") if len(chunk) else None)
+            flags.append(int(real[a:b].mean() >= 0.5))
+        return {"values": vals, "real": flags}
+
+    def to_pandas(self) -> Any:
+        """The samples as a DataFrame indexed by time (UTC): value and whether it was real."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("Signal.to_pandas needs pandas: pip install 'openmind-cells[plot]'") from None
+        index = pd.to_datetime(np.asarray(self.times, float), unit="s", utc=True)
+        index.name = "time"
+        return pd.DataFrame({"value": np.asarray(self.values, float), "real": self._real_mask()},
+                            index=index).rename(columns={"value": self.name})
+
+    def plot(self, ax: Any = None, **kwargs: Any) -> Any:
+        """Plot the values over time with matplotlib (`pip install 'openmind-cells[plot]'`): real
+        stretches solid, simulated ones dashed. Returns the axes."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("Signal.plot needs matplotlib: pip install 'openmind-cells[plot]' "
+                              "(the values are in Signal.values and Signal.times)") from None
+        if ax is None:
+            _, ax = plt.subplots(figsize=kwargs.pop("figsize", (8, 2.5)))
+        t = np.asarray(self.times, float) - (float(self.times[0]) if len(self.times) else 0.0)
+        real = self._real_mask()
+        for flag, label, style in ((True, "real (device)", "-"), (False, "simulated", "--")):
+            if (real == flag).any():
+                ax.plot(t, np.where(real == flag, self.values, np.nan), style, label=label, **kwargs)
+        ax.set_xlabel("seconds")
+        ax.set_ylabel(f"{self.name} [{self.unit}]" if self.unit else self.name)
+        ax.set_title(f"{self.name}: {self.source}")
+        ax.legend(loc="best", fontsize="small")
+        return ax
+
+    def _repr_html_(self) -> str:
+        import html
+
+        prev = self.preview()
+        how = f"{self.route.pathway.value}/{self.route.decision.value}" if self.route else self.source
+        vals = self.values[np.isfinite(self.values)]
+        span = (f"{vals.min():.4g} to {vals.max():.4g} {html.escape(self.unit)}" if len(vals) else "no values")
+        return (f"<div class='openmind-signal' style='font-family:var(--jp-ui-font-family,inherit);"
+                f"color:var(--jp-ui-font-color1,inherit)'><b>{html.escape(self.name)}</b> "
+                f"{sparkline(prev['values'], prev['real'])} {len(self)} samples at "
+                f"{self.rate_hz:g} Hz ({self.real_count} real), {span} · "
+                f"{html.escape(self.source)} via {html.escape(how)}</div>")
 
     def __repr__(self) -> str:
         how = f"{self.route.pathway.value}/{self.route.decision.value}" if self.route else self.source
         extra = f", note={self.note!r}" if self.note else ""
         return (f"Signal({self.name!r}, {len(self)} samples at {self.rate_hz:g} Hz [{self.unit}], "
                 f"source={self.source!r}, via {how}{extra})")
+
+
+def sparkline(values: list[float | None], real: list[int] | None = None, width: int = 120,
+              height: int = 18) -> str:
+    """A tiny inline SVG line of `values` (no dependency): real stretches solid in the theme's
+    brand colour, simulated ones dashed and grey; gaps (None) break the line."""
+    pts = [(i, v) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
+    real = list(real or [0] * len(values))
+    title = (f"{len(values)} points; solid: real (from the device), dashed: simulated"
+             if any(real) else f"{len(values)} points, all simulated (dashed)")
+    if not pts:
+        return ""
+    lo, hi = min(v for _, v in pts), max(v for _, v in pts)
+    span = (hi - lo) or 1.0
+    step = (width - 2) / max(len(values) - 1, 1)
+
+    def xy(i: int, v: float) -> str:
+        return f"{1 + i * step:.1f},{height - 2 - (v - lo) / span * (height - 4):.1f}"
+
+    runs: list[tuple[int, list[str]]] = []  # (real?, points) per unbroken stretch of one kind
+    prev = None
+    for i, v in enumerate(values):
+        if v is None or not math.isfinite(v):
+            prev = None
+            continue
+        kind = int(bool(real[i])) if i < len(real) else 0
+        if prev is None or runs[-1][0] != kind or prev != i - 1:
+            start = [xy(i - 1, values[i - 1])] if prev == i - 1 else []
+            runs.append((kind, start))
+        runs[-1][1].append(xy(i, v))
+        prev = i
+    lines = "".join(
+        f"<polyline points='{' '.join(p)}' fill='none' stroke-width='1.5' "
+        + ("style='stroke:var(--jp-brand-color1,#1976d2)'/>" if kind else
+           "stroke-dasharray='3 2' style='stroke:var(--jp-ui-font-color2,#888)'/>")
+        for kind, p in runs)
+    return (f"<svg class='openmind-spark' width='{width}' height='{height}' role='img' "
+            f"style='vertical-align:middle'><title>{title}</title>{lines}</svg>")
 
 
 def sense_or_simulate(signal: str, duration: str | float = "1h", rate: str | float = "1Hz",

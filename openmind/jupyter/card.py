@@ -1,41 +1,65 @@
 """The decision card: what a cell decided, shown as HTML in JupyterLab and as text in a terminal.
 
-One card renders one journal record (the executor writes one per intent call), so a card shows
-exactly what the journal holds: the pathway, the decision, the reason, every attempt with its time,
-the pathways left out and why, and the result summary. `card_for(route)` makes one from any
-result's `.route`, which is how plain Python users get the same card (`Route._repr_html_`).
+One card renders one journal record (the executor writes one per intent call). It reads at a
+glance: one line (intent, name, pathway/decision, the reason in plain words, how long, when), one
+line of the three or four figures that matter for that intent, and everything else (every
+attempt, the pathways left out and why, the full result, the policy, where) behind a disclosure.
+`card_for(route)` makes one from any result's `.route`, which is how plain Python users get the
+same card (`Route._repr_html_`).
 
-Colours come from JupyterLab's theme variables (with neutral fallbacks), so the card is readable
-in light and dark themes and in other frontends.
+Colours come from JupyterLab's theme variables (with neutral fallbacks); text stays in the
+theme's font colours (readable in light and dark), status colours mark borders and dots only.
+Every vocabulary word carries a tooltip (GLOSSARY).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import html
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from openmind.config import redact
 from openmind.flow.journal import format_records
+from openmind.intents.sense import sparkline
+from openmind.units import human_bytes, human_duration, human_rate, human_time
 from openmind.vocab import Route
 
 # The MIME type carrying the machine-readable decision next to the HTML and the text.
 MIME = "application/vnd.openmind.decision+json"
 
 _FG = "var(--jp-ui-font-color1, inherit)"
-_FG2 = "var(--jp-ui-font-color2, inherit)"
+_FG2 = "var(--jp-ui-font-color2, inherit)"  # secondary text (>= 4.5:1 in both themes, checked in the browser test)
 _BORDER = "var(--jp-border-color2, rgba(128,128,128,.35))"
 _BG = "var(--jp-layout-color1, transparent)"
-_BG2 = "var(--jp-layout-color2, rgba(128,128,128,.08))"
 _OK = "var(--jp-success-color1, #2e7d32)"
 _FAIL = "var(--jp-error-color1, #c62828)"
 _WARN = "var(--jp-warn-color1, #b26a00)"
 _MONO = "var(--jp-code-font-family, monospace)"
 _FONT = "var(--jp-ui-font-family, inherit)"
 
+# Short explanations of the words a card shows, as tooltips (the sidebar gets them from the server).
+GLOSSARY: dict[str, str] = {
+    "pathway": "how openmind did the work; it picks one from what this machine has right now",
+    "full_train": "pathway: train a new model from the data (CUDA GPU if present, else CPU)",
+    "fine_tune": "pathway: start from a cached ancestor model and adapt it to the new data",
+    "cloud_inference": "pathway: an inference endpoint or language-model API over the network",
+    "muscle_memory": "pathway: reuse what the local cache holds (models, predictions, fitted signal patterns)",
+    "hardware_in_loop": "pathway: read from the ESP32 on its serial port",
+    "cell": "pathway: the cell's own code, run as a whole",
+    "decision": "one of four ways to decide: HARDCODE, CACHED, HYBRID, MODEL",
+    "HARDCODE": "decision: compute directly, deterministically",
+    "CACHED": "decision: return what memory holds, without computing",
+    "HYBRID": "decision: compute part, reuse part (fine-tune; simulate from a fitted pattern)",
+    "MODEL": "decision: a novel situation; ask the language model for a plan",
+    "degraded": "a result, but not quite what was asked for (the reason says how)",
+}
+
 _POLICY_DEFAULTS = {"fallback": "auto", "strategy": "adaptive", "budget": None, "fresh": False,
                     "prefer": [], "source": "auto", "timeout": None}
+_STOPPED = {"early_stop": "stopped early", "budget": "stopped at the budget", "epochs": "all epochs"}
+# summary fields that are bookkeeping, not results (kept in the journal, not on the card)
+_HIDDEN = {"preview", "val_history", "fingerprint", "key", "comparison", "events"}
 
 
 def _e(value: Any) -> str:
@@ -44,10 +68,9 @@ def _e(value: Any) -> str:
 
 def _ms(value: Any) -> str:
     try:
-        ms = float(value or 0.0)
+        return human_duration(float(value or 0.0) / 1000)
     except (TypeError, ValueError):
         return "?"
-    return f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.1f} ms"
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -58,6 +81,119 @@ def _short(value: Any, limit: int = 80) -> str:
     else:
         text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def plain(reason: Any) -> str:
+    """A reason without repeats: "CPU (no GPU: no CUDA GPU: no driver)" -> "CPU (no CUDA GPU: no
+    driver)": the last clause of a part whose words all appear in the next part says nothing more."""
+    parts = str(reason or "").split(": ")
+    out = []
+    for i, part in enumerate(parts):
+        if i + 1 < len(parts):
+            cut = max(part.rfind("; "), part.rfind(" ("), part.rfind(", "))
+            head, clause = (part[: cut + 2], part[cut + 2:]) if cut >= 0 else ("", part)
+            words = set(clause.lower().split())
+            if words and words <= set(parts[i + 1].lower().split()):
+                parts[i + 1] = head + parts[i + 1]
+                continue
+        out.append(part)
+    return ": ".join(out)
+
+
+def relative_path(path: Any) -> str:
+    """A notebook path as a person and a saved notebook should see it: relative to the working
+    directory when under it, else the file name (an absolute path never goes into a notebook)."""
+    text = str(path or "")
+    if not os.path.isabs(text):
+        return text
+    try:
+        rel = os.path.relpath(text)
+    except ValueError:  # another drive (Windows)
+        rel = ".."
+    return rel if not rel.startswith("..") else os.path.basename(text)
+
+
+def _term(*words: Any) -> str:
+    """Vocabulary words joined by '/' with one tooltip explaining each (dotted underline)."""
+    tips = [f"{w}: {GLOSSARY[str(w)].split(': ', 1)[-1]}" for w in words if str(w) in GLOSSARY]
+    text = _e("/".join(str(w) for w in words))
+    if not tips:
+        return text
+    return (f"<span title='{_e(chr(10).join(tips))}' style='text-decoration:underline dotted;"
+            f"text-underline-offset:2px;cursor:help'>{text}</span>")
+
+
+def _dot(color: str, tip: str) -> str:
+    """A status dot (an SVG shape, so the colour marks state without colouring any text)."""
+    return (f"<svg width='10' height='10' style='vertical-align:baseline;flex:none' role='img'>"
+            f"<title>{_e(tip)}</title><circle cx='5' cy='5' r='4.5' style='fill:{color}'/></svg>")
+
+
+def _percent(value: Any) -> str | None:
+    return f"{float(value) * 100:.1f}%" if isinstance(value, (int, float)) and value is not None else None
+
+
+def figures(intent: str, summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The three or four (label, value) figures that matter for this intent's result."""
+    s = summary
+    out: list[tuple[str, str | None]] = []
+    if intent == "train":
+        acc = s.get("val_accuracy", s.get("train_accuracy"))
+        out.append(("accuracy" if "val_accuracy" in s else "train accuracy", _percent(acc)))
+        if s.get("packed_bytes") is not None:
+            size = human_bytes(s["packed_bytes"])
+            if s.get("fp32_bytes"):
+                size += f" ({float(s['fp32_bytes']) / max(float(s['packed_bytes']), 1):.0f}× smaller than fp32)"
+            out.append(("size", size))
+        if s.get("epochs") is not None:
+            how = _STOPPED.get(str(s.get("stopped")), "")
+            best = f", best {s['best_epoch']}" if s.get("best_epoch") not in (None, s.get("epochs")) else ""
+            out.append(("epochs", f"{s['epochs']}{best}" + (f" ({how})" if how and how != "all epochs" else "")))
+        if s.get("cached"):
+            out.append(("from", "muscle memory"))
+        elif s.get("rows") is not None:
+            out.append(("rows", f"{int(s['rows']):,}"))
+    elif intent == "infer":
+        if s.get("rows") is not None:
+            out.append(("rows", f"{int(s['rows']):,}"))
+        out.append(("source", s.get("source")))
+        if s.get("classes_seen") is not None:
+            out.append(("classes seen", str(s["classes_seen"])))
+    elif intent == "sense":
+        n, real = s.get("samples"), s.get("real_samples")
+        if n is not None:
+            out.append(("samples", f"{int(n):,}" + (f" ({int(real):,} real)" if real is not None else "")))
+        out.append(("rate", human_rate(s.get("rate_hz")) if s.get("rate_hz") else None))
+        out.append(("lost", str(s.get("lost")) if s.get("lost") is not None else None))
+        cal = s.get("calibration") or {}
+        if isinstance(cal, Mapping) and cal.get("distance_before") is not None:
+            out.append(("sim→real distance", f"{cal['distance_before']:.3g} → {cal.get('distance_after', 0):.3g}"))
+        else:
+            out.append(("source", s.get("source")))
+    else:
+        out = [(k, _human_field(k, v)) for k, v in s.items()
+               if k not in _HIDDEN and isinstance(v, (str, int, float, bool))][:4]
+    return [(k, v) for k, v in out if v not in (None, "", "None")]
+
+
+def _human_field(key: str, value: Any) -> str:
+    """One result field for people: sizes in bytes, times in words, fractions as percent."""
+    if isinstance(value, bool) or value is None:
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        if key.endswith("bytes"):
+            return human_bytes(value)
+        if key.endswith(("seconds", "_s")):
+            return human_duration(value)
+        if key.endswith(("_at", "ts")) and value > 1e8:
+            return human_time(value)
+        if key.endswith("accuracy"):
+            return _percent(value) or "?"
+        if key.endswith("_hz"):
+            return human_rate(value)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k} {_human_field(str(k), v)}" for k, v in value.items() if k not in _HIDDEN)
+    return _short(value, 60)
 
 
 class DecisionCard:
@@ -81,6 +217,18 @@ class DecisionCard:
         return bool(self.record.get("ok"))
 
     @property
+    def degraded(self) -> str | None:
+        """Why the result is not quite what was asked for (issue 11 writes it), else None."""
+        value = self.record.get("degraded")
+        if not value or not self.ok:
+            return None
+        return value if isinstance(value, str) else "the result is not what was asked for"
+
+    @property
+    def state(self) -> str:
+        return "failed" if not self.ok else ("degraded" if self.degraded else "ok")
+
+    @property
     def title(self) -> str:
         r = self.record
         what = str(r.get("intent") or "?")
@@ -93,6 +241,11 @@ class DecisionCard:
         r = self.record
         return f"{r.get('pathway')}/{r.get('decision')}" if self.ok else "FAILED"
 
+    @property
+    def reason(self) -> str:
+        r = self.record
+        return plain(r.get("reason") if self.ok else (r.get("error") or r.get("reason")) or "")
+
     def attempts(self) -> list[dict[str, Any]]:
         return list(self.record.get("attempts") or [])
 
@@ -101,9 +254,9 @@ class DecisionCard:
         out = []
         for item in plan.get("excluded") or self.record.get("excluded") or []:
             if isinstance(item, Mapping):
-                out.append((str(item.get("pathway")), str(item.get("reason"))))
+                out.append((str(item.get("pathway")), plain(item.get("reason"))))
             else:
-                out.append((str(item[0]), str(item[1])))
+                out.append((str(item[0]), plain(item[1])))
         return out
 
     def policy_items(self) -> list[tuple[str, Any]]:
@@ -123,10 +276,17 @@ class DecisionCard:
         """Candidates of the plan that were not needed (what would have run next, and why)."""
         tried = len(self.attempts())
         cands = (self.record.get("plan") or {}).get("candidates") or []
-        return [(f"{c.get('pathway')}/{c.get('decision')}", str(c.get("reason"))) for c in cands[tried:]]
+        return [(f"{c.get('pathway')}/{c.get('decision')}", plain(c.get("reason"))) for c in cands[tried:]]
 
     def summary(self) -> dict[str, Any]:
         return dict(self.record.get("summary") or {})
+
+    def figures(self) -> list[tuple[str, str]]:
+        return figures(str(self.record.get("intent") or ""), self.summary())
+
+    def details(self) -> list[tuple[str, str]]:
+        """Every result field not among the figures, humanised."""
+        return [(k, _human_field(k, v)) for k, v in self.summary().items() if k not in _HIDDEN]
 
     def where(self) -> str:
         cell = self.record.get("cell") or {}
@@ -136,9 +296,7 @@ class DecisionCard:
         if cell.get("execution_count") is not None:
             parts.append(f"cell [{cell['execution_count']}]")
         if cell.get("notebook"):
-            parts.append(str(cell["notebook"]))
-        if self.record.get("ts"):
-            parts.append(_dt.datetime.fromtimestamp(self.record["ts"]).strftime("%H:%M:%S"))
+            parts.append(relative_path(cell["notebook"]))
         return " · ".join(parts)
 
     def to_json(self) -> dict[str, Any]:
@@ -150,40 +308,50 @@ class DecisionCard:
             "ok": self.ok, "pathway": r.get("pathway"), "decision": r.get("decision"),
             "reason": r.get("reason"), "duration_ms": r.get("duration_ms"),
             "execution_count": cell.get("execution_count"), "label": self.label,
+            "degraded": self.degraded,
         }
 
     # ------------------------------------------------------------------ text
 
-    def text(self) -> str:
+    def headline(self) -> str:
+        """The card's first line: intent and name, route, reason, how long, when."""
         r = self.record
-        head = f"openmind {self.title}: {self.route_text}  ({_ms(r.get('duration_ms'))})"
-        if self.label:
-            head += f"  [model: {self.label}]"
-        lines = [head, f"  why: {r.get('reason') or r.get('error') or ''}"]
+        parts = [f"openmind {self.title}", self.route_text]
+        if self.degraded:
+            parts.append("DEGRADED")
+        parts += [self.reason, _ms(r.get("duration_ms"))]
+        if r.get("ts"):
+            parts.append(human_time(r["ts"]))
+        return " · ".join(p for p in parts if p)
+
+    def text(self) -> str:
+        """The same card as plain text: the headline, the figures, then the details indented."""
+        lines = [self.headline()]
+        figs = self.figures()
+        if figs:
+            lines.append("  " + " · ".join(f"{k} {v}" for k, v in figs))
+        if self.degraded:
+            lines.append(f"  degraded: {self.degraded}")
         if self.note:
             lines.append(f"  note: {self.note}")
+        if self.label:
+            lines.append(f"  model label: {self.label}")
         for name, why in self.masked():
             lines.append(f"  assumed absent: {name} ({why})")
         attempts = self.attempts()
-        if attempts:
+        if len(attempts) > 1 or not self.ok:
             lines.append("  attempts:")
             for i, a in enumerate(attempts, 1):
-                tail = a.get("error") or a.get("reason") or ""
-                lines.append(f"    {i}. {a.get('pathway')}/{a.get('decision')}  {a.get('outcome')}  "
-                             f"{_ms(a.get('duration_ms'))}  {tail}")
+                tail = plain(a.get("error") or a.get("reason") or "")
+                lines.append(f"    {i}. {a.get('pathway')}/{a.get('decision')} {a.get('outcome')} "
+                             f"{_ms(a.get('duration_ms'))}: {tail}")
         untried = self.untried()
         if untried:
-            lines.append("  next in line (not needed):")
-            lines.extend(f"    - {p}: {why}" for p, why in untried)
+            lines.append("  next in line (not needed): " + "; ".join(f"{p} ({w})" for p, w in untried))
         excluded = self.excluded()
         if excluded:
-            lines.append("  not taken:")
-            lines.extend(f"    - {p}: {why}" for p, why in excluded)
-        summary = self.summary()
-        if summary:
-            lines.append("  result: " + ", ".join(f"{k}={_short(v, 40)}" for k, v in summary.items()
-                                                 if k not in _RICH))
-        lines.extend(comparison_lines(summary))
+            lines.append("  not taken: " + "; ".join(f"{p} ({w})" for p, w in excluded))
+        lines.extend(comparison_lines(self.summary()))
         pol = self.policy_items()
         if pol:
             lines.append("  policy: " + ", ".join(f"{k}={v}" for k, v in pol))
@@ -205,59 +373,77 @@ class DecisionCard:
 
     def _repr_html_(self) -> str:
         r = self.record
-        color = _OK if self.ok else _FAIL
-        badge = (f"<span style='font-family:{_MONO};font-weight:600;color:{color}'>"
-                 f"{_e(self.route_text)}</span>")
-        label = (f" <span style='color:{_FG2}'>· model {_e(self.label)}</span>" if self.label else "")
-        head = (f"<div style='display:flex;gap:.6em;align-items:baseline;flex-wrap:wrap'>"
-                f"<strong>openmind {_e(self.title)}</strong>{badge}{label}"
-                f"<span style='margin-left:auto;color:{_FG2}'>{_e(_ms(r.get('duration_ms')))}</span></div>")
-        body = [head, f"<div style='margin:.3em 0'><span style='color:{_FG2}'>why</span> "
-                      f"{_e(r.get('reason') or r.get('error') or '')}</div>"]
+        color = {"ok": _OK, "degraded": _WARN, "failed": _FAIL}[self.state]
+        state_tip = {"ok": "done", "degraded": GLOSSARY["degraded"], "failed": "every pathway failed"}
+        if self.ok:
+            route = _term(r.get("pathway"), r.get("decision"))
+        else:
+            route = "<b>failed</b>"
+        when = _e(_ms(r.get("duration_ms"))) + (f" · {_e(human_time(r['ts']))}" if r.get("ts") else "")
+        head = (f"<div style='display:flex;gap:.5em;align-items:baseline;white-space:nowrap;"
+                f"min-width:0'>{_dot(color, state_tip[self.state])}"
+                f"<b>{_e(self.title)}</b>"
+                f"<span style='font-family:{_MONO};font-size:90%'>{route}</span>"
+                + (f"<b title='{_e(self.degraded)}'>{_term('degraded')}</b>" if self.degraded else "")
+                + f"<span title='{_e(self.reason)}' style='overflow:hidden;text-overflow:ellipsis;"
+                f"min-width:0;flex:1 1 auto;color:{_FG2}'>{_e(self.reason)}</span>"
+                f"<span style='flex:none;color:{_FG2}'>{when}</span></div>")
+        figs = self.figures()
+        spark = ""
+        prev = self.summary().get("preview")
+        if isinstance(prev, Mapping) and prev.get("values"):
+            spark = sparkline(list(prev.get("values") or []), list(prev.get("real") or [])) + " "
+        fig_html = spark + " · ".join(f"<span style='color:{_FG2}'>{_e(k)}</span> <b>{_e(v)}</b>"
+                                      for k, v in figs)
+        extra = []
+        if self.degraded:
+            extra.append(f"<div><b>degraded</b>: {_e(self.degraded)}</div>")
         if self.note:
-            body.append(f"<div style='color:{_WARN}'>⚠ {_e(self.note)}</div>")
-        for name, why in self.masked():
-            body.append(f"<div style='color:{_WARN}'>assumed absent: <b>{_e(name)}</b> "
-                        f"<span style='color:{_FG2}'>({_e(why)})</span></div>")
-        body.append(self._attempts_html())
-        body.append(_pathway_list("next in line", self.untried()))
-        body.append(_pathway_list("not taken", self.excluded()))
-        summary = self.summary()
-        if summary:
-            items = " · ".join(f"{_e(k)} <b>{_e(_short(v))}</b>" for k, v in summary.items() if k not in _RICH)
-            body.append(f"<div style='margin-top:.3em'><span style='color:{_FG2}'>result</span> {items}</div>")
-        body.append(comparison_html(summary))
-        foot = []
-        pol = self.policy_items()
-        if pol:
-            foot.append("policy " + ", ".join(f"{_e(k)}={_e(v)}" for k, v in pol))
-        if self.where():
-            foot.append(_e(self.where()))
-        if foot:
-            body.append(f"<div style='margin-top:.3em;color:{_FG2};font-size:90%'>{' · '.join(foot)}</div>")
+            extra.append(f"<div><b>note</b>: {_e(self.note)}</div>")
+        masked = self.masked()
+        if masked:  # what the user switched off explains most route changes: keep it in sight
+            extra.append("<div>assumed absent: " + " · ".join(
+                f"<b title='{_e(why)}'>{_e(name)}</b>" for name, why in masked) + "</div>")
+        extra.append(comparison_html(self.summary()))
+        body = (f"<details style='margin-top:.15em'><summary style='cursor:pointer;list-style-position:"
+                f"outside;margin-left:1em'>{fig_html or _e('details')}</summary>"
+                f"{self._details_html()}</details>")
         return (f"<div class='openmind-card' data-pathway='{_e(r.get('pathway'))}' "
                 f"data-decision='{_e(r.get('decision'))}' data-ok='{int(self.ok)}' "
-                f"style='font-family:{_FONT};color:{_FG};background:{_BG};border:1px solid {_BORDER};"
-                f"border-left:4px solid {color};border-radius:4px;padding:.5em .8em;margin:.3em 0;"
-                f"max-width:60em'>{''.join(body)}</div>")
+                f"data-state='{self.state}' "
+                f"style='font-family:{_FONT};font-size:var(--jp-ui-font-size1,13px);color:{_FG};"
+                f"background:{_BG};border:1px solid {_BORDER};border-left:4px solid {color};"
+                f"border-radius:4px;padding:.3em .7em;margin:.2em 0;max-width:60em;line-height:1.5'>"
+                f"{head}{''.join(extra)}{body}</div>")
 
-    def _attempts_html(self) -> str:
-        attempts = self.attempts()
-        if not attempts:
-            return ""
-        rows = []
-        for i, a in enumerate(attempts, 1):
-            ok = a.get("outcome") == "ok"
-            rows.append(
-                f"<tr><td>{i}</td><td style='font-family:{_MONO}'>{_e(a.get('pathway'))}/"
-                f"{_e(a.get('decision'))}</td><td style='color:{_OK if ok else _FAIL}'>"
-                f"{_e(a.get('outcome'))}</td><td style='text-align:right'>{_e(_ms(a.get('duration_ms')))}"
-                f"</td><td>{_e(a.get('error') or a.get('reason') or '')}</td></tr>")
-        cell = f"padding:.15em .5em;border-bottom:1px solid {_BORDER};text-align:left"
-        return (f"<table style='border-collapse:collapse;margin:.2em 0;color:{_FG};background:{_BG2}'>"
-                f"<thead><tr style='color:{_FG2}'><th style='{cell}'>#</th><th style='{cell}'>attempt"
-                f"</th><th style='{cell}'>outcome</th><th style='{cell}'>time</th><th style='{cell}'>"
-                f"reason</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    def _details_html(self) -> str:
+        """Everything behind the disclosure: why in full, attempts, alternatives, result, where."""
+        rows: list[tuple[str, str]] = [("why", _e(self.reason))]
+        if self.label:
+            rows.append(("model label", _e(self.label)))
+        for i, a in enumerate(self.attempts(), 1):
+            why = plain(a.get("error") or a.get("reason") or "")
+            why = "" if why == self.reason else f": {why}"  # the headline's reason, not again
+            rows.append((f"attempt {i}", f"<span style='font-family:{_MONO}'>"
+                         f"{_term(a.get('pathway'), a.get('decision'))}</span> {_e(a.get('outcome'))} in "
+                         f"{_e(_ms(a.get('duration_ms')))}{_e(why)}"))
+        for p, why in self.untried():
+            rows.append(("next in line", f"<span style='font-family:{_MONO}'>{_e(p)}</span>: {_e(why)}"))
+        for p, why in self.excluded():
+            rows.append(("not taken", f"<span style='font-family:{_MONO}'>{_term(p)}</span>: {_e(why)}"))
+        details = self.details()
+        if details:
+            rows.append(("result", " · ".join(f"{_e(k)} <b>{_e(v)}</b>" for k, v in details)))
+        pol = self.policy_items()
+        if pol:
+            rows.append(("policy", _e(", ".join(f"{k}={v}" for k, v in pol))))
+        if self.where():
+            rows.append(("where", _e(self.where())))
+        cell = "padding:.1em .6em .1em 0;vertical-align:top;text-align:left"
+        # the primary colour: JupyterLab stripes table rows, and the secondary one is below 4.5:1 there
+        body = "".join(f"<tr><th style='{cell};font-weight:normal;color:{_FG};white-space:nowrap'>"
+                       f"{_e(k)}</th><td style='{cell}'>{v}</td></tr>" for k, v in rows)
+        return f"<table style='border-collapse:collapse;margin:.2em 0 .1em 1em;color:{_FG}'>{body}</table>"
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, Any]:
         return {"text/plain": self.text(), "text/html": self._repr_html_(), MIME: self.to_json()}
@@ -271,6 +457,8 @@ def card_for(route: Any, excluded: Sequence[tuple[Any, str]] | None = None) -> D
         record = dict(route.to_dict())
         record["ok"] = any(a.get("outcome") == "ok" for a in record.get("attempts") or []) or not record.get("attempts")
         record["id"] = jid
+    if record.get("degraded") is None and getattr(route, "degraded", None):
+        record["degraded"] = route.degraded
     if excluded is not None:
         record["excluded"] = [{"pathway": str(p), "reason": r} for p, r in excluded]
         record.pop("plan", None)
@@ -300,14 +488,14 @@ class JournalTable:
         for r in reversed(self.records):
             card = DecisionCard(r)
             c = r.get("cell") or {}
-            when = _dt.datetime.fromtimestamp(r.get("ts", 0)).strftime("%H:%M:%S")
+            when = human_time(r.get("ts", 0))
             rows.append(
                 f"<tr><td style='{cell}'>{_e(r.get('id', ''))}</td><td style='{cell}'>{when}</td>"
                 f"<td style='{cell}'>{_e(c.get('execution_count') if c.get('execution_count') is not None else '')}</td>"
                 f"<td style='{cell}'>{_e(card.title)}</td>"
-                f"<td style='{cell};font-family:{_MONO};color:{_OK if card.ok else _FAIL}'>{_e(card.route_text)}</td>"
+                f"<td style='{cell};font-family:{_MONO}'>{_dot(_OK if card.ok else _FAIL, card.state)} {_e(card.route_text)}</td>"
                 f"<td style='{cell};text-align:right'>{_e(_ms(r.get('duration_ms')))}</td>"
-                f"<td style='{cell}'>{_e(r.get('reason') or r.get('error') or '')}</td></tr>")
+                f"<td style='{cell}'>{_e(card.reason)}</td></tr>")
         head = "".join(f"<th style='{cell}'>{h}</th>" for h in
                        ("#", "time", "cell", "intent", "route", "took", "why"))
         return (f"<table class='openmind-log' style='border-collapse:collapse;color:{_FG};"
@@ -329,10 +517,6 @@ class Shown:
 
     def __repr__(self) -> str:
         return self.plain
-
-
-# summary keys shown by their own renderers below, not in the one-line result
-_RICH = ("comparison", "events")
 
 
 def comparison_lines(summary: Mapping[str, Any]) -> list[str]:
@@ -359,10 +543,10 @@ def comparison_html(summary: Mapping[str, Any]) -> str:
         rows = "".join(
             f"<tr><td style='{cell}'>{_e(c.get('against'))}</td><td style='{cell};font-family:{_MONO}'>"
             f"{_e(c.get('version'))}</td><td style='{cell}'>{_e(c.get('accuracy'))}</td>"
-            f"<td style='{cell};color:{_OK if (c.get('delta') or 0) >= 0 else _WARN}'>{_e(c.get('delta'))}</td></tr>"
+            f"<td style='{cell}'>{_e(c.get('delta'))}</td></tr>"
             for c in comparison)
-        color = _WARN if summary.get("healthy") is False else _FG
-        out.append(f"<div style='margin-top:.3em;color:{color}'>{_e(summary.get('verdict') or '')}</div>"
+        mark = _dot(_WARN, "shed") + " " if summary.get("healthy") is False else ""
+        out.append(f"<div style='margin-top:.3em'>{mark}{_e(summary.get('verdict') or '')}</div>"
                    f"<table class='openmind-comparison' style='border-collapse:collapse;color:{_FG}'>"
                    f"<tr style='color:{_FG2}'><th style='{cell}'>compared with</th><th style='{cell}'>"
                    f"version</th><th style='{cell}'>its accuracy</th><th style='{cell}'>this one</th></tr>"
@@ -370,18 +554,8 @@ def comparison_html(summary: Mapping[str, Any]) -> str:
     if events:
         items = "".join(f"<li>{_e(ev.get('kind'))} at sample {_e(ev.get('sample'))}: {_e(ev.get('detail'))}</li>"
                         for ev in events)
-        out.append(f"<ul class='openmind-events' style='margin:.2em 0;color:{_WARN}'>{items}</ul>")
+        out.append(f"<ul class='openmind-events' style='margin:.2em 0'>{items}</ul>")
     return "".join(out)
-
-
-def _pathway_list(title: str, pairs: list[tuple[str, str]]) -> str:
-    """A folded list of (pathway, why) lines; empty when there are none."""
-    if not pairs:
-        return ""
-    items = "".join(f"<li><code style='font-family:{_MONO}'>{_e(p)}</code>: {_e(w)}</li>"
-                    for p, w in pairs)
-    return (f"<details><summary style='cursor:pointer;color:{_FG2}'>{_e(title)} "
-            f"({len(pairs)})</summary><ul style='margin:.2em 0'>{items}</ul></details>")
 
 
 def register_display(shell: Any) -> None:

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import difflib
+import re
+import sys
 import time
 import warnings
 from typing import Any
@@ -30,9 +33,9 @@ from openmind.errors import BadInput
 from openmind.flow.context import current_cell, in_cell, reset_cell, session_id, set_cell
 from openmind.flow.journal import journal
 from openmind.flow.policy import FALLBACKS, SOURCES, STRATEGIES, make_policy, policy
-from openmind.jupyter.card import DecisionCard, JournalTable, Shown, register_display
+from openmind.jupyter.card import GLOSSARY, DecisionCard, JournalTable, Shown, register_display
 from openmind.memory.store import db_path
-from openmind.vocab import IntentKind
+from openmind.vocab import Decision, IntentKind, Pathway
 
 INTENTS = tuple(k.value for k in IntentKind)
 POLICY_OPTIONS = ("fallback", "strategy", "budget", "fresh", "prefer", "source", "timeout", "workers")
@@ -47,14 +50,16 @@ class OpenmindCellWarning(UserWarning):
 # Each parser is attached to a stub so `magic_arguments` builds it once, with a clear prog name.
 
 
-@magic_arguments(name="%%openmind")
-@argument("intent", metavar="{train,sense,infer,validate,monitor,deploy}", help="what the cell does (checked against what ran)")
+# magic_arguments puts one '%' before the name itself
+@magic_arguments(name="%openmind")
+@argument("intent", metavar="{" + ",".join(INTENTS) + "}", help="what the cell does (checked against what ran)")
 @argument("--fallback", choices=FALLBACKS, help="auto: every pathway in order; cached: then only muscle memory; none: first only")
 @argument("--strategy", choices=STRATEGIES, help="adaptive (the rules), local (never the cloud), cloud (cloud first), cached (memory only)")
 @argument("--budget", metavar="DURATION", help="compute the cell may spend, e.g. 30s, 5m")
 @argument("--timeout", metavar="DURATION", help="how long a device or network pathway may take")
 @argument("--source", choices=SOURCES, help="sense: auto, device (hardware only) or simulate")
-@argument("--prefer", metavar="PATHWAY[,PATHWAY]", help="pathways to try first when they are candidates")
+@argument("--prefer", metavar="PATHWAY[,PATHWAY]",
+          help="pathways to try first when they are candidates: " + ", ".join(p.value for p in Pathway))
 @argument("--fresh", action="store_true", default=None, help="skip exact muscle-memory hits and compute anew")
 @argument("--workers", type=int, metavar="N", help="train: data-parallel processes (DDP; gloo on CPU, NCCL on GPUs)")
 @argument("--model", metavar="NAME", help="a label for the card (the calls in the cell name their models)")
@@ -63,24 +68,51 @@ def _cell_parser(line: str, cell: str) -> None:
     """Run the cell with a routing policy in force and show how each openmind call was decided."""
 
 
-@magic_arguments(name="%openmind log")
+@magic_arguments(name="openmind log")
 @argument("-n", type=int, default=10, help="how many records (default 10)")
 @argument("--all", action="store_true", help="every session, not only this kernel's")
 def _log_parser(line: str) -> None:
     """The latest decisions from the journal."""
 
 
-@magic_arguments(name="%openmind status")
+@magic_arguments(name="openmind status")
 @argument("--refresh", action="store_true", help="re-probe instead of using the cache")
 def _status_parser(line: str) -> None:
     """What this machine has right now."""
 
 
 def _usage() -> str:
+    """`%openmind?`: every command and option, then the words the cards use."""
     parts = [_cell_parser.__doc__ or "", _status_parser.__doc__ or "", _log_parser.__doc__ or "",
              "%openmind assume gpu=off api=off serial=off | reset\n\n"
-             "Pretend resources are absent for this kernel (or undo that with `reset`)."]
-    return "\n\n".join(p.strip() for p in parts)
+             "Pretend resources are absent for this kernel (or undo that with `reset`).",
+             "Words on the cards:\n" + "\n".join(
+                 f"  {w:<17} {GLOSSARY[w]}" for w in ("pathway", *[p.value for p in Pathway],
+                                                      "decision", *[d.value for d in Decision])
+                 if w in GLOSSARY)]
+    return "\n\n".join(p.replace("::\n\n", "").strip() for p in parts)
+
+
+def did_you_mean(word: str, choices: Any) -> str:
+    """' (did you mean 'status'?)' for a near miss among `choices`, else ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def parse_options(parser: Any, line: str) -> Any:
+    """`parse_argstring`, with a "did you mean" for a mistyped option or choice."""
+    try:
+        return parse_argstring(parser, line)
+    except UsageError as exc:
+        msg = str(exc)
+        known = parser.parser._option_string_actions
+        hints = [did_you_mean(tok.split("=")[0], known) for tok in
+                 re.findall(r"(?<!\S)-{1,2}[\w-]+(?:=\S*)?", msg.partition("unrecognized arguments:")[2])]
+        bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", msg)
+        if bad:
+            hints.append(did_you_mean(bad.group(1), re.findall(r"'([^']*)'", bad.group(2))))
+        hint = "".join(h for h in hints if h)
+        raise UsageError(f"{parser.parser.prog}: {msg}{hint}; see %openmind?") from None
 
 
 # --------------------------------------------------------------------------- magics
@@ -139,8 +171,9 @@ class OpenmindMagics(Magics):
             return self.log(rest)
         if word == "assume":
             return self.assume(rest)
-        raise UsageError(f"unknown %openmind command {word!r}; valid: {', '.join(LINE_COMMANDS)} "
-                         f"(and %%openmind {{{','.join(INTENTS)}}} for cells)\n\n{_usage()}")
+        raise UsageError(f"unknown %openmind command {word!r}{did_you_mean(word, LINE_COMMANDS)}; "
+                         f"valid: {', '.join(LINE_COMMANDS)} (and %%openmind {{{','.join(INTENTS)}}} "
+                         f"for cells); see %openmind?")
 
     # ------------------------------------------------------------------ cell
 
@@ -167,11 +200,12 @@ class OpenmindMagics(Magics):
 
     def _run_intent_cell(self, line: str, cell: str) -> Any:
         self._body_ms = 0.0
-        args = parse_argstring(_cell_parser, line)
+        args = parse_options(_cell_parser, line)
         try:
             intent = IntentKind.parse(args.intent, "intent").value
         except BadInput as exc:
-            raise UsageError(f"%%openmind: {exc}") from None
+            raise UsageError(f"%%openmind: {exc}{did_you_mean(args.intent, INTENTS)}; "
+                             f"see %openmind?") from None
         opts = self.policy_options(args)
         with contextlib.ExitStack() as stack:
             try:
@@ -258,14 +292,14 @@ class OpenmindMagics(Magics):
     # ------------------------------------------------------------------ line
 
     def status(self, rest: str) -> Shown:
-        args = parse_argstring(_status_parser, rest)
+        args = parse_options(_status_parser, rest)
         from openmind.flow.resources import probe
 
         res = probe(refresh=args.refresh)
         return Shown(res._repr_html_(), str(res))
 
     def log(self, rest: str) -> JournalTable:
-        args = parse_argstring(_log_parser, rest)
+        args = parse_options(_log_parser, rest)
         if args.n < 1:
             raise UsageError(f"%openmind log: -n must be a positive number of records, got {args.n}")
         return JournalTable(journal(args.n, session=None if args.all else session_id()))
@@ -341,6 +375,58 @@ def _shell_compiler(shell: Any) -> Any:
     return compile_
 
 
+def _short_warning(showwarning: Any) -> Any:
+    """warnings.showwarning that prints openmind's own warnings as one line: no internal file
+    path, no source line (other warnings go to the previous `showwarning` unchanged)."""
+
+    def show(message: Any, category: type, filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        text = str(message)
+        if issubclass(category, OpenmindCellWarning) or text.startswith("openmind:"):
+            head = "" if text.startswith(("openmind", "%%openmind")) else "openmind: "
+            print(f"{head}{text}", file=file or sys.stderr)
+            return
+        showwarning(message, category, filename, lineno, file, line)
+
+    show.openmind_previous = showwarning  # type: ignore[attr-defined]
+    return show
+
+
+def _user_line(shell: Any, tb: Any) -> str:
+    """Where in the user's own code the error came from: 'line 2: x = f(...)'."""
+    import linecache
+    import os
+
+    import openmind
+
+    ours = os.path.dirname(os.path.abspath(openmind.__file__))
+    cells = getattr(shell.compile, "_filename_map", {})
+    found = ""
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        name, lineno = code.co_filename, tb.tb_lineno
+        if name in cells or not (os.path.abspath(name).startswith(ours) or "site-packages" in name):
+            # a cell's file name maps to a prompt number that is off by one on some IPython
+            # versions, so a cell is named by its line only
+            where = f"line {lineno}" if name in cells else f"{os.path.basename(name)}, line {lineno}"
+            src = linecache.getline(name, lineno).strip()
+            found = f"{where}: {src}" if src else where
+        tb = tb.tb_next
+    return found
+
+
+def show_bad_input(shell: Any, etype: type, value: BaseException, tb: Any,
+                   tb_offset: int | None = None) -> list[str]:
+    """IPython's custom exception handler for BadInput: the message and the user's line that
+    led to it, not a traceback through openmind's own frames (`%xmode verbose` + %tb for those)."""
+    stb = [f"\x1b[0;31m{etype.__name__}\x1b[0m: {value}"]
+    where = _user_line(shell, tb)
+    if where:
+        stb.append(f"  from {where}")
+    shell._showtraceback(etype, value, stb)
+    return stb
+
+
 def _warn(message: str) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("always", OpenmindCellWarning)
@@ -398,6 +484,10 @@ def load_ipython_extension(ip: Any) -> None:
     ip.events.register("pre_run_cell", hooks.pre)
     ip.events.register("post_run_cell", hooks.post)
     ip._openmind_magics = (magics, hooks)
+    if not hasattr(warnings.showwarning, "openmind_previous"):
+        warnings.showwarning = _short_warning(warnings.showwarning)
+    if not ip.custom_exceptions:  # never replace a handler someone else set
+        ip.set_custom_exc((BadInput,), show_bad_input)
 
 
 def unload_ipython_extension(ip: Any) -> None:
@@ -411,6 +501,11 @@ def unload_ipython_extension(ip: Any) -> None:
     if magics in ip.configurables:
         ip.configurables.remove(magics)
     ip._openmind_magics = None
+    previous = getattr(warnings.showwarning, "openmind_previous", None)
+    if previous is not None:
+        warnings.showwarning = previous
+    if ip.custom_exceptions == (BadInput,):
+        ip.set_custom_exc((), None)
 
 
 OpenmindMagics.openmind.__doc__ = _usage()

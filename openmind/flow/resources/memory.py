@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from openmind import config
 from openmind.flow.resources.base import Resource
+from openmind.units import human_bytes, plural
 
 
 def probe_memory() -> Resource:
@@ -28,8 +29,8 @@ def probe_memory() -> Resource:
         elif r["kind"] == "predictions":
             predictions += r["n"]
     reason = (
-        f"{sum(models.values())} models, {sum(signals.values())} signal patterns, "
-        f"{predictions} cached predictions ({total / 2**20:.1f} MiB)"
+        f"{plural(sum(models.values()), 'model')}, {plural(sum(signals.values()), 'signal pattern')}, "
+        f"{plural(predictions, 'cached prediction')} ({human_bytes(total)})"
     )
     return Resource.present("memory", reason, "ready", models=models, signals=signals,
                             predictions=predictions, bytes=total, home=str(root))

@@ -390,6 +390,7 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
                 opt = torch.optim.Adam(net.parameters(), lr=sched.get_last_lr()[0],
                                        weight_decay=cfg["weight_decay"])
                 sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg["epochs"] - epoch))
+        _finish_bar(bar, out, cfg, deadline is not None and out.stopped == "budget", start)
     finally:
         bar.close()
     if best_net is not None:
@@ -421,6 +422,32 @@ def _grow(net: nn.Sequential, out: FitOutcome, epoch: int, Xv: torch.Tensor, yv:
     for e in out.extinctions:
         if e["epoch"] == epoch:
             e.update(val_loss_before=round(before, 4), val_loss_after=round(after, 4))
+
+
+def stop_reason(out: FitOutcome, cfg: dict[str, Any], seconds: float | None = None) -> str | None:
+    """Why training ended before its last epoch, in plain words (None when it ran them all)."""
+    if out.stopped == "early_stop":
+        return (f"stopped early at epoch {out.epochs} of {cfg['epochs']}: no better for "
+                f"{cfg['patience']} epochs (best: epoch {out.best_epoch})")
+    if out.stopped == "budget":
+        spent = f" ({seconds:.1f} s)" if seconds is not None else ""
+        return f"stopped at the time budget{spent} at epoch {out.epochs} of {cfg['epochs']}"
+    return None
+
+
+def _finish_bar(bar: Any, out: FitOutcome, cfg: dict[str, Any], budget: bool, start: float) -> None:
+    """An early or budget stop is a normal end, not an error: the bar ends complete (tqdm's
+    success state, not red) and stays, saying why it stopped."""
+    why = stop_reason(out, cfg, time.perf_counter() - start if budget else None)
+    if why is None or getattr(bar, "disable", True):
+        return
+    bar.set_description_str(f"{bar.desc.rstrip(': ')}: {why}", refresh=False)
+    bar.total = bar.n  # complete: tqdm.notebook draws a closed, unfinished bar red
+    pbar = getattr(bar, "container", None)
+    if pbar is not None:  # the notebook widget: its own maximum
+        pbar.children[1].max = max(bar.n, 1)
+    bar.leave = True
+    bar.refresh()
 
 
 def load_weights(net: nn.Sequential, model: TernaryModel) -> None:

@@ -1,0 +1,38 @@
+"""A bare laptop still runs the hardware-in-loop pathway: no board answers, so the firmware's
+virtual device (its host build on a real pty) starts and is read over the real protocol."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import openmind
+from openmind.intents.board import board_or_virtual
+
+
+@pytest.fixture
+def board(vdev_binary):  # vdev_binary: built once per session by make
+    b = board_or_virtual()
+    yield b
+    b.close()
+
+
+def test_no_board_starts_the_virtual_device_and_says_so(board):
+    assert board.virtual and board.port and os.environ["OPENMIND_SERIAL_PORT"] == board.port
+    assert "virtual device" in repr(board) and board.port in repr(board)
+    assert board_or_virtual() is board  # one per process
+    first = openmind.sense_or_simulate("temperature", duration="2s", rate="50Hz", progress=False)
+    second = openmind.sense_or_simulate("temperature", duration="2s", rate="50Hz", progress=False)
+    assert first.route.pathway.value == second.route.pathway.value == "hardware_in_loop"
+    assert first.real_count == 100 and first.source == "hardware"
+    # ebb and flow: the second capture is compared with the pattern fitted on the first
+    d1, d2 = first.calibration["distance_before"], second.calibration["distance_before"]
+    assert d2 < d1, (d1, d2)
+
+
+def test_closing_the_virtual_board_gives_the_port_back(vdev_binary):
+    b = board_or_virtual()
+    b.close()
+    assert "OPENMIND_SERIAL_PORT" not in os.environ
+    assert not openmind.probe(refresh=True).serial.available

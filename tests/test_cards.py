@@ -1,0 +1,158 @@
+"""Cards, signals and progress bars that a person reads at a glance (issue 18), without a browser:
+the card's text and HTML from real intent calls, Signal.plot/to_pandas/sparkline, the bar's end."""
+
+from __future__ import annotations
+
+import os
+import re
+from html import escape as _html_escape
+
+import numpy as np
+import pytest
+
+import openmind
+from openmind.jupyter.card import GLOSSARY, DecisionCard, card_for, plain, relative_path
+from openmind.units import human_bytes, human_duration, human_rate
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return X[:300], y[:300]
+
+
+def _train(digits, **kw):
+    X, y = digits
+    return openmind.train_or_load("digits", X, y, hidden=[16], epochs=40, patience=4,
+                                  progress=False, **kw)
+
+
+def test_train_card_is_one_line_plus_figures_with_the_rest_folded(digits):
+    model = _train(digits)
+    card = card_for(model.route)
+    head, figs, *rest = card.text().splitlines()
+    assert head.startswith("openmind train 'digits' · full_train/HARDCODE · ")
+    assert re.search(r" · [\d.]+ (ms|s) · \d\d:\d\d:\d\d$", head)  # how long, then when
+    assert "no GPU: no CUDA GPU" not in head  # a reason says a thing once
+    assert re.match(r"  accuracy \d+\.\d% · size \d+ B \(\d+× smaller than fp32\) · epochs \d+", figs)
+    assert "fingerprint" not in card.text() and "fp32_bytes" not in card.text()
+    html = card._repr_html_()
+    assert html.count("<details") == 1 and "fingerprint" not in html
+    assert "cached_at" not in html and "1.79e+09" not in html
+    # the vocabulary explains itself where it appears
+    assert f"full_train: {GLOSSARY['full_train'].split(': ', 1)[1]}" in html.replace("&#x27;", "'")
+    assert "HARDCODE: compute directly" in html
+    # the details say the reason once (the attempt that gave it does not repeat it)
+    # the headline (cut to one line), its tooltip and the "why" row in full; not the attempt row
+    assert html.count(_html_escape(card.reason)) == 3
+    # stopped early: said in words on the figures line
+    if model.info["stopped"] == "early_stop":
+        assert "(stopped early)" in figs
+
+
+def test_each_intent_shows_its_own_figures(digits):
+    model = _train(digits)
+    pred = openmind.infer_adaptive(model, digits[0][:40])
+    sig = openmind.sense_or_simulate("temperature", duration="2m", rate="1Hz")
+    infer_figs = card_for(pred.route).text().splitlines()[1]
+    sense_figs = card_for(sig.route).text().splitlines()[1]
+    assert infer_figs.strip().startswith("rows 40 · source ")
+    assert sense_figs.strip().startswith("samples 120 (0 real) · rate 1 Hz · lost 0")
+    html = card_for(sig.route)._repr_html_()
+    assert "class='openmind-spark'" in html and "<polyline" in html
+    assert "all simulated" in html  # the sparkline's own title says what it draws
+
+
+def test_degraded_and_failed_cards_say_so_in_their_state(digits):
+    rec = dict(card_for(_train(digits).route).record)
+    rec["degraded"] = "stopped at the budget: fewer epochs than asked"
+    card = DecisionCard(rec)
+    assert card.state == "degraded" and "DEGRADED" in card.text().splitlines()[0]
+    html = card._repr_html_()
+    assert "data-state='degraded'" in html and "--jp-warn-color1" in html
+    assert "fewer epochs than asked" in html
+    rec.update(degraded=True)
+    assert DecisionCard(rec).degraded == "the result is not what was asked for"
+    failed = DecisionCard({**rec, "ok": False, "error": "AllPathwaysFailed: nothing worked"})
+    assert failed.state == "failed" and "data-state='failed'" in failed._repr_html_()
+
+
+def test_notebook_paths_never_absolute_in_a_card(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    inside, outside = str(tmp_path / "sub" / "a.ipynb"), "/somewhere/else/b.ipynb"
+    assert relative_path(inside) == os.path.join("sub", "a.ipynb")
+    assert relative_path(outside) == "b.ipynb" and relative_path("c.ipynb") == "c.ipynb"
+    rec = {"intent": "sense", "ok": True, "pathway": "muscle_memory", "decision": "HYBRID",
+           "reason": "r", "id": 3, "cell": {"notebook": outside, "execution_count": 2}}
+    card = DecisionCard(rec)
+    assert "/somewhere" not in card.text() + card._repr_html_()
+    assert "b.ipynb" in card.text()
+
+
+def test_plain_reasons_and_human_numbers():
+    assert plain("CPU (2 cores; no GPU: no CUDA GPU: no driver)") == "CPU (2 cores; no CUDA GPU: no driver)"
+    assert plain("no device: the port is busy") == "no device: the port is busy"
+    assert (human_bytes(948), human_bytes(297208), human_bytes(3.2e9)) == ("948 B", "297 kB", "3.2 GB")
+    assert (human_duration(0.0123), human_duration(1.79), human_duration(125)) == ("12 ms", "1.8 s", "2 min 5 s")
+    assert human_rate(1) == "1 Hz" and human_rate(1 / 600) == "1 per 10 min"
+
+
+def _mixed_signal():
+    """Half real, half simulated: what a device that died mid-capture leaves (sense.py's Signal)."""
+    from openmind.intents.sense import Signal
+
+    t = 1.7e9 + np.arange(100.0)
+    real = np.arange(100) < 50
+    return Signal("temperature", t, 20 + np.sin(t / 5), "C", "hardware+simulated", 1.0, real)
+
+
+def test_signal_to_pandas_and_plot():
+    pytest.importorskip("pandas")
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    sig = _mixed_signal()
+    df = sig.to_pandas()
+    assert list(df.columns) == ["temperature", "real"] and len(df) == 100
+    assert df["real"].sum() == 50 and str(df.index.tz) == "UTC"
+    assert np.allclose(df["temperature"].to_numpy(), sig.values)
+    ax = sig.plot()
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["real (device)", "simulated"]
+    assert [line.get_linestyle() for line in ax.get_lines()] == ["-", "--"]
+    assert ax.get_ylabel() == "temperature [C]"
+
+
+def test_sparkline_tells_real_from_simulated():
+    sig = _mixed_signal()
+    prev = sig.preview()
+    assert len(prev["values"]) == 48 and prev["real"][0] == 1 and prev["real"][-1] == 0
+    html = sig._repr_html_()
+    assert html.count("<polyline") == 2 and "stroke-dasharray" in html
+    assert "50 real" in html
+    assert "solid: real" in html
+
+
+def test_an_early_stop_ends_the_notebook_bar_in_success_not_red():
+    pytest.importorskip("ipywidgets")
+    from tqdm.notebook import tqdm as notebook_tqdm
+
+    from openmind.pathways.ternary.fit import FitOutcome, _finish_bar, stop_reason
+
+    cfg = {"epochs": 80, "patience": 8}
+    out = FitOutcome(None, device="cpu", held_out=True)
+    out.epochs, out.best_epoch, out.stopped = 52, 44, "early_stop"
+    bar = notebook_tqdm(total=80, desc="train digits", leave=False, display=False)
+    bar.update(52)
+    _finish_bar(bar, out, cfg, budget=False, start=0.0)
+    bar.close()
+    pbar = bar.container.children[1]
+    assert pbar.bar_style == "success" and pbar.value == pbar.max == 52
+    assert "stopped early at epoch 52 of 80: no better for 8 epochs" in bar.container.children[0].value.replace("\u2007", " ")
+    out.stopped = "budget"
+    assert stop_reason(out, cfg, 30.0) == "stopped at the time budget (30.0 s) at epoch 52 of 80"
+    out.stopped = "epochs"
+    assert stop_reason(out, cfg) is None
