@@ -73,12 +73,12 @@ def test_a_killed_worker_ends_the_run_with_one_clear_error(digits_split):
     Xtr, _Xte, ytr, _yte = digits_split
     me = psutil.Process()
     killed: list[int] = []
+    before = {p.pid for p in me.children()}  # other tests' leftovers are not ours to kill
 
     def kill_one_worker() -> None:
         deadline = time.time() + 60
         while time.time() < deadline and not killed:
-            kids = [p for p in me.children() if "openmind-ddp" in " ".join(_name(p))]
-            kids = kids or me.children()
+            kids = [p for p in me.children() if p.pid not in before]
             if len(kids) >= 2:
                 time.sleep(1.0)  # let them meet and start training
                 os.kill(kids[-1].pid, signal.SIGKILL)

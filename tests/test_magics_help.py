@@ -78,17 +78,17 @@ def test_notebook_shows_bad_input_as_one_message_and_warnings_without_paths(tmp_
         "%load_ext openmind.jupyter\nimport openmind",
         "def helper(name):\n    return openmind.sense_or_simulate(name, duration='5s')\n"
         "sig = helper('no spaces allowed!')",
-        "%%openmind train\nx = 1",
+        "%%openmind infer\nsig2 = openmind.sense_or_simulate('temperature', duration='2s', rate='1Hz')",
         "print('still running')",
     ])
     [err] = [o for o in nb.cells[1].outputs if o["output_type"] == "error"]
-    assert err["ename"] == "BadInput" and "signal must be a name" in err["evalue"]
+    assert err["ename"] == "BadInput" and "has characters a name may not hold" in err["evalue"]
     tb = "\n".join(err["traceback"])
     assert len(err["traceback"]) <= 2, tb  # the message and the user's line, not 50 frames
     # the user's own line closest to openmind (inside their helper), not openmind's frames
     assert "from line 2: return openmind.sense_or_simulate(name" in tb
     assert "openmind/intents" not in tb and "site-packages" not in tb
     warned = "".join(o.get("text", "") for o in nb.cells[2].outputs if o.get("name") == "stderr")
-    assert "the cell made no openmind call" in warned
+    assert "the cell is marked 'infer' but ran sense" in warned
     assert "magics.py" not in warned and "self._report" not in warned and "/" not in warned.split(":")[0]
     assert nb.cells[3].outputs[0]["text"] == "still running\n"

@@ -18,6 +18,7 @@ from openmind.pathways import vdev as _vdev
 # the build and the device live in the package (the ebb-and-flow notebook starts one too)
 FIRMWARE = _vdev.FIRMWARE
 BUILD = FIRMWARE / "build"
+ROOT = FIRMWARE.parent
 VDev = _vdev.VirtualDevice
 
 

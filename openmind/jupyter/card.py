@@ -521,7 +521,7 @@ class Shown:
 
 def comparison_lines(summary: Mapping[str, Any]) -> list[str]:
     """The validator's comparison (this version against the previous one and its parent) as text."""
-    lines = []
+    lines = [f"  {summary['verdict']}"] if summary.get("comparison") and summary.get("verdict") else []
     for c in summary.get("comparison") or []:
         lines.append(f"  vs {c.get('against')} {c.get('version')}: accuracy {c.get('accuracy')} "
                      f"(this one {c.get('delta'):+})")
