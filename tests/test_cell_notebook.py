@@ -27,7 +27,7 @@ took = {}"""
 
 FOREST = """%%openmind train
 # a random forest on breast cancer, the user's own code
-clf = RandomForestClassifier(n_estimators=100, random_state=0)
+clf = RandomForestClassifier(n_estimators=300, random_state=0)
 scores = cross_val_score(clf, prep(X), y, cv=5)
 clf.fit(prep(X), y)
 preds = clf.predict(prep(X))
@@ -35,7 +35,7 @@ print(f"cv accuracy {scores.mean():.4f} on {prep(X).shape[1]} features")"""
 
 # the same code with comments, blank lines and formatting changed
 FOREST_RESTYLED = """%%openmind train
-clf = RandomForestClassifier( n_estimators = 100,   random_state=0 )   # same forest
+clf = RandomForestClassifier( n_estimators = 300,   random_state=0 )   # same forest
 scores = cross_val_score(clf, prep(X), y,
                          cv=5)
 clf.fit(prep(X), y)  # fit it
@@ -83,7 +83,7 @@ def test_a_random_forest_cell_is_a_hit_100x_faster_with_the_same_output_and_miss
         FOREST, DIGEST, timing("run"),                           # 1 2 3
         FOREST, DIGEST, timing("hit"),                           # 4 5 6  same cell again: hit
         FOREST_RESTYLED, timing("restyled"),                     # 7 8    comments/format: hit
-        FOREST.replace("n_estimators=100", "n_estimators=10"),   # 9      miss: option
+        FOREST.replace("n_estimators=300", "n_estimators=10"),   # 9      miss: option
         "X = X.copy()\nX[0, 0] += 1.0",                          # 10
         FOREST,                                                  # 11     miss: data
         "def prep(X):\n    return X[:, :25]",                    # 12
