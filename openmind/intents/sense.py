@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from openmind.errors import BadInput, PathwayUnavailable
-from openmind.flow.executor import execute
+from openmind.flow.executor import Served, execute
 from openmind.flow.policy import split_policy
 from openmind.flow.router import Candidate, Intent, route
 from openmind.pathways.pattern import (
@@ -135,7 +135,9 @@ def sense_or_simulate(signal: str, duration: str | float = "1h", rate: str | flo
         pat = load(signal) if kind == "pattern" else prior(signal)
         if pat is None:
             raise PathwayUnavailable(f"no {'fitted pattern' if kind == 'pattern' else 'prior'} for '{signal}'")
-        return job.simulated(pat, kind)
+        sig = job.simulated(pat, kind)
+        return Served(sig, degraded="synthetic: built-in prior, no real capture yet") \
+            if kind == "prior" else sig
 
     handlers = {
         (Pathway.HARDWARE_IN_LOOP, Decision.HARDCODE): job.hardware,
@@ -169,7 +171,8 @@ class _Sensing:
         from openmind.intents.ask import request_signal
 
         pat = from_description(self.signal, request_signal(self.signal))
-        return self.simulated(pat, "llm")
+        return Served(self.simulated(pat, "llm"),
+                      degraded="synthetic: simulated from the language model's description")
 
     def hardware(self, cand: Candidate) -> Signal:
         from openmind.flow.resources import invalidate
@@ -213,10 +216,12 @@ class _Sensing:
         sim = pat.simulate(rest_t, self.seed) if pat is not None else np.full(len(rest), np.nan)
         note = (f"{cap.error}; the remaining {len(rest)} samples are simulated from the "
                 f"{'pattern just fitted to the real samples' if pat is not None and not pat.synthetic else 'prior'}")
-        return Signal(self.signal, np.concatenate([real_t, rest_t]), np.concatenate([real_values, sim]),
-                      unit, "hardware+simulated", self.hz,
-                      np.concatenate([np.ones(len(n), bool), np.zeros(len(rest), bool)]),
-                      lost=cap.lost, skipped_lines=cap.skipped, note=note, calibration=calibration)
+        sig = Signal(self.signal, np.concatenate([real_t, rest_t]), np.concatenate([real_values, sim]),
+                     unit, "hardware+simulated", self.hz,
+                     np.concatenate([np.ones(len(n), bool), np.zeros(len(rest), bool)]),
+                     lost=cap.lost, skipped_lines=cap.skipped, note=note, calibration=calibration)
+        return Served(sig, degraded=f"partial: {len(n)} of {self.count} samples are real, the "
+                                    f"rest simulated ({cap.error})")
 
     def _bar(self):
         seconds = self.count / self.hz

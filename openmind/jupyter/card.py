@@ -35,7 +35,7 @@ _MONO = "var(--jp-code-font-family, monospace)"
 _FONT = "var(--jp-ui-font-family, inherit)"
 
 _POLICY_DEFAULTS = {"fallback": "auto", "strategy": "adaptive", "budget": None, "fresh": False,
-                    "prefer": [], "source": "auto", "timeout": None}
+                    "prefer": [], "source": "auto", "timeout": None, "strict": False}
 
 
 def _e(value: Any) -> str:
@@ -81,6 +81,15 @@ class DecisionCard:
         return bool(self.record.get("ok"))
 
     @property
+    def degraded(self) -> str | None:
+        """Why the result is not what the cell asked for (None: it is); shown in the warning colour."""
+        return self.record.get("degraded") if self.ok else None
+
+    @property
+    def color(self) -> str:
+        return _FAIL if not self.ok else _WARN if self.degraded else _OK
+
+    @property
     def title(self) -> str:
         r = self.record
         what = str(r.get("intent") or "?")
@@ -91,7 +100,9 @@ class DecisionCard:
     @property
     def route_text(self) -> str:
         r = self.record
-        return f"{r.get('pathway')}/{r.get('decision')}" if self.ok else "FAILED"
+        if not self.ok:
+            return "FAILED"
+        return f"{r.get('pathway')}/{r.get('decision')}" + (" DEGRADED" if self.degraded else "")
 
     def attempts(self) -> list[dict[str, Any]]:
         return list(self.record.get("attempts") or [])
@@ -149,7 +160,7 @@ class DecisionCard:
             "id": r.get("id"), "intent": r.get("intent"), "name": r.get("name"),
             "ok": self.ok, "pathway": r.get("pathway"), "decision": r.get("decision"),
             "reason": r.get("reason"), "duration_ms": r.get("duration_ms"),
-            "execution_count": cell.get("execution_count"), "label": self.label,
+            "degraded": self.degraded, "execution_count": cell.get("execution_count"), "label": self.label,
         }
 
     # ------------------------------------------------------------------ text
@@ -160,6 +171,8 @@ class DecisionCard:
         if self.label:
             head += f"  [model: {self.label}]"
         lines = [head, f"  why: {r.get('reason') or r.get('error') or ''}"]
+        if self.degraded:
+            lines.append(f"  degraded: {self.degraded}")
         if self.note:
             lines.append(f"  note: {self.note}")
         for name, why in self.masked():
@@ -203,7 +216,7 @@ class DecisionCard:
 
     def _repr_html_(self) -> str:
         r = self.record
-        color = _OK if self.ok else _FAIL
+        color = self.color
         badge = (f"<span style='font-family:{_MONO};font-weight:600;color:{color}'>"
                  f"{_e(self.route_text)}</span>")
         label = (f" <span style='color:{_FG2}'>· model {_e(self.label)}</span>" if self.label else "")
@@ -212,6 +225,9 @@ class DecisionCard:
                 f"<span style='margin-left:auto;color:{_FG2}'>{_e(_ms(r.get('duration_ms')))}</span></div>")
         body = [head, f"<div style='margin:.3em 0'><span style='color:{_FG2}'>why</span> "
                       f"{_e(r.get('reason') or r.get('error') or '')}</div>"]
+        if self.degraded:
+            body.append(f"<div class='openmind-degraded' style='color:{_WARN};font-weight:600'>"
+                        f"⚠ degraded: {_e(self.degraded)}</div>")
         if self.note:
             body.append(f"<div style='color:{_WARN}'>⚠ {_e(self.note)}</div>")
         for name, why in self.masked():
@@ -234,6 +250,7 @@ class DecisionCard:
             body.append(f"<div style='margin-top:.3em;color:{_FG2};font-size:90%'>{' · '.join(foot)}</div>")
         return (f"<div class='openmind-card' data-pathway='{_e(r.get('pathway'))}' "
                 f"data-decision='{_e(r.get('decision'))}' data-ok='{int(self.ok)}' "
+                f"data-degraded='{int(bool(self.degraded))}' "
                 f"style='font-family:{_FONT};color:{_FG};background:{_BG};border:1px solid {_BORDER};"
                 f"border-left:4px solid {color};border-radius:4px;padding:.5em .8em;margin:.3em 0;"
                 f"max-width:60em'>{''.join(body)}</div>")
@@ -302,7 +319,7 @@ class JournalTable:
                 f"<tr><td style='{cell}'>{_e(r.get('id', ''))}</td><td style='{cell}'>{when}</td>"
                 f"<td style='{cell}'>{_e(c.get('execution_count') if c.get('execution_count') is not None else '')}</td>"
                 f"<td style='{cell}'>{_e(card.title)}</td>"
-                f"<td style='{cell};font-family:{_MONO};color:{_OK if card.ok else _FAIL}'>{_e(card.route_text)}</td>"
+                f"<td style='{cell};font-family:{_MONO};color:{card.color}'>{_e(card.route_text)}</td>"
                 f"<td style='{cell};text-align:right'>{_e(_ms(r.get('duration_ms')))}</td>"
                 f"<td style='{cell}'>{_e(r.get('reason') or r.get('error') or '')}</td></tr>")
         head = "".join(f"<th style='{cell}'>{h}</th>" for h in

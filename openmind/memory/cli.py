@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--older-than", help="evict entries unused for this long, e.g. 30d")
     q.add_argument("--keep-broken", action="store_true",
                    help="keep entries whose blob is missing or truncated")
+    q.add_argument("--verify", action="store_true",
+                   help="also read every blob and evict entries whose content does not match its hash")
     q.set_defaults(func=cmd_gc)
 
 
@@ -104,6 +106,6 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     n = gc(max_bytes=parse_size(args.max_bytes) if args.max_bytes else None,
            older_than=parse_duration(args.older_than, "--older-than") if args.older_than else None,
-           broken=not args.keep_broken)
+           broken=not args.keep_broken, verify=args.verify)
     print(f"evicted {n} entr{'y' if n == 1 else 'ies'}")
     return 0

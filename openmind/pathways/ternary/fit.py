@@ -41,6 +41,8 @@ DEFAULTS: dict[str, Any] = {
 }
 # Options that change how a run looks, not what it learns (not part of the key).
 RUN_OPTIONS = ("progress",)
+# Part of every muscle-memory request: a trainer that learns differently is another request.
+TRAINER_VERSION = "ternary-fit-2"
 
 
 def resolve_config(options: dict[str, Any]) -> dict[str, Any]:
@@ -181,7 +183,7 @@ class FitOutcome:
     best_epoch: int = 0
     val_accuracy: float | None = None  # on held-out rows; the training rows when val_fraction=0
     held_out: bool = True
-    stopped: str = "epochs"  # epochs | early_stop | budget
+    stopped: str = "epochs"  # epochs | early_stop | budget | interrupted | error
     seconds: float = 0.0
     device: str = "cpu"
     history: list[dict[str, float]] = field(default_factory=list)
@@ -203,7 +205,8 @@ def fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any], *
 
     Stops at `epochs`, after `patience` epochs without a better validation score, or when
     `budget` seconds are used up (checked every batch); the best validation state is kept.
-    KeyboardInterrupt propagates (the executor falls through to the cached model).
+    Ctrl-C or an error mid-run propagates with the run so far (best weights loaded) as the
+    exception's `fit_outcome`, so the caller can keep it as a partial model.
     """
     start = time.perf_counter()
     deadline = None if budget is None else start + budget
@@ -287,8 +290,19 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
             if epoch - out.best_epoch >= cfg["patience"]:
                 out.stopped = "early_stop"
                 break
+    except BaseException as exc:
+        out.stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+        if best_state is not None:  # what was done so far, for the caller to keep
+            _finish_fit(out, net, best_state, best, start)
+            exc.fit_outcome = out  # type: ignore[attr-defined]
+        raise
     finally:
         bar.close()
+    return _finish_fit(out, net, best_state, best, start)
+
+
+def _finish_fit(out: FitOutcome, net: nn.Sequential, best_state: Any, best: Any,
+                start: float) -> FitOutcome:
     if best_state is not None:
         net.load_state_dict(best_state)
         out.val_accuracy = best[0]
