@@ -9,6 +9,7 @@ stored model becomes something with `predict_proba`.
 from __future__ import annotations
 
 import html
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,11 +17,21 @@ import numpy as np
 
 from openmind.config import public_url
 from openmind.errors import BadInput, PathwayUnavailable
-from openmind.flow.executor import execute
+from openmind.flow.executor import Served, execute
 from openmind.flow.policy import split_policy
 from openmind.flow.resources import Resources, probe
 from openmind.flow.router import Candidate, Intent, route
-from openmind.memory.blobs import entries, fingerprint, get, key_for, latest, put
+from openmind.memory.blobs import (
+    MemoryWarning,
+    entries,
+    fingerprint,
+    get,
+    key_for,
+    load,
+    partial_reason,
+    put,
+    versions,
+)
 from openmind.vocab import Decision, Pathway, Route
 
 # default meaning of the trits for zero-shot text classification
@@ -112,12 +123,24 @@ def _model_from(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Any:
 
 
 def load_local_model(name: str) -> LocalModel | None:
-    """The newest model named `name` in muscle memory, ready for inference (None if there is none)."""
-    hit = latest("model", name)
-    if hit is None:
-        return None
-    arrays, entry = hit
-    return LocalModel(name, entry.key, _model_from(arrays, entry.meta), dict(entry.meta))
+    """The newest complete model named `name` in muscle memory (else the newest partial one),
+    ready for inference; None if there is none. Its `key` names its content (the blob's hash), so
+    predictions cached for it are never served for another version. A stored row that holds no
+    loadable model is skipped with a warning."""
+    found = sorted(versions("model", name), key=lambda e: partial_reason(e.meta) is not None)
+    for entry in found:  # stable: newest first within complete, then partial
+        arrays = load(entry)
+        if arrays is None:
+            continue
+        try:
+            model = _model_from(arrays, entry.meta)
+        except Exception as exc:  # a damaged row is a miss, never the caller's error
+            warnings.warn(f"openmind: muscle memory entry model '{name}' ({entry.key[:12]}) "
+                          f"holds no loadable model ({type(exc).__name__}: {exc}); skipped",
+                          MemoryWarning, stacklevel=2)
+            continue
+        return LocalModel(name, entry.blob or entry.key, model, dict(entry.meta))
+    return None
 
 
 def _wrap(model: Any) -> LocalModel:
@@ -192,12 +215,14 @@ def _as_data(data: Any) -> tuple[np.ndarray, str]:
     return arr, "tabular"
 
 
-def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
+def infer_adaptive(model: Any, data: Any, strategy: str | None = None, *,
                    labels: dict[int, str] | None = None, resources: Resources | None = None,
                    **policy: Any) -> Predictions:
     """Predict with whatever this machine has: cached predictions, the model in local memory (GPU
     if present, else the packed CPU path), an Open Inference Protocol endpoint, or zero-shot text
-    classification by the language model. `strategy`: adaptive | local | cloud | cached.
+    classification by the language model. `strategy`: adaptive | local | cloud | cached; left
+    out, the cell's scope (`with openmind.policy(...)`, `%%openmind infer --strategy ...`) decides,
+    else adaptive: an argument the caller passed > the scope > the default.
 
     `model` is a model name (str) or a model object; `labels` gives the meaning of the trits
     -1/0/+1 for zero-shot text classification (default: negative/neutral/positive).
@@ -221,7 +246,11 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
     if local is not None and kind == "tabular":
         local.check(X)
 
+    # predictions are cached by the model's content + the data: a retrained model never gets
+    # another version's predictions
     cache_key = key_for("predictions", local.key, fingerprint(X)) if local is not None and local.key else None
+    stand_in = (partial_reason(local.meta) or (getattr(local.model, "info", None) or {}).get("partial")
+                if local is not None else None)
     cached = get("predictions", cache_key) if cache_key and res.memory.available and not pol.fresh else None
     remote = False
     if local is None and res.infer.available:
@@ -240,7 +269,8 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
         if cached is None:
             raise PathwayUnavailable("cached predictions vanished")
         arrays, _entry = cached
-        return Predictions(arrays["values"], arrays.get("probabilities"), name, "muscle memory")
+        out = Predictions(arrays["values"], arrays.get("probabilities"), name, "muscle memory")
+        return Served(out, degraded=f"the model is {stand_in}") if stand_in else out
 
     def run_local(cand: Candidate) -> Predictions:
         if local is None:
@@ -253,7 +283,8 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
         if cache_key and res.memory.available:
             put("predictions", name, cache_key, {"values": np.asarray(values), "probabilities": proba},
                 {"model_key": local.key, "rows": int(X.shape[0])})
-        return Predictions(np.asarray(values), proba, name, src)
+        out = Predictions(np.asarray(values), proba, name, src)
+        return Served(out, degraded=f"the model is {stand_in}") if stand_in else out
 
     def run_cloud(cand: Candidate) -> Predictions:
         from openmind.pathways.cloud.oip import OIPClient

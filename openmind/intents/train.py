@@ -29,7 +29,16 @@ from openmind.flow.executor import Served, execute
 from openmind.flow.policy import Policy, split_policy
 from openmind.flow.resources import Resources
 from openmind.flow.router import Candidate, Intent, route
-from openmind.memory.blobs import Entry, MemoryWarning, fingerprint, key_for, load, put, versions
+from openmind.memory.blobs import (
+    Entry,
+    MemoryWarning,
+    fingerprint,
+    key_for,
+    load,
+    partial_reason,
+    put,
+    versions,
+)
 from openmind.pathways.ternary.packed import U16_MAX, TernaryModel, as_numeric, check_finite
 from openmind.vocab import Decision, Pathway
 
@@ -97,11 +106,6 @@ def prepare(name: Any, data: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, 
 
 # --------------------------------------------------------------------------- muscle memory
 
-# The degraded reason of a stored run cut short, by how it stopped.
-_CUT = {"budget": "stopped by the budget", "interrupted": "interrupted (Ctrl-C)",
-        "error": "stopped by an error"}
-
-
 @dataclass
 class _Version:
     """One stored version of a model: its index entry and arrays (the blob read and checked)."""
@@ -120,14 +124,6 @@ class _Version:
         except Exception as exc:  # a damaged entry must not stop the executor
             raise PathwayUnavailable(f"the stored '{self.entry.name}' is unreadable "
                                      f"({type(exc).__name__}: {exc})") from None
-
-
-def partial_reason(meta: dict[str, Any]) -> str | None:
-    """'partial: stopped by the budget after 3 of 60 epochs' for a run cut short, else None."""
-    if meta.get("complete", True):
-        return None
-    how = _CUT.get(str(meta.get("stopped")), "cut short")
-    return f"partial: {how} after {meta.get('epochs_done')} of {meta.get('epochs')} epochs"
 
 
 def answers(meta: dict[str, Any], request: str, budget: float | None) -> bool:

@@ -251,6 +251,20 @@ def latest(kind: str, name: str) -> tuple[dict[str, np.ndarray], Entry] | None:
                    (kind, name))
 
 
+# How a stored run was cut short, by its meta's `stopped`.
+_CUT = {"budget": "stopped by the budget", "interrupted": "interrupted (Ctrl-C)",
+        "error": "stopped by an error"}
+
+
+def partial_reason(meta: dict[str, Any]) -> str | None:
+    """'partial: stopped by the budget after 3 of 60 epochs' for a stored run cut short (meta
+    `complete` false), else None."""
+    if meta.get("complete", True):
+        return None
+    how = _CUT.get(str(meta.get("stopped")), "cut short")
+    return f"partial: {how} after {meta.get('epochs_done')} of {meta.get('epochs')} epochs"
+
+
 def load(entry: Entry) -> dict[str, np.ndarray] | None:
     """The arrays of an entry listed by `entries`/`versions`, or None (with a warning) when its
     blob is missing or corrupt; a hit counts its use."""

@@ -19,7 +19,7 @@ from openmind.config import home
 DB_NAME = "openmind.db"
 # How long a call waits for another process's write lock before it gives up on storing (the
 # caller keeps its result, unstored, with a warning): a held lock costs a call a second or two.
-BUSY_TIMEOUT_S = 1.5
+BUSY_TIMEOUT_S = 1.0
 
 # (version, SQL). Append only; never edit a migration that has shipped.
 MIGRATIONS: list[tuple[int, str]] = [
