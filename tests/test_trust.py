@@ -286,3 +286,54 @@ def test_journal_json_keeps_degraded_and_interrupted_fields():
     rec = journal(1)[0]
     assert rec["degraded"] is None and rec["interrupted"] is False
     assert json.loads(json.dumps(rec))["degraded"] is None
+
+
+# --------------------------------------------------------------------------- Ctrl-C
+
+
+def _ctrl_c_inside(function: str, filename: str, after: float) -> None:
+    """Send a real SIGINT to this process once the main thread has been in `function` (of a file
+    ending `filename`) for `after` seconds."""
+    import os
+    import signal
+    import threading
+
+    main = threading.main_thread().ident
+
+    def watch() -> None:
+        entered, deadline = None, time.monotonic() + 60
+        while time.monotonic() < deadline:
+            frame = sys._current_frames().get(main)
+            inside = False
+            while frame is not None:
+                if frame.f_code.co_name == function and frame.f_code.co_filename.endswith(filename):
+                    inside = True
+                    break
+                frame = frame.f_back
+            if inside:
+                entered = entered or time.monotonic()
+                if time.monotonic() - entered >= after:
+                    os.kill(os.getpid(), signal.SIGINT)
+                    return
+            time.sleep(0.01)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def test_ctrl_c_during_a_device_capture_keeps_the_samples_and_stops_the_cell(vdev, monkeypatch):
+    from openmind.intents.sense import sense_or_simulate
+    from openmind.pathways.pattern import load as load_pattern
+
+    monkeypatch.setenv("OPENMIND_SERIAL_PORT", vdev.port)
+    openmind.probe(refresh=True)
+    _ctrl_c_inside("capture", "device.py", after=0.6)
+    with pytest.raises(KeyboardInterrupt, match="samples read are kept"):
+        # before: the samples read were dropped and the whole signal simulated, green
+        sense_or_simulate("temperature", duration="60s", rate="50Hz")
+    (cap,) = entries("capture")
+    assert cap.name == "temperature" and 5 < cap.meta["received"] < 3000
+    assert "interrupted after" in cap.meta["error"]
+    pat = load_pattern("temperature")
+    assert pat is not None and not pat.synthetic  # fitted to the real samples read
+    rec = journal(1)[0]
+    assert rec["interrupted"] is True and rec["ok"] is False and "kept" in rec["error"]

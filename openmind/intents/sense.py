@@ -19,6 +19,7 @@ from openmind.errors import BadInput, PathwayUnavailable
 from openmind.flow.executor import Served, execute
 from openmind.flow.policy import split_policy
 from openmind.flow.router import Candidate, Intent, route
+from openmind.memory.blobs import key_for, put
 from openmind.pathways.pattern import (
     Pattern,
     blend,
@@ -184,6 +185,7 @@ class _Sensing:
             raise PathwayUnavailable(f"the device streams '{self.signal}' at most at {top} Hz; "
                                      f"{self.hz:g} Hz was asked")
         bar = self._bar()
+        unit, start = "", time.time()
         try:
             with Link(port) as link:
                 info = link.hello(self.timeout)
@@ -194,6 +196,13 @@ class _Sensing:
                 cap = link.capture(self.signal, self.hz, self.count, self.timeout,
                                    on_sample=(lambda k: bar.update(k - bar.n) if k % step == 0 else None)
                                    if bar else None)
+        except KeyboardInterrupt as exc:
+            cut = getattr(exc, "capture", None)
+            if cut is None or cut.received == 0:
+                raise
+            kept = self.keep_capture(cut, unit, start)  # the samples read are not lost
+            raise KeyboardInterrupt(f"{cut.error}; the {cut.received} samples read are kept "
+                                    f"(capture {kept})") from exc
         finally:
             if bar:
                 bar.close()
@@ -222,6 +231,17 @@ class _Sensing:
                      lost=cap.lost, skipped_lines=cap.skipped, note=note, calibration=calibration)
         return Served(sig, degraded=f"partial: {len(n)} of {self.count} samples are real, the "
                                     f"rest simulated ({cap.error})")
+
+    def keep_capture(self, cap: Any, unit: str, start: float) -> str | None:
+        """Store a capture's real samples (kind "capture") and fit the signal's pattern to them;
+        returns the capture's key (None when the store could not keep it)."""
+        t, v = start + cap.n / self.hz, cap.values
+        calibrate(self.signal, unit, t, v)
+        key = key_for("capture", self.signal, start, int(cap.received))
+        entry = put("capture", self.signal, key, {"times": t, "values": v},
+                    {"unit": unit, "rate_hz": self.hz, "requested": self.count,
+                     "received": int(cap.received), "error": cap.error})
+        return key if entry is not None else None
 
     def _bar(self):
         seconds = self.count / self.hz

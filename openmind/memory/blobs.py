@@ -24,7 +24,7 @@ import numpy as np
 from openmind.config import home
 from openmind.memory.store import changed, connect
 
-KINDS = ("model", "predictions", "pattern")
+KINDS = ("model", "predictions", "pattern", "capture")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("memory", help="muscle memory: list, inspect and evict cached entries")
     msub = p.add_subparsers(dest="memory_command", required=True)
     q = msub.add_parser("ls", help="list entries, newest first")
-    q.add_argument("--kind", choices=("model", "predictions", "pattern"))
+    q.add_argument("--kind", choices=("model", "predictions", "pattern", "capture"))
     q.add_argument("--name")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=cmd_ls)
