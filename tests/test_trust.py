@@ -337,3 +337,22 @@ def test_ctrl_c_during_a_device_capture_keeps_the_samples_and_stops_the_cell(vde
     assert pat is not None and not pat.synthetic  # fitted to the real samples read
     rec = journal(1)[0]
     assert rec["interrupted"] is True and rec["ok"] is False and "kept" in rec["error"]
+
+
+# --------------------------------------------------------------------------- time estimates
+
+
+@pytest.mark.parametrize("dataset", ["digits", "wine", "breast_cancer"])
+def test_time_estimate_from_measured_throughput_is_within_2x(dataset):
+    from sklearn import datasets
+
+    X, y = getattr(datasets, f"load_{dataset}")(return_X_y=True)
+    cfg = {"hidden": [128, 128], "epochs": 30, "patience": 30, "progress": False}
+    model = train_or_load(dataset, X, y, **cfg)
+    est = journal(1)[0]["plan"]["intent"]["est_seconds"]
+    cpu, wall = model.info["train_cpu_seconds"], model.info["train_seconds"]
+    ratio = est / cpu
+    print(f"{dataset}: estimate {est:.3f}s, actual {cpu:.3f}s CPU ({wall:.3f}s wall on this "
+          f"shared machine), estimate/actual {ratio:.2f} (wall {est / wall:.2f})")
+    # before: the formula said 216 s for an 8 s run
+    assert model.info["stopped"] == "epochs" and 0.5 <= ratio <= 2.0

@@ -366,7 +366,8 @@ class _Training:
         info: dict[str, Any] = {
             ("val_accuracy" if out.held_out else "train_accuracy"):
                 None if out.val_accuracy is None else round(out.val_accuracy, 4), "epochs": out.epochs, "best_epoch": out.best_epoch,
-            "stopped": out.stopped, "train_seconds": round(out.seconds, 3), "device": device,
+            "stopped": out.stopped, "train_seconds": round(out.seconds, 3),
+            "train_cpu_seconds": round(out.cpu_seconds, 3), "device": device,
             "rows": int(len(X)), "fingerprint": self.fp, "key": version, "request": self.key,
             "cached": False, "val_history": [round(h["val_accuracy"], 4) for h in out.history],
         }
@@ -426,11 +427,13 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
     key = request_key(name, fp, cfg, TRAINER_VERSION)
     exact, partial, ancestor = lookup(name, key, pol.budget)
     n_features = int(np.prod(X.shape[1:])) if X.ndim > 1 else 1
-    est = estimate_seconds(len(X), n_features, len(np.unique(y)), cfg)
+    # measured throughput (timed once per architecture, remembered): only when training may run
+    est = estimate_seconds(len(X), n_features, len(np.unique(y)), cfg) \
+        if exact is None or pol.fresh else None
     done = partial.meta.get("epochs_done") if partial is not None else None
     intent = Intent.of("train", name=name, rows=int(len(X)), shape=tuple(int(s) for s in X.shape),
                        data_kind=kind, exact=exact is not None, ancestor=ancestor is not None,
-                       est_seconds=round(est, 3),
+                       est_seconds=None if est is None else round(est, 3),
                        partial=f"{done} of {cfg['epochs']} epochs" if partial is not None else None)
     if resources is None:
         from openmind.flow.resources import probe
