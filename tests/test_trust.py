@@ -356,3 +356,25 @@ def test_time_estimate_from_measured_throughput_is_within_2x(dataset):
           f"shared machine), estimate/actual {ratio:.2f} (wall {est / wall:.2f})")
     # before: the formula said 216 s for an 8 s run
     assert model.info["stopped"] == "epochs" and 0.5 <= ratio <= 2.0
+
+
+# --------------------------------------------------------------------------- the GPU
+
+
+def test_injected_gpu_driver_probe_on_this_cpu_torch_build_is_no_gpu_and_says_how_to_fix():
+    import torch
+
+    from openmind.flow.resources import Resources, gpu_from_driver
+
+    assert torch.version.cuda is None  # this machine's torch is a CPU build
+    seen = [{"index": 0, "name": "Injected H100", "memory_total": 2**36, "memory_free": 2**36}]
+    gpu = gpu_from_driver(seen)  # the driver's answer injected; the torch build is this one's
+    assert not gpu.available
+    assert "the driver sees Injected H100 but torch" in gpu.reason
+    assert "built without CUDA" in gpu.reason and "install a CUDA build of torch" in gpu.reason
+    assert gpu_from_driver(seen, build=("12.4", "2.13.0")).available  # both parts: usable
+    X, y = _wine()
+    model = train_or_load("gpu", X, y, resources=Resources.none(gpu=gpu), **SMALL)
+    # before: "training on CUDA", then the CPU, cut at the budget
+    assert "CUDA GPU" not in model.route.reason and "built without CUDA" in model.route.reason
+    assert model.info["device"] == "cpu" and "device_note" not in model.info

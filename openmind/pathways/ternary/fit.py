@@ -231,8 +231,9 @@ def pick_device(requested: str | None, cuda_available: bool | None = None) -> tu
     if requested == "cuda":
         if cuda_available:
             return "cuda", None
-        return "cpu", (f"the plan chose CUDA but this torch ({torch.__version__}) cannot use it; "
-                       f"trained on the CPU")
+        why = ("was built without CUDA (install a CUDA build of torch)"
+               if not torch.backends.cuda.is_built() else "sees no CUDA device (check the driver)")
+        return "cpu", f"the plan chose CUDA but this torch ({torch.__version__}) {why}; trained on the CPU"
     return "cpu", None
 
 
