@@ -378,3 +378,25 @@ def test_injected_gpu_driver_probe_on_this_cpu_torch_build_is_no_gpu_and_says_ho
     # before: "training on CUDA", then the CPU, cut at the budget
     assert "CUDA GPU" not in model.route.reason and "built without CUDA" in model.route.reason
     assert model.info["device"] == "cpu" and "device_note" not in model.info
+
+
+def test_openmind_train_cell_shows_a_degraded_card_and_strict_raises():
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from openmind.jupyter.card import MIME
+
+    X, y = _wine()
+    train_or_load("cellw", X, y, **SMALL)
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "openmind.jupyter")
+    ip.user_ns.update(openmind=openmind, X=X, y=y)
+    body = "m = openmind.train_or_load('cellw', X, y, hidden=[16], epochs=6, progress=False)"
+    with capture_output() as cap:
+        ip.run_cell_magic("openmind", "train --strategy cached", body)
+    [card] = [o.data[MIME] for o in cap.outputs if MIME in o.data]
+    html = next(o.data["text/html"] for o in cap.outputs if MIME in o.data)
+    assert card["degraded"].startswith("a cached model of 'cellw' trained on another config")
+    assert "var(--jp-warn-color1" in html and "DEGRADED" in html
+    with pytest.raises(AllPathwaysFailed, match="refuses a degraded result"), capture_output():
+        ip.run_cell_magic("openmind", "train --strategy cached --strict", body)

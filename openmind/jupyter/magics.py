@@ -33,7 +33,7 @@ from openmind.memory.store import db_path
 from openmind.vocab import IntentKind
 
 INTENTS = tuple(k.value for k in IntentKind)
-POLICY_OPTIONS = ("fallback", "strategy", "budget", "fresh", "prefer", "source", "timeout")
+POLICY_OPTIONS = ("fallback", "strategy", "budget", "fresh", "prefer", "source", "timeout", "strict")
 LINE_COMMANDS = ("status", "log", "assume")
 
 
@@ -54,6 +54,7 @@ class OpenmindCellWarning(UserWarning):
 @argument("--source", choices=SOURCES, help="sense: auto, device (hardware only) or simulate")
 @argument("--prefer", metavar="PATHWAY[,PATHWAY]", help="pathways to try first when they are candidates")
 @argument("--fresh", action="store_true", default=None, help="skip exact muscle-memory hits and compute anew")
+@argument("--strict", action="store_true", default=None, help="refuse a degraded result (raise instead)")
 @argument("--model", metavar="NAME", help="a label for the card (the calls in the cell name their models)")
 @argument("--quiet", action="store_true", help="no decision card for this cell")
 def _cell_parser(line: str, cell: str) -> None:
@@ -98,6 +99,7 @@ class OpenmindMagics(Magics):
     source = Unicode(None, allow_none=True, help="default --source").tag(config=True)
     prefer = Unicode(None, allow_none=True, help="default --prefer").tag(config=True)
     fresh = Bool(False, help="default --fresh").tag(config=True)
+    strict = Bool(False, help="default --strict").tag(config=True)
     show_card = Bool(True, help="show a decision card after each %%openmind cell").tag(config=True)
     warn_mismatch = Bool(True, help="warn when a cell's body did not run the intent it names").tag(config=True)
     max_cards = Integer(20, help="at most this many cards per cell (the rest go to %openmind log)").tag(config=True)
@@ -146,7 +148,7 @@ class OpenmindMagics(Magics):
         for name in POLICY_OPTIONS:
             cli = getattr(args, name, None)
             value = cli if cli is not None else getattr(self, name)
-            if name == "fresh" and not value:
+            if name in ("fresh", "strict") and not value:
                 continue
             if value is not None:
                 opts[name] = value
