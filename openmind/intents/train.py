@@ -392,8 +392,11 @@ class _Training:
 
 
 def request_key(name: str, fp: str, cfg: dict[str, Any], trainer: str) -> str:
-    """Everything that changes the weights: the name, the data, the full config, the trainer."""
-    return key_for("train", name, fp, cfg, trainer)
+    """Everything that changes the weights: the name, the data, the full config, the trainer and
+    the stored format's version."""
+    from openmind.pathways.ternary.packed import VERSION as FORMAT_VERSION
+
+    return key_for("train", name, fp, cfg, trainer, f"packed-{FORMAT_VERSION}")
 
 
 def _sortable(classes: np.ndarray) -> bool:

@@ -66,6 +66,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
         info = e.meta.get("info") or {}
         acc = info.get("val_accuracy")
         extra = f"val acc {acc:.3f}" if isinstance(acc, (int, float)) else ""
+        if e.meta.get("complete") is False:
+            extra = (extra + f"  partial ({e.meta.get('stopped')} after {e.meta.get('epochs_done')}"
+                     f" of {e.meta.get('epochs')} epochs)").strip()
         print(f"{e.key[:12]:<12} {e.kind:<11} {e.name[:20]:<20} {e.size:>9} {e.hits:>5}  "
               f"{_when(e.created):<16}  {extra}")
     total = sum(e.size for e in rows)
