@@ -408,3 +408,24 @@ def test_openmind_train_cell_shows_a_degraded_card_and_strict_raises():
     assert "var(--jp-warn-color1" in html and "DEGRADED" in html
     with pytest.raises(AllPathwaysFailed, match="refuses a degraded result"), capture_output():
         ip.run_cell_magic("openmind", "train --strategy cached --strict", body)
+
+
+def test_ctrl_c_in_an_openmind_train_cell_stops_the_cell_and_keeps_a_partial_version():
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    X, y = _wine()
+    train_or_load("cc", X, y, **SMALL)  # a cached model the cell must not fall back to
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "openmind.jupyter")
+    ip.user_ns.update(openmind=openmind, X=X, y=y)
+    ip.user_ns.pop("m", None)
+    body = ("m = openmind.train_or_load('cc', X, y, hidden=[32], epochs=5000, patience=5000, "
+            "progress=False)")
+    _ctrl_c_inside("_fit", "fit.py", after=0.4)
+    with pytest.raises(KeyboardInterrupt), capture_output():
+        ip.run_cell_magic("openmind", "train", body)
+    assert "m" not in ip.user_ns  # before: the cached model came back, green
+    cut = versions("model", "cc")[0]
+    assert cut.meta["complete"] is False and cut.meta["stopped"] == "interrupted"
+    assert journal(1)[0]["interrupted"] is True
