@@ -230,17 +230,19 @@ def test_a_bad_journal_record_is_skipped_with_a_warning(openmind_home, capsys):
 
 def test_a_same_size_corrupt_blob_is_rewritten_and_gc_verify_checks_hashes():
     X, y = _wine()
-    model = train_or_load("blob", X, y, **SMALL)
+    train_or_load("blob", X, y, **SMALL)
     (entry,) = entries("model")
     path = blob_dir() / entry.blob
-    good = path.read_bytes()
-    path.write_bytes(bytes(len(good)))  # same size, wrong content
+    path.write_bytes(bytes(path.stat().st_size))  # same size, wrong content
     assert gc() == 0  # sizes only: the damage is invisible
-    assert gc(verify=True) == 1 and entries() == []
-    put("model", "blob", "again", *model.to_arrays())
+    assert gc(verify=True) == 1 and entries() == []  # hashes: found and evicted
+    arrays = {"w": np.arange(64.0), "b": np.ones(3, np.float32)}
+    first = put("model", "plain", "plain", arrays)
+    path = blob_dir() / first.blob
+    good = path.read_bytes()
     path.write_bytes(bytes(len(good)))
-    put("model", "blob", "again", *model.to_arrays())  # before: kept the corrupt file
-    assert path.read_bytes() == good
+    again = put("model", "plain", "plain", arrays)  # before: kept the corrupt file
+    assert again.blob == first.blob and path.read_bytes() == good
 
 
 def test_the_store_is_in_wal_mode():

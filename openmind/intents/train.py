@@ -379,15 +379,16 @@ class _Training:
             info["plan"] = note
         if parent_key is not None:
             info["parent"] = parent_key
+        run = dict(fingerprint=self.fp, request=self.key, complete=complete, stopped=out.stopped,
+                   epochs=int(cfg["epochs"]), epochs_done=done + int(out.epochs),
+                   budget_s=self.pol.budget if out.stopped == "budget" else None)
+        if not complete:  # the model itself says so, wherever it goes (infer, save, serve)
+            info["partial"] = partial_reason(run)
         model = export(out.net, mean, inv_std, classes, name=self.name, config=cfg, info=info)
         arrays, meta = model.to_arrays()
-        meta.update(fingerprint=self.fp, request=self.key, complete=complete, stopped=out.stopped,
-                    epochs=int(cfg["epochs"]), epochs_done=done + int(out.epochs),
-                    budget_s=self.pol.budget if out.stopped == "budget" else None)
+        meta.update(run)
         entry = put("model", self.name, version, arrays, meta)
         model.info["stored"] = entry is not None
-        if not complete:
-            model.info["partial"] = partial_reason(meta)
         return model, meta
 
 

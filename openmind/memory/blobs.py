@@ -168,7 +168,8 @@ def put(kind: str, name: str, key: str, arrays: dict[str, np.ndarray],
     _check_kind(kind)
     from safetensors.numpy import save
 
-    tensors = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    # sorted: safetensors bytes follow insertion order, and the same content must be one blob
+    tensors = {k: np.ascontiguousarray(arrays[k]) for k in sorted(arrays)}
     meta = dict(meta or {})
     try:
         root = home()

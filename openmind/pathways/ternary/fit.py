@@ -430,7 +430,7 @@ def export(net: nn.Sequential, mean: np.ndarray, inv_std: np.ndarray, classes: n
             layers.append(Layer(t.numpy().astype(np.int8), alpha.reshape(-1).numpy().astype(np.float32),
                                 m.bias.detach().float().cpu().numpy().astype(np.float32),
                                 relu=i < len(mods) - 1))
-            latent.append(m.weight.detach().float().cpu().numpy())
+            latent.append(m.weight.detach().float().cpu().numpy().copy())  # owned, not a view of the net
     return TernaryModel(layers, mean, inv_std, classes, name=name, config=config, info=info,
                         latent=latent)
 
