@@ -168,12 +168,14 @@ def put(kind: str, name: str, key: str, arrays: dict[str, np.ndarray],
     _check_kind(kind)
     from safetensors.numpy import save
 
-    # sorted: safetensors bytes follow insertion order, and the same content must be one blob
     tensors = {k: np.ascontiguousarray(arrays[k]) for k in sorted(arrays)}
     meta = dict(meta or {})
     try:
         root = home()
-        data = save(tensors, metadata={"openmind_kind": kind, "openmind_name": name})
+        # one metadata key: safetensors writes a metadata map in no fixed order, and a blob is
+        # named by its bytes, so two keys would give the same content two names
+        data = save(tensors, metadata={"openmind": json.dumps({"kind": kind, "name": name},
+                                                              sort_keys=True)})
         blob = _write_blob(data, root)
         now = time.time()
         with connect(root, write=True) as con:
