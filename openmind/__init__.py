@@ -16,6 +16,7 @@ from typing import Any
 
 from openmind.config import VERSION, assume
 from openmind.errors import AllPathwaysFailed, BadInput, OpenmindError, PathwayUnavailable
+from openmind.flow.allowance import budget, device
 from openmind.flow.executor import execute
 from openmind.flow.journal import journal
 from openmind.flow.policy import Policy, policy
@@ -48,12 +49,24 @@ _LAZY = {
     "infer_adaptive": "openmind.intents.infer",
     "Predictions": "openmind.intents.infer",
     "deploy": "openmind.intents.deploy",
+    "validate": "openmind.intents.validate",
+    "Validation": "openmind.intents.validate",
+    "pin": "openmind.intents.validate",
+    "monitor": "openmind.intents.monitor",
+    "label_queue": "openmind.intents.label",
+    "label": "openmind.intents.label",
+    "run_cell": "openmind.intents.cell",
+    "remember": "openmind.intents.cell",
+    "CellResult": "openmind.intents.cell",
+    "federate": "openmind.intents.federate",
+    "colony": "openmind.pathways.ternary.vote",
+    "Colony": "openmind.pathways.ternary.vote",
 }
 
 __all__ = [
     "AllPathwaysFailed", "Attempt", "BadInput", "Candidate", "Decision", "Intent", "IntentKind",
     "OpenmindError", "Pathway", "PathwayUnavailable", "Plan", "Policy", "Resource", "Resources",
-    "Route", "assume", "execute", "journal", "policy", "probe", "route", *_LAZY,
+    "Route", "assume", "budget", "device", "execute", "journal", "policy", "probe", "route", *_LAZY,
 ]
 
 

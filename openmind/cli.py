@@ -22,6 +22,7 @@ COMMANDS = [
     "openmind.serve",
     "openmind.memory.cli",
     "openmind.jupyter.run",
+    "openmind.intents.federate",
 ]
 
 

@@ -6,12 +6,14 @@ is honoured on the next probe.
 
 from __future__ import annotations
 
+import base64
+import logging
 import os
 import re
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from openmind.errors import BadInput
 
@@ -29,8 +31,43 @@ _assume_override: dict[str, str] | None = None  # set by openmind.assume(); wins
 def home() -> Path:
     """OPENMIND_HOME (default ~/.openmind), created on first use."""
     path = Path(os.environ.get("OPENMIND_HOME") or Path.home() / ".openmind").expanduser()
-    path.mkdir(parents=True, exist_ok=True)
+    if path not in _made or not path.is_dir():  # a stat, not a mkdir, on every call
+        path.mkdir(parents=True, exist_ok=True)
+        _made.add(path)
     return path
+
+
+_made: set[Path] = set()
+
+
+SIGNING_KEY_FILE = "signing.key"
+
+
+def signing_key() -> bytes:
+    """The HMAC key that signs pickled cell outputs, kept in OPENMIND_HOME (mode 0600), made on
+    first use. A blob signed with another home's key does not verify, so it is never unpickled."""
+    import secrets as _secrets
+
+    path = home() / SIGNING_KEY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_bytes()
+        for _ in range(40):  # another process made it a moment ago and is still writing it
+            if len(key) >= 32:
+                return key
+            import time as _time
+
+            _time.sleep(0.025)
+            key = path.read_bytes()
+        if len(key) < 32:
+            raise BadInput(f"the signing key {path} is shorter than 32 bytes; delete it (cached "
+                           f"cell outputs signed with it become misses) and run again") from None
+        return key
+    key = _secrets.token_bytes(32)
+    with os.fdopen(fd, "wb") as f:
+        f.write(key)
+    return key
 
 
 def api_base() -> str | None:
@@ -57,10 +94,71 @@ def serial_port() -> str | None:
     return os.environ.get("OPENMIND_SERIAL_PORT", "").strip() or None
 
 
+# Environment variables whose whole value is a secret, and those holding URLs whose userinfo is.
+SECRET_VARS = ("OPENMIND_API_KEY", "OPENAI_API_KEY", "OPENMIND_INFER_TOKEN", "OPENMIND_SERVE_TOKEN")
+URL_VARS = ("OPENMIND_API_BASE", "OPENMIND_INFER_URL")
+
+
+def url_secrets(url: str) -> list[str]:
+    """The secret parts of a URL's userinfo: 'user:pass', the password, percent-decoded forms."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return []
+    if "@" not in parts.netloc:
+        return []
+    info = parts.netloc.rpartition("@")[0]
+    user, _, password = info.partition(":")
+    found = [info, password, unquote(info), unquote(password)]
+    if not password:
+        found.append(user)  # a token given as the user part alone (https://TOKEN@host)
+    return [f for f in found if f]
+
+
 def secrets() -> list[str]:
-    """Every secret value currently configured, longest first (so redaction never leaves a tail)."""
-    found = [s for s in (api_key(), infer_token(), os.environ.get("OPENAI_API_KEY")) if s]
-    return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+    """Every secret value currently configured, longest first (so redaction never leaves a tail):
+    keys, tokens, URL userinfo, and their base64 forms (an `Authorization: Basic` header a peer
+    echoes back carries base64('user:pass'))."""
+    found: list[str] = [os.environ.get(v, "").strip() for v in SECRET_VARS]
+    for var in URL_VARS:
+        found += url_secrets(os.environ.get(var, ""))
+    found = [f for f in found if len(f) >= 4]
+    encoded = []
+    for f in found:
+        b64 = base64.b64encode(f.encode()).decode()
+        encoded += [b64, b64.rstrip("=")]
+    return sorted({s for s in found + encoded if len(s) >= 4}, key=len, reverse=True)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts configured secrets from a record's final message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if secrets():
+            try:
+                message = record.getMessage()
+            except Exception:  # a malformed record is logging's business, not ours
+                return True
+            record.msg, record.args = redact(message), ()
+        return True
+
+
+# Loggers openmind's own code or its HTTP stack write to; httpx logs every request's URL at INFO.
+GUARDED_LOGGERS = ("httpx", "httpcore", "httpcore.connection", "httpcore.http11", "httpcore.http2",
+                   "httpcore.proxy", "openmind", "openmind.llm", "openmind.serve", "tornado.access",
+                   "tornado.application", "tornado.general")
+_FILTER = RedactingFilter()
+
+
+def guard_logs() -> None:
+    """Attach the redacting filter to every logger in GUARDED_LOGGERS (idempotent)."""
+    for name in GUARDED_LOGGERS:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)
+
+
+guard_logs()
 
 
 def redact(value: Any) -> Any:

@@ -8,7 +8,9 @@ token every request needs `Authorization: Bearer <token>`. Every refusal is a 4x
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -25,13 +27,15 @@ from tornado.ioloop import IOLoop
 
 from openmind.config import VERSION
 from openmind.errors import BadInput
-from openmind.pathways.cloud.tensors import TensorError, decode, encode
+from openmind.pathways.cloud import tensors
+from openmind.pathways.cloud.tensors import DATATYPES, HEADER, TensorError
 
 log = logging.getLogger("openmind.serve")
 
 DEFAULT_MAX_BODY = 32 * 2**20  # bytes of one request body
 DEFAULT_MAX_ROWS = 100_000
 RELOAD_S = 1.0  # how long a model lookup is trusted before muscle memory is asked again
+INLINE_BYTES = 16 * 1024  # request bodies up to this size are answered on the event loop itself
 
 
 class Registry:
@@ -136,7 +140,7 @@ class Ready(JSONHandler):
 
 class ServerMeta(JSONHandler):
     def get(self) -> None:
-        self.send({"name": "openmind", "version": VERSION, "extensions": ["model_repository"]})
+        self.send({"name": "openmind", "version": VERSION, "extensions": ["model_repository", tensors.EXTENSION]})
 
 
 class RepoIndex(JSONHandler):
@@ -182,7 +186,7 @@ class Infer(JSONHandler):
         self._too_big = False
         length = self.request.headers.get("Content-Length")
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 self.fail(400, "Content-Length is not a number")
             if int(length) > self.max_body:
                 self.fail(413, f"request body of {int(length)} bytes exceeds the limit of "
@@ -196,18 +200,36 @@ class Infer(JSONHandler):
         elif not self._too_big:
             self._chunks.append(chunk)
 
-    def post(self, name: str, version: str | None = None) -> None:
+    async def post(self, name: str, version: str | None = None) -> None:
         if self._too_big:
             self.fail(413, f"request body exceeds the limit of {self.max_body} bytes")
+        body = b"".join(self._chunks)
+        self._chunks = []
+        header_length = self.request.headers.get(HEADER)
+        if len(body) <= INLINE_BYTES:  # a few rows take microseconds: two thread hops cost more
+            headers, payload = self._infer(name, body, header_length)
+        else:  # parsing, the model and encoding in a worker thread: the event loop keeps serving
+            headers, payload = await IOLoop.current().run_in_executor(
+                _pool(), self._infer, name, body, header_length)
+        for k, v in headers.items():
+            self.set_header(k, v)
+        self.finish(payload)
+
+    def _infer(self, name: str, body: bytes, header_length: str | None) -> tuple[dict[str, str], bytes]:
+        """One request, off the event loop: (headers, body) of the answer."""
         model = self.model_or_404(name)
         try:
-            body = json.loads(b"".join(self._chunks) or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
-            self.fail(400, f"body is not valid JSON ({exc})")
+            doc, rest = tensors.split_body(body, header_length)
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+            self.fail(400, f"body is not valid JSON or {HEADER} is wrong ({str(exc)[:120]})")
         try:
-            X, wanted, rid = self._parse(body, model)
+            X, wanted, rid, binary = self._parse(doc, model, rest)
         except BadInput as exc:
             self.fail(400, str(exc))
+        except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
+            # a body shape no check above foresaw: still the caller's mistake, never a 500
+            log.info("malformed infer body for %r: %s: %s", name, type(exc).__name__, exc)
+            self.fail(400, f"malformed inference request ({type(exc).__name__}); see /v2/openapi.json")
         classes = model.classes
         proba = np.asarray(model.model.predict_proba(X), dtype=np.float32)
         idx = np.argmax(proba, axis=1)
@@ -215,20 +237,25 @@ class Infer(JSONHandler):
         if _label_type(model) == "INT64":
             labels = np.asarray(labels).astype(np.int64)
         outs = {"label": labels, "probabilities": proba}
-        answer: dict[str, Any] = {"model_name": name, "model_version": "1",
-                                  "outputs": [encode(o, outs[o]) for o in wanted]}
+        listed, raw = tensors.encode_many({o: outs[o] for o in wanted}, binary)
+        answer: dict[str, Any] = {"model_name": name, "model_version": "1", "outputs": listed}
         if rid is not None:
             answer["id"] = rid
-        self.send(answer)
+        head = json.dumps(answer).encode()
+        if not any(binary.values()):
+            return {}, head
+        return {"Content-Type": "application/octet-stream", HEADER: str(len(head))}, head + raw
 
-    def _parse(self, body: Any, model) -> tuple[np.ndarray, list[str], Any]:
+    def _parse(self, body: Any, model, rest: memoryview) -> tuple[np.ndarray, list[str], Any, dict[str, bool]]:
         if not isinstance(body, dict):
             raise TensorError('body must be a JSON object {"inputs": [...]}')
+        if not isinstance(body.get("parameters", {}), dict):
+            raise TensorError("parameters must be a JSON object")
         inputs = body.get("inputs")
         if not isinstance(inputs, list) or len(inputs) != 1:
             raise TensorError("inputs must be a list of exactly one tensor (the feature rows)")
         n = model.n_inputs
-        _, X = decode(inputs[0], where="inputs[0]", max_elements=self.max_rows * max(n or 1, 1))
+        [(_, X)] = tensors.take_binary(inputs, rest, where="inputs", max_elements=self.max_rows * max(n or 1, 1))
         if X.dtype == object or X.dtype == np.bool_:
             raise TensorError("inputs[0] must hold numbers (FP32, FP64 or an integer type)")
         if X.ndim == 1:
@@ -241,16 +268,41 @@ class Infer(JSONHandler):
         outputs = body.get("outputs")
         wanted = ["label", "probabilities"]
         if outputs is not None:
-            if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
+            if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
+                                                        and isinstance(o.get("parameters", {}), dict)
+                                                        for o in outputs):
                 raise TensorError('outputs must be a list of {"name": ...} objects')
             wanted = [o["name"] for o in outputs]
             unknown = [w for w in wanted if w not in ("label", "probabilities")]
             if unknown:
-                raise TensorError(f"unknown output(s) {unknown}; valid: label, probabilities")
+                raise TensorError(f"unknown output(s) {str(unknown)[:120]}; valid: label, probabilities")
         rid = body.get("id")
         if rid is not None and not isinstance(rid, str):
             raise TensorError("id must be a string")
-        return X, wanted, rid
+        # binary outputs: per output ("parameters": {"binary_data": true}) or all of them
+        # ("parameters": {"binary_data_output": true}), as Triton's client asks by default
+        params = body.get("parameters")
+        every = isinstance(params, dict) and params.get("binary_data_output") is True
+        binary = {w: every for w in wanted}
+        for o in outputs or []:
+            p = o.get("parameters")
+            if isinstance(p, dict) and isinstance(p.get("binary_data"), bool):
+                binary[o["name"]] = p["binary_data"]
+        return X, wanted, rid, binary
+
+
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The worker threads inference runs in (numpy and the C kernels release the GIL)."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=min(8, (os.cpu_count() or 2)), thread_name_prefix="openmind-serve")
+        return _executor
 
 
 class NotFound(JSONHandler):
@@ -265,6 +317,7 @@ def make_app(token: str | None = None, *, max_body: int = DEFAULT_MAX_BODY,
     args = {"registry": Registry(models), "token": token, "max_body": max_body, "max_rows": max_rows}
     m = r"/v2/models/([^/]+)(?:/versions/([^/]+))?"
     routes = [
+        (r"/v2/openapi.json", OpenAPI),
         (r"/v2/health/live", Live), (r"/v2/health/ready", Ready), (r"/v2/?", ServerMeta),
         (r"/v2/repository/index", RepoIndex),
         (m + r"/ready", ModelReady), (m + r"/infer", Infer), (m + r"/?", ModelMeta),
@@ -276,8 +329,10 @@ def make_app(token: str | None = None, *, max_body: int = DEFAULT_MAX_BODY,
 
 def serve(host: str = "127.0.0.1", port: int = 8000, token: str | None = None, *,
           max_body: int = DEFAULT_MAX_BODY, models: list[str] | None = None,
-          ready: Any = None) -> None:
-    """Run the server until interrupted; prints the URL it listens on (port 0 = any free port)."""
+          ready: Any = None, insecure: bool = False) -> None:
+    """Run the server until interrupted; prints the URL it listens on (port 0 = any free port).
+    Beyond loopback it needs a token, unless `insecure` says the caller means it."""
+    check_bind(host, token, insecure)
     app = make_app(token, max_body=max_body, models=models)
     # tornado's own limit is a backstop above ours, so the handler can answer 413 in JSON
     server = HTTPServer(app, max_body_size=max_body * 4 + 2**20, body_timeout=60,
@@ -380,6 +435,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body", type=int, default=DEFAULT_MAX_BODY,
                    help=f"largest request body in bytes (default {DEFAULT_MAX_BODY})")
     p.add_argument("--model", action="append", dest="models", help="serve only this model (repeatable)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow listening beyond loopback without a token (anyone who reaches the port can query)")
     p.set_defaults(func=cmd_serve)
 
 
@@ -389,13 +446,141 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise BadInput(f"--port {args.port} is not a TCP port; give 0-65535 (0 = any free port)")
     if args.max_body < 1024:
         raise BadInput(f"--max-body {args.max_body} is too small; give at least 1024 bytes")
-    if args.host not in ("127.0.0.1", "localhost", "::1") and not token:
-        print("openmind serve: warning: listening beyond loopback without --token; anyone who can "
-              "reach this port can query the models", file=sys.stderr, flush=True)
+    insecure = bool(getattr(args, "insecure", False))
+    check_bind(args.host, token, insecure)
+    if insecure and not token and not is_loopback(args.host):
+        print("openmind serve: warning: listening beyond loopback without a token (--insecure); anyone "
+              "who can reach this port can query the models", file=sys.stderr, flush=True)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        serve(args.host, args.port, token, max_body=args.max_body, models=args.models)
+        serve(args.host, args.port, token, max_body=args.max_body, models=args.models, insecure=insecure)
     except OSError as exc:
         raise BadInput(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
                        "pick another --port or 0 for any free one") from None
     return 0
+
+
+# --------------------------------------------------------------------------- bind rule
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine reaches ('localhost', 127.0.0.0/8, ::1).
+    '', '0.0.0.0' and '::' mean every interface; any other name may resolve anywhere."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, token: str | None, insecure: bool) -> None:
+    """Refuse to serve beyond loopback without a token unless the caller said --insecure."""
+    if token or insecure or is_loopback(host):
+        return
+    shown = host if host else "'' (every interface)"
+    raise BadInput(f"refusing to listen on {shown} without a token: anyone who can reach the port could "
+                   f"query the models. Set OPENMIND_SERVE_TOKEN (or --token), listen on 127.0.0.1, or "
+                   f"pass --insecure if you mean it")
+
+
+# --------------------------------------------------------------------------- OpenAPI
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _answer(ok: str | None, *errors: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if ok:
+        out["200"] = {"description": "OK", "content": {"application/json": {"schema": _ref(ok)}}}
+    for code in errors:
+        out[str(code)] = {"description": {400: "malformed request", 401: "missing or wrong bearer token",
+                                          404: "no such model", 413: "body too large",
+                                          503: "model stored but cannot be loaded"}[code],
+                          "content": {"application/json": {"schema": _ref("Error")}}}
+    return out
+
+
+def openapi_spec() -> dict[str, Any]:
+    """The OpenAPI 3.0 description of what `openmind serve` answers: the Open Inference Protocol
+    v2 REST API (KServe/Triton shape), with openmind's error body {"error": "..."}."""
+    model = {"name": "model_name", "in": "path", "required": True, "schema": {"type": "string"}}
+    version = {"name": "model_version", "in": "path", "required": True, "schema": {"type": "string"}}
+    params = {"type": "object", "additionalProperties": True}
+    tensor_in = {"type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
+        "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string", "enum": list(DATATYPES)}, "parameters": params,
+        "data": {"type": "array", "items": {}}}}
+    tensor_out = {"type": "object", "required": ["name", "shape", "datatype", "data"], "properties": {
+        "name": {"type": "string"}, "shape": {"type": "array", "items": {"type": "integer"}},
+        "datatype": {"type": "string"}, "parameters": params, "data": {"type": "array", "items": {}}}}
+    schemas = {
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}},
+        "Live": {"type": "object", "properties": {"live": {"type": "boolean"}}},
+        "Ready": {"type": "object", "properties": {"ready": {"type": "boolean"}}},
+        "ServerMetadata": {"type": "object", "required": ["name", "version", "extensions"], "properties": {
+            "name": {"type": "string"}, "version": {"type": "string"},
+            "extensions": {"type": "array", "items": {"type": "string"}}}},
+        "MetadataTensor": {"type": "object", "required": ["name", "datatype", "shape"], "properties": {
+            "name": {"type": "string"}, "datatype": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer"}}}},
+        "ModelMetadata": {"type": "object", "required": ["name", "platform", "inputs", "outputs"], "properties": {
+            "name": {"type": "string"}, "versions": {"type": "array", "items": {"type": "string"}},
+            "platform": {"type": "string"}, "parameters": params,
+            "inputs": {"type": "array", "items": _ref("MetadataTensor")},
+            "outputs": {"type": "array", "items": _ref("MetadataTensor")}}},
+        "ModelReady": {"type": "object", "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}}},
+        "RepositoryIndex": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}, "version": {"type": "string"}, "state": {"type": "string"}}}},
+        "RequestInput": tensor_in,
+        "RequestOutput": {"type": "object", "required": ["name"], "properties": {
+            "name": {"type": "string"}, "parameters": params}},
+        "InferenceRequest": {"type": "object", "required": ["inputs"], "properties": {
+            "id": {"type": "string"}, "parameters": params,
+            "inputs": {"type": "array", "items": _ref("RequestInput")},
+            "outputs": {"type": "array", "items": _ref("RequestOutput")}}},
+        "ResponseOutput": tensor_out,
+        "InferenceResponse": {"type": "object", "required": ["model_name", "outputs"], "properties": {
+            "model_name": {"type": "string"}, "model_version": {"type": "string"}, "id": {"type": "string"},
+            "parameters": params, "outputs": {"type": "array", "items": _ref("ResponseOutput")}}},
+    }
+    infer_body = {"required": True, "content": {"application/json": {"schema": _ref("InferenceRequest")}}}
+    a = (401,)
+    paths = {
+        "/v2/health/live": {"get": {"operationId": "serverLive", "responses": _answer("Live", *a)}},
+        "/v2/health/ready": {"get": {"operationId": "serverReady", "responses": _answer("Ready", *a)}},
+        "/v2": {"get": {"operationId": "serverMetadata", "responses": _answer("ServerMetadata", *a)}},
+        "/v2/repository/index": {"post": {"operationId": "repositoryIndex",
+                                          "responses": _answer("RepositoryIndex", *a)}},
+        "/v2/models/{model_name}": {"get": {"operationId": "modelMetadata", "parameters": [model],
+                                            "responses": _answer("ModelMetadata", 401, 404, 503)}},
+        "/v2/models/{model_name}/versions/{model_version}": {"get": {
+            "operationId": "modelVersionMetadata", "parameters": [model, version],
+            "responses": _answer("ModelMetadata", 401, 404, 503)}},
+        "/v2/models/{model_name}/ready": {"get": {"operationId": "modelReady", "parameters": [model],
+                                                  "responses": _answer("ModelReady", 401, 404, 503)}},
+        "/v2/models/{model_name}/infer": {"post": {
+            "operationId": "modelInfer", "parameters": [model], "requestBody": infer_body,
+            "responses": _answer("InferenceResponse", 400, 401, 404, 413, 503)}},
+        "/v2/models/{model_name}/versions/{model_version}/infer": {"post": {
+            "operationId": "modelVersionInfer", "parameters": [model, version], "requestBody": infer_body,
+            "responses": _answer("InferenceResponse", 400, 401, 404, 413, 503)}},
+    }
+    return {"openapi": "3.0.3",
+            "info": {"title": "openmind serve: Open Inference Protocol v2 (REST)", "version": VERSION},
+            "paths": paths,
+            "components": {"schemas": schemas,
+                           "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
+            "security": [{"bearer": []}, {}]}
+
+
+class OpenAPI(JSONHandler):
+    """GET /v2/openapi.json: the API description; public (it names no model and no secret)."""
+
+    def prepare(self) -> None:
+        pass
+
+    def get(self) -> None:
+        self.send(openapi_spec())

@@ -52,6 +52,9 @@ class IntentKind(_StrEnum):
     TRAIN = "train"
     SENSE = "sense"
     INFER = "infer"
+    VALIDATE = "validate"
+    MONITOR = "monitor"
+    DEPLOY = "deploy"
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,8 @@ class Route:
     degraded: str | None = None
     # the journal record as written (plan, excluded pathways, resources): what a card shows
     record: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    # None when the result answers the call as asked, else why not (DESIGN.md "Public surface")
+    degraded: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -114,3 +119,27 @@ class Route:
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         # plain text; in a notebook, openmind.jupyter registers the decision card as the HTML form
         p.text(str(self))
+
+
+# --------------------------------------------------------------------------- names
+
+NAME_MAX = 100
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+def check_name(value: Any, what: str = "name") -> str:
+    """A model or signal name as a short label (letters, digits, '-', '_', '.'; at most NAME_MAX;
+    not '.' or '..'), or BadInput saying what is wrong. Names become store keys, URL path parts
+    and file names, so a separator, a NUL or '..' must never get through: one rule for every intent."""
+    if not isinstance(value, str):
+        raise BadInput(f"{what} must be a string label, got {type(value).__name__} {str(value)[:40]!r}")
+    if not value or len(value) > NAME_MAX:
+        raise BadInput(f"{what} must be 1 to {NAME_MAX} characters, got {len(value)}; "
+                       f"e.g. 'digits' or 'temperature'")
+    bad = sorted({c for c in value if c not in _NAME_CHARS})
+    if bad:
+        raise BadInput(f"{what} {value[:60]!r} has characters a name may not hold "
+                       f"({', '.join(map(repr, bad[:5]))}); use letters, digits, '-', '_' and '.'")
+    if set(value) == {"."}:
+        raise BadInput(f"{what} {value!r} is not a name; use letters, digits, '-', '_' and '.'")
+    return value

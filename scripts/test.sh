@@ -13,6 +13,12 @@ command -v "$PY" >/dev/null || PY=python3
 if [ "$(id -u)" = 0 ] && ! command -v chromium >/dev/null; then
   apt-get update -q && apt-get install -y -q chromium
 fi
+# rv32imc cross toolchain (picolibc) and QEMU: the firmware core built for the ESP32-C3's ISA and
+# run under qemu-system-riscv32 (tests/test_rv32.py; it skips, saying so, where they are missing).
+if [ "$(id -u)" = 0 ] && ! command -v qemu-system-riscv32 >/dev/null; then
+  apt-get update -q && apt-get install -y -q --no-install-recommends gcc-riscv64-unknown-elf \
+    picolibc-riscv64-unknown-elf qemu-system-misc
+fi
 # The sidebar's labextension is committed prebuilt (a test checks it matches jupyter_extension/'s
 # sources); rebuild it with scripts/build_labextension.sh after editing the TypeScript.
 # Build the wheel once for the test that installs it into a clean venv.

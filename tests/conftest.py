@@ -24,10 +24,21 @@ def openmind_home(tmp_path, monkeypatch):
 
     config.assume("reset")
     invalidate()
+    _forget_benched()
     yield home
     monkeypatch.delenv("OPENMIND_ASSUME", raising=False)
     config.assume("reset")
     invalidate()
+
+
+def _forget_benched() -> None:
+    """Endpoints and ports benched by an earlier test (pty paths get reused) start fresh."""
+    from openmind.pathways.cloud import http, oip
+    from openmind.pathways.device import unbench
+
+    http.reset()
+    oip._meta.clear()
+    unbench()
 
 
 @pytest.fixture(scope="session")

@@ -7,6 +7,8 @@ from the script). Behaviours:
     ("reply", text)                  a chat completion whose message content is `text`
     ("hang", seconds)                answer nothing for that long (bounded; released on close)
     ("echo_auth", status)            an error body that echoes the Authorization header back
+    ("raw", status, bytes)           answer these bytes as the body
+    ("reset",)                       close the connection without answering
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ class _Handler(BaseHTTPRequestHandler):
             owner.requests.append({"method": self.command, "path": self.path,
                                    "headers": dict(self.headers), "body": body})
         behaviour = owner.next_for(self.command, self.path, dict(self.headers))
+        try:
+            self._behave(behaviour)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up first (timeout tests)
+
+    def _behave(self, behaviour: tuple) -> None:
         kind = behaviour[0]
         if kind == "json":
             _, status, obj, *rest = behaviour
@@ -59,10 +67,22 @@ class _Handler(BaseHTTPRequestHandler):
                 {"index": 0, "message": {"role": "assistant", "content": behaviour[1]},
                  "finish_reason": "stop"}]})
         elif kind == "hang":
-            owner.release.wait(behaviour[1])
+            self.server.owner.release.wait(behaviour[1])
             self._send(504, {"error": "hung"})
         elif kind == "echo_auth":
             self._send(behaviour[1], {"error": f"bad credentials: {self.headers.get('Authorization')}"})
+        elif kind == "raw":  # ("raw", status, bytes): a body that is not what was promised
+            data = behaviour[2]
+            self.send_response(behaviour[1])
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        elif kind == "reset":  # drop the connection without a word
+            self.close_connection = True
+            import socket
+
+            self.connection.shutdown(socket.SHUT_RDWR)
         else:
             raise AssertionError(kind)
 

@@ -31,7 +31,7 @@ def pack(mean, inv_std, layers) -> bytes:
 def reference(blob, x):
     """Class indices and scores from openmind's bit-exact numpy kernel (docs/packed-format.md)."""
     model = PackedModel.from_bytes(blob)
-    return model.predict_index(np.asarray(x, F32)), model.scores(np.asarray(x, F32))
+    return model.predict_index(np.asarray(x, F32), exact=True), model.scores(np.asarray(x, F32))
 
 
 def ternarize(w, rng=None):
@@ -170,7 +170,7 @@ def test_deployed_ternary_model_matches_python_on_the_digits_test_split(vdev):
     deploy(model, "esp32", port=vdev.port)
     with Link(vdev.port) as link:
         dev_y = np.array([link.predict(x)[0] for x in Xte.astype(F32)])
-    assert np.array_equal(dev_y, np.asarray(model.predict(Xte.astype(F32))))
+    assert np.array_equal(dev_y, np.asarray(model.predict(Xte.astype(F32), exact=True)))
 
 
 def test_cli_deploy_header(tmp_path, digits, capsys):

@@ -13,7 +13,7 @@ from openmind.pathways.device import DeviceError, Link, float32_text, hello_on
 
 def test_handshake_lists_signals(vdev):
     info = hello_on(vdev.port, timeout=2.0)
-    assert info["hello"] == "openmind" and info["proto"] == 1
+    assert info["hello"] == "openmind" and info["proto"] == 2  # protocol 2 (docs/protocol-v2.md)
     names = {s["name"]: s for s in info["signals"]}
     assert names["temperature"]["unit"] == "C"
     assert names["sine"]["max_rate_hz"] >= 1000
@@ -72,7 +72,7 @@ def test_device_errors_are_named_and_the_device_recovers(vdev):
         link.ser.write(b"\x00\xff" * 400 + b"\n")  # binary flood, overlong
         with pytest.raises(DeviceError, match="size"):
             link.command("", 2.0)
-        assert link.hello(2.0)["proto"] == 1
+        assert link.hello(2.0)["proto"] == 2
 
 
 def test_unplug_mid_stream_keeps_samples_and_closes_cleanly(vdev):

@@ -60,4 +60,4 @@ def test_python_and_the_firmware_agree_on_the_device_limits():
     assert int(defines["OM_MAX_LAYERS"]) == device.MODEL_MAX_LAYERS
     assert int(defines["OM_LINE_MAX"]) == device.MAX_LINE
     assert int(defines["OM_B64_MAX"]) == 4 * device.CHUNK_BYTES // 3
-    assert int(defines["OM_PROTO"]) == 1
+    assert int(defines["OM_PROTO"]) == device.PROTO

@@ -22,7 +22,10 @@ def _fresh_endpoints():
     http.reset()
 
 
-def test_local_then_cached_then_fresh():
+def test_local_then_cached_then_fresh(monkeypatch):
+    from openmind.intents import infer
+
+    monkeypatch.setattr(infer, "CACHE_MIN_WORK", 0)  # as if this model were slow to compute
     X, model = store_digits_model()
     expected = model.predict(X[:40])[0]
     first = openmind.infer_adaptive("digits", X[:40])
@@ -39,6 +42,32 @@ def test_local_then_cached_then_fresh():
     assert fresh.route.decision is Decision.HARDCODE
     records = openmind.journal(4)
     assert [r["decision"] for r in records] == ["HARDCODE", "HARDCODE", "CACHED", "HARDCODE"]
+
+
+def test_a_cheap_local_prediction_is_computed_not_cached():
+    """Storing a prediction costs milliseconds, computing a small batch microseconds."""
+    X, model = store_digits_model()
+    first = openmind.infer_adaptive("digits", X[:40])
+    again = openmind.infer_adaptive("digits", X[:40])
+    assert first.route.decision is again.route.decision is Decision.HARDCODE
+    assert entries("predictions", "digits") == []
+    np.testing.assert_array_equal(again.values, model.predict(X[:40])[0])
+    assert [r["decision"] for r in openmind.journal(2)] == ["HARDCODE", "HARDCODE"]
+
+
+def test_store_reuses_its_connection_but_not_across_a_recreated_file(tmp_path, monkeypatch):
+    from openmind.flow.journal import journal, write
+    from openmind.memory import store
+
+    monkeypatch.setenv("OPENMIND_HOME", str(tmp_path / "h"))
+    write({"intent": "infer", "ok": True})
+    with store.connect() as a, store.connect() as b:
+        assert a is b
+    import shutil
+
+    shutil.rmtree(tmp_path / "h")  # the store vanishes (a user wiping ~/.openmind)
+    write({"intent": "train", "ok": True})
+    assert [r["intent"] for r in journal(5)] == ["train"]
 
 
 def test_strategy_cached_without_a_cache_fails_with_the_reason():

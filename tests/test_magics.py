@@ -127,10 +127,12 @@ def test_cell_id_and_execution_count_go_into_the_journal(ip):
     assert current_cell().cell_id is None
 
 
-def test_warns_when_the_body_makes_no_openmind_call_or_another_intent(ip):
-    with pytest.warns(OpenmindCellWarning, match="no openmind call"):
+def test_a_body_with_no_openmind_call_is_routed_as_a_cell_and_another_intent_warns(ip):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OpenmindCellWarning)
         value, cap = run(ip, "train", "41 + 1")
-    assert value == 42 and not cards(cap)
+    [card] = cards(cap)  # the cell pathway: the cell itself is the routed unit
+    assert value == 42 and (card["pathway"], card["decision"]) == ("full_train", "HARDCODE")
     with pytest.warns(OpenmindCellWarning, match="marked 'train' but ran sense"):
         _, cap = run(ip, "train", SENSE)
     assert "marked 'train'" in cap.outputs[0].data["text/plain"]

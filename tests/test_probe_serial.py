@@ -30,6 +30,8 @@ def _device(master: int, answer: bool, stop: threading.Event) -> None:
                 os.write(master, b"\x00\xff ets Jun  8 2016 rst:0x1\r\nI (31) boot: ESP-IDF v5\r\n"
                                  b"{half a li\r\n")
                 os.write(master, json.dumps(HELLO).encode() + b"\r\n")
+            elif answer and line.startswith(b"HELLO"):  # a v1 device refuses HELLO 2 (protocol-v2.md)
+                os.write(master, b'{"ok":false,"error":"args","msg":"usage: HELLO 1"}\r\n')
 
 
 def _run(answer: bool, monkeypatch):

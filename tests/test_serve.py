@@ -165,3 +165,128 @@ def test_server_survived_everything_and_logged_no_token(served):
     log = srv.log()
     assert TOKEN not in log
     assert "Traceback" not in log
+
+
+# ----------------------------------------------------------------- binary tensor data extension
+
+
+def test_tritonclient_with_default_settings_round_trips(served):
+    """Triton's own HTTP client sends and asks for binary tensor data by default."""
+    import tritonclient.http as triton
+
+    srv, X, model = served
+    client = triton.InferenceServerClient(srv.url.removeprefix("http://"))
+    try:
+        assert client.is_server_live(headers=auth()) and client.is_model_ready("digits", headers=auth())
+        meta = client.get_model_metadata("digits", headers=auth())
+        spec = meta["inputs"][0]
+        assert spec["datatype"] == "FP32" and spec["shape"] == [-1, 64]
+        rows = X[:40].astype(np.float32)
+        inp = triton.InferInput(spec["name"], list(rows.shape), spec["datatype"])
+        inp.set_data_from_numpy(rows)  # binary_data=True is the default
+        result = client.infer("digits", [inp], headers=auth())
+        labels, proba, _ = model.predict(rows)
+        np.testing.assert_array_equal(result.as_numpy("label"), labels)
+        np.testing.assert_array_equal(result.as_numpy("probabilities"), proba)
+        asked = [triton.InferRequestedOutput("probabilities", binary_data=False)]
+        json_only = client.infer("digits", [inp], outputs=asked, headers=auth())
+        np.testing.assert_allclose(json_only.as_numpy("probabilities"), proba, rtol=1e-6)
+    finally:
+        client.close()
+
+
+def test_openmind_client_speaks_binary_when_the_server_does(served):
+    srv, X, model = served
+    c = OIPClient(srv.url, token=TOKEN, retries=0)
+    assert c.binary_supported()
+    assert c.declared_inputs("digits")[0]["name"] == "input-0"
+    binary = c.infer("digits", X[:64])
+    text = c.infer("digits", X[:64], binary=False)
+    for k in ("label", "probabilities"):
+        np.testing.assert_array_equal(binary[k], text[k])
+    assert binary["label"].dtype == np.int64
+
+
+def _binary_body(rows: np.ndarray, size: int | None = None, extra: bytes = b"") -> tuple[bytes, dict]:
+    raw = rows.astype("<f4").tobytes()
+    head = json.dumps({"inputs": [{"name": "x", "shape": list(rows.shape), "datatype": "FP32",
+                                   "parameters": {"binary_data_size": len(raw) if size is None else size}}]}).encode()
+    return head + raw + extra, {"Inference-Header-Content-Length": str(len(head))}
+
+
+@pytest.mark.parametrize("case", ["short size", "trailing bytes", "header past the body", "header not a number"])
+def test_malformed_binary_requests_get_a_4xx(served, case):
+    srv, X, _ = served
+    rows = X[:2]
+    body, headers = _binary_body(rows, size=100 if case == "short size" else None,
+                                 extra=b"\0" * 8 if case == "trailing bytes" else b"")
+    if case == "header past the body":
+        headers["Inference-Header-Content-Length"] = str(len(body) + 1)
+    if case == "header not a number":
+        headers["Inference-Header-Content-Length"] = "many"
+    r = _post(srv, body, headers=headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]
+
+
+def test_binary_request_with_a_json_answer(served):
+    srv, X, model = served
+    body, headers = _binary_body(X[:3])
+    r = _post(srv, body, headers=headers)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    out = {t["name"]: t for t in r.json()["outputs"]}
+    assert out["label"]["data"] == model.predict(X[:3])[0].tolist()
+
+
+def test_infer_adaptive_sends_the_input_the_served_model_declares(monkeypatch):
+    """A KServe-like server (JSON only, no binary extension) that accepts only its declared input."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import openmind
+
+    seen = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def _send(self, status, body):
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):  # noqa: N802
+            if self.path == "/v2":
+                self._send(200, {"name": "kserve-like", "extensions": []})
+            elif self.path.endswith("/ready"):
+                self._send(200, {"ready": True})
+            else:
+                self._send(200, {"name": "remote", "inputs": [{"name": "pixels", "datatype": "FP64",
+                                                               "shape": [-1, 3]}], "outputs": []})
+
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append((self.headers.get("Inference-Header-Content-Length"), body["inputs"][0]))
+            t = body["inputs"][0]
+            if t["name"] != "pixels" or t["datatype"] != "FP64":
+                return self._send(400, {"error": f"unexpected input {t['name']} {t['datatype']}"})
+            rows = np.asarray(t["data"], float).reshape(t["shape"])
+            self._send(200, {"outputs": [{"name": "label", "shape": [len(rows)], "datatype": "INT64",
+                                          "data": (rows.sum(1) > 0).astype(int).tolist()}]})
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("OPENMIND_INFER_URL", f"http://127.0.0.1:{server.server_address[1]}")
+        X = np.array([[1.0, 2, 3], [-1, -2, -3]], np.float32)
+        pred = openmind.infer_adaptive("remote", X, strategy="cloud")
+        assert pred.values.tolist() == [1, 0]
+        header, sent = seen[-1]
+        assert header is None and sent["name"] == "pixels" and sent["datatype"] == "FP64"
+    finally:
+        server.shutdown()
+        server.server_close()

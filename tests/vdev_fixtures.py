@@ -73,21 +73,35 @@ def vdev_binary() -> Path:
     return BUILD / "openmind-vdev"
 
 
-@pytest.fixture
-def vdev(vdev_binary):
-    """A fresh virtual device (no boot noise)."""
-    dev = VDev(vdev_binary)
+def _serve(binary: Path, *args: str):
+    dev = VDev(binary, *args)
     yield dev
     dev.close()
+
+
+@pytest.fixture
+def vdev(vdev_binary):
+    """A fresh virtual device (no boot noise), with a 32 KB model buffer."""
+    yield from _serve(vdev_binary)
+
+
+@pytest.fixture(scope="session")
+def vdev16k_binary() -> Path:
+    make("build/openmind-vdev-16k")
+    return BUILD / "openmind-vdev-16k"
+
+
+@pytest.fixture
+def vdev16k(vdev16k_binary):
+    """A virtual device with the ESP32 build's default 16 KB model buffer."""
+    yield from _serve(vdev16k_binary)
 
 
 @pytest.fixture
 def noisy_vdev(vdev_binary):
     """A virtual device that prints ROM garbage, ESP-IDF logs and a half line before the protocol
     and a log line every 0.2 s."""
-    dev = VDev(vdev_binary, "--boot-noise", "--log-every", "0.2")
-    yield dev
-    dev.close()
+    yield from _serve(vdev_binary, "--boot-noise", "--log-every", "0.2")
 
 
 def wait_until(pred, timeout: float = 5.0) -> bool:

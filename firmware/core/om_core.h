@@ -1,4 +1,4 @@
-/* openmind device core: PROTOCOL.md v1 over any byte stream. Portable C99, no heap, no board calls.
+/* openmind device core: PROTOCOL.md v1 and docs/protocol-v2.md over any byte stream. Portable C99, no heap, no board calls.
  *
  * The board gives the core a write function, a clock and a sensor read function (om_board_t);
  * it feeds received bytes with om_feed() and calls om_poll() whenever it can (at least as often
@@ -10,8 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OM_PROTO 1
-#define OM_FW_VERSION "0.1.0"
+#define OM_PROTO 2                /* highest protocol spoken; HELLO 1 still gets the v1 answer */
+#define OM_FW_VERSION "0.2.0"
 #define OM_LINE_MAX 256          /* bytes a line, newline included (PROTOCOL.md) */
 #ifndef OM_MODEL_MAX
 #define OM_MODEL_MAX 16384       /* largest packed model the device accepts */
@@ -19,12 +19,16 @@
 #define OM_MAX_LAYERS 8
 #define OM_MAX_WIDTH 256         /* widest layer (inputs included) */
 #define OM_B64_MAX 192           /* MODEL DATA payload, characters */
+#define OM_OUT_MAX 1536          /* longest answer line, newline included (v2 HELLO "limits") */
 #define OM_BURST 64              /* samples at most per om_poll(), so commands keep being read */
 
 /* ---------------------------------------------------------------- CRC-32 (zlib) and base64 */
 uint32_t om_crc32(uint32_t crc, const unsigned char *data, size_t len);
 /* Decodes standard base64 with padding; returns bytes written or -1 if malformed or > cap. */
 long om_b64_decode(const char *text, size_t len, unsigned char *out, size_t cap);
+/* Encodes `len` bytes as padded base64 plus a NUL; returns characters written (without the NUL)
+ * or -1 when `cap` cannot hold them. */
+long om_b64_encode(const unsigned char *data, size_t len, char *out, size_t cap);
 
 /* ---------------------------------------------------------------- packed ternary model */
 typedef struct {
@@ -86,7 +90,13 @@ typedef struct {
     unsigned char active[OM_MODEL_MAX];
     om_model_t model;
     int has_model;
-    char out[1024];
+    /* PREDICTB (protocol 2): rows arrive as base64 float32 LE over DATA lines, are run as soon as
+       one is complete, and need no buffer beyond one row */
+    int pb_active;
+    uint32_t pb_rows, pb_done, pb_got;
+    size_t pb_fill;
+    unsigned char pb_row[OM_MAX_WIDTH * 4];
+    char out[OM_OUT_MAX];
 } om_device_t;
 
 void om_init(om_device_t *d, const om_board_t *board);

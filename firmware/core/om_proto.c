@@ -1,4 +1,5 @@
-/* PROTOCOL.md v1: line assembly, command parsing, the stream scheduler and model upload. */
+/* PROTOCOL.md v1 and docs/protocol-v2.md: line assembly, command parsing, the stream scheduler,
+ * model upload and PREDICT (text, v1) / PREDICTB (base64 float32 rows, batched, v2). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,18 +76,25 @@ uint64_t om_next_due_us(const om_device_t *d)
     return d->start_us + ((uint64_t)d->n * d->period_us_x1000) / 1000u;
 }
 
-static void cmd_hello(om_device_t *d)
+/* proto 1: the pinned v1 answer, byte for byte; proto 2 adds the board's limits. */
+static void cmd_hello(om_device_t *d, int proto)
 {
     int i, n = snprintf(d->out, sizeof d->out,
                         "{\"hello\":\"openmind\",\"proto\":%d,\"fw\":\"%s\",\"board\":\"%s\",\"signals\":[",
-                        OM_PROTO, OM_FW_VERSION, d->board.board_name);
-    for (i = 0; i < d->board.n_signals && n > 0 && (size_t)n < sizeof d->out - 100; i++) {
+                        proto, OM_FW_VERSION, d->board.board_name);
+    for (i = 0; i < d->board.n_signals && n > 0 && (size_t)n < sizeof d->out - 300; i++) {
         const om_signal_t *s = &d->board.signals[i];
         n += snprintf(d->out + n, sizeof d->out - (size_t)n,
                       "%s{\"name\":\"%s\",\"unit\":\"%s\",\"max_rate_hz\":%lu}", i ? "," : "",
                       s->name, s->unit, (unsigned long)s->max_rate_hz);
     }
-    n += snprintf(d->out + n, sizeof d->out - (size_t)n, "]}");
+    if (proto >= 2)
+        n += snprintf(d->out + n, sizeof d->out - (size_t)n,
+                      "],\"limits\":{\"model_max\":%lu,\"max_width\":%d,\"max_layers\":%d,\"line_max\":%d,"
+                      "\"b64_max\":%d,\"out_max\":%d}}",
+                      (unsigned long)OM_MODEL_MAX, OM_MAX_WIDTH, OM_MAX_LAYERS, OM_LINE_MAX, OM_B64_MAX, OM_OUT_MAX);
+    else
+        n += snprintf(d->out + n, sizeof d->out - (size_t)n, "]}");
     emit(d, n);
 }
 
@@ -167,6 +175,7 @@ static void cmd_model(om_device_t *d, char **w, int nw)
         if (rc != OM_MODEL_OK) { reply_err(d, "args", om_model_error(rc)); return; }
         memcpy(d->active, d->stage, d->up_got);
         om_load_model(d, d->active, d->up_got);
+        d->pb_active = 0;   /* a batch in flight was for the old model */
         emit(d, snprintf(d->out, sizeof d->out, "{\"ok\":true,\"inputs\":%u,\"outputs\":%u}",
                          (unsigned)d->model.n_inputs, (unsigned)d->model.n_outputs));
     } else {
@@ -208,6 +217,97 @@ static void cmd_predict(om_device_t *d, char **w, int nw)
     emit(d, len);
 }
 
+/* One complete PREDICTB row: run it and answer {"r":k,"y":c,"b":"<base64 float32 LE scores>"}. */
+static void predictb_row(om_device_t *d)
+{
+    float x[OM_MAX_WIDTH], scores[OM_MAX_WIDTH];
+    unsigned char raw[OM_MAX_WIDTH * 4];
+    unsigned i, o;
+    int y, n;
+    long b;
+    for (i = 0; i < d->model.n_inputs; i++) {
+        const unsigned char *p = d->pb_row + 4 * i;
+        uint32_t u = (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
+        memcpy(&x[i], &u, sizeof x[i]);
+        if (!isfinite(x[i])) {
+            emit(d, snprintf(d->out, sizeof d->out,
+                             "{\"r\":%lu,\"ok\":false,\"error\":\"args\",\"msg\":\"non-finite value in the row\"}",
+                             (unsigned long)d->pb_done));
+            return;
+        }
+    }
+    y = om_model_predict(&d->model, x, scores);
+    for (o = 0; o < d->model.n_outputs; o++) {
+        uint32_t u;
+        memcpy(&u, &scores[o], sizeof u);
+        raw[4 * o] = (unsigned char)(u & 0xffu);
+        raw[4 * o + 1] = (unsigned char)((u >> 8) & 0xffu);
+        raw[4 * o + 2] = (unsigned char)((u >> 16) & 0xffu);
+        raw[4 * o + 3] = (unsigned char)(u >> 24);
+    }
+    n = snprintf(d->out, sizeof d->out, "{\"r\":%lu,\"y\":%d,\"b\":\"", (unsigned long)d->pb_done, y);
+    b = om_b64_encode(raw, 4u * d->model.n_outputs, d->out + n, sizeof d->out - (size_t)n - 3);
+    if (b < 0) {   /* never with OM_OUT_MAX >= 1400: 256 scores take 1368 characters */
+        reply_err(d, "size", "scores do not fit an answer line");
+        return;
+    }
+    n += (int)b;
+    d->out[n++] = '"';
+    d->out[n++] = '}';
+    emit(d, n);
+}
+
+static void cmd_predictb(om_device_t *d, char **w, int nw)
+{
+    uint32_t row_bytes = 4u * (d->has_model ? d->model.n_inputs : 1u);
+    if (!d->has_model) { d->pb_active = 0; reply_err(d, "nomodel", "no model: upload one with MODEL BEGIN/DATA/END"); return; }
+    if (nw >= 2 && strcmp(w[1], "BEGIN") == 0) {
+        uint32_t rows;
+        if (nw != 3 || !parse_u32(w[2], &rows) || rows == 0) {
+            reply_err(d, "args", "usage: PREDICTB BEGIN <rows> (rows >= 1)");
+            return;
+        }
+        if (rows > 0xFFFFFFFFu / row_bytes) { d->pb_active = 0; reply_err(d, "size", "too many rows for one batch"); return; }
+        d->pb_active = 1;
+        d->pb_rows = rows;
+        d->pb_done = 0;
+        d->pb_got = 0;
+        d->pb_fill = 0;
+        emit(d, snprintf(d->out, sizeof d->out, "{\"ok\":true,\"rows\":%lu,\"bytes\":%lu}",
+                         (unsigned long)rows, (unsigned long)(rows * row_bytes)));
+    } else if (nw >= 2 && strcmp(w[1], "DATA") == 0) {
+        unsigned char chunk[OM_B64_MAX / 4 * 3];
+        uint32_t left;
+        long got, i;
+        size_t len;
+        if (!d->pb_active) { reply_err(d, "args", "PREDICTB DATA before PREDICTB BEGIN"); return; }
+        if (nw != 3) { reply_err(d, "args", "usage: PREDICTB DATA <base64>"); return; }
+        len = strlen(w[2]);
+        if (len > OM_B64_MAX) { reply_err(d, "size", "at most 192 base64 characters a line"); return; }
+        left = d->pb_rows * row_bytes - d->pb_got;
+        got = om_b64_decode(w[2], len, chunk, left < sizeof chunk ? left : sizeof chunk);
+        if (got < 0) {
+            d->pb_active = 0;
+            reply_err(d, "size", "bad base64 or more bytes than the batch holds: batch aborted");
+            return;
+        }
+        for (i = 0; i < got; i++) {
+            d->pb_row[d->pb_fill++] = chunk[i];
+            if (d->pb_fill == row_bytes) {
+                predictb_row(d);
+                d->pb_fill = 0;
+                d->pb_done++;
+            }
+        }
+        d->pb_got += (uint32_t)got;
+        if (d->pb_done == d->pb_rows) d->pb_active = 0;
+        emit(d, snprintf(d->out, sizeof d->out, "{\"ok\":true,\"got\":%lu,\"rows\":%lu%s}", (unsigned long)d->pb_got,
+                         (unsigned long)d->pb_done, d->pb_active ? "" : ",\"done\":true"));
+    } else {
+        reply_err(d, "args", "usage: PREDICTB BEGIN <rows> | PREDICTB DATA <base64>");
+    }
+}
+
 static void handle_line(om_device_t *d, char *line)
 {
     char *w[6];
@@ -223,14 +323,16 @@ static void handle_line(om_device_t *d, char *line)
     if (nw == 0) return;                      /* empty line: nothing to answer */
     if (*p) { reply_err(d, "args", "too many words"); return; }
     if (strcmp(w[0], "HELLO") == 0) {
-        if (nw == 2 && strcmp(w[1], "1") == 0) cmd_hello(d);
-        else reply_err(d, "args", "usage: HELLO 1 (this device speaks protocol 1)");
+        uint32_t v;   /* HELLO <n>: the host speaks up to n; answer in the highest both speak */
+        if (nw == 2 && parse_u32(w[1], &v) && v >= 1) cmd_hello(d, v < OM_PROTO ? (int)v : OM_PROTO);
+        else reply_err(d, "args", "usage: HELLO <protocol> (this device speaks 1 and 2)");
     } else if (strcmp(w[0], "STREAM") == 0) cmd_stream(d, w, nw);
     else if (strcmp(w[0], "STOP") == 0) {
         if (nw == 1) cmd_stop(d); else reply_err(d, "args", "usage: STOP");
     } else if (strcmp(w[0], "MODEL") == 0) cmd_model(d, w, nw);
     else if (strcmp(w[0], "PREDICT") == 0) cmd_predict(d, w, nw);
-    else reply_err(d, "unknown", "unknown command (HELLO, STREAM, STOP, MODEL, PREDICT)");
+    else if (strcmp(w[0], "PREDICTB") == 0) cmd_predictb(d, w, nw);
+    else reply_err(d, "unknown", "unknown command (HELLO, STREAM, STOP, MODEL, PREDICT, PREDICTB)");
 }
 
 void om_feed(om_device_t *d, const unsigned char *data, size_t len)

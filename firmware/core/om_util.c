@@ -1,4 +1,4 @@
-/* CRC-32 as zlib computes it, and a strict base64 decoder. */
+/* CRC-32 as zlib computes it, a strict base64 decoder and an encoder. */
 #include "om_core.h"
 
 uint32_t om_crc32(uint32_t crc, const unsigned char *data, size_t len)
@@ -42,5 +42,23 @@ long om_b64_decode(const char *text, size_t len, unsigned char *out, size_t cap)
         if (pad < 2) out[o++] = (unsigned char)(((v[1] & 15) << 4) | (v[2] >> 2));
         if (pad < 1) out[o++] = (unsigned char)(((v[2] & 3) << 6) | v[3]);
     }
+    return (long)o;
+}
+
+long om_b64_encode(const unsigned char *data, size_t len, char *out, size_t cap)
+{
+    static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t i, o = 0;
+    if ((len + 2) / 3 * 4 + 1 > cap) return -1;
+    for (i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)data[i] << 16;
+        if (i + 1 < len) v |= (uint32_t)data[i + 1] << 8;
+        if (i + 2 < len) v |= data[i + 2];
+        out[o++] = tbl[(v >> 18) & 63u];
+        out[o++] = tbl[(v >> 12) & 63u];
+        out[o++] = i + 1 < len ? tbl[(v >> 6) & 63u] : '=';
+        out[o++] = i + 2 < len ? tbl[v & 63u] : '=';
+    }
+    out[o] = '\0';
     return (long)o;
 }

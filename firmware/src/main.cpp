@@ -19,7 +19,7 @@ static const om_signal_t SIGNALS[] = {
     {"adc", "raw", 1000},       // analogRead(): 12-bit counts
 };
 
-static om_device_t dev;  // static: no heap, ~33 KB with two model buffers
+static om_device_t dev;  // static: no heap, ~36 KB with two model buffers and a PREDICTB row
 
 static void board_write(void *, const char *data, size_t len) { Serial.write((const uint8_t *)data, len); }
 

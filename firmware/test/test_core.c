@@ -38,15 +38,22 @@ static void test_hello(void)
 {
     reset();
     feed("HELLO 1\n");
-    CHECK(has("{\"hello\":\"openmind\",\"proto\":1,\"fw\":\"0.1.0\",\"board\":\"test\",\"signals\":[{\"name\":\"temperature\",\"unit\":\"C\",\"max_rate_hz\":50},{\"name\":\"fast\""));
-    CHECK(lines() == 1);
+    CHECK(has("{\"hello\":\"openmind\",\"proto\":1,\"fw\":\"" OM_FW_VERSION "\",\"board\":\"test\",\"signals\":[{\"name\":\"temperature\",\"unit\":\"C\",\"max_rate_hz\":50},{\"name\":\"fast\""));
+    CHECK(lines() == 1 && has("1000}]}\n") && !has("limits"));   /* the pinned v1 answer, nothing added */
     feed("HELLO 1\r\n");          /* CR before LF is ignored */
     CHECK(has("\"hello\":\"openmind\""));
     feed("HEL");                  /* split across reads */
     CHECK(g_len == 0);
     feed("LO 1\n");
     CHECK(has("\"hello\""));
-    feed("HELLO 2\n");
+    feed("HELLO 2\n");           /* protocol 2: the same answer plus the board's limits */
+    CHECK(lines() == 1 && has("\"proto\":2,") && has("1000}],\"limits\":{\"model_max\":16384,\"max_width\":256,"
+                              "\"max_layers\":8,\"line_max\":256,\"b64_max\":192,\"out_max\":1536}}\n"));
+    feed("HELLO 7\n");           /* a newer host: answered in the highest protocol both speak */
+    CHECK(has("\"proto\":2,"));
+    feed("HELLO 0\n");
+    CHECK(has("\"error\":\"args\""));
+    feed("HELLO two\n");
     CHECK(has("\"error\":\"args\""));
 }
 
@@ -140,6 +147,18 @@ static void test_crc_b64(void)
     CHECK(om_b64_decode("a=Vs", 4, out, sizeof out) == -1);
     CHECK(om_b64_decode("aGVs!G8=", 8, out, sizeof out) == -1);
     CHECK(om_b64_decode("aGVsbG8=", 8, out, 4) == -1);
+    {
+        char enc[16];
+        unsigned char back[16];
+        size_t n;
+        for (n = 0; n <= 5; n++) {   /* every padding case round-trips */
+            long e = om_b64_encode((const unsigned char *)"hello", n, enc, sizeof enc);
+            CHECK(e == (long)((n + 2) / 3 * 4) && om_b64_decode(enc, (size_t)e, back, sizeof back) == (long)n &&
+                  memcmp(back, "hello", n) == 0);
+        }
+        CHECK(om_b64_encode((const unsigned char *)"hello", 5, enc, 8) == -1);   /* 8 chars + NUL */
+        CHECK(om_b64_encode((const unsigned char *)"hello", 5, enc, 9) == 8 && strcmp(enc, "aGVsbG8=") == 0);
+    }
 }
 
 /* A 2-input, 2-layer model built by hand: checks the loader and the arithmetic. */
@@ -220,6 +239,74 @@ static void test_model(void)
     }
 }
 
+static void upload(const unsigned char *b, size_t n)
+{
+    char cmd[300], b64[200];
+    sprintf(cmd, "MODEL BEGIN %lu %08lx\n", (unsigned long)n, (unsigned long)om_crc32(0, b, n));
+    feed(cmd);
+    om_b64_encode(b, n, b64, sizeof b64);
+    sprintf(cmd, "MODEL DATA %s\n", b64);
+    feed(cmd);
+    feed("MODEL END\n");
+}
+
+/* PREDICTB DATA with these bytes; returns the answer lines in g_out. */
+static void pb_data(const unsigned char *bytes, size_t n)
+{
+    char cmd[300], b64[200];
+    om_b64_encode(bytes, n, b64, sizeof b64);
+    sprintf(cmd, "PREDICTB DATA %s\n", b64);
+    feed(cmd);
+}
+
+static void put_f32(unsigned char *p, float f)
+{
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    p[0] = (unsigned char)u; p[1] = (unsigned char)(u >> 8); p[2] = (unsigned char)(u >> 16); p[3] = (unsigned char)(u >> 24);
+}
+
+static void test_predictb(void)
+{
+    unsigned char b[128], rows[3 * 8];
+    size_t n = tiny_model(b);
+    reset();
+    feed("PREDICTB BEGIN 1\n"); CHECK(has("\"error\":\"nomodel\""));
+    upload(b, n);
+    CHECK(has("{\"ok\":true,\"inputs\":2,\"outputs\":2}"));
+    feed("PREDICTB DATA AAAA\n"); CHECK(has("before PREDICTB BEGIN"));
+    feed("PREDICTB BEGIN 0\n"); CHECK(has("\"error\":\"args\""));
+    feed("PREDICTB BEGIN x\n"); CHECK(has("\"error\":\"args\""));
+    feed("PREDICTB BEGIN 1000000000\n"); CHECK(has("\"error\":\"size\""));
+    feed("PREDICTB\n"); CHECK(has("\"error\":\"args\""));
+    /* three rows: (3, 0.5) -> [4.5, -3.5]; (1, 0) -> h = relu([0.5, -1]) -> [1.5, -0.5]; NaN row */
+    put_f32(rows, 3.0f); put_f32(rows + 4, 0.5f);
+    put_f32(rows + 8, 1.0f); put_f32(rows + 12, 0.0f);
+    put_f32(rows + 16, 1.0f); memset(rows + 20, 0xff, 4);
+    feed("PREDICTB BEGIN 3\n"); CHECK(has("{\"ok\":true,\"rows\":3,\"bytes\":24}"));
+    pb_data(rows, 5);             /* a row split across DATA lines: nothing answered yet */
+    CHECK(lines() == 1 && has("{\"ok\":true,\"got\":5,\"rows\":0}"));
+    pb_data(rows + 5, 14);        /* completes rows 0 and 1 */
+    /* 4.5f = 00 00 90 40, -3.5f = 00 00 60 c0 -> base64 AACQQAAAYMA= */
+    CHECK(lines() == 3 && has("{\"r\":0,\"y\":0,\"b\":\"AACQQAAAYMA=\"}\n"));
+    /* 1.5f = 00 00 c0 3f, -0.5f = 00 00 00 bf */
+    CHECK(has("{\"r\":1,\"y\":0,\"b\":\"AADAPwAAAL8=\"}\n") && has("{\"ok\":true,\"got\":19,\"rows\":2}"));
+    pb_data(rows + 19, 5);        /* the NaN row: refused, the batch still completes */
+    CHECK(lines() == 2 && has("{\"r\":2,\"ok\":false,\"error\":\"args\"") && has("\"rows\":3,\"done\":true}"));
+    pb_data(rows, 4); CHECK(has("before PREDICTB BEGIN"));
+    feed("PREDICTB BEGIN 1\n");
+    pb_data(rows, 12);            /* more bytes than the batch holds: aborted */
+    CHECK(lines() == 1 && has("\"error\":\"size\""));
+    pb_data(rows, 8); CHECK(has("before PREDICTB BEGIN"));
+    feed("PREDICTB BEGIN 1\n");
+    feed("PREDICTB DATA AA!A\n"); CHECK(has("\"error\":\"size\""));
+    feed("PREDICTB BEGIN 2\n");
+    pb_data(rows, 8); CHECK(lines() == 2);
+    upload(b, n);                 /* a new model ends the batch in flight */
+    pb_data(rows, 8); CHECK(has("before PREDICTB BEGIN"));
+    feed("PREDICT 3,0.5\n"); CHECK(has("{\"y\":0,\"scores\":[4.5,-3.5]}"));   /* v1 PREDICT unchanged */
+}
+
 int main(void)
 {
     test_hello();
@@ -228,6 +315,7 @@ int main(void)
     test_stream();
     test_crc_b64();
     test_model();
+    test_predictb();
     printf("%d checks, %d failed\n", g_checks, g_fail);
     return g_fail ? 1 : 0;
 }

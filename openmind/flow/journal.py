@@ -16,6 +16,13 @@ from openmind.config import redact
 from openmind.flow.context import cell_dict, session_id
 from openmind.memory.store import connect
 
+_appended = 0
+
+
+def appended() -> int:
+    """How many records this process has written: a cell that wrote none made no openmind call."""
+    return _appended
+
 
 def write(entry: dict[str, Any]) -> int:
     """Append one record and return its id. `entry` holds intent, pathway, decision, ok, ..."""
@@ -44,6 +51,8 @@ def append(entry: dict[str, Any]) -> dict[str, Any]:
             ),
         )
         entry["id"] = int(cur.lastrowid)
+    global _appended
+    _appended += 1
     return entry
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from openmind.errors import BadInput
@@ -36,6 +36,8 @@ class Policy:
     timeout:  seconds a device or network candidate may take before it counts as failed.
     strict:   refuse a degraded result (a cached model of other data, a partial run, a synthetic
               signal): the call raises instead (as fallback="none" does).
+    workers:  train: processes for a data-parallel full train (None = one, or one per GPU when
+              the probe sees several).
     """
 
     fallback: str = "auto"
@@ -46,6 +48,7 @@ class Policy:
     source: str = "auto"
     timeout: float | None = None
     strict: bool = False
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         _choice("fallback", self.fallback, FALLBACKS)
@@ -53,7 +56,7 @@ class Policy:
         _choice("source", self.source, SOURCES)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self)}  # all plain values: no deep copy
         d["prefer"] = [p.value for p in self.prefer]
         return d
 
@@ -86,6 +89,14 @@ def _coerce(key: str, value: Any) -> Any:
             return ()
         items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
         return tuple(Pathway.parse(v, "pathway in prefer") for v in items)
+    if key == "workers":
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            n = 0
+        if n < 1 or isinstance(value, bool) or (isinstance(value, float) and value != n):
+            raise BadInput(f"workers must be a whole number of processes >= 1, got {value!r}")
+        return n
     raise AssertionError(key)
 
 

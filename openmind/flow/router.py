@@ -20,6 +20,10 @@ SMALL_BUDGET_S = 60.0
 SMALL_DATA_ROWS = 5000
 # Rough speed-up of a CUDA GPU over this CPU when judging whether a train fits the budget.
 GPU_SPEEDUP = 10.0
+# Data-parallel training: the share of each extra process the router counts on (gradient
+# exchange costs the rest), and what starting the processes and the rendezvous cost.
+DDP_EFFICIENCY = 0.8
+DDP_START_S = 3.0
 # Data kinds the train rules know; anything else is a MODEL decision.
 KNOWN_DATA = ("tabular",)
 
@@ -41,6 +45,13 @@ class Intent:
     est_seconds:  train: estimated CPU seconds of a full train (None = unknown, assume it fits)
     partial:      train: a run of this very request was cut short; how far it got ("1 of 60
                   epochs"), so it is resumed rather than restarted
+    joined:       train: the size of the torchrun process group this call runs in (None = none)
+    ancestors:    train: names of the models a new network's first weights are sampled from
+    uncacheable:  cell pathway: why the cell cannot be kept (a value that cannot be fingerprinted)
+    kept_bytes:   cell pathway: the size of the exact hit's kept outputs (est_seconds: its run time)
+    restore_s:    cell pathway: how long restoring them is expected to take on this machine
+    shed:         train/infer: versions of this name the validator shed, and why (not picked)
+    misfit:       deploy: why the model does not fit the device's limits (None = it fits)
     """
 
     kind: IntentKind
@@ -56,6 +67,13 @@ class Intent:
     prior: bool = False
     est_seconds: float | None = None
     partial: str | None = None
+    joined: int | None = None
+    ancestors: tuple[str, ...] = ()
+    uncacheable: str | None = None
+    kept_bytes: int | None = None
+    restore_s: float | None = None
+    shed: str | None = None
+    misfit: str | None = None
 
     @classmethod
     def of(cls, value: Intent | str, **facts: Any) -> Intent:
@@ -74,7 +92,11 @@ class Intent:
             "shape": list(self.shape) if self.shape else None, "data_kind": self.data_kind,
             "exact": self.exact, "ancestor": self.ancestor, "local_model": self.local_model,
             "remote_model": self.remote_model, "pattern": self.pattern, "prior": self.prior,
-            "est_seconds": self.est_seconds, "partial": self.partial,
+            "est_seconds": self.est_seconds, "partial": self.partial, "ancestors": list(self.ancestors),
+            "uncacheable": self.uncacheable, "kept_bytes": self.kept_bytes,
+            "restore_s": self.restore_s,
+            "joined": self.joined,
+            "shed": self.shed, "misfit": self.misfit,
         }
 
 
@@ -149,7 +171,10 @@ def route(intent: Intent | str, *, resources: Resources | None = None,
 def plan(intent: Intent, res: Resources, pol: Policy) -> Plan:
     """The pure core of `route`."""
     excluded: list[tuple[Pathway, str]] = []
-    rules = {IntentKind.TRAIN: _train, IntentKind.SENSE: _sense, IntentKind.INFER: _infer}
+    rules = {IntentKind.TRAIN: _train, IntentKind.SENSE: _sense, IntentKind.INFER: _infer,
+             IntentKind.VALIDATE: _validate, IntentKind.MONITOR: _monitor, IntentKind.DEPLOY: _deploy}
+    if intent.shed:  # the validator's verdict: those versions are neither hit, ancestor nor fallback
+        excluded.append((Pathway.MUSCLE_MEMORY, f"shed by the validator: {intent.shed}"))
     cands = rules[intent.kind](intent, res, pol, excluded)
     cands = _apply_strategy(cands, pol, excluded)
     cands = _apply_prefer(cands, pol)
@@ -248,16 +273,22 @@ def _train(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
     elif ancestor:
         excluded.append((Pathway.FINE_TUNE, f"data ({it.rows} rows) and budget are large enough to train afresh"))
 
+    workers, device, where = _workers(it, res, pol, device, where)
     est = it.est_seconds
     if est is not None and device == "cuda":
         est = est / GPU_SPEEDUP
+    if est is not None and workers:
+        est = est / workers["speedup"] + DDP_START_S
+        workers["est_seconds"] = round(est, 3)
+    params: dict[str, Any] = {"device": device, **(workers or {})}
     fits = pol.budget is None or est is None or est <= pol.budget
     train = Candidate(
         Pathway.FULL_TRAIN, Decision.HARDCODE,
-        (f"training '{name}' on {where}" + (f" within the {pol.budget:g}s budget" if pol.budget else ""))
-        if fits else
-        f"estimated {est:.0f}s exceeds the {pol.budget:g}s budget: training what fits on {where}",
-        {"device": device, "fits_budget": fits},
+        ((f"training '{name}' on {where}" + (f" within the {pol.budget:g}s budget" if pol.budget else ""))
+         if fits else
+         f"estimated {est:.0f}s exceeds the {pol.budget:g}s budget: training what fits on {where}")
+        + (f", initialised from the ancestral priors of {', '.join(it.ancestors)}" if it.ancestors else ""),
+        {**params, "fits_budget": fits},
     )
     fallback = Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
                          f"the cached model named '{name}' (trained on other data or config)",
@@ -271,6 +302,33 @@ def _train(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
             out.append(fallback)
         out.append(train)
     return out
+
+
+def _workers(it: Intent, res: Resources, pol: Policy, device: str,
+             where: str) -> tuple[dict[str, Any] | None, str, str]:
+    """Data-parallel processes for a full train: (params, device, description), params None for
+    one process. A torchrun group this call runs in; else `workers=N`; else one process per GPU
+    when the probe sees several."""
+    gpus = len(res.gpu.details.get("devices") or []) if res.gpu.available else 0
+    cores = res.host.details.get("cores") or 1
+    if it.joined and it.joined > 1:
+        n, why = it.joined, "the torchrun group this script runs in (RANK/WORLD_SIZE set)"
+    elif pol.workers is not None:
+        n, why = pol.workers, f"workers={pol.workers} asked for"
+    elif gpus > 1:
+        n, why = gpus, f"one per GPU: the probe sees {gpus}"
+    else:
+        return None, device, where
+    if n < 2:
+        return None, device, where
+    if device == "cuda" and n > gpus and not it.joined:
+        device, where = "cpu", f"CPU ({cores} cores; {n} processes but only {gpus} GPU(s) for NCCL)"
+    backend = "nccl" if device == "cuda" else "gloo"
+    share = n if device == "cuda" else min(n, int(cores))
+    speed = max(1.0, DDP_EFFICIENCY * share)
+    note = "" if device == "cuda" or n <= int(cores) else f"; only {cores} cores, so they share them"
+    return ({"workers": n, "backend": backend, "joined": bool(it.joined), "speedup": round(speed, 2)},
+            device, f"{where} with {n} data-parallel processes (DDP, {backend}; {why}{note})")
 
 
 # --------------------------------------------------------------------------- sense
@@ -360,6 +418,123 @@ def _infer(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
         head = [c for c in out if c.decision is Decision.CACHED]
         return head + cloud + [c for c in out if c not in head]
     return out + cloud
+
+
+# --------------------------------------------------------------------------- the colony's checkers
+
+
+def _validate(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Candidate]:
+    """Score a model on labelled rows: here when it is local (memory or the object given), else
+    through an inference endpoint that serves it."""
+    name = it.name or "model"
+    out: list[Candidate] = []
+    if it.local_model:
+        out.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.HARDCODE,
+                             f"scoring '{name}' on {it.rows} labelled rows with the packed CPU kernel"))
+    else:
+        excluded.append((Pathway.MUSCLE_MEMORY, f"'{name}' is not in local memory"))
+    if res.infer.available and (it.remote_model or not it.local_model):
+        out.append(Candidate(Pathway.CLOUD_INFERENCE, Decision.HARDCODE,
+                             f"scoring '{name}' as served at {res.infer.details.get('url')}",
+                             {"endpoint": res.infer.details.get("url")}))
+    elif not res.infer.available:
+        excluded.append((Pathway.CLOUD_INFERENCE, f"no inference endpoint: {res.infer.reason}"))
+    return out
+
+
+def _monitor(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Candidate]:
+    """Watch a stream with a local model: drift tests against its reference data (the data
+    itself comes from the sense intent, routed on its own)."""
+    name = it.name or "model"
+    if not it.local_model:
+        excluded.append((Pathway.MUSCLE_MEMORY, f"'{name}' is not in local memory: nothing to watch with"))
+        return []
+    if it.exact:
+        why = f"watching with '{name}': drift tests against its training data"
+        return [Candidate(Pathway.MUSCLE_MEMORY, Decision.HARDCODE, why)]
+    why = (f"watching with '{name}': no training data given, drift tests against a reference "
+           f"rebuilt from the model's standardisation (mean, std)")
+    return [Candidate(Pathway.MUSCLE_MEMORY, Decision.HYBRID, why, {"reference": "model"})]
+
+
+def _deploy(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Candidate]:
+    """An ESP32 online whose limits fit -> upload; else an OIP server reachable -> publish;
+    else a C header kept in muscle memory."""
+    name = it.name or "model"
+    out: list[Candidate] = []
+    if not res.serial.available:
+        excluded.append((Pathway.HARDWARE_IN_LOOP, f"no device: {res.serial.reason}"))
+    elif it.misfit:
+        excluded.append((Pathway.HARDWARE_IN_LOOP, f"device on {res.serial.details.get('port')}: {it.misfit}"))
+    else:
+        port = res.serial.details.get("port")
+        out.append(Candidate(Pathway.HARDWARE_IN_LOOP, Decision.HARDCODE,
+                             f"ESP32 on {port} and '{name}' fits its limits: upload", {"port": port}))
+    if res.infer.available:
+        url = res.infer.details.get("url")
+        out.append(Candidate(Pathway.CLOUD_INFERENCE, Decision.HARDCODE,
+                             f"inference server at {url}: publish '{name}' to the muscle memory it serves",
+                             {"endpoint": url}))
+    else:
+        excluded.append((Pathway.CLOUD_INFERENCE, f"no inference server: {res.infer.reason}"))
+    out.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.HYBRID,
+                         f"a C header of '{name}' kept in muscle memory (compile it into the firmware)"))
+    return out
+
+
+# --------------------------------------------------------------------------- the cell pathway
+
+# The pathway a cell's own code takes when it runs, by the intent its magic names.
+CELL_PATHWAY = {IntentKind.TRAIN: Pathway.FULL_TRAIN, IntentKind.SENSE: Pathway.HARDWARE_IN_LOOP,
+                IntentKind.INFER: Pathway.MUSCLE_MEMORY}
+EARLIER_RUN = "outputs of an earlier run on other inputs"
+# How fast kept outputs come back (read, verify, copy), in bytes a second, on a modest machine,
+# when the caller has not measured it: a cell that ran quicker than its outputs restore runs again.
+RESTORE_BYTES_PER_S = 200e6
+
+
+def plan_cell(it: Intent, res: Resources, pol: Policy) -> Plan:
+    """A `%%openmind` cell with no openmind call in it (DESIGN.md "the cell pathway").
+
+    it.exact: this code ran on these inputs and its outputs are kept; it.ancestor: the same code
+    ran on other inputs. Exact hit -> muscle_memory/CACHED; else the body runs (full_train for
+    train, the intent's own pathway otherwise) on the device the route allows; with
+    fallback=cached, the earlier run's outputs if the body raises (degraded)."""
+    excluded: list[tuple[Pathway, str]] = []
+    what = "this cell"
+    out: list[Candidate] = []
+    restore_s = it.restore_s if it.restore_s is not None else (it.kept_bytes or 0) / RESTORE_BYTES_PER_S
+    if it.uncacheable:
+        excluded.append((Pathway.MUSCLE_MEMORY, f"not cacheable: {it.uncacheable}"))
+    elif it.exact and not pol.fresh and pol.strategy != "cached" and it.est_seconds is not None \
+            and restore_s > it.est_seconds:
+        excluded.append((Pathway.MUSCLE_MEMORY,
+                         f"running {what} again ({it.est_seconds:.2f} s last time) is quicker than "
+                         f"restoring its {it.kept_bytes / 1e6:.0f} MB of outputs (~{restore_s:.2f} s)"))
+    else:
+        out = _exact_hit(it, res, pol, excluded,
+                         f"exact hit: {what} ran with the same code and inputs")
+    device, where = _compute(res)
+    if device == "cuda":  # several GPUs: the one with the most free memory, as "cuda:N"
+        gpus = [g for g in res.gpu.details.get("devices", []) if isinstance(g, dict)]
+        if len(gpus) > 1:
+            best = max(gpus, key=lambda g: g.get("memory_free") or 0)
+            device = f"cuda:{best.get('index', 0)}"
+            where += f", {device} has the most free memory"
+    run = CELL_PATHWAY.get(it.kind, Pathway.FULL_TRAIN)
+    budget = f" within the {pol.budget:g}s budget" if pol.budget else ""
+    out.append(Candidate(run, Decision.HARDCODE, f"running {what} on {where}{budget}",
+                         {"device": device, "budget": pol.budget}))
+    earlier = bool(it.ancestor) and _memory_on(res)
+    if earlier and pol.fallback == "cached":
+        out.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
+                             f"{EARLIER_RUN} of the same code (the cell raised)",
+                             {"ancestor": True, "degraded": EARLIER_RUN}))
+    elif earlier:
+        excluded.append((Pathway.MUSCLE_MEMORY,
+                         f"{EARLIER_RUN} come back only with fallback=cached"))
+    out = _apply_strategy(out, pol, excluded)
+    return Plan(it, pol, tuple(out), tuple(excluded))
 
 
 # --------------------------------------------------------------------------- policy

@@ -9,20 +9,19 @@ from __future__ import annotations
 import re
 import time
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from openmind.errors import BadInput, PathwayUnavailable
 from openmind.memory.blobs import atomic_write
-from openmind.pathways.device import MODEL_MAX_BYTES, MODEL_MAX_LAYERS, MODEL_MAX_WIDTH
 from openmind.pathways.ternary.packed import describe
 from openmind.units import parse_duration
 
 DEVICE_TARGETS = ("esp32", "device", "serial")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Deployment:
     """Where a model went: a header path or a device port, its size, CRC-32 and shape."""
 
@@ -33,6 +32,7 @@ class Deployment:
     inputs: int
     outputs: int
     layers: int
+    route: Any = field(default=None, repr=False, compare=False)
 
     def __repr__(self) -> str:
         return (f"Deployment({self.target} {self.where}: {self.layers}-layer model "
@@ -70,10 +70,18 @@ def c_header(blob: bytes, name: str = "om_model") -> str:
     )
 
 
-def deploy(model: Any, target: str, *, port: str | None = None, timeout: str | float = "5s",
-           name: str = "om_model") -> Deployment:
-    """Write `model` as a C header (`target` ends in .h) or upload it to the ESP32
-    (`target="esp32"`, the probed port or `port=`; or `target="serial:/dev/ttyUSB0"`)."""
+def deploy(model: Any, target: str = "auto", *, port: str | None = None, timeout: str | float = "5s",
+           name: str = "om_model", resources: Any = None, **policy: Any) -> Deployment:
+    """Put `model` (a model object, packed bytes, or a name: its newest healthy version) where it
+    runs. `target="auto"` routes: an ESP32 online whose limits fit -> upload; else an OIP server
+    reachable -> publish to the muscle memory it serves; else a C header kept in muscle memory.
+    Or name the target: a path ending in .h, "esp32" (the probed port or `port=`), "serial:<port>"."""
+    if isinstance(model, str):
+        model = _named(model)
+    if isinstance(target, str) and target.strip().lower() == "auto":
+        return _routed(model, port, parse_duration(timeout, "timeout") or 5.0, resources, policy)
+    if policy:
+        raise BadInput(f"policy options {sorted(policy)} apply to target='auto' only")
     blob = packed_bytes(model)
     info = describe(blob)
     crc = f"{zlib.crc32(blob) & 0xFFFFFFFF:08x}"
@@ -93,23 +101,165 @@ def deploy(model: Any, target: str, *, port: str | None = None, timeout: str | f
         port = target[len("serial:"):]
     elif target.lower() not in DEVICE_TARGETS:
         raise BadInput(f"unknown deploy target {target!r}; use a path ending in .h, 'esp32', or 'serial:<port>'")
-    if len(blob) > MODEL_MAX_BYTES or info["width"] > MODEL_MAX_WIDTH or info["layers"] > MODEL_MAX_LAYERS:
-        raise BadInput(f"the model ({len(blob)} bytes, widest layer {info['width']}, {info['layers']} layers) "
-                       f"exceeds the firmware's limits ({MODEL_MAX_BYTES} bytes, width {MODEL_MAX_WIDTH}, "
-                       f"{MODEL_MAX_LAYERS} layers); deploy to a .h file and raise OM_MODEL_MAX instead")
-    port = port or _find_port()
-    wait = parse_duration(timeout, "timeout") or 5.0
+    result = _upload(blob, port or _find_port(), parse_duration(timeout, "timeout") or 5.0)
+    _journal(result, model, "uploaded over serial, CRC-32 checked by the device")
+    return result
+
+
+def _upload(blob: bytes, port: str, wait: float) -> Deployment:
     from openmind.pathways.device import DeviceError, Link
 
+    info = describe(blob)
     with Link(port) as link:
         link.hello(wait)
+        check_fits(blob, link.limits, f"the device on {port}")
         answer = link.upload_model(blob, wait)
     if (answer.get("inputs"), answer.get("outputs")) != (info["inputs"], info["outputs"]):
         raise DeviceError(f"device loaded a {answer.get('inputs')}->{answer.get('outputs')} model, "
                           f"expected {info['inputs']}->{info['outputs']}")
-    result = Deployment("device", port, len(blob), crc, info["inputs"], info["outputs"], info["layers"])
-    _journal(result, model, "uploaded over serial, CRC-32 checked by the device")
+    return Deployment("device", port, len(blob), f"{zlib.crc32(blob) & 0xFFFFFFFF:08x}",
+                      info["inputs"], info["outputs"], info["layers"])
+
+
+def _misfit_parts(blob: bytes, limits: dict[str, int] | None) -> tuple[str, str] | None:
+    from openmind.pathways.device import DEFAULT_LIMITS
+    from openmind.pathways.ternary.fit import fit_hidden, fits
+    from openmind.pathways.ternary.packed import size_for, unpack
+
+    limits = {**DEFAULT_LIMITS, **(limits or {})}
+    layers, mean, _ = unpack(blob)
+    widths = [int(mean.shape[0]), *[a.shape[0] for a in layers]]
+    per_row = any(a.scale_mode for a in layers)
+    if len(blob) <= limits["model_max"] and fits(widths, per_row, limits) is None:
+        return None
+    why = fits(widths, per_row, limits) or f"{len(blob)} bytes, over {limits['model_max']}"
+    best = fit_hidden(widths[0], widths[-1], widths[1:-1], per_row, limits)
+    hint = (f"train it with train_or_load(..., fit_device=True): hidden {best} fits "
+            f"({size_for([widths[0], *best, widths[-1]], per_row)} bytes)" if best is not None
+            else "no hidden widths fit: reduce the features (e.g. PCA) first")
+    return f"the model (hidden {widths[1:-1]}) {why}", hint
+
+
+def misfit(blob: bytes, limits: dict[str, int] | None = None) -> str | None:
+    """Why packed bytes do not fit a device's limits (its protocol-2 HELLO, else the firmware
+    defaults) and which hidden widths would, or None when they fit (what the deploy route asks)."""
+    parts = _misfit_parts(blob, limits)
+    return None if parts is None else f"{parts[0]}; {parts[1]}"
+
+
+def check_fits(blob: bytes, limits: dict[str, int], where: str) -> None:
+    """BadInput when packed bytes exceed a device's limits, saying which hidden widths would fit."""
+    parts = _misfit_parts(blob, limits)
+    if parts is not None:
+        raise BadInput(f"{parts[0]} ({where}); {parts[1]}; or deploy to a .h file and build the "
+                       f"firmware with a larger OM_MODEL_MAX")
+
+
+def _named(name: str) -> Any:
+    from openmind.intents.infer import load_local_model, model_known
+
+    local = load_local_model(name) if name.strip() and model_known(name) else None
+    if local is None:
+        raise BadInput(f"no model named {name!r} in muscle memory; train_or_load stores one, or pass "
+                       f"the model object")
+    return local.model
+
+
+def _routed(model: Any, port: str | None, wait: float, resources: Any, policy: dict[str, Any]) -> Deployment:
+    """target="auto": probe, route (ESP32 -> OIP server -> C header), execute, journal."""
+    from openmind.flow.executor import execute
+    from openmind.flow.policy import split_policy
+    from openmind.flow.router import Intent, route
+    from openmind.vocab import Decision, Pathway
+
+    pol, rest = split_policy(policy)
+    if rest:
+        raise BadInput(f"unknown option {', '.join(map(repr, sorted(rest)))} for deploy")
+    blob = packed_bytes(model)
+    mname = str(getattr(model, "name", None) or "om_model")
+    if resources is None:
+        from openmind.flow.resources import probe
+
+        resources = probe()
+    limits = resources.serial.details.get("limits") if resources.serial.available else None
+    intent = Intent.of("deploy", name=mname, misfit=misfit(blob, limits))
+    plan = route(intent, resources=resources, policy=pol)
+
+    def device(cand: Any) -> Deployment:
+        return _upload(blob, port or cand.params.get("port") or _find_port(), wait)
+
+    def publish(cand: Any) -> Deployment:
+        return _publish(model, blob, mname, cand.params.get("endpoint"), pol.timeout or wait)
+
+    def header(cand: Any) -> Deployment:
+        return _kept_header(blob, mname)
+
+    handlers = {(Pathway.HARDWARE_IN_LOOP, Decision.HARDCODE): device,
+                (Pathway.CLOUD_INFERENCE, Decision.HARDCODE): publish,
+                (Pathway.MUSCLE_MEMORY, Decision.HYBRID): header}
+    result, _ = execute(plan, handlers, resources=resources,
+                        summarize=lambda d: {"target": d.target, "where": d.where, "bytes": d.bytes,
+                                             "crc32": d.crc32, "inputs": d.inputs, "outputs": d.outputs})
     return result
+
+
+def _publish(model: Any, blob: bytes, mname: str, url: str | None, wait: float) -> Deployment:
+    """Publishing = the model stored in the muscle memory `openmind serve` reads; then checked: the
+    server must report this very version (its memory key) for the name within a few seconds."""
+    import numpy as np
+
+    from openmind.memory.blobs import fingerprint, get, key_for, put
+    from openmind.pathways.cloud.oip import OIPClient
+
+    to_arrays = getattr(model, "to_arrays", None)
+    if not callable(to_arrays):
+        raise PathwayUnavailable("packed bytes alone carry no class list: publish a TernaryModel")
+    key = (getattr(model, "info", None) or {}).get("key")
+    hit = get("model", key) if key else None
+    if hit is None or hit[0]["packed"].tobytes() != blob:
+        arrays, meta = to_arrays()
+        key = key_for("deploy", mname, fingerprint(np.frombuffer(blob, np.uint8)))
+        if put("model", mname, key, arrays, meta) is None:
+            raise PathwayUnavailable("muscle memory could not keep the model to publish")
+    client = OIPClient(url, timeout=min(wait, 5.0), retries=0)
+    served = None
+    deadline = time.monotonic() + max(wait, 3.0)
+    while time.monotonic() < deadline:
+        try:
+            served = (client.model_metadata(mname).get("parameters") or {}).get("key")
+        except Exception:  # noqa: BLE001 - not there yet, or not ours: ask again until the deadline
+            served = None
+        if served == key:
+            break
+        time.sleep(0.25)
+    where = f"{client.url}/v2/models/{mname}"
+    if served != key:
+        raise PathwayUnavailable(f"stored '{mname}' in muscle memory, but the server at {client.url} "
+                                 f"serves {'version ' + str(served) if served else 'no such model'}: "
+                                 f"it does not read this memory (or a newer version of the name wins)")
+    info = describe(blob)
+    return Deployment("server", where, len(blob), f"{zlib.crc32(blob) & 0xFFFFFFFF:08x}",
+                      info["inputs"], info["outputs"], info["layers"])
+
+
+def _kept_header(blob: bytes, mname: str) -> Deployment:
+    """The C header written under OPENMIND_HOME/headers and indexed in muscle memory."""
+    import numpy as np
+
+    from openmind.config import home
+    from openmind.memory.blobs import key_for, put
+
+    crc = f"{zlib.crc32(blob) & 0xFFFFFFFF:08x}"
+    ident = re.sub(r"\W", "_", mname) or "om_model"
+    if not re.match(r"[A-Za-z_]", ident):
+        ident = "m_" + ident
+    text = c_header(blob, ident).encode()
+    path = home() / "headers" / f"{ident}-{crc}.h"
+    atomic_write(path, text)
+    put("header", mname, key_for("header", mname, crc), {"header": np.frombuffer(text, np.uint8)},
+        {"path": str(path), "crc32": crc, "bytes": len(blob)})
+    info = describe(blob)
+    return Deployment("header", str(path), len(blob), crc, info["inputs"], info["outputs"], info["layers"])
 
 
 def _find_port() -> str:

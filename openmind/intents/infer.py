@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from openmind.config import public_url
+from openmind.config import home, public_url
 from openmind.errors import BadInput, PathwayUnavailable
 from openmind.flow.executor import Served, execute
 from openmind.flow.policy import split_policy
@@ -32,7 +32,8 @@ from openmind.memory.blobs import (
     put,
     versions,
 )
-from openmind.vocab import Decision, Pathway, Route
+from openmind.memory.health import shed_versions
+from openmind.vocab import Decision, Pathway, Route, check_name
 
 # default meaning of the trits for zero-shot text classification
 SENTIMENT = {-1: "negative", 0: "neutral", 1: "positive"}
@@ -122,13 +123,30 @@ def _model_from(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Any:
                              f"({meta.get('format', 'unknown')!r})")
 
 
+_LOADED: dict[tuple[str, str], LocalModel] = {}  # (store, entry key) -> model, the newest few
+_LOADED_KEEP = 8
+
+
 def load_local_model(name: str) -> LocalModel | None:
-    """The newest complete model named `name` in muscle memory (else the newest partial one),
-    ready for inference; None if there is none. Its `key` names its content (the blob's hash), so
-    predictions cached for it are never served for another version. A stored row that holds no
-    loadable model is skipped with a warning."""
-    found = sorted(versions("model", name), key=lambda e: partial_reason(e.meta) is not None)
-    for entry in found:  # stable: newest first within complete, then partial
+    """The newest healthy complete model named `name` in muscle memory (else the newest healthy
+    partial one), ready for inference; None if there is none. A version the validator shed is
+    never served. Its `key` names its content (the blob's hash), so predictions cached for it are
+    never served for another version. A stored row that holds no loadable model is skipped with a
+    warning. A model already loaded in this process is reused while it is still the newest of its
+    name and no version's health changed (index lookups, no blob read or unpacking)."""
+    found = versions("model", name)
+    if not found:
+        return None
+    shed = shed_versions(name)
+    memo = (str(home()), found[0].key, found[0].blob, frozenset(shed))
+    if memo in _LOADED:
+        return _LOADED[memo]
+    passed = [f"version {shed[(e.key, e.blob)].get('version')}: {shed[(e.key, e.blob)].get('reason')}"
+              for e in found if (e.key, e.blob) in shed]
+    ordered = sorted(found, key=lambda e: partial_reason(e.meta) is not None)
+    for entry in ordered:  # stable: newest first within complete, then partial
+        if (entry.key, entry.blob) in shed:
+            continue
         arrays = load(entry)
         if arrays is None:
             continue
@@ -139,7 +157,12 @@ def load_local_model(name: str) -> LocalModel | None:
                           f"holds no loadable model ({type(exc).__name__}: {exc}); skipped",
                           MemoryWarning, stacklevel=2)
             continue
-        return LocalModel(name, entry.blob or entry.key, model, dict(entry.meta))
+        local = LocalModel(name, entry.blob or entry.key, model,
+                           {**entry.meta, "shed": "; ".join(passed) or None})
+        while len(_LOADED) >= _LOADED_KEEP:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[memo] = local
+        return local
     return None
 
 
@@ -149,9 +172,39 @@ def _wrap(model: Any) -> LocalModel:
         raise BadInput(f"{type(model).__name__} is not a model: pass a model name (str) or an object "
                        "with predict_proba (e.g. a TernaryModel)")
     name = getattr(model, "name", None) or type(model).__name__
+    return LocalModel(str(name), _content_key(model), model)
+
+
+def _content_key(model: Any) -> str:
+    """The key of a model's packed bytes, computed once per model object (packing and hashing cost
+    more than a prediction); recomputed when its layers are replaced."""
     pack = getattr(model, "pack", None)
-    key = key_for("packed", fingerprint(np.frombuffer(pack(), np.uint8))) if callable(pack) else ""
-    return LocalModel(str(name), key, model)
+    if not callable(pack):
+        return ""
+    layers = tuple(id(a) for a in getattr(model, "layers", ()))
+    memo = getattr(model, "__dict__", {}).get("_om_content_key")
+    if memo is not None and memo[0] == layers:
+        return memo[1]
+    key = key_for("packed", fingerprint(np.frombuffer(pack(), np.uint8)))
+    if hasattr(model, "__dict__"):
+        model.__dict__["_om_content_key"] = (layers, key)
+    return key
+
+
+# Predictions are kept in muscle memory only where computing them costs more than storing them: a
+# local CPU prediction of a few rows takes microseconds, a store write and read milliseconds.
+CACHE_MIN_WORK = 50_000_000  # rows x weights of a local model below which nothing is cached
+
+
+def _worth_caching(local: LocalModel | None, rows: int) -> bool:
+    """True when a cached answer could beat computing: no local model, or a big batch."""
+    if local is None:
+        return True
+    layers = getattr(local.model, "layers", None)
+    if not layers:
+        return True  # unknown cost: sklearn and friends may be slow
+    weights = sum(a.trits.size if hasattr(a, "trits") else 1 for a in layers)
+    return rows * weights >= CACHE_MIN_WORK
 
 
 def model_known(name: str) -> bool:
@@ -199,7 +252,9 @@ def _as_data(data: Any) -> tuple[np.ndarray, str]:
     """(array, data_kind): text (a list/array of strings) or tabular (2-D numbers)."""
     if isinstance(data, str):
         raise BadInput("data is a single string; pass a list of texts, e.g. ['good', 'bad']")
-    arr = np.asarray(data)
+    from openmind.pathways.ternary.packed import as_rows
+
+    arr = as_rows(data, "data")
     if arr.dtype.kind in ("U", "S") or (arr.dtype == object and arr.size and all(isinstance(x, str) for x in arr.reshape(-1))):
         if arr.ndim != 1:
             raise BadInput(f"text data must be a flat list of strings, got shape {arr.shape}")
@@ -234,21 +289,21 @@ def infer_adaptive(model: Any, data: Any, strategy: str | None = None, *,
                        "(fallback, budget, fresh, prefer, timeout)")
     X, kind = _as_data(data)
     if isinstance(model, str):
-        if not model.strip():
-            raise BadInput("model name is empty; pass the name a model was trained under")
-        name, local = model, None
+        name, local = check_name(model, "model name"), None
     else:
         local = _wrap(model)
         name = local.name
     res = resources if resources is not None else probe()
     if local is None and res.memory.available:
-        local = load_local_model(name) if model_known(name) else None
+        local = load_local_model(name)
     if local is not None and kind == "tabular":
         local.check(X)
 
+    worth = _worth_caching(local, int(X.shape[0]))
     # predictions are cached by the model's content + the data: a retrained model never gets
     # another version's predictions
-    cache_key = key_for("predictions", local.key, fingerprint(X)) if local is not None and local.key else None
+    cache_key = (key_for("predictions", local.key, fingerprint(X))
+                 if local is not None and local.key and worth else None)
     stand_in = (partial_reason(local.meta) or (getattr(local.model, "info", None) or {}).get("partial")
                 if local is not None else None)
     cached = get("predictions", cache_key) if cache_key and res.memory.available and not pol.fresh else None
@@ -262,7 +317,8 @@ def infer_adaptive(model: Any, data: Any, strategy: str | None = None, *,
             remote = False
     intent = Intent.of("infer", name=name, rows=int(X.shape[0]),
                        shape=tuple(int(d) for d in X.shape), data_kind=kind,
-                       exact=cached is not None, local_model=local is not None, remote_model=remote)
+                       exact=cached is not None, local_model=local is not None, remote_model=remote,
+                       shed=local.meta.get("shed") if local is not None else None)
     plan = route(intent, resources=res, policy=pol)
 
     def from_cache(cand: Candidate) -> Predictions:
@@ -273,11 +329,14 @@ def infer_adaptive(model: Any, data: Any, strategy: str | None = None, *,
         return Served(out, degraded=f"the model is {stand_in}") if stand_in else out
 
     def run_local(cand: Candidate) -> Predictions:
+        from openmind.intents.label import queue_abstentions
+
         if local is None:
             raise PathwayUnavailable(f"'{name}' could not be loaded from local memory")
         if kind != "tabular":
             raise PathwayUnavailable(f"'{name}' takes numbers, the data is text")
         values, proba, used = local.predict(X, cand.params.get("device", "cpu"))
+        queue_abstentions(name, X, proba)  # unsure rows wait for a label (openmind.label_queue)
         note = local.meta.pop("_cuda_fallback", None)
         src = f"local {used}" + (f" ({note})" if note else "")
         if cache_key and res.memory.available:

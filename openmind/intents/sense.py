@@ -8,7 +8,6 @@ simulation was from reality (ebb and flow: simulation gets better with each real
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,12 +30,11 @@ from openmind.pathways.pattern import (
     save,
 )
 from openmind.units import parse_duration, parse_rate
-from openmind.vocab import Decision, Pathway, Route
+from openmind.vocab import Decision, Pathway, Route, check_name
 
 MAX_SAMPLES = 10_000_000
 # captures at least this long show a progress bar
 PROGRESS_AFTER_S = 2.0
-_NAME = re.compile(r"[A-Za-z0-9_.\-]{1,48}")
 
 
 @dataclass
@@ -104,9 +102,7 @@ def sense_or_simulate(signal: str, duration: str | float = "1h", rate: str | flo
 
     Policy keywords (fallback, strategy, prefer, ...) pass through to the router.
     """
-    if not isinstance(signal, str) or not _NAME.fullmatch(signal):
-        raise BadInput(f"signal must be a name of letters, digits, '_', '.', '-' (at most 48), "
-                       f"got {signal!r}; e.g. 'temperature'")
+    check_name(signal, "signal")
     seconds = parse_duration(duration, "duration")
     if seconds is None:
         raise BadInput("duration must be finite, e.g. '90s' or '1h'")
@@ -211,26 +207,39 @@ class _Sensing:
         if cap.received == 0:
             raise PathwayUnavailable(cap.error or "the device sent no sample")
         n, real_values = cap.n, cap.values
-        real_t = start + n / self.hz
-        calibration = calibrate(self.signal, unit, real_t, real_values)
-        if cap.error is None:
-            return Signal(self.signal, real_t, real_values, unit, "hardware", self.hz,
-                          np.ones(len(n), bool), lost=cap.lost, skipped_lines=cap.skipped,
-                          note=f"{cap.lost} samples lost in transit" if cap.lost else "",
-                          calibration=calibration)
-        # the device died: keep what was read, simulate the rest from the just-updated pattern
+        calibration = calibrate(self.signal, unit, start + n / self.hz, real_values)
+        sig = self.gaps_filled(cap, start, unit, calibration)
+        if sig.source == "hardware+simulated":  # not all of what was asked is real
+            missing = int((~sig.real).sum())
+            return Served(sig, degraded=f"partial: {missing} of {self.count} samples simulated "
+                                        f"({cap.error or 'lost in transit'})")
+        return sig
+
+    def gaps_filled(self, cap: Any, start: float, unit: str, calibration: dict[str, Any]) -> Signal:
+        """The asked number of samples whatever the device did: real ones where it sent them
+        (`real` True), the gaps (lost in transit, or after the device died) simulated from the
+        pattern just fitted to the real part and marked `real` False, so len(values) is always
+        what was asked and the caller sees which values are real."""
+        t = self.times(start)
+        values = np.full(self.count, np.nan)
+        real = np.zeros(self.count, bool)
+        values[cap.n] = cap.values
+        real[cap.n] = True
+        missing = int((~real).sum())
+        if not missing:
+            return Signal(self.signal, t, values, unit, "hardware", self.hz, real,
+                          skipped_lines=cap.skipped, calibration=calibration)
         pat = load(self.signal) or prior(self.signal)
-        rest = np.arange(int(n[-1]) + 1, self.count)
-        rest_t = start + rest / self.hz
-        sim = pat.simulate(rest_t, self.seed) if pat is not None else np.full(len(rest), np.nan)
-        note = (f"{cap.error}; the remaining {len(rest)} samples are simulated from the "
-                f"{'pattern just fitted to the real samples' if pat is not None and not pat.synthetic else 'prior'}")
-        sig = Signal(self.signal, np.concatenate([real_t, rest_t]), np.concatenate([real_values, sim]),
-                     unit, "hardware+simulated", self.hz,
-                     np.concatenate([np.ones(len(n), bool), np.zeros(len(rest), bool)]),
-                     lost=cap.lost, skipped_lines=cap.skipped, note=note, calibration=calibration)
-        return Served(sig, degraded=f"partial: {len(n)} of {self.count} samples are real, the "
-                                    f"rest simulated ({cap.error})")
+        if pat is not None:
+            values[~real] = pat.simulate(t[~real], self.seed)
+        how = ("pattern just fitted to the real samples" if pat is not None and not pat.synthetic
+               else "prior" if pat is not None else "nothing (NaN)")
+        why = "; ".join(x for x in (cap.error, f"{cap.lost} samples lost in transit" if cap.lost else "")
+                        if x)
+        note = (f"{why}; the {missing} missing of {self.count} samples are simulated from the {how} "
+                f"(Signal.real marks the {self.count - missing} real ones)")
+        return Signal(self.signal, t, values, unit, "hardware+simulated", self.hz, real,
+                      lost=cap.lost, skipped_lines=cap.skipped, note=note, calibration=calibration)
 
     def keep_capture(self, cap: Any, unit: str, start: float) -> str | None:
         """Store a capture's real samples (kind "capture") and fit the signal's pattern to them;

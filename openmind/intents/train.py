@@ -32,23 +32,32 @@ from openmind.flow.router import Candidate, Intent, route
 from openmind.memory.blobs import (
     Entry,
     MemoryWarning,
+    entries,
     fingerprint,
+    get,
     key_for,
     load,
     partial_reason,
     put,
     versions,
 )
-from openmind.pathways.ternary.packed import U16_MAX, TernaryModel, as_numeric, check_finite
-from openmind.vocab import Decision, Pathway
+from openmind.memory.health import healthy_hits
+from openmind.memory.labels import join as join_labels
+from openmind.pathways.ternary.packed import (
+    U16_MAX,
+    TernaryModel,
+    as_numeric,
+    as_rows,
+    check_finite,
+)
+from openmind.vocab import Decision, Pathway, check_name
 
 # --------------------------------------------------------------------------- input
 
 
 def prepare(name: Any, data: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, str]:
     """(X, y, data_kind) from the caller's arguments, or BadInput saying what is wrong and where."""
-    if not isinstance(name, str) or not name.strip():
-        raise BadInput(f"name must be a non-empty string naming the model, got {name!r}")
+    check_name(name, "model name")
     if labels is None:
         if isinstance(data, (tuple, list)) and len(data) == 2:
             data, labels = data
@@ -58,8 +67,8 @@ def prepare(name: Any, data: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, 
         if labels not in data.columns:
             raise BadInput(f"label column {labels!r} is not in the data; columns: {list(data.columns)}")
         data, labels = data.drop(columns=[labels]), data[labels]
-    X = np.asarray(data)
-    y = np.asarray(labels)
+    X = as_rows(data, "X")
+    y = as_rows(labels, "labels")
     if y.ndim != 1:
         if y.ndim == 2 and y.shape[1] == 1:
             y = y[:, 0]
@@ -171,6 +180,19 @@ def lookup(name: str, request: str, budget: float | None
     return exact, partial, ancestor
 
 
+def _healthy(name: str, exact: _Version | None, ancestor: _Version | None
+             ) -> tuple[_Version | None, _Version | None, str | None]:
+    """`memory.health.healthy_hits` (the validator's shed versions taken out) on versions."""
+    def hit(v: _Version | None) -> Any:
+        return None if v is None else (v.arrays, v.entry)
+
+    def version(h: Any) -> _Version | None:
+        return None if h is None else _Version(h[1], h[0])
+
+    ex, an, shed = healthy_hits(name, hit(exact), hit(ancestor))
+    return version(ex), version(an), shed
+
+
 # --------------------------------------------------------------------------- the job
 
 
@@ -179,11 +201,12 @@ class _Training:
 
     def __init__(self, name: str, X: np.ndarray, y: np.ndarray, kind: str, cfg: dict[str, Any],
                  explicit: set[str], key: str, fp: str, pol: Policy, exact: _Version | None,
-                 ancestor: _Version | None, progress: bool, partial: _Version | None = None) -> None:
+                 ancestor: _Version | None, progress: bool, partial: _Version | None = None,
+                 prior: Any = None) -> None:
         self.name, self.X, self.y, self.kind, self.cfg, self.key, self.fp = name, X, y, kind, cfg, key, fp
         self.explicit, self.pol, self.exact, self.ancestor = explicit, pol, exact, ancestor
         self.partial = partial
-        self.progress = progress
+        self.progress, self.prior = progress, prior
 
     # ---- muscle memory
     def cached(self, cand: Candidate) -> Served:
@@ -340,10 +363,15 @@ class _Training:
         run_cfg = cfg if epochs is None else {**cfg, "epochs": epochs}
         keep = dict(cfg=cfg, classes=classes, mean=mean, inv_std=inv_std, device=device,
                     device_note=device_note, note=note, parent_key=parent_key, done=done, X=X)
+        train = fit
+        if cand.params.get("workers", 1) > 1:  # data-parallel: N local processes or torchrun ranks
+            from openmind.pathways.colony.distributed import trainer
+
+            train = trainer(cand.params)
         try:
-            out = fit(X, y_idx, len(classes), run_cfg, mean=mean, inv_std=inv_std, device=device,
-                      budget=self.pol.budget, init=parent, progress=self.progress,
-                      desc=f"{'fine-tune' if parent else 'train'} {self.name}")
+            out = train(X, y_idx, len(classes), run_cfg, mean=mean, inv_std=inv_std, device=device,
+                        budget=self.pol.budget, init=parent, progress=self.progress,
+                        desc=f"{'fine-tune' if parent else 'train'} {self.name}", prior=self.prior)
         except BaseException as exc:
             cut = getattr(exc, "fit_outcome", None)
             if cut is not None and cut.epochs > 0:
@@ -359,7 +387,7 @@ class _Training:
               inv_std: np.ndarray, device: str, device_note: str | None, note: str | None,
               parent_key: str | None, done: int, X: np.ndarray) -> tuple[TernaryModel, dict]:
         """Export a run and store it as a new version of the name (complete or partial)."""
-        from openmind.pathways.ternary.fit import export
+        from openmind.pathways.ternary.fit import export, linears
 
         version = uuid.uuid4().hex
         complete = out.stopped in ("epochs", "early_stop")
@@ -373,8 +401,14 @@ class _Training:
         }
         if out.stopped == "budget":
             info["budget_s"] = self.pol.budget
+        if out.inherited:
+            info["inherited"] = out.inherited
+        if out.extinctions:
+            info["extinctions"] = out.extinctions
+            info["hidden_final"] = [m.weight.shape[0] for m in linears(out.net)[:-1]]
         if device_note:
             info["device_note"] = device_note
+        info.update(out.colony)
         if note:
             info["plan"] = note
         if parent_key is not None:
@@ -400,6 +434,19 @@ def request_key(name: str, fp: str, cfg: dict[str, Any], trainer: str) -> str:
     return key_for("train", name, fp, cfg, trainer, f"packed-{FORMAT_VERSION}")
 
 
+def ancestral_prior(limit: int = 16) -> Any:
+    """The ancestral prior fitted from the latest `limit` models in muscle memory (any names), or
+    None when memory holds none (the network then starts from the default initialisation)."""
+    from openmind.pathways.ternary.evolve import fit_prior
+
+    models = []
+    for entry in entries("model")[:limit]:
+        hit = get("model", entry.key)
+        if hit is not None:
+            models.append(TernaryModel.from_arrays(hit[0], hit[1].meta))
+    return fit_prior(models) if models else None
+
+
 def _sortable(classes: np.ndarray) -> bool:
     return classes.dtype.kind != "O" and bool(np.all(classes[:-1] < classes[1:]))
 
@@ -411,11 +458,31 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
                   **options: Any) -> TernaryModel:
     """A ternary classifier named `name` for (data, labels), from muscle memory when it can be.
 
-    options: policy (fallback, strategy, budget, fresh, prefer, timeout), training config
-    (hidden, epochs, lr, batch_size, seed, scale, weight_decay, patience, val_fraction) and
-    progress=False to hide the bar. `resources` injects a probe snapshot (tests).
+    options: policy (fallback, strategy, budget, fresh, prefer, timeout, workers), training config
+    (hidden, epochs, lr, batch_size, seed, scale, weight_decay, patience, val_fraction;
+    init="ancestral" to start from the models in memory, growth=True for growth and extinction),
+    progress=False to hide the bar, and fit_device=True to pick hidden widths whose packed model
+    fits the ESP32 (the limits its HELLO reports, else the firmware's defaults; or a dict of
+    limits). `resources` injects a probe snapshot (tests).
     The model's `.route` says which pathway served it and why.
+    Under torchrun every rank calls it with the same data: rank 0 decides, stores and journals,
+    the others train with it when it trains, and every rank returns the same model.
     """
+    from openmind.pathways.colony.distributed import joined
+
+    group = joined()
+    if group is None:
+        return _train_or_load(name, data, labels, resources=resources, **options)
+    if group.rank == 0:
+        return group.lead(lambda: _train_or_load(name, data, labels, resources=resources,
+                                                 joined=group.world, **options))
+    X, _y, _kind = prepare(name, data, labels)
+    arrays, meta = group.follow(X)
+    return TernaryModel.from_arrays(arrays, meta)
+
+
+def _train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resources | None = None,
+                   joined: int | None = None, **options: Any) -> TernaryModel:
     from openmind.pathways.ternary.fit import (
         RUN_OPTIONS,
         TRAINER_VERSION,
@@ -425,19 +492,30 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
 
     pol, rest = split_policy(options)
     run = {k: rest.pop(k) for k in list(rest) if k in RUN_OPTIONS}
+    fit_device = rest.pop("fit_device", False)
     cfg = resolve_config(rest)
     X, y, kind = prepare(name, data, labels)
+    X, y, _labelled = join_labels(name, X, y)  # rows labelled from the queue join the data
+    if fit_device:
+        if resources is None and not isinstance(fit_device, dict):
+            from openmind.flow.resources import probe
+
+            resources = probe()
+        cfg, fit_note = fit_to_device(cfg, X, y, fit_device, resources, "hidden" in rest)
     fp = fingerprint(X, y)
     key = request_key(name, fp, cfg, TRAINER_VERSION)
     exact, partial, ancestor = lookup(name, key, pol.budget)
+    exact, ancestor, shed = _healthy(name, exact, ancestor)  # the validator's shed versions
     n_features = int(np.prod(X.shape[1:])) if X.ndim > 1 else 1
     # measured throughput (timed once per architecture, remembered): only when training may run
     est = estimate_seconds(len(X), n_features, len(np.unique(y)), cfg) \
         if exact is None or pol.fresh else None
+    prior = ancestral_prior() if cfg["init"] == "ancestral" and exact is None else None
     done = partial.meta.get("epochs_done") if partial is not None else None
     intent = Intent.of("train", name=name, rows=int(len(X)), shape=tuple(int(s) for s in X.shape),
                        data_kind=kind, exact=exact is not None, ancestor=ancestor is not None,
                        est_seconds=None if est is None else round(est, 3),
+                       ancestors=tuple(prior.ancestors) if prior else (), joined=joined, shed=shed,
                        partial=f"{done} of {cfg['epochs']} epochs" if partial is not None else None)
     if resources is None:
         from openmind.flow.resources import probe
@@ -445,7 +523,7 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
         resources = probe()
     plan = route(intent, resources=resources, policy=pol)
     job = _Training(name, X, y, kind, cfg, set(rest), key, fp, pol, exact, ancestor,
-                    bool(run.get("progress", True)), partial)
+                    bool(run.get("progress", True)), partial, prior)
     handlers = {
         (Pathway.MUSCLE_MEMORY, Decision.CACHED): job.cached,
         (Pathway.FINE_TUNE, Decision.HYBRID): job.fine_tune,
@@ -457,4 +535,40 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
     model, _route = execute(plan, handlers, resources=resources,
                             summarize=lambda m: {**m.summary(),
                                                  "seconds": round(time.perf_counter() - t0, 3)})
+    if fit_device:
+        model.info["fit_device"] = fit_note
     return model
+
+
+def fit_to_device(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, fit_device: Any,
+                  resources: Resources | None, explicit: bool) -> tuple[dict[str, Any], str]:
+    """cfg with `hidden` narrowed so the packed model fits the device: the limits the probed
+    device reported, a dict given as fit_device, else the firmware's defaults. Hidden widths the
+    caller chose are kept when they fit and refused with what would fit when they do not."""
+    from openmind.pathways.device import DEFAULT_LIMITS
+    from openmind.pathways.ternary.fit import fit_hidden, fits
+    from openmind.pathways.ternary.packed import size_for
+
+    if isinstance(fit_device, dict):
+        limits, source = {**DEFAULT_LIMITS, **fit_device}, "the limits given"
+    else:
+        serial = resources.serial if resources is not None else None
+        reported = serial.details.get("limits") if serial is not None and serial.available else None
+        limits = {**DEFAULT_LIMITS, **(reported or {})}
+        source = (f"the device on {serial.details.get('port')}" if reported
+                  else "the firmware's default limits (no device reported its own)")
+    n_in, n_out, per_row = int(np.prod(X.shape[1:])), len(np.unique(y)), cfg["scale"] == "row"
+    widths = [n_in, *cfg["hidden"], n_out]
+    why = fits(widths, per_row, limits)
+    if why is None:
+        return cfg, f"hidden {cfg['hidden']} fits {source} ({size_for(widths, per_row)} bytes)"
+    best = fit_hidden(n_in, n_out, cfg["hidden"], per_row, limits)
+    if best is None:
+        raise BadInput(f"no model of {n_in} inputs and {n_out} classes fits {source} ({limits}); "
+                       f"reduce the features (e.g. PCA) first")
+    if explicit:
+        raise BadInput(f"hidden {cfg['hidden']} {why} ({source}); hidden {best} fits "
+                       f"({size_for([n_in, *best, n_out], per_row)} bytes): pass that, or drop hidden=")
+    size = size_for([n_in, *best, n_out], per_row)
+    return {**cfg, "hidden": best}, (f"hidden {best} instead of {cfg['hidden']} to fit {source}: "
+                                     f"{size} of {limits['model_max']} bytes")

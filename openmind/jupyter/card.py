@@ -194,7 +194,9 @@ class DecisionCard:
             lines.extend(f"    - {p}: {why}" for p, why in excluded)
         summary = self.summary()
         if summary:
-            lines.append("  result: " + ", ".join(f"{k}={_short(v, 40)}" for k, v in summary.items()))
+            lines.append("  result: " + ", ".join(f"{k}={_short(v, 40)}" for k, v in summary.items()
+                                                 if k not in _RICH))
+        lines.extend(comparison_lines(summary))
         pol = self.policy_items()
         if pol:
             lines.append("  policy: " + ", ".join(f"{k}={v}" for k, v in pol))
@@ -238,8 +240,9 @@ class DecisionCard:
         body.append(_pathway_list("not taken", self.excluded()))
         summary = self.summary()
         if summary:
-            items = " · ".join(f"{_e(k)} <b>{_e(_short(v))}</b>" for k, v in summary.items())
+            items = " · ".join(f"{_e(k)} <b>{_e(_short(v))}</b>" for k, v in summary.items() if k not in _RICH)
             body.append(f"<div style='margin-top:.3em'><span style='color:{_FG2}'>result</span> {items}</div>")
+        body.append(comparison_html(summary))
         foot = []
         pol = self.policy_items()
         if pol:
@@ -343,6 +346,49 @@ class Shown:
 
     def __repr__(self) -> str:
         return self.plain
+
+
+# summary keys shown by their own renderers below, not in the one-line result
+_RICH = ("comparison", "events")
+
+
+def comparison_lines(summary: Mapping[str, Any]) -> list[str]:
+    """The validator's comparison (this version against the previous one and its parent) as text."""
+    lines = []
+    for c in summary.get("comparison") or []:
+        lines.append(f"  vs {c.get('against')} {c.get('version')}: accuracy {c.get('accuracy')} "
+                     f"(this one {c.get('delta'):+})")
+    for ev in summary.get("events") or []:
+        lines.append(f"  {ev.get('kind')} at sample {ev.get('sample')}: {ev.get('detail')}")
+    return lines
+
+
+def comparison_html(summary: Mapping[str, Any]) -> str:
+    """The validator's comparison as a small table, in the warning colour when the version was shed
+    (and a monitor's drift events as a list); empty when the record has neither."""
+    comparison = summary.get("comparison") or []
+    events = summary.get("events") or []
+    if not comparison and not events:
+        return ""
+    cell = f"padding:.1em .5em;border-bottom:1px solid {_BORDER};text-align:left"
+    out = []
+    if comparison:
+        rows = "".join(
+            f"<tr><td style='{cell}'>{_e(c.get('against'))}</td><td style='{cell};font-family:{_MONO}'>"
+            f"{_e(c.get('version'))}</td><td style='{cell}'>{_e(c.get('accuracy'))}</td>"
+            f"<td style='{cell};color:{_OK if (c.get('delta') or 0) >= 0 else _WARN}'>{_e(c.get('delta'))}</td></tr>"
+            for c in comparison)
+        color = _WARN if summary.get("healthy") is False else _FG
+        out.append(f"<div style='margin-top:.3em;color:{color}'>{_e(summary.get('verdict') or '')}</div>"
+                   f"<table class='openmind-comparison' style='border-collapse:collapse;color:{_FG}'>"
+                   f"<tr style='color:{_FG2}'><th style='{cell}'>compared with</th><th style='{cell}'>"
+                   f"version</th><th style='{cell}'>its accuracy</th><th style='{cell}'>this one</th></tr>"
+                   f"{rows}</table>")
+    if events:
+        items = "".join(f"<li>{_e(ev.get('kind'))} at sample {_e(ev.get('sample'))}: {_e(ev.get('detail'))}</li>"
+                        for ev in events)
+        out.append(f"<ul class='openmind-events' style='margin:.2em 0;color:{_WARN}'>{items}</ul>")
+    return "".join(out)
 
 
 def _pathway_list(title: str, pairs: list[tuple[str, str]]) -> str:

@@ -3,6 +3,8 @@
 The magic is a thin adapter over the Python API. `%%openmind train|sense|infer [options]` runs the
 cell body with the options as the active `openmind.policy(...)` scope, so plain
 `openmind.train_or_load(...)` calls in it obey them; it does not care which intent function runs.
+A body that makes no such call is itself routed (the cell pathway: `openmind.run_cell`). The body
+runs through the shell's own transformations and compiler (magics, top-level `await`).
 Afterwards it shows one decision card per journal record the cell wrote. Errors in the body are
 raised as usual.
 
@@ -33,7 +35,8 @@ from openmind.memory.store import db_path
 from openmind.vocab import IntentKind
 
 INTENTS = tuple(k.value for k in IntentKind)
-POLICY_OPTIONS = ("fallback", "strategy", "budget", "fresh", "prefer", "source", "timeout", "strict")
+POLICY_OPTIONS = ("fallback", "strategy", "budget", "fresh", "prefer", "source", "timeout", "workers",
+                  "strict")
 LINE_COMMANDS = ("status", "log", "assume")
 
 
@@ -46,7 +49,7 @@ class OpenmindCellWarning(UserWarning):
 
 
 @magic_arguments(name="%%openmind")
-@argument("intent", metavar="{train,sense,infer}", help="what the cell does (checked against what ran)")
+@argument("intent", metavar="{train,sense,infer,validate,monitor,deploy}", help="what the cell does (checked against what ran)")
 @argument("--fallback", choices=FALLBACKS, help="auto: every pathway in order; cached: then only muscle memory; none: first only")
 @argument("--strategy", choices=STRATEGIES, help="adaptive (the rules), local (never the cloud), cloud (cloud first), cached (memory only)")
 @argument("--budget", metavar="DURATION", help="compute the cell may spend, e.g. 30s, 5m")
@@ -55,6 +58,7 @@ class OpenmindCellWarning(UserWarning):
 @argument("--prefer", metavar="PATHWAY[,PATHWAY]", help="pathways to try first when they are candidates")
 @argument("--fresh", action="store_true", default=None, help="skip exact muscle-memory hits and compute anew")
 @argument("--strict", action="store_true", default=None, help="refuse a degraded result (raise instead)")
+@argument("--workers", type=int, metavar="N", help="train: data-parallel processes (DDP; gloo on CPU, NCCL on GPUs)")
 @argument("--model", metavar="NAME", help="a label for the card (the calls in the cell name their models)")
 @argument("--quiet", action="store_true", help="no decision card for this cell")
 def _cell_parser(line: str, cell: str) -> None:
@@ -100,6 +104,7 @@ class OpenmindMagics(Magics):
     prefer = Unicode(None, allow_none=True, help="default --prefer").tag(config=True)
     fresh = Bool(False, help="default --fresh").tag(config=True)
     strict = Bool(False, help="default --strict").tag(config=True)
+    workers = Integer(None, allow_none=True, help="default --workers").tag(config=True)
     show_card = Bool(True, help="show a decision card after each %%openmind cell").tag(config=True)
     warn_mismatch = Bool(True, help="warn when a cell's body did not run the intent it names").tag(config=True)
     max_cards = Integer(20, help="at most this many cards per cell (the rest go to %openmind log)").tag(config=True)
@@ -186,7 +191,7 @@ class OpenmindMagics(Magics):
                 self._seen = (db, _last_id())
             t0 = time.perf_counter()
             try:
-                value = self._execute(cell)
+                value = self._execute(cell, intent)
             except BaseException:
                 self._body_ms = (time.perf_counter() - t0) * 1000  # the user's error: show what was decided, then raise it as is
                 self._report_safely(intent, args, count, failed=True)
@@ -212,20 +217,24 @@ class OpenmindMagics(Magics):
         except Exception as exc:  # a card must never cost the user the cell
             _warn(f"%%openmind: could not show the decision card ({type(exc).__name__}: {exc})")
 
-    def _execute(self, cell: str) -> Any:
-        """Run the body in the user namespace like a cell; the last expression is the value."""
+    def _execute(self, cell: str, intent: str = "train") -> Any:
+        """Run the body as IPython runs a cell (its transformations, magics, top-level `await`);
+        the last expression is the value. A body that makes no openmind call is itself routed:
+        the cell pathway (`openmind.run_cell`)."""
+        from openmind.intents.cell import run_cell, run_tree
+
         shell = self.shell
         source = shell.transform_cell(cell)
-        tree = shell.transform_ast(shell.compile.ast_parse(source))
-        last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr) and not source.rstrip().endswith(";"):
-            last = ast.Expression(tree.body.pop().value)
         filename = shell.compile.cache(source, shell.execution_count, raw_code=cell)
-        ns = shell.user_ns
-        exec(shell.compile(tree, filename, "exec"), ns, ns)  # noqa: S102 (running the user's cell)
-        if last is not None:
-            return eval(shell.compile(last, filename, "eval"), ns, ns)  # noqa: S307
-        return None
+        compiler = _shell_compiler(shell)
+        tree = shell.compile.ast_parse(source)
+        if _calls_openmind(tree, shell.user_ns):
+            return run_tree(shell.transform_ast(tree), shell.user_ns, filename, compiler,
+                            silent=source.rstrip().endswith(";"))
+        from openmind.intents.cellkey import first_line
+
+        return run_cell(source, shell.user_ns, intent, compiler=compiler, filename=filename,
+                        label=first_line(cell)).value
 
     def _report(self, intent: str, args: Any, records: list[dict[str, Any]], failed: bool) -> None:
         note = None
@@ -286,7 +295,53 @@ class OpenmindMagics(Magics):
         return Shown(f"<div class='openmind-assume'>{escape(text)}</div>", text)
 
 
-_API = {"train": "train_or_load", "sense": "sense_or_simulate", "infer": "infer_adaptive"}
+_API = {"train": "train_or_load", "sense": "sense_or_simulate", "infer": "infer_adaptive",
+        "validate": "validate", "monitor": "monitor", "deploy": "deploy"}
+
+
+# What a cell of the user's own code may use of openmind and still be routed as a cell.
+CELL_API = frozenset({"device", "budget"})
+
+
+def _calls_openmind(tree: ast.Module, ns: dict[str, Any]) -> bool:
+    """Does the body use openmind beyond `openmind.device()` / `openmind.budget()`? Then its
+    calls are routed one by one, as before; else the cell itself is the routed unit."""
+    aliases = {a.asname or a.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+               for a in node.names if a.name.split(".")[0] == "openmind"}
+
+    def ours(value: Any) -> bool:
+        module = value.__name__ if type(value).__name__ == "module" else getattr(value, "__module__", "")
+        return str(module or "").split(".")[0] == "openmind"
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "openmind":
+            if any(a.name not in CELL_API for a in node.names):
+                return True
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            base = ns.get(node.value.id)
+            is_module = (base is None and node.value.id in aliases) or \
+                (type(base).__name__ == "module" and ours(base))
+            if is_module and node.attr not in CELL_API:
+                return True
+        elif isinstance(node, ast.Name) and node.id in ns and type(ns[node.id]).__name__ != "module":
+            value = ns[node.id]
+            if callable(value) and ours(value) and getattr(value, "__name__", "") not in CELL_API:
+                return True
+    return False
+
+
+def _shell_compiler(shell: Any) -> Any:
+    """Compile with the shell's compiler (its __future__ flags, its AST transformers, tracebacks
+    that show the cell's lines) and top-level `await` allowed, as IPython compiles a cell."""
+    from ast import PyCF_ALLOW_TOP_LEVEL_AWAIT
+
+    def compile_(tree: Any, filename: str, mode: str) -> Any:
+        if mode == "exec":
+            tree = shell.transform_ast(tree)
+        with shell.compile.extra_flags(PyCF_ALLOW_TOP_LEVEL_AWAIT):
+            return shell.compile(tree, filename, mode)
+
+    return compile_
 
 
 def _warn(message: str) -> None:

@@ -5,7 +5,9 @@
 
 Journal records come oldest first (ids ascending), so a client keeps the last id it saw and asks
 for `after=` it. Probing and SQLite reads run in a worker thread: a slow probe (a silent serial
-port, an API that does not answer) never stalls the server's event loop.
+port, an API that does not answer) never stalls the server's event loop. A serial port that a
+kernel holds (streaming, uploading) is never opened here: ports are locked per port, and the
+probe answers with the kernel's last probe of it from the store, marked busy.
 """
 
 from __future__ import annotations

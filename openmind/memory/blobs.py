@@ -24,7 +24,11 @@ import numpy as np
 from openmind.config import home
 from openmind.memory.store import changed, connect
 
-KINDS = ("model", "predictions", "pattern", "capture")
+KINDS = ("model", "predictions", "pattern", "cell",
+         # issue 16: validation figures, health flags (shed/pinned), the label queue, C headers
+         "validation", "health", "labels", "header",
+         # issue 11: the samples a device capture had read when Ctrl-C stopped it
+         "capture")
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("memory", help="muscle memory: list, inspect and evict cached entries")
     msub = p.add_subparsers(dest="memory_command", required=True)
     q = msub.add_parser("ls", help="list entries, newest first")
-    q.add_argument("--kind", choices=("model", "predictions", "pattern", "capture"))
+    q.add_argument("--kind", choices=("model", "predictions", "pattern", "cell", "capture"))
     q.add_argument("--name")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=cmd_ls)
@@ -66,6 +66,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
         info = e.meta.get("info") or {}
         acc = info.get("val_accuracy")
         extra = f"val acc {acc:.3f}" if isinstance(acc, (int, float)) else ""
+        if e.kind == "cell":  # the cell pathway: which cell, and when it last served a hit
+            extra = f"last use {_when(e.used)}  {e.meta.get('first_line', '')}"
         if e.meta.get("complete") is False:
             extra = (extra + f"  partial ({e.meta.get('stopped')} after {e.meta.get('epochs_done')}"
                      f" of {e.meta.get('epochs')} epochs)").strip()

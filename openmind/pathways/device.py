@@ -1,8 +1,9 @@
-"""The host side of the ESP32 serial protocol (PROTOCOL.md): open safely, skip noise, handshake,
-stream with loss detection, upload a packed model, PREDICT.
+"""The host side of the ESP32 serial protocol (PROTOCOL.md, docs/protocol-v2.md): open a port
+exclusively, skip noise, handshake, stream with loss detection, upload a packed model, PREDICT.
 
 The probe uses `hello_on`; `sense_or_simulate` uses `Link.capture`; `deploy` uses
-`Link.upload_model` and `Link.predict`.
+`Link.upload_model` and `Link.predict` / `Link.predict_batch` (protocol 2's PREDICTB when the
+device offers it, one v1 PREDICT line a row otherwise).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import math
+import os
+import re
+import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -28,6 +32,18 @@ MODEL_MAX_WIDTH = 256     # OM_MAX_WIDTH (widest layer, inputs included)
 MODEL_MAX_LAYERS = 8      # OM_MAX_LAYERS
 # MODEL DATA carries at most 192 base64 characters: 144 bytes a line.
 CHUNK_BYTES = 144
+# The highest protocol this host speaks (docs/protocol-v2.md); v1 devices are still spoken to in v1.
+PROTO = 2
+# What a v1 device (no "limits" in HELLO) is assumed to hold: the firmware's defaults.
+DEFAULT_LIMITS = {"model_max": MODEL_MAX_BYTES, "max_width": MODEL_MAX_WIDTH,
+                  "max_layers": MODEL_MAX_LAYERS, "line_max": MAX_LINE, "b64_max": 4 * CHUNK_BYTES // 3}
+# A JSON line nested deeper than this is not protocol (the deepest, HELLO's signals, is 3).
+MAX_DEPTH = 8
+# Bytes without a newline after which a port counts as flooding (it is benched at once).
+FLOOD_BYTES = 64 * MAX_LINE
+# After this many failed opens/handshakes in a row a port is benched for BENCH_S seconds.
+BENCH_AFTER = 2
+BENCH_S = 15.0  # as long as the probe trusts a serial result (TTL_S["serial"])
 
 
 class DeviceError(OpenmindError):
@@ -38,30 +54,99 @@ class DeviceError(OpenmindError):
         self.code = code  # the device's error code ("crc", "busy", ...) when it refused
 
 
+class PortBusy(DeviceError):
+    """Another reader (a kernel streaming, a probe) holds the port: it is not opened at all."""
+
+    def __init__(self, port: str) -> None:
+        super().__init__(f"{port} is in use by another openmind reader (a stream, an upload or a "
+                         f"probe); wait for it to finish, or close the notebook that holds it", code="busy")
+
+
+def _lock_path(port: str) -> str:
+    from openmind.config import home
+
+    folder = home() / "locks"
+    folder.mkdir(exist_ok=True)
+    return str(folder / (re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.realpath(port)).strip("_") + ".lock"))
+
+
+def lock_port(port: str) -> int | None:
+    """Take this port's lock (flock on OPENMIND_HOME/locks/<port>.lock) or raise PortBusy.
+    Returns the lock's fd (closing it releases the lock); None for ports that are not files
+    (pyserial URLs such as loop://) or where flock does not exist."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: the OS opens COM ports exclusively anyway
+        return None
+    if "://" in port:
+        return None
+    fd = os.open(_lock_path(port), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise PortBusy(port) from None
+    return fd
+
+
+def port_busy(port: str) -> bool:
+    """Whether another reader holds `port` right now (without opening the port)."""
+    try:
+        fd = lock_port(port)
+    except PortBusy:
+        return True
+    except OSError:
+        return False
+    if fd is not None:
+        os.close(fd)
+    return False
+
+
 class Link:
-    """One open port. Every line that is not a JSON object is skipped and counted."""
+    """One open port, held exclusively: a lock file per port (so a second reader in any process
+    is refused before it opens the tty) and flock on the tty itself (pyserial's exclusive=True).
+    Every line that is not a JSON object is skipped and counted."""
 
     def __init__(self, port: str, baud: int = BAUD, read_timeout: float = 0.05) -> None:
         import serial
 
+        left, why = bench_left(port)
+        if left > 0:
+            raise DeviceError(f"{port} is benched for {left:.1f}s more ({why})", code="benched")
+        self._lock = lock_port(port)
         try:
-            ser = serial.serial_for_url(port, baudrate=baud, timeout=read_timeout, do_not_open=True)
+            ser = serial.serial_for_url(port, baudrate=baud, timeout=read_timeout, do_not_open=True,
+                                        exclusive=True)
             # De-assert before open: asserting DTR/RTS resets or stalls many ESP32 boards.
             ser.dtr = False
             ser.rts = False
             ser.open()
         except (serial.SerialException, OSError, ValueError) as exc:
+            self._unlock()
+            if "exclusively lock" in str(exc):
+                raise PortBusy(port) from None
             raise DeviceError(f"cannot open {port}: {exc}") from None
         self.port = port
         self.ser = ser
         self.skipped = 0
         self._buf = b""
+        self.proto = 1
+        self.limits: dict[str, int] = dict(DEFAULT_LIMITS)
+
+    def _unlock(self) -> None:
+        if getattr(self, "_lock", None) is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    def __del__(self) -> None:  # a Link dropped without close() must not hold its port forever
+        self._unlock()
 
     def close(self) -> None:
         try:
             self.ser.close()
         except Exception:
             pass
+        self._unlock()
 
     def __enter__(self) -> Link:
         return self
@@ -94,9 +179,14 @@ class Link:
                 raise DeviceError(f"{self.port} went away while reading ({exc})") from None
             if chunk:
                 self._buf += chunk
-                if len(self._buf) > 64 * MAX_LINE and b"\n" not in self._buf:
-                    self._buf = b""  # a flood without newlines: drop it, it can't be protocol
+                if len(self._buf) > FLOOD_BYTES and b"\n" not in self._buf:
+                    # a flood without newlines can't be protocol: bench the port so the next
+                    # call costs nothing instead of its full timeout
+                    self._buf = b""
                     self.skipped += 1
+                    why = f"it sent over {FLOOD_BYTES} bytes without a newline"
+                    bench(self.port, why, now=True)
+                    raise DeviceError(f"{self.port} floods: {why}", code="flood")
 
     def read_json(self, timeout: float) -> dict[str, Any] | None:
         """The next JSON object line; non-JSON lines are skipped and counted."""
@@ -119,19 +209,39 @@ class Link:
             raise DeviceError(f"no answer to {command.split(' ')[0]} within {timeout:g}s on {self.port}")
         return obj
 
-    def hello(self, timeout: float) -> dict[str, Any]:
-        """HELLO 1 handshake; lines left from a reset or a stream are skipped until the answer."""
-        self.send("HELLO 1")
+    def hello(self, timeout: float, proto: int = PROTO) -> dict[str, Any]:
+        """HELLO handshake in the highest protocol both sides speak: `HELLO 2` first; a v1
+        device refuses it ("args") and is asked `HELLO 1`. Lines left from a reset or a stream
+        are skipped until the answer. Sets `.proto` and `.limits` (v2 HELLO's, else defaults)."""
+        self.send(f"HELLO {proto}")
         deadline = time.monotonic() + timeout
+        fell_back = False
         while True:
             obj = self.read_json(max(0.0, deadline - time.monotonic()))
             if obj is None:
-                raise DeviceError(f"not an openmind device (no HELLO answer within {timeout:g}s)")
+                why = f"no HELLO answer within {timeout:g}s"
+                bench(self.port, why, now=True)  # it already cost the whole timeout
+                raise DeviceError(f"not an openmind device ({why})")
             if obj.get("hello") == "openmind":
-                if obj.get("proto") != 1:
-                    raise DeviceError(f"device speaks protocol {obj.get('proto')!r}, host speaks 1")
+                got = obj.get("proto")
+                if not isinstance(got, int) or isinstance(got, bool) or not 1 <= got <= PROTO:
+                    raise DeviceError(f"device speaks protocol {str(got)[:20]!r}, host speaks 1 to {PROTO}")
+                self.proto = got
+                self.limits = {**DEFAULT_LIMITS, **_int_fields(obj.get("limits"))}
+                obj["signals"] = _signals(obj.get("signals"))
+                for key in ("board", "fw"):
+                    obj[key] = str(obj.get(key, "?"))[:40]
+                if fell_back and got > 1:  # the error was stale: read off the answer to HELLO 1 too
+                    while (late := self.read_json(max(0.0, deadline - time.monotonic()))) is not None:
+                        if late.get("hello") == "openmind":
+                            break
                 obj["skipped"] = self.skipped
+                unbench(self.port)
                 return obj
+            if obj.get("ok") is False and obj.get("error") == "args" and proto > 1 and "s" not in obj:
+                self.send("HELLO 1")  # a v1 device: "usage: HELLO 1"
+                proto, fell_back = 1, True
+                continue
             self.skipped += 1  # a JSON line that is not the answer (e.g. a late sample)
 
     # ------------------------------------------------------------------ commands beyond HELLO
@@ -148,15 +258,20 @@ class Link:
                 raise DeviceError(f"no answer to {what} within {timeout:g}s on {self.port}")
             if accept(obj) if accept else "s" not in obj:
                 if obj.get("ok") is False:
-                    raise DeviceError(f"{what} refused by the device: {obj.get('error')}"
-                                      + (f" ({obj['msg']})" if obj.get("msg") else ""), code=obj.get("error"))
+                    code = str(obj.get("error"))[:40]
+                    msg = str(obj.get("msg") or "")[:120]
+                    raise DeviceError(f"{what} refused by the device: {code}" + (f" ({msg})" if msg else ""),
+                                      code=code)
                 return obj
             self.skipped += 1
 
     def stop(self, timeout: float = 2.0) -> int:
         """STOP any stream; returns how many samples the device says it sent."""
         obj = self.command("STOP", timeout, accept=lambda o: "sent" in o or o.get("ok") is False)
-        return int(obj.get("sent", 0))
+        sent = as_count(obj.get("sent", 0))
+        if sent is None:
+            raise DeviceError(f"STOP answer has a malformed 'sent': {str(obj.get('sent'))[:40]!r}")
+        return sent
 
     def capture(self, signal: str, rate_hz: float, count: int, timeout: float = 5.0,
                 on_sample: Callable[[int], None] | None = None) -> Capture:
@@ -168,10 +283,12 @@ class Link:
         cap = Capture(signal, float(rate_hz), int(count))
         self.command(f"STREAM {signal} {_num(rate_hz)} {int(count)}", timeout)
         period = 1.0 / rate_hz
+        started = time.monotonic()
         # a sample may be late by the timeout; the whole stream by its duration plus the timeout
-        deadline = time.monotonic() + count * period + timeout
+        deadline = started + count * period + timeout
         expect = 0
         ns, ts, vs = cap._n, cap._t, cap._v
+        check = _StreamCheck(signal, rate_hz, count, started)
         try:
             while expect < count:
                 obj = self.read_json(min(timeout, max(0.0, deadline - time.monotonic())))
@@ -179,16 +296,16 @@ class Link:
                     cap.error = (f"device went silent after {len(ns)} of {count} samples "
                                  f"(no sample within {timeout:g}s)")
                     break
-                n = obj.get("n")
-                if obj.get("s") != signal or not isinstance(n, int) or n < expect:
+                sample = check.accept(obj, expect)
+                if sample is None:
                     self.skipped += 1
                     continue
+                n, t, v = sample
                 if n > expect:
                     cap.lost += n - expect
-                v = obj.get("v")
                 ns.append(n)
-                ts.append(obj.get("t", -1))
-                vs.append(float(v) if isinstance(v, (int, float)) else math.nan)
+                ts.append(t)
+                vs.append(v)
                 expect = n + 1
                 if on_sample is not None:
                     on_sample(expect)
@@ -200,6 +317,8 @@ class Link:
             cap.skipped = self.skipped
             exc.capture = cap  # type: ignore[attr-defined]
             raise
+        if cap.error is not None:
+            bench(self.port, cap.error, now=True)  # it cost the whole timeout: the next call won't
         if cap.error is None:
             try:
                 sent = self.stop(timeout)
@@ -226,20 +345,82 @@ class Link:
         got = 0
         for i in range(0, len(blob), CHUNK_BYTES):
             chunk = base64.b64encode(blob[i:i + CHUNK_BYTES]).decode("ascii")
-            got = int(self.command(f"MODEL DATA {chunk}", timeout).get("got", -1))
+            got = as_count(self.command(f"MODEL DATA {chunk}", timeout).get("got"))
             if got != min(len(blob), i + CHUNK_BYTES):
                 raise DeviceError(f"device acknowledged {got} bytes, expected {min(len(blob), i + CHUNK_BYTES)}")
         return self.command("MODEL END", timeout)
 
     def predict(self, x: Sequence[float] | np.ndarray, timeout: float = 2.0) -> tuple[int, list[float]]:
-        """PREDICT on the device: (class index, scores). Values go as the shortest text that
-        reads back as the same float32, so the device sees exactly the numbers given."""
+        """PREDICT on the device: (class index, scores). Protocol 2 sends the row as float32
+        bytes (PREDICTB, any width); v1 sends the shortest text that reads back as the same
+        float32 (one 256-byte line), so the device sees exactly the numbers given either way."""
+        if self.proto >= 2:
+            ys, scores = self.predict_batch(np.asarray(x, dtype=np.float32).reshape(1, -1), timeout)
+            return int(ys[0]), [float(v) for v in scores[0]]
+        return self._predict_v1(x, timeout)
+
+    def predict_batch(self, X: Any, timeout: float = 2.0) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of X on the device: (class indices [n], float32 scores [n, outputs]).
+        Protocol 2: `PREDICTB BEGIN <rows>`, then the rows' float32 little-endian bytes as base64
+        DATA lines; the device answers each row as it completes (scores as float32 bytes, so
+        they are exact). A v1 device gets one PREDICT line a row."""
+        X = np.asarray(X, dtype=np.float32)
+        if X.ndim != 2 or len(X) == 0:
+            raise DeviceError(f"predict_batch needs a 2-D array of at least one row, got shape {X.shape}")
+        if not np.isfinite(X).all():
+            raise DeviceError("cannot send non-finite values (NaN/inf) to the device")
+        if self.proto < 2:
+            rows = [self._predict_v1(x, timeout) for x in X]
+            return (np.array([r[0] for r in rows], dtype=np.int64),
+                    np.array([r[1] for r in rows], dtype=np.float32))
+        self.command(f"PREDICTB BEGIN {len(X)}", timeout, accept=lambda o: "rows" in o or o.get("ok") is False)
+        data = X.astype("<f4").tobytes()
+        ys: dict[int, int] = {}
+        scores: dict[int, np.ndarray] = {}
+        for i in range(0, len(data), CHUNK_BYTES):
+            self.send("PREDICTB DATA " + base64.b64encode(data[i:i + CHUNK_BYTES]).decode("ascii"))
+            deadline = time.monotonic() + timeout
+            while True:  # row answers first, then the line's acknowledgement
+                obj = self.read_json(max(0.0, deadline - time.monotonic()))
+                if obj is None:
+                    raise DeviceError(f"no answer to PREDICTB DATA within {timeout:g}s on {self.port}")
+                if "r" in obj:
+                    r = obj["r"]
+                    if obj.get("ok") is False or not isinstance(r, int) or not 0 <= r < len(X):
+                        raise DeviceError(f"PREDICTB row {r} refused by the device: {obj.get('error')} "
+                                          f"({obj.get('msg', 'bad row answer')})", code=obj.get("error"))
+                    y = as_count(obj.get("y"))
+                    try:
+                        row = np.frombuffer(base64.b64decode(str(obj.get("b", "")), validate=True), dtype="<f4")
+                    except (ValueError, TypeError):
+                        row = None
+                    if y is None or row is None or not len(row):
+                        raise DeviceError(f"malformed PREDICTB answer for row {r}: {json.dumps(obj)[:120]}")
+                    ys[r], scores[r] = y, row
+                elif "s" in obj:
+                    self.skipped += 1  # a stream sample interleaved
+                elif obj.get("ok") is False:
+                    raise DeviceError(f"PREDICTB DATA refused by the device: {obj.get('error')} "
+                                      f"({obj.get('msg', '')})", code=obj.get("error"))
+                elif "got" in obj:
+                    break
+                else:
+                    self.skipped += 1
+        if len(ys) != len(X):
+            raise DeviceError(f"the device answered {len(ys)} of {len(X)} rows")
+        return (np.array([ys[i] for i in range(len(X))], dtype=np.int64),
+                np.stack([scores[i] for i in range(len(X))]).astype(np.float32))
+
+    def _predict_v1(self, x: Sequence[float] | np.ndarray, timeout: float) -> tuple[int, list[float]]:
         text = ",".join(float32_text(v) for v in np.asarray(x, dtype=np.float32).ravel())
         if len(text) + len("PREDICT \n") > MAX_LINE:
             raise DeviceError(f"{len(np.ravel(x))} inputs do not fit one {MAX_LINE}-byte PREDICT line")
         obj = self.command(f"PREDICT {text}", timeout, accept=lambda o: "y" in o or "ok" in o)
-        scores = [math.nan if s is None else float(s) for s in obj.get("scores", [])]
-        return int(obj["y"]), scores
+        y, scores = as_count(obj.get("y")), obj.get("scores", [])
+        if y is None or not isinstance(scores, list) or not all(
+                s is None or _is_number(s) for s in scores):
+            raise DeviceError(f"malformed PREDICT answer: {json.dumps(obj)[:120]}")
+        return y, [_finite(s) for s in scores]
 
 
 @dataclass
@@ -292,17 +473,159 @@ def float32_text(v: float) -> str:
 
 
 def parse_line(line: bytes) -> dict[str, Any] | None:
-    """A JSON object from one line, or None for anything else (boot text, logs, half lines)."""
-    if not line.startswith(b"{") or len(line) > MAX_LINE * 4:
+    """A JSON object from one line, or None for anything else (boot text, logs, half lines,
+    lines too long or nested too deep to be protocol). Never raises."""
+    if not isinstance(line, (bytes, bytearray)) or not line.startswith(b"{") or len(line) > MAX_LINE * 4:
+        return None
+    if line.count(b"{") + line.count(b"[") > MAX_DEPTH and _depth(line) > MAX_DEPTH:
         return None
     try:
         obj = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return obj if isinstance(obj, dict) else None
 
 
+def _int_fields(obj: Any) -> dict[str, int]:
+    """The integer fields of a JSON object (a v2 HELLO's "limits"); anything else is dropped."""
+    if not isinstance(obj, dict):
+        return {}
+    return {str(k): int(v) for k, v in obj.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
+
+
+def _depth(line: bytes) -> int:
+    """The deepest bracket nesting of a JSON text, brackets inside strings not counted."""
+    depth = deepest = 0
+    in_str = escaped = False
+    for c in line:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif c == 0x5C:  # backslash
+                escaped = True
+            elif c == 0x22:
+                in_str = False
+        elif c == 0x22:
+            in_str = True
+        elif c in (0x7B, 0x5B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in (0x7D, 0x5D):
+            depth -= 1
+    return deepest
+
+
+def _signals(raw: Any) -> list[dict[str, Any]]:
+    """The HELLO answer's signal list as the host uses it: entries with a string name, a string
+    unit and a positive finite max_rate_hz (when given); anything else is dropped."""
+    out: list[dict[str, Any]] = []
+    for entry in raw if isinstance(raw, list) else []:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name or len(name) > 100:
+            continue
+        clean: dict[str, Any] = {"name": name, "unit": str(entry.get("unit", ""))[:16]}
+        rate = _finite(entry.get("max_rate_hz")) if "max_rate_hz" in entry else math.nan
+        if rate > 0:
+            clean["max_rate_hz"] = rate if rate != int(rate) else int(rate)
+        out.append(clean)
+    return out
+
+
+def _finite(v: Any) -> float:
+    """A sample value as a float; NaN for null, non-finite or out-of-range numbers."""
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return math.nan
+    return f if math.isfinite(f) else math.nan
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def as_count(x: Any) -> int | None:
+    """A non-negative integer field of a device answer, or None when it is anything else."""
+    if isinstance(x, bool):
+        return None
+    if isinstance(x, float) and math.isfinite(x) and x == int(x):
+        x = int(x)
+    if not isinstance(x, int) or not 0 <= x <= 2**53:
+        return None
+    return x
+
+
+class _StreamCheck:
+    """Believes a sample line only when it fits the stream asked for: the signal, a sequence
+    number inside the count and not behind, a device time that agrees with the sequence number
+    at the rate asked (a bit-flipped n or t breaks the agreement), and a first sample that is not
+    from further in the stream than the time since STREAM allows."""
+
+    def __init__(self, signal: str, rate_hz: float, count: int, started: float) -> None:
+        self.signal, self.count, self.started = signal, count, started
+        self.period_ms = 1000.0 / rate_hz
+        self.first: tuple[int, float] | None = None
+
+    def accept(self, obj: dict[str, Any], expect: int) -> tuple[int, int, float] | None:
+        """(n, t, value) of a believable sample at or after `expect`, else None."""
+        n, t, v = obj.get("n"), obj.get("t"), obj.get("v")
+        n, t = as_count(n), as_count(t)
+        if obj.get("s") != self.signal or n is None or t is None:
+            return None
+        if not expect <= n < self.count or not (v is None or _is_number(v)):
+            return None
+        if self.first is None:
+            elapsed_ms = (time.monotonic() - self.started) * 1000.0
+            if n * self.period_ms > elapsed_ms + 250.0 + 2 * self.period_ms:
+                return None  # from further in the stream than the clock allows
+            self.first = (n, t)
+        else:
+            n0, t0 = self.first
+            want = (n - n0) * self.period_ms
+            slack = max(2.0, 0.25 * self.period_ms) + 0.001 * want
+            if abs((t - t0) - want) > slack:
+                return None
+        return n, t, _finite(v)
+
+
+_bench_lock = threading.Lock()
+_benched: dict[str, list] = {}  # port -> [failures, until, reason]
+
+
+def bench(port: str, reason: str, *, now: bool = False) -> None:
+    """Count a failure of `port`; after BENCH_AFTER in a row (or at once with `now`) it is
+    benched for BENCH_S seconds, so later calls fail at once instead of costing their timeout."""
+    with _bench_lock:
+        h = _benched.setdefault(port, [0, 0.0, ""])
+        h[0] += 1
+        h[2] = reason
+        if now or h[0] >= BENCH_AFTER:
+            h[1] = time.monotonic() + BENCH_S
+
+
+def unbench(port: str | None = None) -> None:
+    """Forget a port's failures (a good handshake), or every port's (None)."""
+    with _bench_lock:
+        if port is None:
+            _benched.clear()
+        else:
+            _benched.pop(port, None)
+
+
+def bench_left(port: str) -> tuple[float, str]:
+    """(seconds `port` stays benched, why); (0, "") when it may be opened."""
+    with _bench_lock:
+        h = _benched.get(port)
+        if not h:
+            return 0.0, ""
+        return max(0.0, h[1] - time.monotonic()), h[2]
+
+
 def hello_on(port: str, timeout: float = 1.0) -> dict[str, Any]:
-    """Open `port`, handshake, close. Raises DeviceError when it is not an openmind device."""
+    """Open `port`, handshake, close. Raises DeviceError when it is not an openmind device
+    (PortBusy when another reader holds the port). The answer carries `limits` (v2's, or the
+    firmware defaults a v1 device is assumed to have)."""
     with Link(port) as link:
-        return link.hello(timeout)
+        info = link.hello(timeout)
+        info["limits"] = dict(link.limits)
+        return info

@@ -82,9 +82,16 @@ class Resources:
         return [(n, getattr(self, n)) for n in NAMES]
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"taken_at": self.taken_at}
-        out.update({n: r.to_dict() for n, r in self.items()})
-        return out
+        # computed once per snapshot and configured secrets (every journal record carries it);
+        # a fresh top level each call, the nested dicts are shared: read them, do not edit them
+        key = tuple(config.secrets())
+        memo = self.__dict__.get("_dict")
+        if memo is None or memo[0] != key:
+            out: dict[str, Any] = {"taken_at": self.taken_at}
+            out.update({n: r.to_dict() for n, r in self.items()})
+            memo = (key, out)
+            object.__setattr__(self, "_dict", memo)
+        return dict(memo[1])
 
     def __str__(self) -> str:
         width = max(len(n) for n in NAMES)

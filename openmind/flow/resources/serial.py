@@ -40,33 +40,52 @@ def candidate_ports() -> tuple[list[dict[str, Any]], str]:
 
 
 def probe_serial() -> Resource:
+    """HELLO on each candidate port. A port another reader holds (a kernel streaming from it) is
+    not opened: the result is the last probe any process stored for it, marked busy."""
     ports, why = candidate_ports()
     if not ports:
         return Resource.absent("serial", f"no ESP32: {why}")
-    from openmind.pathways.device import DeviceError, hello_on
+    from openmind.memory.probes import remember
+    from openmind.pathways.device import DeviceError, PortBusy, hello_on
 
     failures = []
     for entry in ports:
         try:
             info = hello_on(entry["port"], timeout=probe_timeout())
+        except PortBusy:
+            return _busy(entry)
         except DeviceError as exc:
             failures.append(f"{entry['port']}: {exc}")
             continue
         signals = info.get("signals") or []
-        names = [s.get("name") for s in signals if isinstance(s, dict)]
-        return Resource.present(
-            "serial",
-            f"ESP32 on {entry['port']} ({info.get('board', '?')}, fw {info.get('fw', '?')}): "
-            + (", ".join(n for n in names if n) or "no signals"),
-            "online",
-            port=entry["port"],
-            bridge=entry.get("bridge"),
-            board=info.get("board"),
-            fw=info.get("fw"),
-            proto=info.get("proto"),
-            signals=signals,
-            skipped_lines=info.get("skipped", 0),
-        )
+        details = {"port": entry["port"], "bridge": entry.get("bridge"), "board": info.get("board"),
+                   "fw": info.get("fw"), "proto": info.get("proto"), "limits": info.get("limits"),
+                   "signals": signals, "skipped_lines": info.get("skipped", 0)}
+        remember("serial", entry["port"], details)
+        return Resource.present("serial", _describe(details), "online", **details)
     return Resource.absent("serial", "no openmind device answered: " + "; ".join(failures), "silent")
+
+
+def _describe(details: dict[str, Any]) -> str:
+    names = [s.get("name") for s in details.get("signals") or [] if isinstance(s, dict)]
+    return (f"ESP32 on {details['port']} ({details.get('board') or '?'}, fw {details.get('fw') or '?'}): "
+            + (", ".join(n for n in names if n) or "no signals"))
+
+
+def _busy(entry: dict[str, Any]) -> Resource:
+    """The port is in use by another openmind reader: what was last seen on it, not re-probed."""
+    import time
+
+    from openmind.memory.probes import last
+
+    seen = last("serial", entry["port"])
+    if seen is None:
+        return Resource.present("serial", f"ESP32 on {entry['port']}: in use by another reader (not "
+                                f"probed, so as not to disturb it)", "busy", port=entry["port"],
+                                bridge=entry.get("bridge"), busy=True)
+    when, details = seen
+    return Resource.present("serial", f"{_describe(details)} (in use by another reader; as probed "
+                            f"{time.time() - when:.0f}s ago)", "busy", **{**details, "busy": True,
+                                                                          "last_probe_at": when})
 
 

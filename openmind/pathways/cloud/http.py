@@ -3,8 +3,8 @@
 Shared by the OIP client and the language-model client so both behave the same way:
 - connect errors, HTTP 5xx and 429 are retried (429/503 honour Retry-After, capped by max_wait);
 - other 4xx are the caller's mistake or a refusal and are never retried;
-- a read timeout is not retried (the endpoint already cost the whole timeout);
-- after `cooldown_after` failed calls in a row an endpoint is benched for `cooldown` seconds, so a
+- a read timeout is not retried and benches the endpoint at once (it already cost the whole timeout);
+- after `cooldown_after` failed attempts in a row an endpoint is benched for `cooldown` seconds, so a
   dead endpoint costs later cells no time (per process, per scheme://host:port).
 
 Errors never carry a secret: messages are built from the public URL, the status and a short,
@@ -114,15 +114,22 @@ def retry_after(resp: httpx.Response) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _failed(ep: str, reason: str, cooldown_after: int, cooldown: float, bench_for: float = 0.0) -> None:
+def _failed(ep: str, reason: str, cooldown_after: int, cooldown: float, bench_for: float = 0.0,
+            attempts: int = 1) -> None:
     with _lock:
         h = _health.setdefault(ep, _Health())
-        h.failures += 1
+        h.failures += attempts  # every failed attempt counts: a call that retried twice failed 3 times
         h.last = reason
         if h.failures >= cooldown_after:
             h.until = time.monotonic() + max(cooldown, bench_for)
         elif bench_for:
             h.until = time.monotonic() + bench_for
+
+
+def failed(url: str, reason: str, *, cooldown_after: int = 3, cooldown: float = 30.0) -> None:
+    """Count a failure found after the call (an answer that did not survive validation), so a
+    peer that keeps answering garbage gets benched like one that does not answer."""
+    _failed(endpoint_of(url), redact(reason), cooldown_after, cooldown)
 
 
 def _succeeded(ep: str) -> None:
@@ -157,7 +164,7 @@ def request(
         if h and h.until > time.monotonic():
             left = h.until - time.monotonic()
             raise EndpointError(_scrub(f"{ep} is cooling down for {left:.1f}s after {h.failures} "
-                                       f"failed calls (last: {h.last})", secrets), cooling=True)
+                                       f"failed attempts (last: {h.last})", secrets), cooling=True)
     client = _shared_client()
     attempt = 0
     while True:
@@ -170,7 +177,8 @@ def request(
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             reason, retryable = f"{shown}: cannot connect ({type(exc).__name__})", True
         except httpx.TimeoutException:
-            reason, retryable = f"{shown}: no answer within {timeout:g}s", False
+            # the endpoint already cost the whole timeout: bench it now, so the next call is free
+            reason, retryable, bench_for = f"{shown}: no answer within {timeout:g}s", False, cooldown
         except httpx.HTTPError as exc:
             reason, retryable = f"{shown}: {type(exc).__name__}", False
         else:
@@ -190,7 +198,8 @@ def request(
                         reason += f" (asked to retry after {asked:g}s, more than the {max_wait:g}s this call may wait)"
                     wait = asked
             else:
-                _succeeded(ep)  # the endpoint is alive; the request was refused
+                # a refusal (e.g. the 404 of a model it does not serve) neither proves the endpoint
+                # healthy nor sick: the failure count stands, so a slow endpoint still gets benched
                 raise EndpointError(_scrub(reason, secrets), status=status)
         if retryable and attempt < retries:
             attempt += 1
@@ -199,5 +208,5 @@ def request(
         if attempt:
             reason += f" (after {attempt + 1} attempts)"
         reason = _scrub(reason, secrets)
-        _failed(ep, reason, cooldown_after, cooldown, bench_for)
+        _failed(ep, reason, cooldown_after, cooldown, bench_for, attempts=attempt + 1)
         raise EndpointError(reason, status=status)

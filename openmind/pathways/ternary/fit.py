@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from openmind.errors import BadInput
-from openmind.pathways.ternary.packed import U16_MAX, Layer, TernaryModel
+from openmind.pathways.ternary.packed import U16_MAX, Layer, TernaryModel, size_for
 
 THRESHOLD = 0.7  # TWN: delta = 0.7 * mean|W|
 
@@ -38,7 +38,11 @@ DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.0,
     "patience": 20,         # stop after this many epochs without a better validation score
     "val_fraction": 0.1,    # held out (stratified) for early stopping and the reported accuracy
+    "init": "default",      # "ancestral": sample the first weights from models in muscle memory
+    "growth": False,        # after a plateau, weak hidden units die and strong ones split
+    "growth_patience": 5,   # epochs without a better validation score before an extinction
 }
+INITS = ("default", "ancestral")
 # Options that change how a run looks, not what it learns (not part of the key).
 RUN_OPTIONS = ("progress",)
 # Part of every muscle-memory request: a trainer that learns differently is another request.
@@ -63,7 +67,12 @@ def resolve_config(options: dict[str, Any]) -> dict[str, Any]:
     if any(h < 1 or h > U16_MAX for h in hidden):
         raise BadInput(f"hidden widths must be between 1 and {U16_MAX}, got {hidden}")
     cfg["hidden"] = list(hidden)
-    for key, low in (("epochs", 1), ("batch_size", 1), ("patience", 1)):
+    if cfg["init"] not in INITS:
+        raise BadInput(f"init must be one of {', '.join(INITS)}, got {cfg['init']!r}")
+    if not isinstance(cfg["growth"], (bool, np.bool_)):
+        raise BadInput(f"growth must be True or False, got {cfg['growth']!r}")
+    cfg["growth"] = bool(cfg["growth"])
+    for key, low in (("epochs", 1), ("batch_size", 1), ("patience", 1), ("growth_patience", 1)):
         if not isinstance(cfg[key], (int, np.integer)) or cfg[key] < low:
             raise BadInput(f"{key} must be an integer >= {low}, got {cfg[key]!r}")
         cfg[key] = int(cfg[key])
@@ -174,6 +183,44 @@ def note_run(rows: int, n_features: int, n_classes: int, cfg: dict[str, Any], de
     remember(arch, factor=ratio if runs == 0 else 0.5 * old + 0.5 * ratio, runs=runs + 1)
 
 
+def fits(widths: Sequence[int], per_row: bool, limits: dict[str, int]) -> str | None:
+    """None when an architecture fits a device's limits (a v2 HELLO's "limits"), else why not."""
+    size = size_for(widths, per_row)
+    why = []
+    if size > limits["model_max"]:
+        why.append(f"packs to {size} bytes, over the device's {limits['model_max']}")
+    if max(widths) > limits["max_width"]:
+        why.append(f"a layer {max(widths)} wide, over the device's {limits['max_width']}")
+    if len(widths) - 1 > limits["max_layers"]:
+        why.append(f"{len(widths) - 1} layers, over the device's {limits['max_layers']}")
+    return "; ".join(why) or None
+
+
+def fit_hidden(n_in: int, n_out: int, hidden: Sequence[int], per_row: bool,
+               limits: dict[str, int]) -> list[int] | None:
+    """The widest hidden layers of the same shape (depth capped by the device, widths scaled down
+    together) whose packed model fits `limits`; None when even width 1 cannot (too many inputs
+    or classes for the device)."""
+    hidden = list(hidden)[:max(0, limits["max_layers"] - 1)]
+    if not hidden:
+        return [] if fits([n_in, n_out], per_row, limits) is None else None
+    top = max(hidden)
+
+    def shaped(t: int) -> list[int]:
+        return [max(1, min(limits["max_width"], h * t // top)) for h in hidden]
+
+    lo, hi = 0, top  # largest t whose architecture fits (size grows with t)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits([n_in, *shaped(mid), n_out], per_row, limits) is None:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo == 0:
+        return None
+    return shaped(lo)
+
+
 # --------------------------------------------------------------------------- the network
 
 
@@ -273,6 +320,40 @@ class FitOutcome:
     cpu_seconds: float = 0.0  # the training thread's CPU time (what estimates are made of)
     device: str = "cpu"
     history: list[dict[str, float]] = field(default_factory=list)
+    colony: dict[str, Any] = field(default_factory=dict)  # data-parallel runs: processes, backend
+
+    extinctions: list[dict[str, Any]] = field(default_factory=list)  # growth: each one's figures
+    inherited: dict[str, Any] = field(default_factory=dict)  # init="ancestral": what came from whom
+
+
+@dataclass
+class Replicas:
+    """This process's share of a data-parallel run (built by pathways/colony/distributed.py).
+
+    Every rank runs the same loop over the same shuffled batches and computes the loss of every
+    `world`-th row of each batch, so the ranks take the same number of steps and the averaged
+    gradient is the single-process one (up to float rounding). `wrap` makes the
+    net average gradients (DDP); `vote` is True on every rank when it is True on any, so all
+    ranks stop at the same step. The default is one process.
+    """
+
+    rank: int = 0
+    world: int = 1
+    wrap: Callable[[nn.Module], nn.Module] | None = None
+    vote: Callable[[bool], bool] | None = None
+
+    def loss(self, model: nn.Module, X: torch.Tensor, y: torch.Tensor,
+             idx: torch.Tensor) -> torch.Tensor:
+        """This rank's part of the batch's mean loss: rows rank, rank + world, ... of the batch,
+        summed and scaled so DDP's gradient average equals the single-process mean."""
+        if self.world == 1:
+            return nn.functional.cross_entropy(model(X[idx]), y[idx])
+        mine = idx[self.rank::self.world]
+        return nn.functional.cross_entropy(model(X[mine]), y[mine], reduction="sum") * (
+            self.world / len(idx))
+
+    def any(self, flag: bool) -> bool:
+        return flag if self.vote is None else self.vote(flag)
 
 
 def _evaluate(net: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -286,13 +367,16 @@ def _evaluate(net: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, 
 def fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any], *,
         mean: np.ndarray, inv_std: np.ndarray, device: str = "cpu", budget: float | None = None,
         init: TernaryModel | None = None, quantize: bool = True, progress: bool = True,
-        desc: str = "train") -> FitOutcome:
+        desc: str = "train", prior: Any = None, replicas: Replicas | None = None) -> FitOutcome:
     """Train on (X, class indices). `init` starts from a model's weights (fine-tune).
 
     Stops at `epochs`, after `patience` epochs without a better validation score, or when
     `budget` seconds are used up (checked every batch); the best validation state is kept.
+    `prior` (an evolve.AncestralPrior) initialises the weights when `init` is not given; with
+    cfg["growth"], a plateau of `growth_patience` epochs triggers an extinction (evolve.py).
     Ctrl-C or an error mid-run propagates with the run so far (best weights loaded) as the
     exception's `fit_outcome`, so the caller can keep it as a partial model.
+    `replicas`: this process's share of a data-parallel run (default: one process).
     """
     start = time.perf_counter()
     cpu_start = time.thread_time()
@@ -302,7 +386,7 @@ def fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any], *
         torch.set_num_threads(1)
     try:
         out = _fit(X, y_idx, n_classes, cfg, mean, inv_std, device, deadline, init, quantize,
-                   progress, desc, start)
+                   progress, desc, start, prior, replicas or Replicas())
     finally:
         torch.set_num_threads(threads)
     out.cpu_seconds = time.thread_time() - cpu_start
@@ -327,14 +411,22 @@ def _small(n_in: int, cfg: dict[str, Any], n_out: int) -> bool:
 def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
          mean: np.ndarray, inv_std: np.ndarray, device: str, deadline: float | None,
          init: TernaryModel | None, quantize: bool, progress: bool, desc: str,
-         start: float) -> FitOutcome:
+         start: float, prior: Any = None, rep: Replicas | None = None) -> FitOutcome:
     from tqdm.auto import tqdm
 
     torch.manual_seed(cfg["seed"])
     gen = torch.Generator().manual_seed(cfg["seed"])
-    net = build_net(X.shape[1], cfg["hidden"], n_classes, quantize=quantize, scale=cfg["scale"])
+    hidden = cfg["hidden"]
+    if init is not None and cfg["growth"]:  # a grown ancestor keeps the widths it grew to
+        hidden = [a.shape[0] for a in init.layers[:-1]]
+    net = build_net(X.shape[1], hidden, n_classes, quantize=quantize, scale=cfg["scale"])
+    inherited: dict[str, Any] = {}
     if init is not None:
         load_weights(net, init)
+    elif prior is not None:
+        from openmind.pathways.ternary.evolve import sample_into
+
+        inherited = {"ancestors": prior.ancestors, **sample_into(linears(net), prior, cfg["seed"])}
     net.to(device)
     Xs = ((X.astype(np.float32) - mean) * inv_std).astype(np.float32)
     tr, va = split_indices(y_idx, cfg["val_fraction"], cfg["seed"])
@@ -345,11 +437,14 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
     yt = torch.from_numpy(y_idx[tr].astype(np.int64)).to(device)
     Xv = torch.from_numpy(Xs[va]).to(device)
     yv = torch.from_numpy(y_idx[va].astype(np.int64)).to(device)
+    rep = rep or Replicas()
+    model = net if rep.wrap is None else rep.wrap(net)
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
-    out = FitOutcome(net, device=device, held_out=held_out)
+    out = FitOutcome(net, device=device, held_out=held_out, inherited=inherited)
     best: tuple[float, float] | None = None
-    best_state = None
+    best_net: nn.Sequential | None = None
+    last_growth = 0
     bar = tqdm(total=cfg["epochs"], desc=desc, unit="epoch", disable=not progress, leave=False)
     try:
         for epoch in range(1, cfg["epochs"] + 1):
@@ -358,13 +453,13 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
             total, seen = 0.0, 0
             for s in range(0, len(tr), cfg["batch_size"]):
                 idx = order[s:s + cfg["batch_size"]]
-                loss = nn.functional.cross_entropy(net(Xt[idx]), yt[idx])
+                loss = rep.loss(model, Xt, yt, idx)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 total += loss.item() * len(idx)
                 seen += len(idx)
-                if deadline is not None and time.perf_counter() > deadline:
+                if deadline is not None and rep.any(time.perf_counter() > deadline):
                     out.stopped = "budget"
                     break
             sched.step()
@@ -375,7 +470,7 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
                                 "val_loss": vloss})
             if best is None or (acc, -vloss) > best:
                 best, out.best_epoch = (acc, -vloss), epoch
-                best_state = copy.deepcopy(net.state_dict())
+                best_net = copy.deepcopy(net)
             bar.update(1)
             bar.set_postfix(val_acc=f"{acc:.3f}", loss=f"{total / max(seen, 1):.3f}")
             if out.stopped == "budget":
@@ -383,25 +478,56 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
             if epoch - out.best_epoch >= cfg["patience"]:
                 out.stopped = "early_stop"
                 break
+            if (cfg["growth"] and epoch < cfg["epochs"]
+                    and epoch - max(out.best_epoch, last_growth) >= cfg["growth_patience"]):
+                last_growth = epoch
+                _grow(net, out, epoch, Xv, yv, cfg)
+                model = net if rep.wrap is None else rep.wrap(net)  # DDP over the new units
+                opt = torch.optim.Adam(net.parameters(), lr=sched.get_last_lr()[0],
+                                       weight_decay=cfg["weight_decay"])
+                sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg["epochs"] - epoch))
     except BaseException as exc:
         out.stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
-        if best_state is not None:  # what was done so far, for the caller to keep
-            _finish_fit(out, net, best_state, best, start)
+        if best_net is not None:  # what was done so far, for the caller to keep
+            _finish_fit(out, net, best_net, best, start)
             exc.fit_outcome = out  # type: ignore[attr-defined]
         raise
     finally:
         bar.close()
-    return _finish_fit(out, net, best_state, best, start)
+    return _finish_fit(out, net, best_net, best, start)
 
 
-def _finish_fit(out: FitOutcome, net: nn.Sequential, best_state: Any, best: Any,
+def _finish_fit(out: FitOutcome, net: nn.Sequential, best_net: nn.Sequential | None, best: Any,
                 start: float) -> FitOutcome:
-    if best_state is not None:
-        net.load_state_dict(best_state)
+    if best_net is not None:
+        net = out.net = best_net
         out.val_accuracy = best[0]
     net.eval()
     out.seconds = time.perf_counter() - start
     return out
+
+
+def _grow(net: nn.Sequential, out: FitOutcome, epoch: int, Xv: torch.Tensor, yv: torch.Tensor,
+          cfg: dict[str, Any]) -> None:
+    """One extinction on every hidden layer of `net` (in place), recorded in `out.extinctions`."""
+    from openmind.pathways.ternary.evolve import extinction, plan_extinction, utility
+
+    positions = [i for i, m in enumerate(net) if isinstance(m, TernaryLinear)]
+    net.eval()
+    _, before = _evaluate(net, Xv, yv)
+    for layer in range(len(positions) - 1):
+        mods = [net[i] for i in positions]
+        width = mods[layer].weight.shape[0]
+        die, born = plan_extinction(utility(mods, layer), max_width=4 * cfg["hidden"][layer])
+        new_a, new_b = extinction(mods, layer, die, born, seed=cfg["seed"] + epoch)
+        net[positions[layer]], net[positions[layer + 1]] = new_a, new_b
+        out.extinctions.append({"epoch": epoch, "layer": layer, "units_removed": len(die),
+                                "units_born": len(born), "width_before": width,
+                                "width_after": width - len(die) + len(born)})
+    _, after = _evaluate(net, Xv, yv)
+    for e in out.extinctions:
+        if e["epoch"] == epoch:
+            e.update(val_loss_before=round(before, 4), val_loss_after=round(after, 4))
 
 
 def load_weights(net: nn.Sequential, model: TernaryModel) -> None:

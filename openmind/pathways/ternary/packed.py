@@ -4,8 +4,16 @@ A `TernaryModel` is an MLP whose weights are trits {-1, 0, +1} with a float32 sc
 per output row), a float32 bias, and the input standardisation it was trained with. Its "chord
 shape" is the packed form of docs/packed-format.md (2 bits a weight): `model.pack() -> bytes` and
 `PackedModel.from_bytes(b)`, which loads and predicts with numpy alone (the ESP32 runs the same
-bytes). Both predict through one kernel, `forward`, that follows the format's arithmetic bit for
-bit (sequential float32 accumulation), so the notebook, the packed file and the device agree.
+bytes).
+
+Two ways to compute, chosen per call:
+- fast (the default of `predict`, `predict_proba`, `predict_index`): float32 weights dequantized
+  once per loaded model and cached on it, one BLAS matmul a layer. Not bit-exact with the device
+  (BLAS sums in its own order), so a near tie can flip a label.
+- exact (`scores`, and `exact=True` everywhere): the format's arithmetic bit for bit (ordered
+  float32 sums), so the notebook, the packed file and the device agree. It runs in the compiled
+  host kernel (`native.py`, omkernel.c) where a C compiler exists, else in the numpy loop
+  `forward`; both give the same bits.
 
 Training lives in `openmind/fit.py` (torch); this module must not import it.
 """
@@ -73,7 +81,11 @@ def forward(X: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
     / skip (x - y is x + (-y) in IEEE 754, and acc, starting at +0.0, never becomes -0.0, so adding
     a signed zero for t = 0 leaves it unchanged).
     """
-    h = standardize(X, mean, inv_std)
+    return _layers_exact(standardize(X, mean, inv_std), layers)
+
+
+def _layers_exact(h: np.ndarray, layers: Sequence[Layer]) -> np.ndarray:
+    """The numpy loop of `forward` after standardisation (the fallback of the compiled kernel)."""
     for layer in layers:
         t = layer.trits.astype(np.float32)  # [out, in]
         acc = np.zeros((h.shape[0], t.shape[0]), dtype=np.float32)
@@ -88,12 +100,65 @@ def forward(X: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
 
 def forward_fast(X: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
                  layers: Sequence[Layer]) -> np.ndarray:
-    """Scores by BLAS matmul: faster on big batches, NOT bit-exact (summation order differs)."""
-    h = standardize(X, mean, inv_std)
-    for layer in layers:
-        y = (h @ layer.trits.T.astype(np.float32)) * layer.scale + layer.bias
-        h = np.maximum(y, 0) if layer.relu else y
-    return h
+    """Scores by BLAS matmul, NOT bit-exact (summation order differs). Casts the trits on every
+    call: a loaded model uses its cached weights instead (`PackedModel.scores(X, exact=False)`)."""
+    return Kernels(layers, mean, inv_std).fast(standardize(X, mean, inv_std))
+
+
+class Kernels:
+    """What one model computes with, prepared once: dequantized float32 weights for BLAS, the
+    exact kernel's weight layout, the 2-bit layout of the ternary kernel (each built on first use)."""
+
+    def __init__(self, layers: Sequence[Layer], mean: np.ndarray, inv_std: np.ndarray) -> None:
+        self.layers = list(layers)
+        self.mean, self.inv_std = mean, inv_std
+        self.key = tuple(id(a) for a in self.layers)
+        self._fast: list[tuple[np.ndarray, np.ndarray, bool]] | None = None
+        self._exact: list[tuple[np.ndarray, int, np.ndarray, np.ndarray, bool]] | None = None
+        self._codes: list[np.ndarray] | None = None
+
+    def fast(self, h: np.ndarray) -> np.ndarray:
+        """Standardized rows -> scores by BLAS with weights (trit x scale) cast once."""
+        if self._fast is None:
+            self._fast = [(np.ascontiguousarray(a.weights().T), a.bias, a.relu) for a in self.layers]
+        for wt, bias, relu in self._fast:
+            h = h @ wt
+            h += bias
+            if relu:
+                np.maximum(h, 0, out=h)
+        return h
+
+    def exact(self, h: np.ndarray) -> np.ndarray:
+        """Standardized rows -> scores bit-exact with the device: compiled kernel, else numpy."""
+        from openmind.pathways.ternary import native
+
+        handle = native.lib()
+        if handle is None:
+            return _layers_exact(h, self.layers)
+        if self._exact is None:
+            self._exact = [(native.exact_weights(a.trits), a.shape[0],
+                            np.ascontiguousarray(a.scale, np.float32),
+                            np.ascontiguousarray(a.bias, np.float32), a.relu) for a in self.layers]
+        for wt, out, scale, bias, relu in self._exact:
+            h = native.layer_exact(handle, h, wt, out, scale, bias, relu)
+        return h
+
+    def ternary(self, h: np.ndarray) -> np.ndarray:
+        """Standardized rows -> scores by the 2-bit SIMD kernel (int8 activations; approximate).
+        Without a compiler: the BLAS path."""
+        from openmind.pathways.ternary import native
+
+        handle = native.lib()
+        if handle is None:
+            return self.fast(h)
+        if self._codes is None:
+            self._codes = [native.ternary_codes(a.trits) for a in self.layers]
+        for codes, a in zip(self._codes, self.layers, strict=True):
+            y = native.ternary_dot(handle, codes, h)
+            y *= a.scale
+            y += a.bias
+            h = np.maximum(y, 0, out=y) if a.relu else y
+        return h
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
@@ -153,6 +218,42 @@ def check_finite(arr: np.ndarray, what: str = "X") -> None:
                        f"rows before training or predicting")
 
 
+def as_rows(data: Any, what: str = "X") -> np.ndarray:
+    """np.asarray(data), or BadInput naming the row when the rows are ragged or a cell of a
+    table is not a number (numpy's own messages name neither)."""
+    try:
+        arr = np.asarray(data)
+    except (ValueError, TypeError) as exc:
+        raise BadInput(f"{what} {_odd_row(data)}; give every row the same number of features "
+                       f"({str(exc)[:80]})") from None
+    if arr.dtype == object and arr.ndim >= 2 and arr.size:
+        for i, row in enumerate(arr.reshape(len(arr), -1)):
+            for j, v in enumerate(row):
+                if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
+                    raise BadInput(f"{what} row {i}, column {j} holds a {type(v).__name__} "
+                                   f"({str(v)[:30]!r}); every cell of a table must be a number")
+    return arr
+
+
+def _odd_row(data: Any) -> str:
+    """Which row breaks the table: the first whose shape differs from row 0's."""
+    try:
+        rows = list(data)
+    except TypeError:
+        return "cannot be read as rows"
+    first: tuple | None = None
+    for i, row in enumerate(rows):
+        try:
+            shape = np.shape(row) if not isinstance(row, (str, bytes)) else ()
+        except (ValueError, TypeError):
+            return f"row {i} is itself ragged"
+        if first is None:
+            first = shape
+        elif shape != first:
+            return f"is ragged: row {i} has shape {list(shape)}, row 0 has {list(first)}"
+    return "has rows of different shapes"
+
+
 # --------------------------------------------------------------------------- packed
 
 
@@ -180,27 +281,46 @@ class PackedModel:
         return self.layers[-1].shape[0]
 
     # ---- inference
-    def scores(self, X: Any) -> np.ndarray:
-        """The last layer's outputs (float32), bit-exact with the device."""
-        return forward(check_features(X, self.n_features_in_), self.mean, self.inv_std, self.layers)
+    def kernels(self) -> Kernels:
+        """The prepared weights, built once per model (again only if `layers` is replaced)."""
+        k = self.__dict__.get("_kernels")
+        if k is None or k.key != tuple(id(a) for a in self.layers):
+            k = self.__dict__["_kernels"] = Kernels(self.layers, self.mean, self.inv_std)
+        return k
+
+    def _check(self, X: Any) -> np.ndarray:
+        name = getattr(self, "name", None)
+        return check_features(X, self.n_features_in_, f"X for model '{name}'" if name else "X")
+
+    def scores(self, X: Any, exact: bool = True) -> np.ndarray:
+        """The last layer's outputs (float32): bit-exact with the device by default (the compiled
+        kernel, or numpy without a compiler); exact=False takes the BLAS path."""
+        h = standardize(self._check(X), self.mean, self.inv_std)
+        return self.kernels().exact(h) if exact else self.kernels().fast(h)
 
     def scores_fast(self, X: Any) -> np.ndarray:
-        """Like `scores` through BLAS: faster on big batches, not bit-exact."""
-        return forward_fast(check_features(X, self.n_features_in_), self.mean, self.inv_std,
-                            self.layers)
+        """Like `scores` through BLAS with weights cast once: fast, not bit-exact."""
+        return self.scores(X, exact=False)
 
-    def predict_index(self, X: Any) -> np.ndarray:
-        """The class index per row (first maximum on ties), as the device returns it."""
-        return np.argmax(self.scores(X), axis=1)
+    def scores_ternary(self, X: Any) -> np.ndarray:
+        """Scores by the native 2-bit kernel with int8 activations (fastest on big layers). An
+        approximation: activations are rounded to 8 bits per row, so scores move by about 1% of
+        the largest score on a 4096-wide layer, a few % on small ones; argmax can flip on near ties."""
+        return self.kernels().ternary(standardize(self._check(X), self.mean, self.inv_std))
 
-    def predict(self, X: Any) -> np.ndarray:
-        """Labels per row (class indices when the model has no class list)."""
-        idx = self.predict_index(X)
+    def predict_index(self, X: Any, exact: bool = False) -> np.ndarray:
+        """The class index per row (first maximum on ties); exact=True is what the device returns."""
+        return np.argmax(self.scores(X, exact=exact), axis=1)
+
+    def predict(self, X: Any, exact: bool = False) -> np.ndarray:
+        """Labels per row (class indices when the model has no class list); exact=True: the
+        device's arithmetic bit for bit."""
+        idx = self.predict_index(X, exact=exact)
         return idx if self.classes_ is None else self.classes_[idx]
 
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: Any, exact: bool = False) -> np.ndarray:
         """Softmax of the scores, columns in `classes_` order."""
-        return softmax(self.scores(X))
+        return softmax(self.scores(X, exact=exact))
 
     # ---- bytes
     def to_bytes(self) -> bytes:
@@ -249,12 +369,23 @@ def _validate(layers: Sequence[Layer], mean: np.ndarray, inv_std: np.ndarray,
         raise BadInput(f"{len(classes)} class labels for {layers[-1].shape[0]} outputs")
 
 
+def _layer_bytes(inp: int, out: int, n_scales: int) -> int:
+    return _LAYER.size + (inp * out + 3) // 4 + 4 * n_scales + 4 * out
+
+
 def packed_size(layers: Sequence[Layer], n_inputs: int) -> int:
     size = _HEAD.size + 8 * n_inputs
     for a in layers:
         out, inp = a.shape
-        size += _LAYER.size + (inp * out + 3) // 4 + 4 * a.scale.size + 4 * out
+        size += _layer_bytes(inp, out, a.scale.size)
     return size
+
+
+def size_for(widths: Sequence[int], per_row: bool = False) -> int:
+    """Bytes an architecture packs to before it is trained (widths = inputs, hidden..., classes),
+    so training can pick one that fits a device's model buffer."""
+    return _HEAD.size + 8 * widths[0] + sum(_layer_bytes(i, o, o if per_row else 1)
+                                            for i, o in zip(widths, widths[1:], strict=False))
 
 
 def pack(layers: Sequence[Layer], mean: np.ndarray, inv_std: np.ndarray) -> bytes:
@@ -370,18 +501,9 @@ class TernaryModel(PackedModel):
         self.info = dict(info or {})
         self.latent = [np.asarray(w, dtype=np.float32) for w in latent] if latent else None
 
-    def _check(self, X: Any) -> np.ndarray:
-        return check_features(X, self.n_features_in_, f"X for model '{self.name}'" if self.name else "X")
-
-    def scores(self, X: Any) -> np.ndarray:
-        return forward(self._check(X), self.mean, self.inv_std, self.layers)
-
-    def scores_fast(self, X: Any) -> np.ndarray:
-        return forward_fast(self._check(X), self.mean, self.inv_std, self.layers)
-
-    def score(self, X: Any, y: Any) -> float:
+    def score(self, X: Any, y: Any, exact: bool = False) -> float:
         """Accuracy on (X, y)."""
-        return float(np.mean(self.predict(X) == np.asarray(y)))
+        return float(np.mean(self.predict(X, exact=exact) == np.asarray(y)))
 
     # ---- abstaining (active learning)
     def predict_trits(self, X: Any, confidence: float = 0.8) -> np.ndarray:

@@ -1,0 +1,225 @@
+"""`openmind.federate`: federated rounds on Flower; the result is a new version of the model.
+
+The same steps as every intent: validate the input, look up memory, plan, execute (journaled),
+store. Each round is journaled as it ends (clients, rows, bytes sent, accuracy). With
+`listen=None` the clients are processes on this machine, each with a slice of the data; with
+`listen="0.0.0.0:8080"` the server waits for clients on other machines, which join with
+`openmind colony join HOST:8080 --data rows.npz`; the data given here is then the server's own
+evaluation set. The CLI commands `openmind colony serve|join` are registered here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+
+from openmind.errors import BadInput, PathwayUnavailable
+from openmind.flow.executor import execute
+from openmind.flow.policy import split_policy
+from openmind.flow.router import Candidate, Intent, Plan
+from openmind.intents.train import prepare
+from openmind.memory.blobs import fingerprint, key_for, latest, put
+from openmind.pathways.ternary.packed import TernaryModel
+from openmind.vocab import Decision, Pathway
+
+SPLITS = ("dirichlet", "label", "iid")
+
+
+def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, rounds: int = 10,
+             local_epochs: int = 2, split: str = "dirichlet", alpha: float = 0.5,
+             listen: str | None = None, eval_fraction: float = 0.2, join_timeout: float = 120.0,
+             round_timeout: float = 600.0, **options: Any) -> TernaryModel:
+    """Train `name` over a federated colony with Flower; return the model, a new version in
+    muscle memory.
+
+    clients, rounds, local_epochs: the colony's shape. split ('dirichlet' with `alpha`, 'label',
+    'iid'): how the rows are sliced among local clients (non-IID by default). listen: None for
+    local client processes on 127.0.0.1; HOST:PORT to wait for clients on other machines.
+    options: training config (hidden, lr, batch_size, seed, scale; defaults hidden=64,
+    lr=0.01, annealed over the rounds) and policy (fallback, ...). The model returned is the
+    round with the best accuracy on the server's rows (held out from the clients' slices).
+    """
+    from openmind.pathways.colony import federated as fed
+    from openmind.pathways.ternary.fit import resolve_config, split_indices, standardization
+
+    pol, rest = split_policy(options)
+    cfg = resolve_config({"hidden": 64, "lr": 1e-2, **rest})
+    if cfg.get("growth") or cfg.get("init", "default") != "default":
+        raise BadInput("federate averages fixed-width models: growth and init='ancestral' are "
+                       "not available in a colony; train_or_load offers them")
+    X, y, kind = prepare(name, data, labels)
+    if kind != "tabular":
+        raise BadInput(f"federate needs 2-D numeric rows, got {kind} data of shape {X.shape}")
+    for what, value, low in (("clients", clients, 1), ("rounds", rounds, 1),
+                             ("local_epochs", local_epochs, 1)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+            raise BadInput(f"{what} must be an integer >= {low}, got {value!r}")
+    if split not in SPLITS:
+        raise BadInput(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    classes, y_idx = np.unique(y, return_inverse=True)
+    y_idx = y_idx.astype(np.int64).reshape(-1)
+    mean, inv_std = standardization(X)
+    spec = fed.Spec(X.shape[1], cfg["hidden"], classes, mean, inv_std, cfg, local_epochs, rounds)
+    if listen is None:
+        keep, held = split_indices(y_idx, eval_fraction, cfg["seed"])
+        parts = fed.slices(y_idx[keep], clients, split, alpha, cfg["seed"])
+        local = [(X[keep][p], y[keep][p]) for p in parts]
+        address = f"127.0.0.1:{fed.free_port()}"
+        where = f"{clients} client processes on this machine ({split} slices of {len(keep)} rows)"
+    else:
+        held, local, address = np.arange(len(X)), None, listen
+        where = f"{clients} clients joining at {listen}"
+    fp = fingerprint(X, y)
+    key = key_for("federate", name, fp, cfg, clients, rounds, local_epochs, split, uuid.uuid4().hex)
+    ancestor = latest("model", name)
+    intent = Intent.of("train", name=name, rows=int(len(X)), shape=tuple(int(s) for s in X.shape),
+                       data_kind=kind, ancestor=ancestor is not None)
+    cands = [Candidate(Pathway.FULL_TRAIN, Decision.HARDCODE,
+                       f"federated training of '{name}' on Flower: {rounds} rounds with {where}, "
+                       f"ternary-coded updates (trits + a scale per row)",
+                       {"federated": True, "clients": clients, "rounds": rounds})]
+    if ancestor is not None and pol.fallback != "none":
+        cands.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
+                               f"the cached model named '{name}' (the colony did not finish)",
+                               {"ancestor": True}))
+    plan = Plan(intent, pol, tuple(cands))
+
+    def on_round(row: dict[str, Any]) -> None:
+        _journal_round(name, row)
+
+    def run(cand: Candidate) -> TernaryModel:
+        colony = fed.serve(spec, X[held], y_idx[held], clients=clients, rounds=rounds,
+                           listen=address, on_round=on_round, local=local,
+                           join_timeout=join_timeout, round_timeout=round_timeout)
+        best = next((r for r in colony.rounds if r["round"] == colony.best_round), {})
+        sent = sum(r.get("bytes_sent", 0) for r in colony.rounds)
+        fp32 = sum(r.get("fp32_bytes", 0) for r in colony.rounds)
+        info = {"federated": True, "clients": clients, "rounds": len(colony.rounds),
+                "local_epochs": local_epochs, "split": split, "eval_accuracy": best.get("accuracy"),
+                "eval_rows": int(len(held)), "bytes_sent": int(sent), "fp32_bytes": int(fp32),
+                "train_seconds": round(colony.seconds, 3), "fingerprint": fp, "key": key,
+                "cached": False, "best_round": colony.best_round,
+                "round_accuracy": [r.get("accuracy") for r in colony.rounds]}
+        if ancestor is not None:
+            info["parent"] = ancestor[1].key
+        short = [r["round"] for r in colony.rounds if r.get("clients", 0) < clients]
+        if short or len(colony.rounds) < rounds:
+            info["incomplete"] = (f"{len(colony.rounds)} of {rounds} rounds ran; rounds with fewer "
+                                  f"than {clients} clients: {short}")
+        model = fed.model_of(spec, colony.weights, name=name, info=info)
+        arrays, meta = model.to_arrays()
+        meta["fingerprint"] = fp
+        entry = put("model", name, key, arrays, meta)
+        model.info["stored"] = entry is not None
+        return model
+
+    def cached(cand: Candidate) -> TernaryModel:
+        if ancestor is None:
+            raise PathwayUnavailable(f"no cached model named '{name}'")
+        arrays, entry = ancestor
+        model = TernaryModel.from_arrays(arrays, entry.meta)
+        model.info.update(cached=True, key=entry.key)
+        return model
+
+    t0 = time.perf_counter()
+    model, _route = execute(plan, {(Pathway.FULL_TRAIN, Decision.HARDCODE): run,
+                                   (Pathway.MUSCLE_MEMORY, Decision.CACHED): cached},
+                            summarize=lambda m: {**m.summary(),
+                                                 "seconds": round(time.perf_counter() - t0, 3)})
+    return model
+
+
+def _journal_round(name: str, row: dict[str, Any]) -> None:
+    """One journal row per finished round, written as the round ends (the sidebar shows it)."""
+    from openmind.flow.journal import append
+
+    acc = row.get("accuracy")
+    ratio = row["fp32_bytes"] / row["bytes_sent"] if row.get("bytes_sent") else None
+    reason = (f"federated round {row['round']}/{row['rounds']}: {row.get('clients', 0)} clients, "
+              f"{row.get('rows', 0)} rows, {row.get('bytes_sent', 0)} bytes of ternary updates"
+              + (f" ({ratio:.0f}x fewer than fp32)" if ratio else "")
+              + (f", accuracy {acc:.3f}" if acc is not None else ""))
+    try:
+        append({"intent": "train", "name": name, "ok": bool(row.get("clients")),
+                "pathway": Pathway.FULL_TRAIN.value, "decision": Decision.HARDCODE.value,
+                "reason": reason, "duration_ms": row.get("seconds", 0) * 1000,
+                "summary": {"federated_round": row}, "error": None})
+    except Exception:  # an unwritable journal must not stop the colony
+        pass
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def _load_rows(path: str, label: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(X, y) from an .npz (arrays X and y) or a .csv with a label column."""
+    if path.endswith(".npz"):
+        with np.load(path, allow_pickle=False) as d:
+            if "X" not in d or "y" not in d:
+                raise BadInput(f"{path} must hold arrays named X and y, it has {sorted(d.files)}")
+            return d["X"], d["y"]
+    if path.endswith(".csv"):
+        import csv
+
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+        if len(rows) < 2:
+            raise BadInput(f"{path} has no data rows")
+        head, body = rows[0], rows[1:]
+        col = label or head[-1]
+        if col not in head:
+            raise BadInput(f"label column {col!r} is not in {path}; columns: {head}")
+        j = head.index(col)
+        try:
+            X = np.array([[float(v) for k, v in enumerate(r) if k != j] for r in body])
+        except ValueError as exc:
+            raise BadInput(f"{path}: every column but the label must be a number ({exc})") from None
+        return X, np.array([r[j] for r in body])
+    raise BadInput(f"--data must be an .npz (arrays X, y) or a .csv file, got {path}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("colony", help="federated training with Flower: serve a colony or join one")
+    csub = p.add_subparsers(dest="colony_command", required=True)
+    j = csub.add_parser("join", help="join a colony's server with this machine's rows")
+    j.add_argument("address", help="the server, HOST:PORT")
+    j.add_argument("--data", required=True, help=".npz with arrays X and y, or a .csv")
+    j.add_argument("--label", help="the label column of a .csv (default: the last)")
+    j.add_argument("--wait", type=float, default=60.0, help="seconds to keep trying to connect")
+    j.set_defaults(func=cmd_join)
+    s = csub.add_parser("serve", help="run a colony's server and wait for clients to join")
+    s.add_argument("name", help="the model's name in muscle memory")
+    s.add_argument("--data", required=True, help="the server's evaluation rows (.npz or .csv)")
+    s.add_argument("--label", help="the label column of a .csv (default: the last)")
+    s.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT (default 0.0.0.0:8080)")
+    s.add_argument("--clients", type=int, default=2)
+    s.add_argument("--rounds", type=int, default=10)
+    s.add_argument("--local-epochs", type=int, default=2)
+    s.add_argument("--hidden", type=int, default=64)
+    s.set_defaults(func=cmd_serve)
+
+
+def cmd_join(args: argparse.Namespace) -> int:
+    from openmind.pathways.colony.federated import join
+
+    X, y = _load_rows(args.data, args.label)
+    print(f"joining the colony at {args.address} with {len(X)} rows")
+    join(args.address, X, y, wait_s=args.wait)
+    print("the colony's server ended the run")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    X, y = _load_rows(args.data, args.label)
+    print(f"colony '{args.name}': waiting for {args.clients} clients at {args.listen} "
+          f"(on each: openmind colony join THIS_HOST:{args.listen.rpartition(':')[2]} --data FILE)")
+    model = federate(args.name, X, y, clients=args.clients, rounds=args.rounds,
+                     local_epochs=args.local_epochs, listen=args.listen, hidden=args.hidden)
+    print(model.route.reason if getattr(model, "route", None) else "")
+    print(f"accuracy on the server's rows: {model.info.get('eval_accuracy')}; "
+          f"{model.info.get('bytes_sent')} bytes of ternary updates in {model.info.get('rounds')} rounds")
+    return 0

@@ -1,0 +1,159 @@
+"""The compiled host kernels (omkernel.c): bit-exact with the firmware's C kernel and the numpy
+loop, the numpy fallback without a compiler, and the 2-bit SIMD kernel's integer arithmetic."""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from vdev_fixtures import FIRMWARE
+
+from openmind.pathways.ternary import native
+from openmind.pathways.ternary.packed import Layer, PackedModel, forward
+
+F32 = np.float32
+
+
+def random_model(rng: np.random.Generator, widths, per_row=True) -> PackedModel:
+    layers = []
+    for i, (a, b) in enumerate(zip(widths, widths[1:], strict=False)):
+        scale = rng.uniform(0.01, 0.5, size=b if per_row else 1).astype(F32)
+        layers.append(Layer(rng.integers(-1, 2, size=(b, a)).astype(np.int8), scale,
+                            rng.normal(size=b).astype(F32), relu=i < len(widths) - 2))
+    return PackedModel(layers, rng.normal(size=widths[0]).astype(F32),
+                       rng.uniform(0.5, 2, size=widths[0]).astype(F32))
+
+
+@pytest.fixture(scope="module")
+def firmware_kernel(tmp_path_factory):
+    """firmware/core/om_model.c, the device's own kernel, as a host shared library."""
+    out = tmp_path_factory.mktemp("fw") / "libom_model.so"
+    subprocess.run(["cc", "-std=c99", "-O2", "-ffp-contract=off", "-fPIC", "-shared",
+                    f"-I{FIRMWARE / 'core'}", "-o", str(out), str(FIRMWARE / "core" / "om_model.c")],
+                   check=True, capture_output=True)
+    lib = ctypes.CDLL(str(out))
+    lib.om_model_parse.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_void_p]
+    lib.om_model_predict.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    return lib
+
+
+def firmware_scores(lib, blob: bytes, X: np.ndarray, n_out: int) -> np.ndarray:
+    model_buf = ctypes.create_string_buffer(4096)  # om_model_t is well under 4 KiB
+    keep = ctypes.create_string_buffer(blob, len(blob))
+    assert lib.om_model_parse(keep, len(blob), model_buf) == 0
+    out = np.empty((len(X), n_out), F32)
+    for r, x in enumerate(np.ascontiguousarray(X, F32)):
+        lib.om_model_predict(model_buf, x.ctypes.data, out[r].ctypes.data)
+    return out
+
+
+def test_compiled_exact_kernel_equals_the_firmware_kernel_on_digits(firmware_kernel):
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    Xtr, Xte, *_ = train_test_split(X.astype(F32), y, test_size=0.2, random_state=0, stratify=y)
+    rng = np.random.default_rng(7)
+    model = random_model(rng, (64, 256, 256, 10))
+    model = PackedModel(model.layers, Xtr.mean(0).astype(F32), (1 / (Xtr.std(0) + 1)).astype(F32))
+    assert native.lib() is not None, native.reason()  # CI and this machine have a compiler
+    fw = firmware_scores(firmware_kernel, model.to_bytes(), Xte, 10)
+    got = model.scores(Xte)
+    assert got.tobytes() == fw.tobytes()  # all 360 x 10 scores, bit for bit
+    assert forward(Xte, model.mean, model.inv_std, model.layers).tobytes() == fw.tobytes()
+    assert np.array_equal(model.predict_index(Xte, exact=True), fw.argmax(1))
+
+
+@settings(max_examples=25, deadline=None)
+@given(widths=st.lists(st.integers(1, 70), min_size=2, max_size=4), rows=st.integers(1, 9),
+       seed=st.integers(0, 2**16), per_row=st.booleans())
+def test_compiled_exact_kernel_equals_the_numpy_loop(widths, rows, seed, per_row):
+    rng = np.random.default_rng(seed)
+    model = random_model(rng, widths, per_row)
+    X = (rng.normal(size=(rows, widths[0])) * rng.uniform(0.1, 100)).astype(F32)
+    ref = forward(X, model.mean, model.inv_std, model.layers)
+    assert model.scores(X).tobytes() == ref.tobytes()
+    np.testing.assert_allclose(model.scores(X, exact=False), ref, rtol=1e-3, atol=1e-3)
+
+
+def test_without_a_compiler_numpy_gives_the_same_bits(monkeypatch):
+    rng = np.random.default_rng(3)
+    model = random_model(rng, (20, 40, 5))
+    X = rng.normal(size=(11, 20)).astype(F32)
+    compiled = model.scores(X)
+    monkeypatch.setenv("OPENMIND_NATIVE", "0")
+    native.reset()
+    try:
+        assert native.lib() is None and "OPENMIND_NATIVE=0" in native.reason()
+        assert native.simd_level() == "numpy"
+        assert PackedModel(model.layers, model.mean, model.inv_std).scores(X).tobytes() == compiled.tobytes()
+    finally:
+        monkeypatch.delenv("OPENMIND_NATIVE")
+        native.reset()
+    assert native.simd_level() in ("avx512", "avx2", "neon", "portable")
+
+
+def test_a_broken_compiler_is_a_reason_not_an_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", "false")  # exists on PATH, fails every build
+    monkeypatch.setenv("OPENMIND_NATIVE_DIR", str(tmp_path))
+    native.reset()
+    try:
+        assert native.lib() is None and "false failed" in native.reason()
+        model = random_model(np.random.default_rng(4), (6, 4, 3))
+        X = np.ones((2, 6), F32)
+        assert model.scores(X).tobytes() == forward(X, model.mean, model.inv_std, model.layers).tobytes()
+    finally:
+        native.reset()
+
+
+@settings(max_examples=20, deadline=None)
+@given(out=st.integers(1, 9), inp=st.integers(1, 700), rows=st.integers(1, 7), seed=st.integers(0, 999))
+def test_ternary_simd_kernel_computes_the_exact_integer_dot(out, inp, rows, seed):
+    handle = native.lib()
+    assert handle is not None, native.reason()
+    rng = np.random.default_rng(seed)
+    trits = rng.integers(-1, 2, size=(out, inp)).astype(np.int8)
+    h = rng.normal(size=(rows, inp)).astype(F32)
+    codes = native.ternary_codes(trits)
+    q, qsum, step = native.quantize_rows(h, codes.shape[1])
+    want = q[:, :inp].astype(np.int64) @ trits.T.astype(np.int64)
+    got = native.ternary_dot(handle, codes, h)
+    np.testing.assert_array_equal(np.rint(got / step[:, None]).astype(np.int64), want)
+
+
+def test_default_predict_is_fast_and_exact_is_the_device():
+    rng = np.random.default_rng(5)
+    model = random_model(rng, (30, 50, 4))
+    X = rng.normal(size=(64, 30)).astype(F32)
+    k = model.kernels()
+    model.predict(X)
+    assert k._fast is not None and model.kernels() is k  # weights cast once, kept on the model
+    first = k._fast[0][0]
+    model.predict(X)
+    assert model.kernels()._fast[0][0] is first
+    assert np.array_equal(model.predict(X, exact=True), forward(X, model.mean, model.inv_std,
+                                                                model.layers).argmax(1))
+
+
+@pytest.mark.parametrize("level", ["avx2", "portable"])
+def test_every_simd_path_computes_the_same(monkeypatch, level):
+    """This machine may run AVX-512; CI may have AVX2 only, an ARM laptop the portable loops."""
+    rng = np.random.default_rng(11)
+    model = random_model(rng, (300, 70, 5))
+    X = rng.normal(size=(6, 300)).astype(F32)
+    ref_exact, ref_tern = model.scores(X), model.scores_ternary(X)
+    monkeypatch.setenv("OPENMIND_SIMD", level)
+    native.reset()
+    try:
+        if native.simd_level() != level:
+            pytest.skip(f"this CPU has no {level}")
+        fresh = PackedModel(model.layers, model.mean, model.inv_std)
+        assert fresh.scores(X).tobytes() == ref_exact.tobytes()
+        assert fresh.scores_ternary(X).tobytes() == ref_tern.tobytes()
+    finally:
+        monkeypatch.delenv("OPENMIND_SIMD")
+        native.reset()
