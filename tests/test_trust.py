@@ -29,6 +29,13 @@ from openmind.vocab import Decision, Pathway
 SMALL = {"hidden": [32], "epochs": 6, "progress": False}
 
 
+@pytest.fixture(autouse=True)
+def cache_every_prediction(monkeypatch):
+    """These models are tiny: fast inference (issue 12) would not cache their predictions at all;
+    the prediction cache is what is under test here."""
+    monkeypatch.setattr("openmind.intents.infer.CACHE_MIN_WORK", 0)
+
+
 def _wine(n: int | None = None):
     from sklearn.datasets import load_wine
 
