@@ -216,7 +216,7 @@ def test_an_index_row_with_empty_meta_is_a_miss_not_bad_input(openmind_home):
     assert model.route.pathway == Pathway.FULL_TRAIN
     _sql(openmind_home, "UPDATE memory SET created=created+100 WHERE key='em-legacy'")  # newest
     with pytest.warns(MemoryWarning, match="no loadable model"):
-        assert load_local_model("em").key == versions("model", "em")[1].blob
+        assert load_local_model("em").content == versions("model", "em")[1].blob
 
 
 def test_a_bad_journal_record_is_skipped_with_a_warning(openmind_home, capsys):

@@ -44,12 +44,16 @@ SENTIMENT = {-1: "negative", 0: "neutral", 1: "positive"}
 
 @dataclass
 class LocalModel:
-    """A model ready for inference here: the object, its name, and a key naming its content."""
+    """A model ready for inference here: the object, its name, and a key naming it (the stored
+    version's key; a model object's own content key). `content` names the weights themselves
+    (the blob's hash): predictions are cached under it, so a retrained model never gets another
+    version's predictions."""
 
     name: str
     key: str
     model: Any
     meta: dict[str, Any] = field(default_factory=dict)
+    content: str | None = None
 
     @property
     def classes(self) -> np.ndarray:
@@ -157,8 +161,8 @@ def load_local_model(name: str) -> LocalModel | None:
                           f"holds no loadable model ({type(exc).__name__}: {exc}); skipped",
                           MemoryWarning, stacklevel=2)
             continue
-        local = LocalModel(name, entry.blob or entry.key, model,
-                           {**entry.meta, "shed": "; ".join(passed) or None})
+        local = LocalModel(name, entry.key, model,
+                           {**entry.meta, "shed": "; ".join(passed) or None}, entry.blob)
         while len(_LOADED) >= _LOADED_KEEP:
             _LOADED.pop(next(iter(_LOADED)))
         _LOADED[memo] = local
@@ -302,8 +306,9 @@ def infer_adaptive(model: Any, data: Any, strategy: str | None = None, *,
     worth = _worth_caching(local, int(X.shape[0]))
     # predictions are cached by the model's content + the data: a retrained model never gets
     # another version's predictions
-    cache_key = (key_for("predictions", local.key, fingerprint(X))
-                 if local is not None and local.key and worth else None)
+    content = (local.content or local.key) if local is not None else None
+    cache_key = (key_for("predictions", content, fingerprint(X))
+                 if content and worth else None)
     stand_in = (partial_reason(local.meta) or (getattr(local.model, "info", None) or {}).get("partial")
                 if local is not None else None)
     cached = get("predictions", cache_key) if cache_key and res.memory.available and not pol.fresh else None
