@@ -21,17 +21,8 @@ from openmind.flow.executor import Served, execute
 from openmind.flow.policy import split_policy
 from openmind.flow.resources import Resources, probe
 from openmind.flow.router import Candidate, Intent, route
-from openmind.memory.blobs import (
-    MemoryWarning,
-    entries,
-    fingerprint,
-    get,
-    key_for,
-    load,
-    partial_reason,
-    put,
-    versions,
-)
+from openmind.memory import blobs as memory
+from openmind.memory.blobs import entries, fingerprint, get, key_for, put
 from openmind.memory.health import shed_versions
 from openmind.vocab import Decision, Pathway, Route, check_name
 
@@ -138,7 +129,7 @@ def load_local_model(name: str) -> LocalModel | None:
     never served for another version. A stored row that holds no loadable model is skipped with a
     warning. A model already loaded in this process is reused while it is still the newest of its
     name and no version's health changed (index lookups, no blob read or unpacking)."""
-    found = versions("model", name)
+    found = memory.versions("model", name)
     if not found:
         return None
     shed = shed_versions(name)
@@ -147,11 +138,11 @@ def load_local_model(name: str) -> LocalModel | None:
         return _LOADED[memo]
     passed = [f"version {shed[(e.key, e.blob)].get('version')}: {shed[(e.key, e.blob)].get('reason')}"
               for e in found if (e.key, e.blob) in shed]
-    ordered = sorted(found, key=lambda e: partial_reason(e.meta) is not None)
+    ordered = sorted(found, key=lambda e: memory.partial_reason(e.meta) is not None)
     for entry in ordered:  # stable: newest first within complete, then partial
         if (entry.key, entry.blob) in shed:
             continue
-        arrays = load(entry)
+        arrays = memory.load(entry)
         if arrays is None:
             continue
         try:
@@ -159,7 +150,7 @@ def load_local_model(name: str) -> LocalModel | None:
         except Exception as exc:  # a damaged row is a miss, never the caller's error
             warnings.warn(f"openmind: muscle memory entry model '{name}' ({entry.key[:12]}) "
                           f"holds no loadable model ({type(exc).__name__}: {exc}); skipped",
-                          MemoryWarning, stacklevel=2)
+                          memory.MemoryWarning, stacklevel=2)
             continue
         local = LocalModel(name, entry.key, model,
                            {**entry.meta, "shed": "; ".join(passed) or None}, entry.blob)
@@ -309,7 +300,7 @@ def infer_adaptive(model: Any, data: Any, strategy: str | None = None, *,
     content = (local.content or local.key) if local is not None else None
     cache_key = (key_for("predictions", content, fingerprint(X))
                  if content and worth else None)
-    stand_in = (partial_reason(local.meta) or (getattr(local.model, "info", None) or {}).get("partial")
+    stand_in = (memory.partial_reason(local.meta) or (getattr(local.model, "info", None) or {}).get("partial")
                 if local is not None else None)
     cached = get("predictions", cache_key) if cache_key and res.memory.available and not pol.fresh else None
     remote = False
