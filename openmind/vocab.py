@@ -91,6 +91,9 @@ class Route:
     duration_ms: float = 0.0
     journal_id: int | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    # None when the result answers the call as asked, else a short reason why it does not
+    # ("a cached model trained on other data", "partial: stopped by the budget after 3 of 60 epochs")
+    degraded: str | None = None
     # the journal record as written (plan, excluded pathways, resources): what a card shows
     record: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     # None when the result answers the call as asked, else why not (DESIGN.md "Public surface")
@@ -110,7 +113,8 @@ class Route:
         }
 
     def __str__(self) -> str:
-        return f"{self.intent}: {self.pathway.value}/{self.decision.value} ({self.reason})"
+        text = f"{self.intent}: {self.pathway.value}/{self.decision.value} ({self.reason})"
+        return text + (f" [degraded: {self.degraded}]" if self.degraded else "")
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
         # plain text; in a notebook, openmind.jupyter registers the decision card as the HTML form

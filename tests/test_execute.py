@@ -9,6 +9,7 @@ import pytest
 
 import openmind
 from openmind import BadInput, Decision, Intent, Pathway, Resource, Resources
+from openmind.errors import AllPathwaysFailed
 
 
 def _plan():
@@ -87,19 +88,34 @@ def test_bad_input_is_raised_at_once_not_fallen_through():
     assert len(calls) == 1
 
 
-def test_keyboard_interrupt_falls_through_unless_last():
+def test_keyboard_interrupt_stops_the_call_and_is_journaled_interrupted():
     plan, res = _plan()
+    calls = []
 
     def handler(c):
-        if c.pathway is not Pathway.MUSCLE_MEMORY:
-            raise KeyboardInterrupt
-        return Box()
+        calls.append(c)
+        raise KeyboardInterrupt
 
-    _, route = openmind.execute(plan, handler, resources=res)
-    assert route.pathway is Pathway.MUSCLE_MEMORY
-    assert [a.outcome for a in route.attempts] == ["interrupted", "interrupted", "ok"]
-    with pytest.raises(KeyboardInterrupt):
-        openmind.execute(plan, lambda c: (_ for _ in ()).throw(KeyboardInterrupt()), resources=res)
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C is not a failure to fall through
+        openmind.execute(plan, handler, resources=res)
+    assert len(calls) == 1
+    rec = openmind.journal(1)[0]
+    assert rec["interrupted"] is True and rec["ok"] is False
+    assert [a["outcome"] for a in rec["attempts"]] == ["interrupted"]
+
+
+def test_a_degraded_result_says_so_and_strict_refuses_it():
+    from openmind.flow.executor import Served
+
+    plan, res = _plan()
+    result, route = openmind.execute(plan, lambda c: Served(Box(), degraded="a stand-in"),
+                                     resources=res)
+    assert route.degraded == "a stand-in" and result.route is route
+    assert openmind.journal(1)[0]["degraded"] == "a stand-in"
+    assert "[degraded: a stand-in]" in str(route)
+    strict = openmind.route(plan.intent, resources=res, strict=True)
+    with pytest.raises(AllPathwaysFailed, match="strict=True refuses a degraded result"):
+        openmind.execute(strict, lambda c: Served(Box(), degraded="a stand-in"), resources=res)
 
 
 def test_unwritable_journal_warns_and_still_returns(openmind_home, monkeypatch):

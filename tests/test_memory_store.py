@@ -65,7 +65,7 @@ def test_truncated_blob_is_a_miss_with_a_warning_and_still_a_model():
         model = train_or_load("m", X, y, **SMALL)
     assert model.route.pathway == Pathway.FULL_TRAIN  # retrained, and stored afresh
     assert model.pack() == first.pack()  # same seed, same data: same model
-    assert get("model", entry.key) is not None
+    assert get("model", model.info["key"]) is not None  # a new version, readable
 
 
 def test_deleted_blob_is_a_miss_with_a_warning_and_gc_drops_the_entry():
@@ -76,7 +76,7 @@ def test_deleted_blob_is_a_miss_with_a_warning_and_gc_drops_the_entry():
         assert get("model", entry.key) is None
     assert gc() == 1 and entries() == []
     model = train_or_load("m", X, y, **SMALL)
-    assert model.route.pathway == Pathway.FULL_TRAIN and get("model", entry.key) is not None
+    assert model.route.pathway == Pathway.FULL_TRAIN and get("model", model.info["key"]) is not None
 
 
 def test_unwritable_blob_store_warns_and_returns_the_model(openmind_home):

@@ -31,6 +31,10 @@ ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
+# the theme's warning colour, as the browser computes it
+WARN_COLOR = ("() => { const d = document.createElement('div'); d.style.color = "
+              "'var(--jp-warn-color1)'; document.body.appendChild(d); "
+              "const c = getComputedStyle(d).color; d.remove(); return c; }")
 INTERVAL = 2  # the user setting under test (seconds between polls)
 SETUP_CELL = "%load_ext openmind.jupyter"
 # the cell magic journals the decision with the cell's id and execution count
@@ -348,12 +352,22 @@ def test_decision_appears_in_sidebar(lab, tmp_path):
                                    " return r.bottom > 0 && r.top < window.innerHeight; }")
 
             light = panel.evaluate("e => getComputedStyle(e).backgroundColor")
+            # a simulated signal from the built-in prior is degraded: its card says so in the
+            # theme's warning colour (issue 11), in both themes
+            card = cells.nth(1).locator(".openmind-card[data-degraded='1']")
+            card.wait_for(timeout=10_000)
+            assert "degraded: synthetic: built-in prior" in card.inner_text()
+            assert card.evaluate("e => getComputedStyle(e).borderLeftColor") == page.evaluate(WARN_COLOR)
+            card.scroll_into_view_if_needed()
             page.screenshot(path=str(ARTIFACTS / "sidebar-light.png"))
+            card.screenshot(path=str(ARTIFACTS / "card-degraded-light.png"))
             # dark theme, after a reload: the panel comes back with the journal's history
             page.evaluate("() => window.jupyterapp.commands.execute('apputils:change-theme',"
                           " {theme: 'JupyterLab Dark'})")
             page.wait_for_function("() => document.body.dataset.jpThemeName === 'JupyterLab Dark'")
             page.wait_for_timeout(1000)  # the settings write
+            assert card.evaluate("e => getComputedStyle(e).borderLeftColor") == page.evaluate(WARN_COLOR)
+            card.screenshot(path=str(ARTIFACTS / "card-degraded-dark.png"))
             page.reload()
             page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
             page.locator(".jp-NotebookPanel").wait_for()  # the layout is restored by now

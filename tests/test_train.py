@@ -77,18 +77,23 @@ def test_budget_stops_training_and_says_so():
     assert model.route.summary["stopped"] == "budget"
 
 
-def _interrupt_when_training(timeout: float = 60.0) -> threading.Thread:
-    """Send a real SIGINT (Ctrl-C) to this process once the main thread is inside fit()."""
+def _interrupt_when_training(timeout: float = 60.0, after: float = 0.0) -> threading.Thread:
+    """Send a real SIGINT (Ctrl-C) to this process once the main thread has been inside fit()
+    for `after` seconds."""
     main = threading.main_thread().ident
 
     def watch() -> None:
         deadline = time.monotonic() + timeout
+        entered = None
         while time.monotonic() < deadline:
             frame = sys._current_frames().get(main)
             while frame is not None:
                 if frame.f_code.co_name == "_fit" and frame.f_code.co_filename.endswith("fit.py"):
-                    os.kill(os.getpid(), signal.SIGINT)
-                    return
+                    entered = entered or time.monotonic()
+                    if time.monotonic() - entered >= after:
+                        os.kill(os.getpid(), signal.SIGINT)
+                        return
+                    break
                 frame = frame.f_back
             time.sleep(0.01)
 
@@ -97,19 +102,32 @@ def _interrupt_when_training(timeout: float = 60.0) -> threading.Thread:
     return thread
 
 
-def test_interrupted_training_falls_back_to_cached_model():
+def test_ctrl_c_stops_the_call_keeps_a_partial_version_and_the_next_call_resumes_it():
+    from openmind.memory.blobs import versions
+
     X, y = _blobs(300)
-    first = train_or_load("robot", X, y, **SMALL)
+    train_or_load("robot", X, y, **SMALL)
     X2, y2 = _blobs(300, seed=1)
-    watcher = _interrupt_when_training()
-    model = train_or_load("robot", X2, y2, fallback="cached", hidden=[32], epochs=100000,
-                          patience=100000, progress=False)
+    cfg = {"hidden": [32], "epochs": 300, "patience": 300, "progress": False}
+    watcher = _interrupt_when_training(after=0.4)
+    with pytest.raises(KeyboardInterrupt):  # before: the cached model came back, green
+        train_or_load("robot", X2, y2, **cfg)
     watcher.join(5)
-    assert (model.route.pathway, model.route.decision) == (Pathway.MUSCLE_MEMORY, Decision.CACHED)
-    assert model.route.attempts[0].outcome == "interrupted"
-    assert model.pack() == first.pack()
     rec = journal(1)[0]
-    assert rec["attempts"][0]["outcome"] == "interrupted" and rec["decision"] == "CACHED"
+    assert rec["ok"] is False and rec["interrupted"] is True
+    assert rec["attempts"][-1]["outcome"] == "interrupted"
+    cut = versions("model", "robot")[0]
+    assert cut.meta["complete"] is False and cut.meta["stopped"] == "interrupted"
+    done = cut.meta["epochs_done"]
+    assert 0 < done < 300
+    resumed = train_or_load("robot", X2, y2, **cfg)
+    assert (resumed.route.pathway, resumed.route.decision) == (Pathway.FINE_TUNE, Decision.HYBRID)
+    assert f"resumed after {done} of 300 epochs" in resumed.route.reason
+    assert resumed.route.degraded is None and resumed.info["parent"] == cut.key
+    again = train_or_load("robot", X2, y2, **cfg)
+    assert again.route.pathway == Pathway.MUSCLE_MEMORY and again.route.degraded is None
+    assert again.pack() == resumed.pack()
+    assert len(versions("model", "robot")) == 3  # first, the partial, the resumed one
 
 
 def test_routing_with_injected_gpu_trains_on_cpu_and_says_why():
@@ -158,12 +176,44 @@ def test_unknown_data_shape_trains_on_the_language_models_plan(monkeypatch):
         model = train_or_load("images", X, y, progress=False)
         sent = json.dumps(fake.calls("/v1/chat/completions")[0]["body"])
     http.reset()
-    assert (model.route.pathway, model.route.decision) == (Pathway.CLOUD_INFERENCE, Decision.MODEL)
+    # planned by the language model, trained here: journaled as the pathway that ran
+    assert (model.route.pathway, model.route.decision) == (Pathway.FULL_TRAIN, Decision.MODEL)
+    assert journal(1)[0]["pathway"] == "full_train"
+    assert model.route.attempts[0].pathway == Pathway.FULL_TRAIN
     assert model.config["hidden"] == VALID_PLAN["architecture"]["hidden"]
     assert model.config["epochs"] == VALID_PLAN["epochs"]
     assert "language model's plan" in model.info["plan"]
     assert "[200, 4, 4]" in sent and str(X[0, 0, 0])[:8] not in sent  # the shape, never the data
     assert key not in json.dumps(journal(1)[0])
+
+
+def test_a_refused_plan_keeps_its_reason_and_a_fine_tune_plan_is_honoured(monkeypatch):
+    from openmind.pathways.cloud import http
+    from tests.fake_llm import VALID_PLAN, FakeLLM
+
+    key = "sk-openmind-train-test-77aa11"
+    http.reset()
+    X, y = _images()
+    with FakeLLM(key) as fake:
+        monkeypatch.setenv("OPENMIND_API_BASE", fake.base)
+        monkeypatch.setenv("OPENMIND_API_KEY", key)
+        fake.script("/v1/chat/completions", ("reply", json.dumps({"pathway": "teleport"})))
+        model = train_or_load("images", X, y, progress=False)
+        failed = model.route.attempts[0]
+        assert failed.outcome == "failed" and "no valid training plan:" in failed.error
+        assert len(failed.error) > len("PathwayUnavailable: the language model gave no valid training plan: ")
+        assert (model.route.pathway, model.route.decision) == (Pathway.FULL_TRAIN, Decision.MODEL)
+        # a valid fine-tune plan on new data of the same shape: the ancestor is fine-tuned
+        plan = {**VALID_PLAN, "pathway": "fine_tune",
+                "architecture": {"hidden": model.config["hidden"], "activation": "relu"},
+                "epochs": 5}
+        fake.script("/v1/chat/completions", ("reply", json.dumps(plan)))
+        X2, y2 = X[::-1].copy(), y[::-1].copy()
+        tuned = train_or_load("images", X2, y2, progress=False, fresh=False)
+    http.reset()
+    assert (tuned.route.pathway, tuned.route.decision) == (Pathway.FINE_TUNE, Decision.MODEL)
+    assert tuned.info["parent"] == model.info["key"]
+    assert journal(1)[0]["pathway"] == "fine_tune"
 
 
 def test_string_and_trit_labels_round_trip():

@@ -1,7 +1,10 @@
 """The executor: run a plan's candidates in order until one works, journal every attempt.
 
 A failure is a reason, not an error, while another candidate remains. BadInput is the caller's
-mistake and is raised at once (every pathway would fail the same way).
+mistake and is raised at once (every pathway would fail the same way). Ctrl-C is not a failure:
+it is journaled "interrupted" and propagates (the handler kept what was done). A handler whose
+result is not what the call asked for says so by returning `Served(value, degraded=reason)`; the
+route carries the reason, and `strict=True` or `fallback="none"` refuse such a result.
 """
 
 from __future__ import annotations
@@ -9,15 +12,41 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from openmind.config import redact
 from openmind.errors import AllPathwaysFailed, BadInput
 from openmind.flow.resources import Resources
 from openmind.flow.router import Candidate, Plan
-from openmind.vocab import Attempt, Route
+from openmind.vocab import Attempt, Pathway, Route
 
 Handler = Callable[[Candidate], Any]
+
+
+@dataclass
+class Served:
+    """A handler's result with what the route must know beyond the candidate it ran.
+
+    degraded: why the value is not what the call asked for (None: it is).
+    pathway:  the pathway that really ran, when it differs from the candidate's (a language
+              model's plan trained here is `full_train`, not `cloud_inference`).
+    note:     appended to the route's reason (e.g. "resumed after 1 of 60 epochs").
+    """
+
+    value: Any
+    degraded: str | None = None
+    pathway: Pathway | None = None
+    note: str | None = None
+
+
+def refuses_degraded(plan: Plan) -> bool:
+    """strict=True or fallback="none": a degraded result is a failure, not an answer."""
+    return bool(plan.policy.strict) or plan.policy.fallback == "none"
+
+
+class _Refused(Exception):
+    pass
 Handlers = Handler | Mapping[Any, Handler]
 
 
@@ -48,38 +77,47 @@ def execute(
     intent = plan.intent.kind.value
     attempts: list[Attempt] = []
     start = time.perf_counter()
-    for i, cand in enumerate(plan.candidates):
+    for cand in plan.candidates:
         handler = _pick(handlers, cand)
         t0 = time.perf_counter()
         if handler is None:
             attempts.append(Attempt(cand.pathway, cand.decision, cand.reason, "failed",
                                     "no handler for this pathway", 0.0))
             continue
-        last = i == len(plan.candidates) - 1
         try:
             result = handler(cand)
+            served = result if isinstance(result, Served) else Served(result)
+            if served.degraded and refuses_degraded(plan):
+                why = "strict=True" if plan.policy.strict else "fallback=none"
+                raise _Refused(f"would be degraded ({served.degraded}); {why} refuses a "
+                               f"degraded result")
         except BadInput as exc:
             attempts.append(_failed(cand, "failed", exc, t0))
             _finish(plan, attempts, None, start, resources, None, record, error=str(exc))
             raise
         except KeyboardInterrupt as exc:
+            # Ctrl-C stops the call: the handler kept what was done; journal it and propagate
             attempts.append(_failed(cand, "interrupted", exc, t0))
-            if last:
-                _finish(plan, attempts, None, start, resources, None, record, error="interrupted")
-                raise
+            _finish(plan, attempts, None, start, resources, None, record,
+                    error="interrupted (Ctrl-C)" + (f": {exc}" if str(exc) else ""))
+            raise
+        except _Refused as exc:
+            attempts.append(Attempt(cand.pathway, cand.decision, cand.reason, "failed", str(exc),
+                                    (time.perf_counter() - t0) * 1000))
             continue
         except Exception as exc:
             attempts.append(_failed(cand, "failed", exc, t0))
             continue
-        attempts.append(Attempt(cand.pathway, cand.decision, cand.reason, "ok", None,
-                                (time.perf_counter() - t0) * 1000))
+        result = served.value
+        attempts.append(Attempt(served.pathway or cand.pathway, cand.decision, cand.reason, "ok",
+                                None, (time.perf_counter() - t0) * 1000))
         summary = {}
         if summarize is not None:
             try:
                 summary = summarize(result) or {}
             except Exception as exc:  # a summary must never cost the user the result
                 summary = {"summary_error": _error_text(exc)}
-        route = _finish(plan, attempts, cand, start, resources, summary, record)
+        route = _finish(plan, attempts, cand, start, resources, summary, record, served=served)
         attach_route(result, route)
         return result, route
     error = AllPathwaysFailed(intent if not plan.intent.name else f"{intent} '{plan.intent.name}'", attempts)
@@ -98,17 +136,19 @@ def _failed(cand: Candidate, outcome: str, exc: BaseException, t0: float) -> Att
 
 def _finish(plan: Plan, attempts: list[Attempt], chosen: Candidate | None, start: float,
             resources: Resources | None, summary: dict[str, Any] | None, record: bool,
-            error: str | None = None) -> Route | None:
+            error: str | None = None, served: Served | None = None) -> Route | None:
     """Journal the outcome; return the Route when a candidate succeeded."""
     duration = (time.perf_counter() - start) * 1000
     route = None
     if chosen is not None:
-        reason = chosen.reason
+        served = served or Served(None)
+        reason = chosen.reason + (f"; {served.note}" if served.note else "")
         tried = [a for a in attempts if a.outcome != "ok"]
         if tried:
             reason += " (after " + "; ".join(f"{a.pathway.value} {a.outcome}: {a.error}" for a in tried) + ")"
-        route = Route(chosen.pathway, chosen.decision, reason, plan.intent.kind.value,
-                      attempts, duration, None, summary or {})
+        route = Route(served.pathway or chosen.pathway, chosen.decision, redact(reason),
+                      plan.intent.kind.value, attempts, duration, None, summary or {},
+                      redact(served.degraded) if served.degraded else None)
     if record:
         entry = {
             "intent": plan.intent.kind.value,
@@ -117,6 +157,8 @@ def _finish(plan: Plan, attempts: list[Attempt], chosen: Candidate | None, start
             "pathway": route.pathway.value if route else None,
             "decision": route.decision.value if route else None,
             "reason": route.reason if route else error,
+            "degraded": route.degraded if route else None,
+            "interrupted": bool(attempts) and attempts[-1].outcome == "interrupted",
             "duration_ms": round(duration, 3),
             "policy": plan.policy.to_dict(),
             "plan": plan.to_dict(),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import time
+import warnings
 from typing import Any
 
 from openmind.config import redact
@@ -87,7 +88,14 @@ def journal(limit: int = 50, *, after: int | None = None, session: str | None = 
         rows = con.execute(sql, args).fetchall()
     out = []
     for r in rows:
-        rec = json.loads(r["record"])
+        try:
+            rec = json.loads(r["record"])
+            if not isinstance(rec, dict):
+                raise ValueError(f"a {type(rec).__name__}, not an object")
+        except (TypeError, ValueError) as exc:  # a damaged row must not hide the others
+            warnings.warn(f"openmind: journal record #{r['id']} is unreadable ({exc}); skipped",
+                          RuntimeWarning, stacklevel=2)
+            continue
         rec["id"] = r["id"]
         out.append(rec)
     return out
@@ -107,8 +115,14 @@ def format_records(records: list[dict]) -> str:
         where = f"[{cell.get('execution_count')}]" if cell.get("execution_count") is not None else ""
         what = f"{r.get('intent')} {r.get('name') or ''}".strip()
         how = f"{r.get('pathway')}/{r.get('decision')}" if r.get("ok") else "FAILED"
+        why = r.get("reason") or ""
+        if r.get("ok") and r.get("degraded"):
+            how += " DEGRADED"
+            why = f"degraded: {r['degraded']}; {why}"
+        elif r.get("interrupted"):
+            how = "INTERRUPTED"
         lines.append(f"{r.get('id', ''):>5} {ts} {where:>5} {what:<24} {how:<28} "
-                     f"{r.get('duration_ms', 0):8.1f} ms  {r.get('reason') or ''}")
+                     f"{r.get('duration_ms') or 0:8.1f} ms  {why}")
     return "\n".join(lines)
 
 

@@ -34,6 +34,8 @@ class Policy:
     prefer:   pathways to move to the front of the plan when they are candidates.
     source:   sense only: auto, device (hardware only) or simulate (never the device).
     timeout:  seconds a device or network candidate may take before it counts as failed.
+    strict:   refuse a degraded result (a cached model of other data, a partial run, a synthetic
+              signal): the call raises instead (as fallback="none" does).
     workers:  train: processes for a data-parallel full train (None = one, or one per GPU when
               the probe sees several).
     """
@@ -45,6 +47,7 @@ class Policy:
     prefer: tuple[Pathway, ...] = ()
     source: str = "auto"
     timeout: float | None = None
+    strict: bool = False
     workers: int | None = None
 
     def __post_init__(self) -> None:
@@ -72,14 +75,14 @@ def _coerce(key: str, value: Any) -> Any:
         return str(value).strip().lower()
     if key in ("budget", "timeout"):
         return parse_duration(value, key)
-    if key == "fresh":
+    if key in ("fresh", "strict"):
         if isinstance(value, str):
             low = value.strip().lower()
             if low in ("1", "true", "yes", "on"):
                 return True
             if low in ("0", "false", "no", "off", ""):
                 return False
-            raise BadInput(f"fresh must be true or false, got {value!r}")
+            raise BadInput(f"{key} must be true or false, got {value!r}")
         return bool(value)
     if key == "prefer":
         if value is None:

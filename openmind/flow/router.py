@@ -43,6 +43,8 @@ class Intent:
     prior:        sense: the signal has a built-in prior (`Intent.of` fills it from the pattern
                   pathway's table when not given)
     est_seconds:  train: estimated CPU seconds of a full train (None = unknown, assume it fits)
+    partial:      train: a run of this very request was cut short; how far it got ("1 of 60
+                  epochs"), so it is resumed rather than restarted
     joined:       train: the size of the torchrun process group this call runs in (None = none)
     ancestors:    train: names of the models a new network's first weights are sampled from
     uncacheable:  cell pathway: why the cell cannot be kept (a value that cannot be fingerprinted)
@@ -64,6 +66,7 @@ class Intent:
     pattern: bool | None = None
     prior: bool = False
     est_seconds: float | None = None
+    partial: str | None = None
     joined: int | None = None
     ancestors: tuple[str, ...] = ()
     uncacheable: str | None = None
@@ -89,7 +92,7 @@ class Intent:
             "shape": list(self.shape) if self.shape else None, "data_kind": self.data_kind,
             "exact": self.exact, "ancestor": self.ancestor, "local_model": self.local_model,
             "remote_model": self.remote_model, "pattern": self.pattern, "prior": self.prior,
-            "est_seconds": self.est_seconds, "ancestors": list(self.ancestors),
+            "est_seconds": self.est_seconds, "partial": self.partial, "ancestors": list(self.ancestors),
             "uncacheable": self.uncacheable, "kept_bytes": self.kept_bytes,
             "restore_s": self.restore_s,
             "joined": self.joined,
@@ -229,6 +232,16 @@ def _train(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
 
     ancestor = _has_model(it, res, it.ancestor)
     device, where = _compute(res)
+    if pol.fresh and ancestor:
+        # fresh: from scratch or a clear failure; never a fine-tune, never another model
+        excluded.append((Pathway.FINE_TUNE, "fresh=True: training from scratch, no fine-tune"))
+        excluded.append((Pathway.MUSCLE_MEMORY, "fresh=True: no cached model stands in"))
+        ancestor = False
+    elif it.partial and _memory_on(res) and it.data_kind in KNOWN_DATA:
+        out.append(Candidate(Pathway.FINE_TUNE, Decision.HYBRID,
+                             f"a run of '{name}' on this data with this config stopped after "
+                             f"{it.partial}: resuming it on {where}",
+                             {"device": device, "resume": True}))
 
     if it.data_kind not in KNOWN_DATA:
         shape = f"{it.data_kind} data" + (f" of shape {tuple(it.shape)}" if it.shape else "")
@@ -244,13 +257,15 @@ def _train(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
                              {"planner": "heuristic", "device": device}))
         if ancestor:
             out.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
-                                 f"the cached model named '{name}' (trained on other data)",
+                                 f"the cached model named '{name}' (trained on other data or config)",
                                  {"ancestor": True}))
         return out
 
     small_budget = pol.budget is not None and pol.budget <= SMALL_BUDGET_S
     small_data = it.rows is not None and it.rows <= SMALL_DATA_ROWS
-    if ancestor and (small_budget or small_data):
+    if it.partial and not pol.fresh:
+        pass  # the resume above is the fine-tune
+    elif ancestor and (small_budget or small_data):
         why = (f"budget {pol.budget:g}s is small" if small_budget else f"data is small ({it.rows} rows)")
         out.append(Candidate(Pathway.FINE_TUNE, Decision.HYBRID,
                              f"cached ancestor '{name}' + new data, {why}: fine-tune on {where}",
@@ -276,7 +291,7 @@ def _train(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
         {**params, "fits_budget": fits},
     )
     fallback = Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
-                         f"the cached model named '{name}' (trained on other data)",
+                         f"the cached model named '{name}' (trained on other data or config)",
                          {"ancestor": True})
     if fits:
         out.append(train)

@@ -37,11 +37,17 @@ def request_plan(situation: dict[str, Any]) -> dict[str, Any]:
 
 def plan_training(situation: dict[str, Any]) -> dict[str, Any] | None:
     """A validated plan, or None (logged with the reason) so the caller uses its heuristics."""
+    return plan_training_or_reason(situation)[0]
+
+
+def plan_training_or_reason(situation: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
+    """(a validated plan, "") or (None, why the language model gave none: unreachable, refused,
+    invalid), logged, so the caller can keep the reason in the journal."""
     try:
-        return request_plan(situation)
+        return request_plan(situation), ""
     except LLMError as exc:
         log.warning("no language-model plan (%s); falling back to heuristics", exc)
-        return None
+        return None, str(exc)
 
 
 def request_signal(name: str) -> dict[str, Any]:

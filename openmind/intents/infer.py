@@ -9,6 +9,7 @@ stored model becomes something with `predict_proba`.
 from __future__ import annotations
 
 import html
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,12 +17,13 @@ import numpy as np
 
 from openmind.config import home, public_url
 from openmind.errors import BadInput, PathwayUnavailable
-from openmind.flow.executor import execute
+from openmind.flow.executor import Served, execute
 from openmind.flow.policy import split_policy
 from openmind.flow.resources import Resources, probe
 from openmind.flow.router import Candidate, Intent, route
-from openmind.memory.blobs import entries, fingerprint, get, key_for, latest, put
-from openmind.memory.health import healthy_hits, shed_versions
+from openmind.memory import blobs as memory
+from openmind.memory.blobs import entries, fingerprint, get, key_for, put
+from openmind.memory.health import shed_versions
 from openmind.vocab import Decision, Pathway, Route, check_name
 
 # default meaning of the trits for zero-shot text classification
@@ -33,12 +35,16 @@ SENTIMENT = {-1: "negative", 0: "neutral", 1: "positive"}
 
 @dataclass
 class LocalModel:
-    """A model ready for inference here: the object, its name, and a key naming its content."""
+    """A model ready for inference here: the object, its name, and a key naming it (the stored
+    version's key; a model object's own content key). `content` names the weights themselves
+    (the blob's hash): predictions are cached under it, so a retrained model never gets another
+    version's predictions."""
 
     name: str
     key: str
     model: Any
     meta: dict[str, Any] = field(default_factory=dict)
+    content: str | None = None
 
     @property
     def classes(self) -> np.ndarray:
@@ -117,26 +123,42 @@ _LOADED_KEEP = 8
 
 
 def load_local_model(name: str) -> LocalModel | None:
-    """The newest healthy model named `name` in muscle memory, ready for inference (None if there
-    is none; a version the validator shed is never served). A model already loaded in this process
-    is reused while it is still the newest of its name and no version's health changed (index
-    lookups, no blob read or unpacking)."""
-    found = entries("model", name)
+    """The newest healthy complete model named `name` in muscle memory (else the newest healthy
+    partial one), ready for inference; None if there is none. A version the validator shed is
+    never served. Its `key` names its content (the blob's hash), so predictions cached for it are
+    never served for another version. A stored row that holds no loadable model is skipped with a
+    warning. A model already loaded in this process is reused while it is still the newest of its
+    name and no version's health changed (index lookups, no blob read or unpacking)."""
+    found = memory.versions("model", name)
     if not found:
         return None
-    memo = (str(home()), found[0].key, found[0].blob, frozenset(shed_versions(name)))
+    shed = shed_versions(name)
+    memo = (str(home()), found[0].key, found[0].blob, frozenset(shed))
     if memo in _LOADED:
         return _LOADED[memo]
-    _, hit, shed = healthy_hits(name, None, latest("model", name))  # never a shed version
-    if hit is None:
-        return None
-    arrays, entry = hit
-    local = LocalModel(name, entry.key, _model_from(arrays, entry.meta), {**entry.meta, "shed": shed})
-    if entry.key == found[0].key:
+    passed = [f"version {shed[(e.key, e.blob)].get('version')}: {shed[(e.key, e.blob)].get('reason')}"
+              for e in found if (e.key, e.blob) in shed]
+    ordered = sorted(found, key=lambda e: memory.partial_reason(e.meta) is not None)
+    for entry in ordered:  # stable: newest first within complete, then partial
+        if (entry.key, entry.blob) in shed:
+            continue
+        arrays = memory.load(entry)
+        if arrays is None:
+            continue
+        try:
+            model = _model_from(arrays, entry.meta)
+        except Exception as exc:  # a damaged row is a miss, never the caller's error
+            warnings.warn(f"openmind: muscle memory entry model '{name}' ({entry.key[:12]}) "
+                          f"holds no loadable model ({type(exc).__name__}: {exc}); skipped",
+                          memory.MemoryWarning, stacklevel=2)
+            continue
+        local = LocalModel(name, entry.key, model,
+                           {**entry.meta, "shed": "; ".join(passed) or None}, entry.blob)
         while len(_LOADED) >= _LOADED_KEEP:
             _LOADED.pop(next(iter(_LOADED)))
         _LOADED[memo] = local
-    return local
+        return local
+    return None
 
 
 def _wrap(model: Any) -> LocalModel:
@@ -243,12 +265,14 @@ def _as_data(data: Any) -> tuple[np.ndarray, str]:
     return arr, "tabular"
 
 
-def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
+def infer_adaptive(model: Any, data: Any, strategy: str | None = None, *,
                    labels: dict[int, str] | None = None, resources: Resources | None = None,
                    **policy: Any) -> Predictions:
     """Predict with whatever this machine has: cached predictions, the model in local memory (GPU
     if present, else the packed CPU path), an Open Inference Protocol endpoint, or zero-shot text
-    classification by the language model. `strategy`: adaptive | local | cloud | cached.
+    classification by the language model. `strategy`: adaptive | local | cloud | cached; left
+    out, the cell's scope (`with openmind.policy(...)`, `%%openmind infer --strategy ...`) decides,
+    else adaptive: an argument the caller passed > the scope > the default.
 
     `model` is a model name (str) or a model object; `labels` gives the meaning of the trits
     -1/0/+1 for zero-shot text classification (default: negative/neutral/positive).
@@ -271,8 +295,13 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
         local.check(X)
 
     worth = _worth_caching(local, int(X.shape[0]))
-    cache_key = (key_for("predictions", local.key, fingerprint(X))
-                 if local is not None and local.key and worth else None)
+    # predictions are cached by the model's content + the data: a retrained model never gets
+    # another version's predictions
+    content = (local.content or local.key) if local is not None else None
+    cache_key = (key_for("predictions", content, fingerprint(X))
+                 if content and worth else None)
+    stand_in = (memory.partial_reason(local.meta) or (getattr(local.model, "info", None) or {}).get("partial")
+                if local is not None else None)
     cached = get("predictions", cache_key) if cache_key and res.memory.available and not pol.fresh else None
     remote = False
     if local is None and res.infer.available:
@@ -292,7 +321,8 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
         if cached is None:
             raise PathwayUnavailable("cached predictions vanished")
         arrays, _entry = cached
-        return Predictions(arrays["values"], arrays.get("probabilities"), name, "muscle memory")
+        out = Predictions(arrays["values"], arrays.get("probabilities"), name, "muscle memory")
+        return Served(out, degraded=f"the model is {stand_in}") if stand_in else out
 
     def run_local(cand: Candidate) -> Predictions:
         from openmind.intents.label import queue_abstentions
@@ -308,7 +338,8 @@ def infer_adaptive(model: Any, data: Any, strategy: str = "adaptive", *,
         if cache_key and res.memory.available:
             put("predictions", name, cache_key, {"values": np.asarray(values), "probabilities": proba},
                 {"model_key": local.key, "rows": int(X.shape[0])})
-        return Predictions(np.asarray(values), proba, name, src)
+        out = Predictions(np.asarray(values), proba, name, src)
+        return Served(out, degraded=f"the model is {stand_in}") if stand_in else out
 
     def run_cloud(cand: Candidate) -> Predictions:
         from openmind.pathways.cloud.oip import OIPClient

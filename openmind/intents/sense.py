@@ -15,9 +15,10 @@ from typing import Any
 import numpy as np
 
 from openmind.errors import BadInput, PathwayUnavailable
-from openmind.flow.executor import execute
+from openmind.flow.executor import Served, execute
 from openmind.flow.policy import split_policy
 from openmind.flow.router import Candidate, Intent, route
+from openmind.memory.blobs import key_for, put
 from openmind.pathways.pattern import (
     Pattern,
     blend,
@@ -240,7 +241,9 @@ def sense_or_simulate(signal: str, duration: str | float = "1h", rate: str | flo
         pat = load(signal) if kind == "pattern" else prior(signal)
         if pat is None:
             raise PathwayUnavailable(f"no {'fitted pattern' if kind == 'pattern' else 'prior'} for '{signal}'")
-        return job.simulated(pat, kind)
+        sig = job.simulated(pat, kind)
+        return Served(sig, degraded="synthetic: built-in prior, no real capture yet") \
+            if kind == "prior" else sig
 
     handlers = {
         (Pathway.HARDWARE_IN_LOOP, Decision.HARDCODE): job.hardware,
@@ -274,7 +277,8 @@ class _Sensing:
         from openmind.intents.ask import request_signal
 
         pat = from_description(self.signal, request_signal(self.signal))
-        return self.simulated(pat, "llm")
+        return Served(self.simulated(pat, "llm"),
+                      degraded="synthetic: simulated from the language model's description")
 
     def hardware(self, cand: Candidate) -> Signal:
         from openmind.flow.resources import invalidate
@@ -286,6 +290,7 @@ class _Sensing:
             raise PathwayUnavailable(f"the device streams '{self.signal}' at most at {top} Hz; "
                                      f"{self.hz:g} Hz was asked")
         bar = self._bar()
+        unit, start = "", time.time()
         try:
             with Link(port) as link:
                 info = link.hello(self.timeout)
@@ -296,6 +301,13 @@ class _Sensing:
                 cap = link.capture(self.signal, self.hz, self.count, self.timeout,
                                    on_sample=(lambda k: bar.update(k - bar.n) if k % step == 0 else None)
                                    if bar else None)
+        except KeyboardInterrupt as exc:
+            cut = getattr(exc, "capture", None)
+            if cut is None or cut.received == 0:
+                raise
+            kept = self.keep_capture(cut, unit, start)  # the samples read are not lost
+            raise KeyboardInterrupt(f"{cut.error}; the {cut.received} samples read are kept "
+                                    f"(capture {kept})") from exc
         finally:
             if bar:
                 bar.close()
@@ -305,7 +317,12 @@ class _Sensing:
             raise PathwayUnavailable(cap.error or "the device sent no sample")
         n, real_values = cap.n, cap.values
         calibration = calibrate(self.signal, unit, start + n / self.hz, real_values)
-        return self.gaps_filled(cap, start, unit, calibration)
+        sig = self.gaps_filled(cap, start, unit, calibration)
+        if sig.source == "hardware+simulated":  # not all of what was asked is real
+            missing = int((~sig.real).sum())
+            return Served(sig, degraded=f"partial: {missing} of {self.count} samples simulated "
+                                        f"({cap.error or 'lost in transit'})")
+        return sig
 
     def gaps_filled(self, cap: Any, start: float, unit: str, calibration: dict[str, Any]) -> Signal:
         """The asked number of samples whatever the device did: real ones where it sent them
@@ -332,6 +349,17 @@ class _Sensing:
                 f"(Signal.real marks the {self.count - missing} real ones)")
         return Signal(self.signal, t, values, unit, "hardware+simulated", self.hz, real,
                       lost=cap.lost, skipped_lines=cap.skipped, note=note, calibration=calibration)
+
+    def keep_capture(self, cap: Any, unit: str, start: float) -> str | None:
+        """Store a capture's real samples (kind "capture") and fit the signal's pattern to them;
+        returns the capture's key (None when the store could not keep it)."""
+        t, v = start + cap.n / self.hz, cap.values
+        calibrate(self.signal, unit, t, v)
+        key = key_for("capture", self.signal, start, int(cap.received))
+        entry = put("capture", self.signal, key, {"times": t, "values": v},
+                    {"unit": unit, "rate_hz": self.hz, "requested": self.count,
+                     "received": int(cap.received), "error": cap.error})
+        return key if entry is not None else None
 
     def _bar(self):
         seconds = self.count / self.hz

@@ -1,26 +1,46 @@
 """`train_or_load`: the train intent end to end (validate, look up muscle memory, route, execute).
 
-exact hit (same name, data fingerprint, config) -> the cached model (muscle_memory/CACHED);
-same name with new data and a small budget or small data -> fine-tune the cached ancestor
+A request is everything that changes the weights: name, data fingerprint, the full resolved
+config and the trainer version. Each run is stored as a new version of the name (older ones stay
+until gc); a run cut short (budget, Ctrl-C, error) is stored as partial.
+
+exact hit (this request, complete, or partial with a budget at least this call's) -> the cached
+model (muscle_memory/CACHED); a partial run of this request -> resumed (fine_tune/HYBRID); same
+name with new data and a small budget or small data -> fine-tune the cached ancestor
 (fine_tune/HYBRID); else a full train on CUDA or CPU (full_train/HARDCODE); when training fails
-(error, out of memory, Ctrl-C) -> the cached model of that name (muscle_memory/CACHED), with the
-failure in the journal. Data no rule knows (not 2-D numeric) gets a MODEL decision: a language
-model's plan when one is reachable and a planner is installed, else a heuristic plan.
+-> the cached model of that name (muscle_memory/CACHED), marked degraded. Ctrl-C stops the call
+after keeping the best weights so far. `fresh=True`: from scratch or a clear failure. Data no rule
+knows (not 2-D numeric) gets a MODEL decision: a language model's plan when one is reachable,
+else a heuristic plan; either is trained here and journaled as the pathway that ran.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
+import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from openmind.errors import BadInput, PathwayUnavailable
-from openmind.flow.executor import execute
+from openmind.flow.executor import Served, execute
 from openmind.flow.policy import Policy, split_policy
 from openmind.flow.resources import Resources
 from openmind.flow.router import Candidate, Intent, route
-from openmind.memory.blobs import entries, fingerprint, get, key_for, latest, put
+from openmind.memory.blobs import (
+    Entry,
+    MemoryWarning,
+    entries,
+    fingerprint,
+    get,
+    key_for,
+    load,
+    partial_reason,
+    put,
+    versions,
+)
 from openmind.memory.health import healthy_hits
 from openmind.memory.labels import join as join_labels
 from openmind.pathways.ternary.packed import (
@@ -93,6 +113,86 @@ def prepare(name: Any, data: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, 
     return X, y, kind
 
 
+# --------------------------------------------------------------------------- muscle memory
+
+@dataclass
+class _Version:
+    """One stored version of a model: its index entry and arrays (the blob read and checked)."""
+
+    entry: Entry
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return self.entry.meta
+
+    def model(self) -> TernaryModel:
+        """The stored model; a row that does not hold one is a miss, never BadInput."""
+        try:
+            return TernaryModel.from_arrays(self.arrays, self.meta)
+        except Exception as exc:  # a damaged entry must not stop the executor
+            raise PathwayUnavailable(f"the stored '{self.entry.name}' is unreadable "
+                                     f"({type(exc).__name__}: {exc})") from None
+
+
+def answers(meta: dict[str, Any], request: str, budget: float | None) -> bool:
+    """An exact hit: the same request, and a complete run or a partial one stopped by a budget
+    at least this call's (a call without a budget asks for the whole run)."""
+    if meta.get("request") != request:
+        return False
+    if meta.get("complete"):
+        return True
+    stored = meta.get("budget_s")
+    return (meta.get("stopped") == "budget" and stored is not None and budget is not None
+            and budget <= float(stored))
+
+
+def _usable(entry: Entry) -> bool:
+    if entry.meta.get("format") == "openmind-ternary":
+        return True
+    warnings.warn(f"openmind: muscle memory entry model '{entry.name}' ({entry.key[:12]}) holds no "
+                  f"openmind ternary model (meta format {entry.meta.get('format')!r}); treating it "
+                  f"as a miss", MemoryWarning, stacklevel=4)
+    return False
+
+
+def lookup(name: str, request: str, budget: float | None
+           ) -> tuple[_Version | None, _Version | None, _Version | None]:
+    """(exact, partial, ancestor) among the stored versions of `name`, newest first: the version
+    answering this request, a run of this request cut short (to resume), the newest readable one."""
+    exact = partial = ancestor = None
+    for entry in versions("model", name):
+        if not _usable(entry):
+            continue
+        same = entry.meta.get("request") == request
+        if ancestor is not None and not same:
+            continue  # only this request's versions are still of interest
+        arrays = load(entry)
+        if arrays is None:
+            continue
+        found = _Version(entry, arrays)
+        ancestor = ancestor or found
+        if answers(entry.meta, request, budget):
+            exact = exact or found
+            break
+        if same and partial is None and not entry.meta.get("complete"):
+            partial = found
+    return exact, partial, ancestor
+
+
+def _healthy(name: str, exact: _Version | None, ancestor: _Version | None
+             ) -> tuple[_Version | None, _Version | None, str | None]:
+    """`memory.health.healthy_hits` (the validator's shed versions taken out) on versions."""
+    def hit(v: _Version | None) -> Any:
+        return None if v is None else (v.arrays, v.entry)
+
+    def version(h: Any) -> _Version | None:
+        return None if h is None else _Version(h[1], h[0])
+
+    ex, an, shed = healthy_hits(name, hit(exact), hit(ancestor))
+    return version(ex), version(an), shed
+
+
 # --------------------------------------------------------------------------- the job
 
 
@@ -100,28 +200,50 @@ class _Training:
     """The handlers of one train_or_load call, sharing its data, config and lookups."""
 
     def __init__(self, name: str, X: np.ndarray, y: np.ndarray, kind: str, cfg: dict[str, Any],
-                 explicit: set[str], key: str, fp: str, pol: Policy, exact: Any, ancestor: Any,
-                 progress: bool, prior: Any = None) -> None:
+                 explicit: set[str], key: str, fp: str, pol: Policy, exact: _Version | None,
+                 ancestor: _Version | None, progress: bool, partial: _Version | None = None,
+                 prior: Any = None) -> None:
         self.name, self.X, self.y, self.kind, self.cfg, self.key, self.fp = name, X, y, kind, cfg, key, fp
         self.explicit, self.pol, self.exact, self.ancestor = explicit, pol, exact, ancestor
+        self.partial = partial
         self.progress, self.prior = progress, prior
 
     # ---- muscle memory
-    def cached(self, cand: Candidate) -> TernaryModel:
+    def cached(self, cand: Candidate) -> Served:
         hit = self.ancestor if cand.params.get("ancestor") else self.exact
         if hit is None:
             raise PathwayUnavailable(f"no cached model named '{self.name}'")
-        arrays, entry = hit
-        model = TernaryModel.from_arrays(arrays, entry.meta)
+        model = hit.model()
         if self.X.ndim < 2 or int(np.prod(self.X.shape[1:])) != model.n_features_in_:
             raise PathwayUnavailable(f"the cached '{self.name}' takes {model.n_features_in_} "
                                      f"features, this data has {self.X.shape[1:]}")
+        entry = hit.entry
         model.info.update(cached=True, key=entry.key, cached_at=entry.created,
                           hits=entry.hits + 1)
-        return model
+        return Served(model, degraded=self._stand_in(hit))
+
+    def _stand_in(self, hit: _Version) -> str | None:
+        """Why a stored version does not answer this call (None: it does)."""
+        if answers(hit.meta, self.key, self.pol.budget):
+            return partial_reason(hit.meta)
+        if hit.meta.get("request") == self.key:
+            return partial_reason(hit.meta) or "a run of this request cut short"
+        other = []
+        if hit.meta.get("fingerprint") != self.fp:
+            other.append("other data")
+        cfg = hit.meta.get("config") or {}
+        diff = sorted(k for k in self.cfg if cfg.get(k) != self.cfg[k])
+        if diff:
+            other.append("another config (" + ", ".join(
+                f"{k} {cfg.get(k)!r} not {self.cfg[k]!r}" for k in diff[:3]) + ")")
+        if not other:
+            other.append("another trainer version")
+        why = f"a cached model of '{self.name}' trained on {' and '.join(other)}"
+        cut = partial_reason(hit.meta)
+        return why + (f", {cut}" if cut else "")
 
     # ---- training
-    def full(self, cand: Candidate) -> TernaryModel:
+    def full(self, cand: Candidate) -> Served:
         return self._train(cand, self.X, self.cfg)
 
     def situation(self) -> dict[str, Any]:
@@ -150,7 +272,7 @@ class _Training:
                                      f"(e.g. embeddings or encoded columns)")
         return self.X.reshape(len(self.X), -1)
 
-    def heuristic(self, cand: Candidate) -> TernaryModel:
+    def heuristic(self, cand: Candidate) -> Served:
         X = self._numeric_rows("the heuristic plan")
         try:
             from openmind.pathways.cloud.llm import heuristic_plan
@@ -161,34 +283,72 @@ class _Training:
         return self._train(cand, X, cfg, note=f"heuristic plan (hidden {cfg['hidden']}, "
                                               f"{cfg['epochs']} epochs) on {X.shape[1]} features")
 
-    def llm(self, cand: Candidate) -> TernaryModel:
+    def llm(self, cand: Candidate) -> Served:
+        """The language model plans, this machine trains: journaled as the pathway that ran
+        (full_train, or fine_tune when the plan asks for it and an ancestor fits)."""
         X = self._numeric_rows("training")
-        from openmind.intents.ask import plan_training
+        from openmind.intents.ask import plan_training_or_reason
 
-        plan = plan_training(self.situation())
+        plan, refused = plan_training_or_reason(self.situation())
         if not plan:
-            raise PathwayUnavailable("the language model gave no valid training plan")
+            raise PathwayUnavailable(f"the language model gave no valid training plan: {refused}")
         cfg = self._planned(plan)
-        return self._train(cand, X, cfg, note=f"language model's plan (hidden {cfg['hidden']}, "
-                                              f"{cfg['epochs']} epochs): {plan.get('reason', '')}".rstrip(": "))
+        note = (f"language model's plan (hidden {cfg['hidden']}, {cfg['epochs']} epochs): "
+                f"{plan.get('reason', '')}").rstrip(": ")
+        parent = None
+        if str(plan.get("pathway") or "") == Pathway.FINE_TUNE.value and self.ancestor is not None:
+            try:
+                parent = self._parent(self.ancestor, cfg, X)
+            except PathwayUnavailable as exc:
+                note += f"; its fine-tune was not possible ({exc}), trained from scratch"
+        served = self._train(cand, X, cfg, note=note, parent=parent,
+                             parent_key=self.ancestor.entry.key if parent is not None else None)
+        served.pathway = Pathway.FINE_TUNE if parent is not None else Pathway.FULL_TRAIN
+        return served
 
-    def fine_tune(self, cand: Candidate) -> TernaryModel:
-        if self.ancestor is None:
-            raise PathwayUnavailable(f"no cached ancestor named '{self.name}'")
-        arrays, entry = self.ancestor
-        parent = TernaryModel.from_arrays(arrays, entry.meta)
-        if self.X.ndim != 2 or self.X.shape[1] != parent.n_features_in_:
+    def _parent(self, hit: _Version, cfg: dict[str, Any], X: np.ndarray | None = None) -> TernaryModel:
+        """A stored version as the start of a fine-tune, or PathwayUnavailable saying why not."""
+        parent = hit.model()
+        X = self.X if X is None else X
+        if X.ndim != 2 or X.shape[1] != parent.n_features_in_:
             raise PathwayUnavailable(f"the ancestor takes {parent.n_features_in_} features, this "
-                                     f"data has {self.X.shape[1:]}")
+                                     f"data has {X.shape[1:]}")
+        stored = (hit.meta.get("config") or {})
+        if list(stored.get("hidden") or []) != list(cfg["hidden"]) or \
+                stored.get("scale", cfg["scale"]) != cfg["scale"]:
+            raise PathwayUnavailable(f"the cached ancestor has another architecture (hidden "
+                                     f"{stored.get('hidden')}, not {cfg['hidden']}); cannot fine-tune it")
         unknown = sorted(set(np.unique(self.y).tolist()) - set(parent.classes_.tolist()), key=str)
         if unknown:
             raise PathwayUnavailable(f"the new data has classes {unknown[:5]} the ancestor does not know")
-        return self._train(cand, self.X, self.cfg, parent=parent, parent_key=entry.key)
+        return parent
+
+    def fine_tune(self, cand: Candidate) -> Served:
+        if cand.params.get("resume"):
+            return self.resume(cand)
+        if self.ancestor is None:
+            raise PathwayUnavailable(f"no cached ancestor named '{self.name}'")
+        if self.ancestor.meta.get("fingerprint") == self.fp:
+            raise PathwayUnavailable("the cached ancestor was trained on this same data (another "
+                                     "config): nothing new to fine-tune on")
+        parent = self._parent(self.ancestor, self.cfg)
+        return self._train(cand, self.X, self.cfg, parent=parent, parent_key=self.ancestor.entry.key)
+
+    def resume(self, cand: Candidate) -> Served:
+        """Go on from a run of this very request that was cut short, for the epochs it lacks."""
+        if self.partial is None:
+            raise PathwayUnavailable(f"no partial run of '{self.name}' to resume")
+        parent = self._parent(self.partial, self.cfg)
+        done = int(self.partial.meta.get("epochs_done") or 0)
+        left = max(1, int(self.cfg["epochs"]) - done)
+        return self._train(cand, self.X, self.cfg, parent=parent,
+                           parent_key=self.partial.entry.key, epochs=left, done=done,
+                           note=f"resumed after {done} of {self.cfg['epochs']} epochs")
 
     def _train(self, cand: Candidate, X: np.ndarray, cfg: dict[str, Any], *,
                parent: TernaryModel | None = None, parent_key: str | None = None,
-               note: str | None = None) -> TernaryModel:
-        from openmind.pathways.ternary.fit import export, fit, linears, pick_device, standardization
+               note: str | None = None, epochs: int | None = None, done: int = 0) -> Served:
+        from openmind.pathways.ternary.fit import fit, pick_device, standardization
 
         device, device_note = pick_device(cand.params.get("device"))
         if parent is not None:
@@ -200,20 +360,44 @@ class _Training:
             classes, y_idx = np.unique(self.y, return_inverse=True)
             mean, inv_std = standardization(X)
         y_idx = np.asarray(y_idx, dtype=np.int64).reshape(-1)
+        run_cfg = cfg if epochs is None else {**cfg, "epochs": epochs}
+        keep = dict(cfg=cfg, classes=classes, mean=mean, inv_std=inv_std, device=device,
+                    device_note=device_note, note=note, parent_key=parent_key, done=done, X=X)
         train = fit
         if cand.params.get("workers", 1) > 1:  # data-parallel: N local processes or torchrun ranks
             from openmind.pathways.colony.distributed import trainer
 
             train = trainer(cand.params)
-        out = train(X, y_idx, len(classes), cfg, mean=mean, inv_std=inv_std, device=device,
-                  budget=self.pol.budget, init=parent, progress=self.progress,
-                  desc=f"{'fine-tune' if parent else 'train'} {self.name}", prior=self.prior)
+        try:
+            out = train(X, y_idx, len(classes), run_cfg, mean=mean, inv_std=inv_std, device=device,
+                        budget=self.pol.budget, init=parent, progress=self.progress,
+                        desc=f"{'fine-tune' if parent else 'train'} {self.name}", prior=self.prior)
+        except BaseException as exc:
+            cut = getattr(exc, "fit_outcome", None)
+            if cut is not None and cut.epochs > 0:
+                try:  # keep the best weights so far as a partial version, to resume from
+                    self._keep(cut, **keep)
+                except Exception:  # noqa: BLE001 - keeping is best effort; the cause propagates
+                    pass
+            raise
+        model, meta = self._keep(out, **keep)
+        return Served(model, degraded=partial_reason(meta), note=note if done else None)
+
+    def _keep(self, out: Any, *, cfg: dict[str, Any], classes: np.ndarray, mean: np.ndarray,
+              inv_std: np.ndarray, device: str, device_note: str | None, note: str | None,
+              parent_key: str | None, done: int, X: np.ndarray) -> tuple[TernaryModel, dict]:
+        """Export a run and store it as a new version of the name (complete or partial)."""
+        from openmind.pathways.ternary.fit import export, linears
+
+        version = uuid.uuid4().hex
+        complete = out.stopped in ("epochs", "early_stop")
         info: dict[str, Any] = {
             ("val_accuracy" if out.held_out else "train_accuracy"):
                 None if out.val_accuracy is None else round(out.val_accuracy, 4), "epochs": out.epochs, "best_epoch": out.best_epoch,
-            "stopped": out.stopped, "train_seconds": round(out.seconds, 3), "device": device,
-            "rows": int(len(X)), "fingerprint": self.fp, "key": self.key, "cached": False,
-            "val_history": [round(h["val_accuracy"], 4) for h in out.history],
+            "stopped": out.stopped, "train_seconds": round(out.seconds, 3),
+            "train_cpu_seconds": round(out.cpu_seconds, 3), "device": device,
+            "rows": int(len(X)), "fingerprint": self.fp, "key": version, "request": self.key,
+            "cached": False, "val_history": [round(h["val_accuracy"], 4) for h in out.history],
         }
         if out.stopped == "budget":
             info["budget_s"] = self.pol.budget
@@ -227,14 +411,27 @@ class _Training:
         info.update(out.colony)
         if note:
             info["plan"] = note
-        if parent is not None:
+        if parent_key is not None:
             info["parent"] = parent_key
+        run = dict(fingerprint=self.fp, request=self.key, complete=complete, stopped=out.stopped,
+                   epochs=int(cfg["epochs"]), epochs_done=done + int(out.epochs),
+                   budget_s=self.pol.budget if out.stopped == "budget" else None)
+        if not complete:  # the model itself says so, wherever it goes (infer, save, serve)
+            info["partial"] = partial_reason(run)
         model = export(out.net, mean, inv_std, classes, name=self.name, config=cfg, info=info)
         arrays, meta = model.to_arrays()
-        meta["fingerprint"] = self.fp
-        entry = put("model", self.name, self.key, arrays, meta)
+        meta.update(run)
+        entry = put("model", self.name, version, arrays, meta)
         model.info["stored"] = entry is not None
-        return model
+        return model, meta
+
+
+def request_key(name: str, fp: str, cfg: dict[str, Any], trainer: str) -> str:
+    """Everything that changes the weights: the name, the data, the full config, the trainer and
+    the stored format's version."""
+    from openmind.pathways.ternary.packed import VERSION as FORMAT_VERSION
+
+    return key_for("train", name, fp, cfg, trainer, f"packed-{FORMAT_VERSION}")
 
 
 def ancestral_prior(limit: int = 16) -> Any:
@@ -286,7 +483,12 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
 
 def _train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resources | None = None,
                    joined: int | None = None, **options: Any) -> TernaryModel:
-    from openmind.pathways.ternary.fit import RUN_OPTIONS, estimate_seconds, resolve_config
+    from openmind.pathways.ternary.fit import (
+        RUN_OPTIONS,
+        TRAINER_VERSION,
+        estimate_seconds,
+        resolve_config,
+    )
 
     pol, rest = split_policy(options)
     run = {k: rest.pop(k) for k in list(rest) if k in RUN_OPTIONS}
@@ -301,24 +503,27 @@ def _train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resou
             resources = probe()
         cfg, fit_note = fit_to_device(cfg, X, y, fit_device, resources, "hidden" in rest)
     fp = fingerprint(X, y)
-    key = key_for("train", name, fp, cfg)
-    exact = get("model", key)
-    ancestor = latest("model", name) if exact is None else exact
-    exact, ancestor, shed = healthy_hits(name, exact, ancestor)  # the validator's shed versions
+    key = request_key(name, fp, cfg, TRAINER_VERSION)
+    exact, partial, ancestor = lookup(name, key, pol.budget)
+    exact, ancestor, shed = _healthy(name, exact, ancestor)  # the validator's shed versions
     n_features = int(np.prod(X.shape[1:])) if X.ndim > 1 else 1
-    est = estimate_seconds(len(X), n_features, len(np.unique(y)), cfg)
+    # measured throughput (timed once per architecture, remembered): only when training may run
+    est = estimate_seconds(len(X), n_features, len(np.unique(y)), cfg) \
+        if exact is None or pol.fresh else None
     prior = ancestral_prior() if cfg["init"] == "ancestral" and exact is None else None
+    done = partial.meta.get("epochs_done") if partial is not None else None
     intent = Intent.of("train", name=name, rows=int(len(X)), shape=tuple(int(s) for s in X.shape),
                        data_kind=kind, exact=exact is not None, ancestor=ancestor is not None,
-                       est_seconds=round(est, 3), ancestors=tuple(prior.ancestors) if prior else (),
-                       joined=joined, shed=shed)
+                       est_seconds=None if est is None else round(est, 3),
+                       ancestors=tuple(prior.ancestors) if prior else (), joined=joined, shed=shed,
+                       partial=f"{done} of {cfg['epochs']} epochs" if partial is not None else None)
     if resources is None:
         from openmind.flow.resources import probe
 
         resources = probe()
     plan = route(intent, resources=resources, policy=pol)
     job = _Training(name, X, y, kind, cfg, set(rest), key, fp, pol, exact, ancestor,
-                    bool(run.get("progress", True)), prior)
+                    bool(run.get("progress", True)), partial, prior)
     handlers = {
         (Pathway.MUSCLE_MEMORY, Decision.CACHED): job.cached,
         (Pathway.FINE_TUNE, Decision.HYBRID): job.fine_tune,

@@ -56,7 +56,7 @@ GLOSSARY: dict[str, str] = {
 }
 
 _POLICY_DEFAULTS = {"fallback": "auto", "strategy": "adaptive", "budget": None, "fresh": False,
-                    "prefer": [], "source": "auto", "timeout": None}
+                    "prefer": [], "source": "auto", "timeout": None, "strict": False}
 _STOPPED = {"early_stop": "stopped early", "budget": "stopped at the budget", "epochs": "all epochs"}
 # summary fields that are bookkeeping, not results (kept in the journal, not on the card)
 _HIDDEN = {"preview", "val_history", "fingerprint", "key", "comparison", "events"}
@@ -239,7 +239,9 @@ class DecisionCard:
     @property
     def route_text(self) -> str:
         r = self.record
-        return f"{r.get('pathway')}/{r.get('decision')}" if self.ok else "FAILED"
+        if not self.ok:
+            return "FAILED"
+        return f"{r.get('pathway')}/{r.get('decision')}" + (" DEGRADED" if self.degraded else "")
 
     @property
     def reason(self) -> str:
@@ -397,7 +399,7 @@ class DecisionCard:
                                       for k, v in figs)
         extra = []
         if self.degraded:
-            extra.append(f"<div><b>degraded</b>: {_e(self.degraded)}</div>")
+            extra.append(f"<div class='openmind-degraded'><b>DEGRADED</b>: {_e(self.degraded)}</div>")
         if self.note:
             extra.append(f"<div><b>note</b>: {_e(self.note)}</div>")
         masked = self.masked()
@@ -410,7 +412,7 @@ class DecisionCard:
                 f"{self._details_html()}</details>")
         return (f"<div class='openmind-card' data-pathway='{_e(r.get('pathway'))}' "
                 f"data-decision='{_e(r.get('decision'))}' data-ok='{int(self.ok)}' "
-                f"data-state='{self.state}' "
+                f"data-state='{self.state}' data-degraded='{int(bool(self.degraded))}' "
                 f"style='font-family:{_FONT};font-size:var(--jp-ui-font-size1,13px);color:{_FG};"
                 f"background:{_BG};border:1px solid {_BORDER};border-left:4px solid {color};"
                 f"border-radius:4px;padding:.3em .7em;margin:.2em 0;max-width:60em;line-height:1.5'>"

@@ -38,7 +38,8 @@ from openmind.memory.store import db_path
 from openmind.vocab import Decision, IntentKind, Pathway
 
 INTENTS = tuple(k.value for k in IntentKind)
-POLICY_OPTIONS = ("fallback", "strategy", "budget", "fresh", "prefer", "source", "timeout", "workers")
+POLICY_OPTIONS = ("fallback", "strategy", "budget", "fresh", "prefer", "source", "timeout", "workers",
+                  "strict")
 LINE_COMMANDS = ("status", "log", "assume")
 
 
@@ -61,6 +62,7 @@ class OpenmindCellWarning(UserWarning):
 @argument("--prefer", metavar="PATHWAY[,PATHWAY]",
           help="pathways to try first when they are candidates: " + ", ".join(p.value for p in Pathway))
 @argument("--fresh", action="store_true", default=None, help="skip exact muscle-memory hits and compute anew")
+@argument("--strict", action="store_true", default=None, help="refuse a degraded result (raise instead)")
 @argument("--workers", type=int, metavar="N", help="train: data-parallel processes (DDP; gloo on CPU, NCCL on GPUs)")
 @argument("--model", metavar="NAME", help="a label for the card (the calls in the cell name their models)")
 @argument("--quiet", action="store_true", help="no decision card for this cell")
@@ -133,6 +135,7 @@ class OpenmindMagics(Magics):
     source = Unicode(None, allow_none=True, help="default --source").tag(config=True)
     prefer = Unicode(None, allow_none=True, help="default --prefer").tag(config=True)
     fresh = Bool(False, help="default --fresh").tag(config=True)
+    strict = Bool(False, help="default --strict").tag(config=True)
     workers = Integer(None, allow_none=True, help="default --workers").tag(config=True)
     show_card = Bool(True, help="show a decision card after each %%openmind cell").tag(config=True)
     warn_mismatch = Bool(True, help="warn when a cell's body did not run the intent it names").tag(config=True)
@@ -183,7 +186,7 @@ class OpenmindMagics(Magics):
         for name in POLICY_OPTIONS:
             cli = getattr(args, name, None)
             value = cli if cli is not None else getattr(self, name)
-            if name == "fresh" and not value:
+            if name in ("fresh", "strict") and not value:
                 continue
             if value is not None:
                 opts[name] = value

@@ -61,6 +61,8 @@ def format_line(cell: CellDecisions, rec: Mapping[str, Any]) -> str:
     where = f"cell {cell.index + 1}" + (f" [{cell.execution_count}]" if cell.execution_count else "")
     what = f"{rec.get('intent')} {rec.get('name') or ''}".strip()
     how = f"{rec.get('pathway')}/{rec.get('decision')}" if rec.get("ok") else "FAILED"
+    if rec.get("ok") and rec.get("degraded"):
+        how += " DEGRADED"
     ms = float(rec.get("duration_ms") or 0.0)
     took = f"{ms / 1000:.2f} s" if ms >= 1000 else f"{ms:.1f} ms"
     reason = str(rec.get("reason") or rec.get("error") or "")

@@ -26,7 +26,9 @@ from openmind.memory.store import changed, connect
 
 KINDS = ("model", "predictions", "pattern", "cell",
          # issue 16: validation figures, health flags (shed/pinned), the label queue, C headers
-         "validation", "health", "labels", "header")
+         "validation", "health", "labels", "header",
+         # issue 11: the samples a device capture had read when Ctrl-C stopped it
+         "capture")
 
 
 @dataclass(frozen=True)
@@ -120,9 +122,24 @@ def atomic_write(target: Path, data: bytes) -> None:
         raise
 
 
-def _row(r: sqlite3.Row) -> Entry:
-    return Entry(r["key"], r["kind"], r["name"], r["blob"], r["size"], json.loads(r["meta"]),
+def _row(r: sqlite3.Row) -> Entry | None:
+    """The entry of an index row, or None (with a warning) when its meta is not a JSON object:
+    a damaged row is a miss, never a crash (`gc` removes it)."""
+    try:
+        meta = json.loads(r["meta"])
+        if not isinstance(meta, dict):
+            raise ValueError(f"a {type(meta).__name__}, not an object")
+    except (TypeError, ValueError) as exc:
+        warnings.warn(f"openmind: muscle memory entry {r['kind']} '{r['name']}' has unreadable "
+                      f"metadata ({exc}); treating it as a miss (`openmind memory gc` removes it)",
+                      MemoryWarning, stacklevel=4)
+        return None
+    return Entry(r["key"], r["kind"], r["name"], r["blob"], r["size"], meta,
                  r["created"], r["used"], r["hits"])
+
+
+def _rows(rows: list[sqlite3.Row]) -> list[Entry]:
+    return [e for e in map(_row, rows) if e is not None]
 
 
 def _check_kind(kind: str) -> None:
@@ -132,10 +149,18 @@ def _check_kind(kind: str) -> None:
         raise BadInput(f"unknown memory kind {kind!r}; valid: {', '.join(KINDS)}")
 
 
+def _intact(path: Path, name: str) -> bool:
+    """True when the file's content hashes to its name (a same-size corrupt blob is not intact)."""
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() + ".safetensors" == name
+    except OSError:
+        return False
+
+
 def _write_blob(data: bytes, root: Path) -> str:
     name = hashlib.sha256(data).hexdigest() + ".safetensors"
     target = blob_dir(root) / name
-    if target.exists() and target.stat().st_size == len(data):
+    if target.exists() and target.stat().st_size == len(data) and _intact(target, name):
         return name
     atomic_write(target, data)
     return name
@@ -147,11 +172,14 @@ def put(kind: str, name: str, key: str, arrays: dict[str, np.ndarray],
     _check_kind(kind)
     from safetensors.numpy import save
 
-    tensors = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    tensors = {k: np.ascontiguousarray(arrays[k]) for k in sorted(arrays)}
     meta = dict(meta or {})
     try:
         root = home()
-        data = save(tensors, metadata={"openmind_kind": kind, "openmind_name": name})
+        # one metadata key: safetensors writes a metadata map in no fixed order, and a blob is
+        # named by its bytes, so two keys would give the same content two names
+        data = save(tensors, metadata={"openmind": json.dumps({"kind": kind, "name": name},
+                                                              sort_keys=True)})
         blob = _write_blob(data, root)
         now = time.time()
         with connect(root, write=True) as con:
@@ -196,8 +224,7 @@ def _lookup(sql: str, args: tuple) -> tuple[dict[str, np.ndarray], Entry] | None
         warnings.warn(f"openmind: muscle memory is unreadable ({exc}); treating it as a miss",
                       MemoryWarning, stacklevel=3)
         return None
-    for r in rows:
-        entry = _row(r)
+    for entry in _rows(rows):
         arrays = _load(entry, root)
         if arrays is not None:
             _touch(entry.key, root)
@@ -205,12 +232,17 @@ def _lookup(sql: str, args: tuple) -> tuple[dict[str, np.ndarray], Entry] | None
     return None
 
 
+# A hit counts its use only if the write lock is free within this many seconds: another process
+# training into the store must not make cache hits wait.
+TOUCH_TIMEOUT_S = 0.05
+
+
 def _touch(key: str, root: Path) -> None:
     try:
-        with connect(root, write=True) as con:
+        with connect(root, write=True, timeout=TOUCH_TIMEOUT_S) as con:
             con.execute("UPDATE memory SET used=?, hits=hits+1 WHERE key=?", (time.time(), key))
     except sqlite3.Error:
-        pass  # read-only store: serving the hit matters more than counting it
+        pass  # read-only or busy store: serving the hit matters more than counting it
 
 
 def get(kind: str, key: str) -> tuple[dict[str, np.ndarray], Entry] | None:
@@ -224,6 +256,45 @@ def latest(kind: str, name: str) -> tuple[dict[str, np.ndarray], Entry] | None:
     _check_kind(kind)
     return _lookup("SELECT * FROM memory WHERE kind=? AND name=? ORDER BY created DESC, rowid DESC",
                    (kind, name))
+
+
+# How a stored run was cut short, by its meta's `stopped`.
+_CUT = {"budget": "stopped by the budget", "interrupted": "interrupted (Ctrl-C)",
+        "error": "stopped by an error"}
+
+
+def partial_reason(meta: dict[str, Any]) -> str | None:
+    """'partial: stopped by the budget after 3 of 60 epochs' for a stored run cut short (meta
+    `complete` false), else None."""
+    if meta.get("complete", True):
+        return None
+    how = _CUT.get(str(meta.get("stopped")), "cut short")
+    return f"partial: {how} after {meta.get('epochs_done')} of {meta.get('epochs')} epochs"
+
+
+def load(entry: Entry) -> dict[str, np.ndarray] | None:
+    """The arrays of an entry listed by `entries`/`versions`, or None (with a warning) when its
+    blob is missing or corrupt; a hit counts its use."""
+    root = home()
+    arrays = _load(entry, root)
+    if arrays is not None:
+        _touch(entry.key, root)
+    return arrays
+
+
+def versions(kind: str, name: str) -> list[Entry]:
+    """Every readable index entry of that kind and name, newest first (no blob is read); an
+    unreadable store is an empty list with a warning."""
+    _check_kind(kind)
+    try:
+        with connect() as con:
+            rows = con.execute("SELECT * FROM memory WHERE kind=? AND name=? "
+                               "ORDER BY created DESC, rowid DESC", (kind, name)).fetchall()
+    except (OSError, sqlite3.Error) as exc:
+        warnings.warn(f"openmind: muscle memory is unreadable ({exc}); treating it as a miss",
+                      MemoryWarning, stacklevel=2)
+        return []
+    return _rows(rows)
 
 
 def entries(kind: str | None = None, name: str | None = None) -> list[Entry]:
@@ -240,7 +311,7 @@ def entries(kind: str | None = None, name: str | None = None) -> list[Entry]:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY created DESC"
     with connect() as con:
-        return [_row(r) for r in con.execute(sql, args).fetchall()]
+        return _rows(con.execute(sql, args).fetchall())
 
 
 def find(prefix: str) -> list[Entry]:
@@ -248,7 +319,7 @@ def find(prefix: str) -> list[Entry]:
     with connect() as con:
         rows = con.execute("SELECT * FROM memory WHERE key LIKE ? ORDER BY created DESC",
                            (prefix.strip().replace("%", "").replace("_", "") + "%",)).fetchall()
-    return [_row(r) for r in rows]
+    return _rows(rows)
 
 
 def remove(key: str) -> int:
@@ -266,17 +337,25 @@ def remove(key: str) -> int:
 
 
 def gc(max_bytes: int | None = None, older_than: float | None = None, *,
-       broken: bool = True) -> int:
+       broken: bool = True, verify: bool = False) -> int:
     """Evict least-recently-used entries beyond `max_bytes` or unused for `older_than` seconds,
-    (with `broken`) entries whose blob is missing or of the wrong size, then delete blobs no entry
-    points at. Returns the number of entries evicted."""
+    (with `broken`) entries whose blob is missing or of the wrong size or whose metadata is
+    unreadable, (with `verify`) entries whose blob's content does not match its hash, then delete
+    blobs no entry points at. Returns the number of entries evicted."""
     evicted = 0
     folder = blob_dir()
     with connect(write=True) as con:
-        if broken:
-            for r in con.execute("SELECT key, blob, size FROM memory").fetchall():
+        if broken or verify:
+            for r in con.execute("SELECT key, blob, size, meta FROM memory").fetchall():
                 path = folder / (r["blob"] or "")
-                if not r["blob"] or not path.is_file() or path.stat().st_size != r["size"]:
+                bad = not r["blob"] or not path.is_file() or path.stat().st_size != r["size"]
+                try:
+                    bad = bad or not isinstance(json.loads(r["meta"]), dict)
+                except (TypeError, ValueError):
+                    bad = True
+                if not bad and verify:
+                    bad = not _intact(path, r["blob"])
+                if bad:
                     con.execute("DELETE FROM memory WHERE key=?", (r["key"],))
                     evicted += 1
         if older_than is not None:

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("memory", help="muscle memory: list, inspect and evict cached entries")
     msub = p.add_subparsers(dest="memory_command", required=True)
     q = msub.add_parser("ls", help="list entries, newest first")
-    q.add_argument("--kind", choices=("model", "predictions", "pattern", "cell"))
+    q.add_argument("--kind", choices=("model", "predictions", "pattern", "cell", "capture"))
     q.add_argument("--name")
     q.add_argument("--json", action="store_true", help="machine-readable output")
     q.set_defaults(func=cmd_ls)
@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--older-than", help="evict entries unused for this long, e.g. 30d")
     q.add_argument("--keep-broken", action="store_true",
                    help="keep entries whose blob is missing or truncated")
+    q.add_argument("--verify", action="store_true",
+                   help="also read every blob and evict entries whose content does not match its hash")
     q.set_defaults(func=cmd_gc)
 
 
@@ -66,6 +68,9 @@ def cmd_ls(args: argparse.Namespace) -> int:
         extra = f"val acc {acc:.3f}" if isinstance(acc, (int, float)) else ""
         if e.kind == "cell":  # the cell pathway: which cell, and when it last served a hit
             extra = f"last use {_when(e.used)}  {e.meta.get('first_line', '')}"
+        if e.meta.get("complete") is False:
+            extra = (extra + f"  partial ({e.meta.get('stopped')} after {e.meta.get('epochs_done')}"
+                     f" of {e.meta.get('epochs')} epochs)").strip()
         print(f"{e.key[:12]:<12} {e.kind:<11} {e.name[:20]:<20} {e.size:>9} {e.hits:>5}  "
               f"{_when(e.created):<16}  {extra}")
     total = sum(e.size for e in rows)
@@ -106,6 +111,6 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
     n = gc(max_bytes=parse_size(args.max_bytes) if args.max_bytes else None,
            older_than=parse_duration(args.older_than, "--older-than") if args.older_than else None,
-           broken=not args.keep_broken)
+           broken=not args.keep_broken, verify=args.verify)
     print(f"evicted {n} entr{'y' if n == 1 else 'ies'}")
     return 0

@@ -11,13 +11,16 @@ import os
 import sqlite3
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 from openmind.config import home
 
 DB_NAME = "openmind.db"
-BUSY_TIMEOUT_S = 30.0
+# How long a call waits for another process's write lock before it gives up on storing (the
+# caller keeps its result, unstored, with a warning): a held lock costs a call a second or two.
+BUSY_TIMEOUT_S = 1.0
 
 # (version, SQL). Append only; never edit a migration that has shipped.
 MIGRATIONS: list[tuple[int, str]] = [
@@ -72,19 +75,36 @@ def _open(path: Path) -> sqlite3.Connection:
     return con
 
 
+class StoreWarning(UserWarning):
+    """The store works, but not as well as it should (e.g. WAL could not be enabled)."""
+
+
+def _wal(con: sqlite3.Connection, path: str) -> str:
+    """Switch to WAL (readers never wait for a writer) and check it took; report a failure."""
+    mode = "unknown"
+    for attempt in range(20):
+        try:
+            mode = str(con.execute("PRAGMA journal_mode=WAL").fetchone()[0]).lower()
+            break
+        except sqlite3.OperationalError as exc:  # another process holds the lock mid-switch
+            mode = f"unknown ({exc})"
+            time.sleep(0.01 * (attempt + 1))
+    if mode != "wal":
+        warnings.warn(f"openmind: the store {path} could not switch to WAL (journal mode is "
+                      f"{mode}); readers may wait for writers. A network or read-only file system "
+                      f"does not support WAL: point OPENMIND_HOME at a local disk.",
+                      StoreWarning, stacklevel=5)
+    return mode
+
+
 def _migrate(con: sqlite3.Connection, key: str) -> None:
     with _mlock:
         if key in _migrated:
             return
-        for attempt in range(50):
-            try:
-                mode = con.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-                break
-            except sqlite3.OperationalError:  # another process holds the lock mid-switch
-                time.sleep(0.02 * (attempt + 1))
-        else:
-            mode = "unknown"
-        del mode
+        _wal(con, key.split("#")[0])
+        if con.execute("PRAGMA user_version").fetchone()[0] >= MIGRATIONS[-1][0]:
+            _migrated.add(key)  # nothing to migrate: no write lock taken
+            return
         con.execute("BEGIN IMMEDIATE")
         try:
             version = con.execute("PRAGMA user_version").fetchone()[0]
@@ -134,19 +154,28 @@ def _pooled(path: Path) -> sqlite3.Connection:
 
 
 @contextlib.contextmanager
-def connect(root: Path | None = None, *, write: bool = False) -> Iterator[sqlite3.Connection]:
-    """A connection to the store; with write=True the block is one IMMEDIATE transaction."""
+def connect(root: Path | None = None, *, write: bool = False,
+            timeout: float | None = None) -> Iterator[sqlite3.Connection]:
+    """A connection to the store; with write=True the block is one IMMEDIATE transaction.
+    `timeout`: seconds to wait for another process's lock (default BUSY_TIMEOUT_S) before
+    sqlite3.OperationalError."""
     con = _pooled(db_path(root))
-    if write:
-        con.execute("BEGIN IMMEDIATE")
-        try:
+    if timeout is not None:
+        con.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    try:
+        if write:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+        else:
             yield con
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
-    else:
-        yield con
+    finally:
+        if timeout is not None:
+            con.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
 
 
 _generation = 0

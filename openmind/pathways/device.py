@@ -311,8 +311,11 @@ class Link:
                     on_sample(expect)
         except DeviceError as exc:
             cap.error = f"device lost after {len(ns)} of {count} samples: {exc}"
-        except BaseException:
+        except BaseException as exc:  # Ctrl-C: stop the stream; the samples read go with it
             self._quiet_stop()
+            cap.error = f"interrupted after {len(ns)} of {count} samples"
+            cap.skipped = self.skipped
+            exc.capture = cap  # type: ignore[attr-defined]
             raise
         if cap.error is not None:
             bench(self.port, cap.error, now=True)  # it cost the whole timeout: the next call won't

@@ -18,14 +18,14 @@ from dataclasses import replace
 from openmind import config
 from openmind.flow.resources.base import NAMES, TTL_S, Resource, Resources, probe_timeout
 from openmind.flow.resources.endpoints import probe_api, probe_infer
-from openmind.flow.resources.gpu import gpu_present, probe_gpu
+from openmind.flow.resources.gpu import gpu_from_driver, gpu_present, probe_gpu
 from openmind.flow.resources.host import probe_host
 from openmind.flow.resources.memory import probe_memory
 from openmind.flow.resources.serial import ESP32_BRIDGES, candidate_ports, probe_serial
 from openmind.memory.store import generation
 
 __all__ = ["ESP32_BRIDGES", "NAMES", "PROBES", "Resource", "Resources", "candidate_ports",
-           "gpu_present", "invalidate", "probe", "probe_timeout"]
+           "gpu_from_driver", "gpu_present", "invalidate", "probe", "probe_timeout"]
 
 PROBES: dict[str, Callable[[], Resource]] = {
     "host": probe_host,

@@ -39,7 +39,7 @@ def probe_gpu() -> Resource:
                         }
                     )
                 if devices:
-                    return gpu_present(devices, source="nvml")
+                    return gpu_from_driver(devices, source="nvml")
                 nvml_reason = "NVIDIA driver loaded but it reports no GPU"
             except Exception as exc:
                 nvml_reason = f"NVML error ({_nvml_error_text(exc)})"
@@ -58,6 +58,49 @@ def probe_gpu() -> Resource:
         except Exception as exc:
             nvml_reason = f"{nvml_reason}; torch: {exc}"
     return Resource.absent("gpu", f"no CUDA GPU: {nvml_reason}")
+
+
+# How to get a torch that can use the GPU, for the reason a CPU build gives.
+CUDA_TORCH_HINT = ("install a CUDA build of torch, e.g. `pip install torch --index-url "
+                   "https://download.pytorch.org/whl/cu124`")
+
+
+def torch_cuda_build() -> tuple[str | None, str]:
+    """(CUDA version torch was built with or None, torch version), without importing torch when
+    it is not imported yet (its version.py says; importing torch costs seconds)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        built = torch.backends.cuda.is_built() if hasattr(torch, "backends") else False
+        return (torch.version.cuda if built else None), str(torch.__version__)
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    try:
+        spec = importlib.util.find_spec("torch")
+        text = (Path(spec.origin).parent / "version.py").read_text() if spec and spec.origin else ""
+    except (ImportError, OSError, ValueError):
+        text = ""
+    if not text:
+        return None, "not installed"
+    version = re.search(r"__version__\s*=\s*['\"]([^'\"]+)", text)
+    cuda = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", text, re.MULTILINE)
+    return (cuda.group(1) if cuda else None), (version.group(1) if version else "unknown")
+
+
+def gpu_from_driver(devices: list[dict[str, Any]], source: str = "nvml",
+                    build: tuple[str | None, str] | None = None) -> Resource:
+    """The GPUs the driver reports, usable only when torch was built with CUDA; otherwise absent,
+    with a reason saying which part is missing and how to fix it. `build` injects
+    `torch_cuda_build()`'s answer (tests); by default this torch is asked."""
+    cuda, version = build if build is not None else torch_cuda_build()
+    if cuda:
+        return gpu_present(devices, source=source)
+    names = ", ".join(str(d.get("name", "GPU")) for d in devices)
+    what = "torch is not installed" if version == "not installed" else \
+        f"torch {version} was built without CUDA"
+    return Resource.absent("gpu", f"the driver sees {names} but {what}: {CUDA_TORCH_HINT}",
+                           devices=devices, source=source, torch=version)
 
 
 def gpu_present(devices: list[dict[str, Any]], source: str = "injected") -> Resource:

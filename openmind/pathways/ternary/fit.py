@@ -45,6 +45,8 @@ DEFAULTS: dict[str, Any] = {
 INITS = ("default", "ancestral")
 # Options that change how a run looks, not what it learns (not part of the key).
 RUN_OPTIONS = ("progress",)
+# Part of every muscle-memory request: a trainer that learns differently is another request.
+TRAINER_VERSION = "ternary-fit-2"
 
 
 def resolve_config(options: dict[str, Any]) -> dict[str, Any]:
@@ -89,12 +91,96 @@ def resolve_config(options: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def estimate_seconds(rows: int, n_features: int, n_classes: int, cfg: dict[str, Any]) -> float:
-    """A rough CPU estimate of a full train, for the router's budget check (order of magnitude)."""
-    widths = [n_features, *cfg["hidden"], n_classes]
-    macs = sum(a * b for a, b in zip(widths, widths[1:], strict=False))
-    batches = math.ceil(rows / cfg["batch_size"]) * cfg["epochs"]
-    return rows * cfg["epochs"] * macs * 6 / 5e9 + batches * 1.5e-3
+def estimate_seconds(rows: int, n_features: int, n_classes: int, cfg: dict[str, Any],
+                     device: str = "cpu") -> float:
+    """Seconds a full train of `cfg` on `rows` rows takes on this machine, from measured
+    throughput: the architecture's step time is timed once (a few real batches, remembered in
+    muscle memory per architecture) and corrected by what real runs of it took. Times are the
+    training thread's CPU time, so a neighbour's load while measuring does not skew them."""
+    from openmind.memory.throughput import recall, remember
+
+    arch = arch_key(n_features, cfg, n_classes, device)
+    t = recall(arch)
+    if t is None or not {"per_batch", "per_eval_row", "copy_s"} <= set(t):
+        t = measure_throughput(n_features, n_classes, cfg, device)
+        remember(arch, **t)
+    per_epoch = _epoch_seconds(rows, cfg, t)
+    return float(cfg["epochs"] * per_epoch * float(t.get("factor", 1.0)))
+
+
+def arch_key(n_features: int, cfg: dict[str, Any], n_classes: int, device: str = "cpu") -> str:
+    threads = 1 if device == "cpu" and _small(n_features, cfg, n_classes) else torch.get_num_threads()
+    widths = "-".join(str(w) for w in [n_features, *cfg["hidden"], n_classes])
+    return f"{device}:{widths}:b{cfg['batch_size']}:{cfg['scale']}:t{threads}"
+
+
+def _epoch_seconds(rows: int, cfg: dict[str, Any], t: dict[str, float]) -> float:
+    n_val = int(round(rows * cfg["val_fraction"])) if rows > 1 else 0
+    n_tr = max(1, rows - n_val)
+    batches = math.ceil(n_tr / cfg["batch_size"])
+    return batches * t["per_batch"] + (n_val or n_tr) * t["per_eval_row"] + t["copy_s"]
+
+
+def measure_throughput(n_features: int, n_classes: int, cfg: dict[str, Any],
+                       device: str = "cpu", seconds: float = 0.15) -> dict[str, float]:
+    """Time real training steps of this architecture on random data (about `seconds`): one
+    batch's step, one row's evaluation, one copy of the weights."""
+    threads = torch.get_num_threads()
+    if device == "cpu" and _small(n_features, cfg, n_classes):
+        torch.set_num_threads(1)
+    try:
+        gen = torch.Generator().manual_seed(0)
+        net = build_net(n_features, cfg["hidden"], n_classes, scale=cfg["scale"]).to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
+        bs = cfg["batch_size"]
+        X = torch.randn(bs, n_features, generator=gen).to(device)
+        y = torch.randint(0, n_classes, (bs,), generator=gen).to(device)
+        times: list[float] = []
+        for i in range(1000):
+            t0 = time.thread_time()
+            loss = nn.functional.cross_entropy(net(X), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss.item()
+            if i >= 2:  # the first steps warm up allocators and kernels
+                times.append(time.thread_time() - t0)
+                if sum(times) >= seconds and len(times) >= 5:
+                    break
+        net.eval()
+        Xe = torch.randn(max(bs, 256), n_features, generator=gen).to(device)
+        ye = torch.randint(0, n_classes, (len(Xe),), generator=gen).to(device)
+        t0 = time.thread_time()
+        for _ in range(3):
+            _evaluate(net, Xe, ye)
+        per_eval_row = (time.thread_time() - t0) / (3 * len(Xe))
+        t0 = time.thread_time()
+        copy.deepcopy(net.state_dict())
+        copy_s = time.thread_time() - t0
+    finally:
+        torch.set_num_threads(threads)
+    # the median step: a neighbour's burst on a shared machine does not skew the estimate
+    return {"per_batch": float(np.median(times)), "per_eval_row": per_eval_row, "copy_s": copy_s,
+            "factor": 1.0}
+
+
+def note_run(rows: int, n_features: int, n_classes: int, cfg: dict[str, Any], device: str,
+             epochs: int, seconds: float) -> None:
+    """Correct this architecture's estimate by what a real run took (time the epochs run,
+    extrapolate): the ratio of measured to predicted epoch time, averaged over runs."""
+    from openmind.memory.throughput import recall, remember
+
+    arch = arch_key(n_features, cfg, n_classes, device)
+    t = recall(arch)
+    if t is None or epochs < 2 or not {"per_batch", "per_eval_row", "copy_s"} <= set(t):
+        return
+    predicted = _epoch_seconds(rows, cfg, t)
+    if predicted <= 0:
+        return
+    ratio = min(max(seconds / epochs / predicted, 0.05), 20.0)
+    old = float(t.get("factor", 1.0))
+    runs = int(t.get("runs", 0))
+    remember(arch, factor=ratio if runs == 0 else 0.5 * old + 0.5 * ratio, runs=runs + 1)
 
 
 def fits(widths: Sequence[int], per_row: bool, limits: dict[str, int]) -> str | None:
@@ -192,8 +278,9 @@ def pick_device(requested: str | None, cuda_available: bool | None = None) -> tu
     if requested == "cuda":
         if cuda_available:
             return "cuda", None
-        return "cpu", (f"the plan chose CUDA but this torch ({torch.__version__}) cannot use it; "
-                       f"trained on the CPU")
+        why = ("was built without CUDA (install a CUDA build of torch)"
+               if not torch.backends.cuda.is_built() else "sees no CUDA device (check the driver)")
+        return "cpu", f"the plan chose CUDA but this torch ({torch.__version__}) {why}; trained on the CPU"
     return "cpu", None
 
 
@@ -228,8 +315,9 @@ class FitOutcome:
     best_epoch: int = 0
     val_accuracy: float | None = None  # on held-out rows; the training rows when val_fraction=0
     held_out: bool = True
-    stopped: str = "epochs"  # epochs | early_stop | budget
+    stopped: str = "epochs"  # epochs | early_stop | budget | interrupted | error
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # the training thread's CPU time (what estimates are made of)
     device: str = "cpu"
     history: list[dict[str, float]] = field(default_factory=list)
     colony: dict[str, Any] = field(default_factory=dict)  # data-parallel runs: processes, backend
@@ -286,19 +374,27 @@ def fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any], *
     `budget` seconds are used up (checked every batch); the best validation state is kept.
     `prior` (an evolve.AncestralPrior) initialises the weights when `init` is not given; with
     cfg["growth"], a plateau of `growth_patience` epochs triggers an extinction (evolve.py).
-    KeyboardInterrupt propagates (the executor falls through to the cached model).
+    Ctrl-C or an error mid-run propagates with the run so far (best weights loaded) as the
+    exception's `fit_outcome`, so the caller can keep it as a partial model.
     `replicas`: this process's share of a data-parallel run (default: one process).
     """
     start = time.perf_counter()
+    cpu_start = time.thread_time()
     deadline = None if budget is None else start + budget
     threads = torch.get_num_threads()
     if device == "cpu" and _small(X.shape[1], cfg, n_classes):
         torch.set_num_threads(1)
     try:
-        return _fit(X, y_idx, n_classes, cfg, mean, inv_std, device, deadline, init, quantize,
-                    progress, desc, start, prior, replicas or Replicas())
+        out = _fit(X, y_idx, n_classes, cfg, mean, inv_std, device, deadline, init, quantize,
+                   progress, desc, start, prior, replicas or Replicas())
     finally:
         torch.set_num_threads(threads)
+    out.cpu_seconds = time.thread_time() - cpu_start
+    try:  # remember how long this architecture really takes here
+        note_run(len(X), X.shape[1], n_classes, cfg, device, out.epochs, out.cpu_seconds)
+    except Exception:  # noqa: BLE001 - an estimate's bookkeeping never costs the model
+        pass
+    return out
 
 
 # Below this many multiply-adds per batch one CPU thread beats several (thread hand-off costs
@@ -391,8 +487,19 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
                                        weight_decay=cfg["weight_decay"])
                 sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg["epochs"] - epoch))
         _finish_bar(bar, out, cfg, deadline is not None and out.stopped == "budget", start)
+    except BaseException as exc:
+        out.stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
+        if best_net is not None:  # what was done so far, for the caller to keep
+            _finish_fit(out, net, best_net, best, start)
+            exc.fit_outcome = out  # type: ignore[attr-defined]
+        raise
     finally:
         bar.close()
+    return _finish_fit(out, net, best_net, best, start)
+
+
+def _finish_fit(out: FitOutcome, net: nn.Sequential, best_net: nn.Sequential | None, best: Any,
+                start: float) -> FitOutcome:
     if best_net is not None:
         net = out.net = best_net
         out.val_accuracy = best[0]
@@ -476,7 +583,7 @@ def export(net: nn.Sequential, mean: np.ndarray, inv_std: np.ndarray, classes: n
             layers.append(Layer(t.numpy().astype(np.int8), alpha.reshape(-1).numpy().astype(np.float32),
                                 m.bias.detach().float().cpu().numpy().astype(np.float32),
                                 relu=i < len(mods) - 1))
-            latent.append(m.weight.detach().float().cpu().numpy())
+            latent.append(m.weight.detach().float().cpu().numpy().copy())  # owned, not a view of the net
     return TernaryModel(layers, mean, inv_std, classes, name=name, config=config, info=info,
                         latent=latent)
 
