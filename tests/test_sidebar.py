@@ -395,7 +395,7 @@ LIVE_CELLS = [
     "%%openmind train\nimport openmind\nfrom sklearn.datasets import load_digits\n"
     "X, y = load_digits(return_X_y=True)\n"
     "model = openmind.train_or_load('tiny', X[:200], y[:200], hidden=[8], epochs=3, progress=False)",
-    "%%openmind sense\nimport time\ntime.sleep(8)\n"
+    "%%openmind sense\nimport time\ntime.sleep(20)\n"
     "sig = openmind.sense_or_simulate('temperature', duration='5s', rate='1Hz')",
     "from openmind.flow.journal import append\n"
     "rec = dict(openmind.journal(1)[0], degraded='simulated: the device stopped after 2 of 5 samples')\n"
