@@ -22,10 +22,10 @@ def test_no_board_starts_the_virtual_device_and_says_so(board):
     assert board.virtual and board.port and os.environ["OPENMIND_SERIAL_PORT"] == board.port
     assert "virtual device" in repr(board) and board.port in repr(board)
     assert board_or_virtual() is board  # one per process
-    first = openmind.sense_or_simulate("temperature", duration="2s", rate="50Hz", progress=False)
-    second = openmind.sense_or_simulate("temperature", duration="2s", rate="50Hz", progress=False)
+    first = openmind.sense_or_simulate("temperature", duration="5s", rate="50Hz", progress=False)
+    second = openmind.sense_or_simulate("temperature", duration="5s", rate="50Hz", progress=False)
     assert first.route.pathway.value == second.route.pathway.value == "hardware_in_loop"
-    assert first.real_count == 100 and first.source == "hardware"
+    assert first.real_count == 250 and first.source == "hardware"
     # ebb and flow: the second capture is compared with the pattern fitted on the first
     d1, d2 = first.calibration["distance_before"], second.calibration["distance_before"]
     assert d2 < d1, (d1, d2)
