@@ -318,10 +318,7 @@ class DecisionCard:
     def headline(self) -> str:
         """The card's first line: intent and name, route, reason, how long, when."""
         r = self.record
-        parts = [f"openmind {self.title}", self.route_text]
-        if self.degraded:
-            parts.append("DEGRADED")
-        parts += [self.reason, _ms(r.get("duration_ms"))]
+        parts = [f"openmind {self.title}", self.route_text, self.reason, _ms(r.get("duration_ms"))]
         if r.get("ts"):
             parts.append(human_time(r["ts"]))
         return " · ".join(p for p in parts if p)
