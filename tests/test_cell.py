@@ -114,11 +114,8 @@ def test_ctrl_c_stops_even_with_an_earlier_run_to_fall_back_on():
 
 
 def test_a_cell_that_makes_an_openmind_call_is_not_kept():
-    cell = ("plan = openmind.route(Intent.of('sense', name='temperature'))\n"
-            "sig, _ = openmind.execute(plan, lambda cand: {'n': 1})")
-    from openmind.flow.router import Intent as I  # noqa: N817
-
-    openmind.run_cell(cell, {"openmind": openmind, "Intent": I})
+    cell = "sig = openmind.sense_or_simulate('temperature', duration='2s', rate='1Hz', progress=False)"
+    openmind.run_cell(cell, {"openmind": openmind})
     assert not entries("cell")
 
 

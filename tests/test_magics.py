@@ -21,10 +21,8 @@ from openmind.jupyter.card import MIME, DecisionCard, card_for
 from openmind.jupyter.magics import OpenmindCellWarning
 
 SENSE = """
-from openmind.flow.router import Intent
-sig, route = openmind.execute(openmind.route(Intent.of("sense", name="temperature")),
-                              lambda cand: {"samples": 60, "source": cand.params.get("source")},
-                              summarize=lambda r: r)
+sig = openmind.sense_or_simulate("temperature", duration="60s", rate="1Hz", progress=False)
+route = sig.route
 """
 
 
@@ -75,7 +73,9 @@ def test_cell_shows_one_card_per_decision_with_route_attempts_and_excluded(ip):
     assert "hardware_in_loop" in text and "no device" in text  # the pathway not taken, and why
     # one headline: intent, name, route, reason, how long; then the figures that matter
     head, figs = text.splitlines()[:2]
-    assert re.search(r"sense 'temperature' · muscle_memory/HYBRID · .*built-in prior.* · [\d.]+ ms", head)
+    # the real signal comes from the built-in prior: degraded, and the headline says so once
+    assert re.search(r"sense 'temperature' · muscle_memory/HYBRID DEGRADED · .*built-in prior.* · [\d.]+ ms", head)
+    assert head.count("DEGRADED") == 1
     assert figs.strip().startswith("samples 60")
 
 
@@ -153,7 +153,7 @@ def test_config_traits_set_defaults_and_reject_bad_values(ip, caplog):
     assert "unknown strategy 'fast'" in caplog.text
     assert ip._openmind_magics[0].strategy is None
     ip.run_line_magic("config", "OpenmindMagics.show_card = False")
-    _, cap = run(ip, "sense", SENSE)
+    _, cap = run(ip, "sense --fallback auto", SENSE)  # a prior-simulated signal is degraded
     assert not cards(cap)
     assert openmind.journal(1)[0]["intent"] == "sense"  # still journalled
 

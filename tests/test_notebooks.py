@@ -14,8 +14,7 @@ from openmind.jupyter.run import quickstart_path, run_notebook
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 SENSE_CELL = """%%openmind sense --budget 30s
-sig, route = openmind.execute(openmind.route(Intent.of("sense", name="temperature")),
-                              lambda cand: {"samples": 5}, summarize=lambda r: r)"""
+sig = openmind.sense_or_simulate("temperature", duration="5s", rate="1Hz", progress=False)"""
 
 
 def cards(cell) -> list[dict]:

@@ -29,10 +29,8 @@ def jp_server_config():
 
 
 def _decide(signal: str) -> int:
-    """A real decision: route a sense intent and execute it, which journals one record."""
-    _, route = openmind.execute(openmind.route(openmind.Intent.of("sense", name=signal)),
-                                lambda cand: 1.0)
-    return route.journal_id
+    """A real decision: sense the signal (simulated here), which journals one record."""
+    return openmind.sense_or_simulate(signal, duration="2s", rate="1Hz", progress=False).route.journal_id
 
 
 async def _get(jp_fetch, route: str, **params) -> tuple[int, dict]:
