@@ -30,7 +30,14 @@ _assume_override: dict[str, str] | None = None  # set by openmind.assume(); wins
 
 def home() -> Path:
     """OPENMIND_HOME (default ~/.openmind), created on first use."""
-    path = Path(os.environ.get("OPENMIND_HOME") or Path.home() / ".openmind").expanduser()
+    global _home_memo
+    raw = os.environ.get("OPENMIND_HOME")
+    key = (raw, None if raw else os.environ.get("HOME"))
+    if _home_memo is not None and _home_memo[0] == key:  # every store call asks: parse once
+        path = _home_memo[1]
+    else:
+        path = Path(raw or Path.home() / ".openmind").expanduser()
+        _home_memo = (key, path)
     if path not in _made or not path.is_dir():  # a stat, not a mkdir, on every call
         path.mkdir(parents=True, exist_ok=True)
         _made.add(path)
@@ -38,6 +45,7 @@ def home() -> Path:
 
 
 _made: set[Path] = set()
+_home_memo: tuple[tuple[str | None, str | None], Path] | None = None
 
 
 SIGNING_KEY_FILE = "signing.key"
@@ -118,16 +126,26 @@ def url_secrets(url: str) -> list[str]:
 def secrets() -> list[str]:
     """Every secret value currently configured, longest first (so redaction never leaves a tail):
     keys, tokens, URL userinfo, and their base64 forms (an `Authorization: Basic` header a peer
-    echoes back carries base64('user:pass'))."""
-    found: list[str] = [os.environ.get(v, "").strip() for v in SECRET_VARS]
-    for var in URL_VARS:
-        found += url_secrets(os.environ.get(var, ""))
+    echoes back carries base64('user:pass')). Recomputed only when one of the variables changed:
+    every journal record and route reason is redacted, so this runs on every call."""
+    global _secrets_memo
+    raw = tuple(os.environ.get(v, "") for v in SECRET_VARS + URL_VARS)
+    if _secrets_memo is not None and _secrets_memo[0] == raw:
+        return list(_secrets_memo[1])
+    found: list[str] = [v.strip() for v in raw[:len(SECRET_VARS)]]
+    for value in raw[len(SECRET_VARS):]:
+        found += url_secrets(value)
     found = [f for f in found if len(f) >= 4]
     encoded = []
     for f in found:
         b64 = base64.b64encode(f.encode()).decode()
         encoded += [b64, b64.rstrip("=")]
-    return sorted({s for s in found + encoded if len(s) >= 4}, key=len, reverse=True)
+    keys = sorted({s for s in found + encoded if len(s) >= 4}, key=len, reverse=True)
+    _secrets_memo = (raw, tuple(keys))
+    return keys
+
+
+_secrets_memo: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
 
 class RedactingFilter(logging.Filter):

@@ -14,6 +14,7 @@ import pytest
 import openmind
 from openmind.config import home
 from openmind.errors import AllPathwaysFailed
+from openmind.flow.journal import flush
 from openmind.flow.resources import probe
 from openmind.intents import ask
 from openmind.pathways.cloud import http, llm
@@ -206,6 +207,7 @@ def test_the_key_appears_nowhere(fake, caplog, capsys):
     texts += [r.getMessage() for r in caplog.records]
     out = capsys.readouterr()
     texts += [out.out, out.err]
+    flush()  # infer's record is written by the journal's writer thread
     with sqlite3.connect(home() / "openmind.db") as con:
         texts += [row[0] for row in con.execute("SELECT record FROM journal")]
     assert len(texts) > 30

@@ -10,7 +10,7 @@ import contextvars
 import os
 import uuid
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 _session: str | None = None
 
@@ -73,4 +73,5 @@ def in_cell(cell_id: str | None, execution_count: int | None = None,
 
 
 def cell_dict() -> dict:
-    return asdict(current_cell())
+    cell = current_cell()  # every journal record asks: a plain dict, not dataclasses.asdict
+    return {"cell_id": cell.cell_id, "execution_count": cell.execution_count, "notebook": cell.notebook}

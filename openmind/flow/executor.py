@@ -68,9 +68,13 @@ def execute(
     resources: Resources | None = None,
     summarize: Callable[[Any], dict[str, Any]] | None = None,
     record: bool = True,
+    defer_journal: bool = False,
 ) -> tuple[Any, Route]:
     """Run `plan` and return (result, route). `handlers` is one callable taking the candidate, or
     a mapping from Pathway or (Pathway, Decision) to callables. The result also gets `.route`.
+    `defer_journal`: the record is written by the journal's writer thread (calls that take
+    microseconds: a synchronous commit would cost more than the call); `route.journal_id` is set
+    once it is written, and every journal reader in this process waits for it.
 
     Raises AllPathwaysFailed (listing every attempt) only when every candidate failed.
     """
@@ -93,13 +97,14 @@ def execute(
                                f"degraded result")
         except BadInput as exc:
             attempts.append(_failed(cand, "failed", exc, t0))
-            _finish(plan, attempts, None, start, resources, None, record, error=str(exc))
+            _finish(plan, attempts, None, start, resources, None, record, error=str(exc),
+                    defer=defer_journal)
             raise
         except KeyboardInterrupt as exc:
             # Ctrl-C stops the call: the handler kept what was done; journal it and propagate
             attempts.append(_failed(cand, "interrupted", exc, t0))
             _finish(plan, attempts, None, start, resources, None, record,
-                    error="interrupted (Ctrl-C)" + (f": {exc}" if str(exc) else ""))
+                    error="interrupted (Ctrl-C)" + (f": {exc}" if str(exc) else ""), defer=defer_journal)
             raise
         except _Refused as exc:
             attempts.append(Attempt(cand.pathway, cand.decision, cand.reason, "failed", str(exc),
@@ -117,7 +122,8 @@ def execute(
                 summary = summarize(result) or {}
             except Exception as exc:  # a summary must never cost the user the result
                 summary = {"summary_error": _error_text(exc)}
-        route = _finish(plan, attempts, cand, start, resources, summary, record, served=served)
+        route = _finish(plan, attempts, cand, start, resources, summary, record, served=served,
+                        defer=defer_journal)
         attach_route(result, route)
         return result, route
     error = AllPathwaysFailed(intent if not plan.intent.name else f"{intent} '{plan.intent.name}'", attempts)
@@ -125,7 +131,8 @@ def execute(
         lines = [str(error), "  why no pathway was possible:"]
         lines += [f"   - {p.value}: {r}" for p, r in plan.excluded]
         error.args = (redact("\n".join(lines)),)
-    _finish(plan, attempts, None, start, resources, None, record, error=str(error))
+    _finish(plan, attempts, None, start, resources, None, record, error=str(error),
+            defer=defer_journal)
     raise error
 
 
@@ -136,7 +143,8 @@ def _failed(cand: Candidate, outcome: str, exc: BaseException, t0: float) -> Att
 
 def _finish(plan: Plan, attempts: list[Attempt], chosen: Candidate | None, start: float,
             resources: Resources | None, summary: dict[str, Any] | None, record: bool,
-            error: str | None = None, served: Served | None = None) -> Route | None:
+            error: str | None = None, served: Served | None = None,
+            defer: bool = False) -> Route | None:
     """Journal the outcome; return the Route when a candidate succeeded."""
     duration = (time.perf_counter() - start) * 1000
     route = None
@@ -170,13 +178,19 @@ def _finish(plan: Plan, attempts: list[Attempt], chosen: Candidate | None, start
         try:
             from openmind.flow.journal import append
 
-            stored = append(entry)
+            def written(rid: int, route: Route | None = route) -> None:
+                if route is not None:
+                    route.journal_id = rid
+
+            stored = append(entry, defer=defer, on_written=written)
         except Exception as exc:  # an unwritable home must not cost the user the result
             warnings.warn(f"openmind: could not write the journal ({_error_text(exc)})",
                           RuntimeWarning, stacklevel=3)
         else:
             if route is not None:
-                route.journal_id, route.record = stored["id"], stored
+                route.record = stored
+                if stored.get("id") is not None:  # written already (never overwrite with None)
+                    route.journal_id = stored["id"]
     return route
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from openmind.config import home, public_url
+from openmind.config import public_url
 from openmind.errors import BadInput, PathwayUnavailable
 from openmind.flow.executor import Served, execute
 from openmind.flow.policy import split_policy
@@ -24,6 +24,7 @@ from openmind.flow.router import Candidate, Intent, route
 from openmind.memory import blobs as memory
 from openmind.memory.blobs import entries, fingerprint, get, key_for, put
 from openmind.memory.health import shed_versions
+from openmind.memory.store import memory_version
 from openmind.vocab import Decision, Pathway, Route, check_name
 
 # default meaning of the trits for zero-shot text classification
@@ -118,7 +119,7 @@ def _model_from(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Any:
                              f"({meta.get('format', 'unknown')!r})")
 
 
-_LOADED: dict[tuple[str, str], LocalModel] = {}  # (store, entry key) -> model, the newest few
+_LOADED: dict[tuple[str, int, str], LocalModel] = {}  # (store, change count, name) -> model
 _LOADED_KEEP = 8
 
 
@@ -128,14 +129,14 @@ def load_local_model(name: str) -> LocalModel | None:
     never served. Its `key` names its content (the blob's hash), so predictions cached for it are
     never served for another version. A stored row that holds no loadable model is skipped with a
     warning. A model already loaded in this process is reused while it is still the newest of its
-    name and no version's health changed (index lookups, no blob read or unpacking)."""
+    name and nothing memory holds changed (one indexed read, no blob read or unpacking)."""
+    memo = (*memory_version(), name)  # nothing memory holds changed: the same model answers
+    if memo in _LOADED:
+        return _LOADED[memo]
     found = memory.versions("model", name)
     if not found:
         return None
     shed = shed_versions(name)
-    memo = (str(home()), found[0].key, found[0].blob, frozenset(shed))
-    if memo in _LOADED:
-        return _LOADED[memo]
     passed = [f"version {shed[(e.key, e.blob)].get('version')}: {shed[(e.key, e.blob)].get('reason')}"
               for e in found if (e.key, e.blob) in shed]
     ordered = sorted(found, key=lambda e: memory.partial_reason(e.meta) is not None)
@@ -365,7 +366,7 @@ def infer_adaptive(model: Any, data: Any, strategy: str | None = None, *,
         (Pathway.CLOUD_INFERENCE, Decision.HARDCODE): run_cloud,
         (Pathway.CLOUD_INFERENCE, Decision.MODEL): run_zero_shot,
     }
-    result, _route = execute(plan, handlers, resources=res, summarize=_summary)
+    result, _route = execute(plan, handlers, resources=res, summarize=_summary, defer_journal=True)
     return result
 
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from openmind.config import redact
-from openmind.flow.journal import format_records
+from openmind.flow.journal import flush, format_records
 from openmind.intents.sense import sparkline
 from openmind.units import human_bytes, human_duration, human_rate, human_time
 from openmind.vocab import Route
@@ -450,6 +450,8 @@ class DecisionCard:
 
 def card_for(route: Any, excluded: Sequence[tuple[Any, str]] | None = None) -> DecisionCard:
     """A card for a result's `.route`: the full journal record when it has one, else the route."""
+    if getattr(route, "record", None) is not None and route.record.get("id") is None:
+        flush()  # a deferred record: written by now, so the card can name its journal id
     jid = getattr(route, "journal_id", None)
     record = dict(route.record) if getattr(route, "record", None) else None
     if record is None:

@@ -438,10 +438,9 @@ def _warn(message: str) -> None:
 
 def _last_id() -> int:
     """The newest journal id, so the cell can collect exactly the records it wrote."""
-    from openmind.memory.store import connect
+    from openmind.flow.journal import last_id
 
-    with connect() as con:
-        return int(con.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0])
+    return last_id()
 
 
 # --------------------------------------------------------------------------- hooks
@@ -465,6 +464,9 @@ class _CellHooks:
         self.token = set_cell(getattr(info, "cell_id", None), count)
 
     def post(self, result: Any) -> None:
+        from openmind.flow.journal import flush
+
+        flush()  # the cell's deferred records are in the store before the kernel says it is done
         token, self.token = self.token, None
         if token is None:
             return

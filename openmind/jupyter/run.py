@@ -101,8 +101,7 @@ def run_notebook(path: str | os.PathLike, *, timeout: float = 600.0, kernel: str
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-    from openmind.flow.journal import journal
-    from openmind.memory.store import connect
+    from openmind.flow.journal import journal, last_id
 
     nb_path = Path(path)
     if not nb_path.is_file():
@@ -116,8 +115,7 @@ def run_notebook(path: str | os.PathLike, *, timeout: float = 600.0, kernel: str
     if kernel_env.get("OPENMIND_HOME") != os.environ.get("OPENMIND_HOME"):
         raise BadInput("set OPENMIND_HOME in this process's environment, not only the kernel's: "
                        "the decisions are read back from the same journal")
-    with connect() as con:
-        before = int(con.execute("SELECT COALESCE(MAX(id), 0) FROM journal").fetchone()[0])
+    before = last_id()
     error = None
     with tempfile.TemporaryDirectory(prefix="openmind-run-") as work:
         km = _kernel_manager(kernel, Path(work))

@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from openmind.config import home
 from openmind.memory.blobs import entries, fingerprint, get, key_for, put
+from openmind.memory.store import generation, memory_version
 
 # at most this many rows queued by one call (the least confident first)
 MAX_ROWS_PER_CALL = 1000
@@ -53,11 +55,29 @@ def _load(status: str, name: str) -> list[tuple[np.ndarray, dict[str, Any]]]:
     return out
 
 
+# (store, name) -> (this process's write count, when checked, store change count, row keys): a
+# prediction that abstains on rows already queued reads no queued row again. Another process's
+# change is seen within RECHECK_S; a row queued twice meanwhile is listed once (`pending`).
+_KNOWN: dict[tuple[str, str], tuple[int, float, tuple[str, int], set[bytes]]] = {}
+RECHECK_S = 1.0
+
+
 def _row_keys(name: str) -> set[bytes]:
+    where, now, gen = str(home()), time.monotonic(), generation()
+    hit = _KNOWN.get((where, name))
+    if hit is not None and hit[0] == gen and now - hit[1] < RECHECK_S:
+        return hit[3]
+    version = memory_version()
+    if hit is not None and hit[2] == version:
+        _KNOWN[(where, name)] = (gen, now, version, hit[3])
+        return hit[3]
     keys: set[bytes] = set()
     for status in ("pending", "labelled"):
         for X, _meta in _load(status, name):
             keys.update(_row_key(r) for r in X)
+    if len(_KNOWN) >= 16:
+        _KNOWN.clear()
+    _KNOWN[(where, name)] = (gen, now, version, keys)
     return keys
 
 

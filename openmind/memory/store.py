@@ -58,14 +58,55 @@ MIGRATIONS: list[tuple[int, str]] = [
         CREATE INDEX IF NOT EXISTS memory_kind_name ON memory(kind, name);
         """,
     ),
+    (
+        2,
+        # A counter of changes to what memory holds (not to its use counts), kept by triggers so
+        # every writer, in any process, bumps it: a reader that cached what it found (a loaded
+        # model, the label queue) asks one cheap question per call instead of re-reading rows.
+        """
+        CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, n INTEGER NOT NULL);
+        INSERT OR IGNORE INTO counters (name, n) VALUES ('memory', 0);
+        CREATE TRIGGER IF NOT EXISTS memory_added AFTER INSERT ON memory BEGIN
+            UPDATE counters SET n = n + 1 WHERE name = 'memory';
+        END;
+        CREATE TRIGGER IF NOT EXISTS memory_removed AFTER DELETE ON memory BEGIN
+            UPDATE counters SET n = n + 1 WHERE name = 'memory';
+        END;
+        CREATE TRIGGER IF NOT EXISTS memory_changed AFTER UPDATE OF key, kind, name, blob, size, meta
+            ON memory BEGIN
+            UPDATE counters SET n = n + 1 WHERE name = 'memory';
+        END;
+        """,
+    ),
 ]
 
 _migrated: set[str] = set()
 _mlock = threading.Lock()
 
 
+def _statements(sql: str) -> Iterator[str]:
+    """The complete statements of a migration (a trigger's body holds semicolons of its own)."""
+    buf = ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            yield buf.strip()
+            buf = ""
+    if buf.strip():
+        yield buf.strip()
+
+
 def db_path(root: Path | None = None) -> Path:
-    return (root or home()) / DB_NAME
+    root = root or home()
+    path = _paths.get(root)
+    if path is None:  # every store call asks: join once per home
+        if len(_paths) > 64:
+            _paths.clear()
+        path = _paths[root] = root / DB_NAME
+    return path
+
+
+_paths: dict[Path, Path] = {}
 
 
 def _open(path: Path) -> sqlite3.Connection:
@@ -110,9 +151,8 @@ def _migrate(con: sqlite3.Connection, key: str) -> None:
             version = con.execute("PRAGMA user_version").fetchone()[0]
             for number, sql in MIGRATIONS:
                 if number > version:
-                    for statement in sql.split(";"):
-                        if statement.strip():
-                            con.execute(statement)
+                    for statement in _statements(sql):
+                        con.execute(statement)
                     con.execute(f"PRAGMA user_version={number}")
             con.execute("COMMIT")
         except BaseException:
@@ -135,7 +175,7 @@ def _pooled(path: Path) -> sqlite3.Connection:
         _local.pid = os.getpid()
     key = str(path)
     try:
-        ino = path.stat().st_ino
+        ino = os.stat(key).st_ino
     except OSError:
         ino = None
     hit = pool.get(key)
@@ -190,3 +230,11 @@ def changed() -> None:
 def generation() -> int:
     """How many writes this process made to the index; a cached summary of memory keys on it."""
     return _generation
+
+
+def memory_version(root: Path | None = None) -> tuple[str, int]:
+    """(store, change count): equal for two calls when nothing memory holds changed between them,
+    in this process or any other. One indexed read, for readers that cache what they found."""
+    path = db_path(root)
+    row = _pooled(path).execute("SELECT n FROM counters WHERE name = 'memory'").fetchone()
+    return str(path), int(row[0]) if row else -1
