@@ -96,8 +96,6 @@ class Route:
     degraded: str | None = None
     # the journal record as written (plan, excluded pathways, resources): what a card shows
     record: dict[str, Any] | None = field(default=None, repr=False, compare=False)
-    # None when the result answers the call as asked, else why not (DESIGN.md "Public surface")
-    degraded: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {

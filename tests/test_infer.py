@@ -97,13 +97,19 @@ def test_dead_endpoint_with_strategy_cloud_falls_through_to_local(monkeypatch):
     assert rec["attempts"][0]["outcome"] == "failed" and "cannot connect" in rec["attempts"][0]["error"]
 
 
-def test_injected_gpu_routes_to_cuda_and_runs_on_cpu_when_cuda_is_absent():
+def test_injected_gpu_small_batch_stays_on_cpu_big_batch_routes_to_cuda_then_cpu_when_cuda_is_absent():
+    from openmind.flow.router import GPU_MIN_INFER_WORK
+
     X, model = store_digits_model()
     res = Resources.none(gpu=gpu_present([{"name": "Injected GPU", "memory_total": 8 << 30}]))
     pred = openmind.infer_adaptive("digits", X[:10], resources=res)
+    assert "a GPU is here" in pred.route.reason and pred.source == "local cpu"  # too small to repay
+    rows = -(-GPU_MIN_INFER_WORK // model.work(1))
+    big = np.resize(X, (rows, X.shape[1]))
+    pred = openmind.infer_adaptive("digits", big, resources=res)
     assert "CUDA GPU" in pred.route.reason  # the router chose the GPU pathway ...
     assert pred.source.startswith("local cpu (CUDA not usable")  # ... this machine has no CUDA
-    np.testing.assert_array_equal(pred.values, model.predict(X[:10])[0])
+    np.testing.assert_array_equal(pred.values, model.predict(big)[0])
 
 
 def test_a_model_object_is_used_directly():

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import sqlite3
+import time
+
+import numpy as np
 
 import openmind
 from openmind.flow.journal import count, write
@@ -71,3 +74,71 @@ def test_journal_after_returns_newer_records_oldest_first():
     assert [r["id"] for r in newer] == ids[2:]
     latest = openmind.journal(2)
     assert [r["id"] for r in latest] == [ids[4], ids[3]]
+
+
+# --------------------------------------------------------------------------- deferred records
+
+
+def _infer_and_exit(home: str) -> None:
+    """A multiprocessing child: one real infer (its record is deferred), then the child's os._exit."""
+    import os
+
+    os.environ["OPENMIND_HOME"] = home
+
+    import openmind as om
+
+    om.infer_adaptive("digits", np.zeros((1, 64)), strategy="local")
+
+
+def test_deferred_infer_records_keep_call_order_with_synchronous_ones_and_reach_the_route(digits_model):
+    from openmind.flow.journal import append
+
+    model, Xte, _ = digits_model
+    rows = Xte[:2]
+    first = openmind.infer_adaptive(model, rows, strategy="local")
+    append({"intent": "train", "name": "sync", "ok": True, "reason": "written at once"})
+    second = openmind.infer_adaptive(model, rows, strategy="local")
+    records = openmind.journal(3)  # a reader flushes what this process deferred
+    assert [r["intent"] for r in reversed(records)] == ["infer", "train", "infer"]
+    assert first.route.journal_id == records[2]["id"] and second.route.journal_id == records[0]["id"]
+    assert first.route.record["id"] == first.route.journal_id  # the card shows the id written
+
+
+def test_a_deferred_record_reaches_another_reader_within_the_delay(digits_model, openmind_home):
+    from openmind.flow.journal import DELAY_S
+
+    model, Xte, _ = digits_model
+    openmind.infer_adaptive(model, Xte[:1], strategy="local")
+    con = sqlite3.connect(openmind_home / "openmind.db")  # as another process reads: no flush
+    deadline = time.monotonic() + DELAY_S + 5.0
+    while time.monotonic() < deadline:
+        if con.execute("SELECT count(*) FROM journal WHERE intent = 'infer'").fetchone()[0] == 1:
+            break
+        time.sleep(0.02)
+    assert con.execute("SELECT count(*) FROM journal WHERE intent = 'infer'").fetchone()[0] == 1
+
+
+def test_a_multiprocessing_child_writes_its_deferred_record_before_it_exits(openmind_home, digits_model):
+    from openmind.memory.blobs import put
+
+    arrays, meta = digits_model[0].to_arrays()
+    put("model", "digits", "digits-for-child", arrays, meta)
+    before = count()
+    for method in ("spawn", "fork"):
+        child = mp.get_context(method).Process(target=_infer_and_exit, args=(str(openmind_home),))
+        child.start()
+        child.join(120)
+        assert child.exitcode == 0
+    assert count() == before + 2  # multiprocessing's children leave by os._exit, past atexit
+
+
+def test_a_forked_child_does_not_write_its_parents_deferred_records(openmind_home):
+    from openmind.flow.journal import append, flush
+
+    append({"intent": "infer", "name": "parent", "ok": True}, defer=True)
+    child = mp.get_context("fork").Process(target=flush)  # would write the parent's record too
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    flush()
+    assert [r["name"] for r in openmind.journal(10)] == ["parent"]

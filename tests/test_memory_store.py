@@ -194,3 +194,65 @@ def test_cached_ancestor_with_other_features_is_not_served():
     model = train_or_load("shape", X[:, :3], y, **SMALL)  # default fallback: trains afresh
     assert (model.route.pathway, model.route.decision) == (Pathway.FULL_TRAIN, Decision.HARDCODE)
     assert model.route.attempts[0].outcome == "failed"
+
+
+def _store_in_child(home: str, key: str, value: float) -> None:
+    import os
+
+    os.environ["OPENMIND_HOME"] = home
+    import numpy as np
+
+    from openmind.memory.blobs import put as p
+
+    p("model", "other", key, {"w": np.full(3, value)}, {"v": value})
+
+
+def test_the_change_counter_sees_every_writer_and_ignores_use_counts(openmind_home):
+    """What memory holds changed (in this process or another) => memory_version changed; a hit
+    counting its use does not change it, so a loaded model stays loaded while it is used."""
+    import multiprocessing as mp
+
+    from openmind.memory.blobs import get, remove
+    from openmind.memory.store import memory_version
+
+    put("model", "m", "key-m-1", {"w": np.zeros(3)}, {})
+    v0 = memory_version()
+    assert get("model", "key-m-1") is not None  # a hit: its use count is written
+    assert memory_version() == v0
+    child = mp.get_context("spawn").Process(target=_store_in_child, args=(str(openmind_home), "key-o-1", 1.0))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    v1 = memory_version()
+    assert v1 != v0
+    remove("key-o-1")
+    assert memory_version() not in (v0, v1)
+
+
+def test_a_model_retrained_by_another_process_is_served_at_the_next_call(openmind_home, digits_model):
+    import multiprocessing as mp
+
+    from openmind.intents.infer import load_local_model
+
+    model, Xte, _ = digits_model
+    arrays, meta = model.to_arrays()
+    put("model", "digits", "digits-v1", arrays, meta)
+    first = load_local_model("digits")
+    assert load_local_model("digits") is first  # memoised while nothing changed
+    child = mp.get_context("spawn").Process(target=_retrain_in_child, args=(str(openmind_home),))
+    child.start()
+    child.join(120)
+    assert child.exitcode == 0
+    second = load_local_model("digits")
+    assert second is not first and second.key == "digits-v2" and second.meta["retrained"]
+
+
+def _retrain_in_child(home: str) -> None:
+    import os
+
+    os.environ["OPENMIND_HOME"] = home
+    from openmind.memory.blobs import latest
+    from openmind.memory.blobs import put as p
+
+    arrays, entry = latest("model", "digits")
+    p("model", "digits", "digits-v2", arrays, {**entry.meta, "retrained": True})

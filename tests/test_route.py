@@ -159,6 +159,27 @@ def test_infer_on_injected_gpu_uses_cuda_else_packed_cpu():
     assert without.first.params["device"] == "cpu" and "packed ternary" in without.first.reason
 
 
+def test_small_work_stays_on_the_cpu_beside_an_injected_gpu():
+    """Mock GPU: a prediction or a train too small to repay the trip to the GPU runs on the CPU,
+    and the reason says the GPU was seen; big or unknown work goes to the GPU."""
+    from openmind.flow.router import GPU_MIN_INFER_WORK, GPU_MIN_TRAIN_S
+
+    def infer(work):
+        return openmind.route(Intent.of("infer", name="m", local_model=True, work=work), resources=res(gpu=True)).first
+
+    small, big, unknown = infer(64 * 84_000), infer(GPU_MIN_INFER_WORK), infer(None)
+    assert small.params["device"] == "cpu" and "a GPU is here" in small.reason
+    assert big.params["device"] == "cuda" and unknown.params["device"] == "cuda"
+
+    def train(est):
+        return openmind.route(Intent.of("train", name="d", rows=1797, est_seconds=est), resources=res(gpu=True)).first
+
+    assert train(1.9).params["device"] == "cpu" and "a GPU is here" in train(1.9).reason
+    assert train(GPU_MIN_TRAIN_S).params["device"] == "cuda" and train(None).params["device"] == "cuda"
+    no_gpu = openmind.route(Intent.of("train", name="d", rows=1797, est_seconds=1.9), resources=res()).first
+    assert no_gpu.params["device"] == "cpu" and "no GPU" in no_gpu.reason
+
+
 def test_gpu_speedup_lets_a_train_fit_the_budget_injected_gpu():
     """Mock GPU: an estimate over budget on CPU fits when the (injected) GPU divides it."""
     it = Intent.of("train", name="d", rows=100_000, ancestor=True, est_seconds=600)

@@ -46,6 +46,7 @@ class LocalModel:
     model: Any
     meta: dict[str, Any] = field(default_factory=dict)
     content: str | None = None
+    _gpu: Any = field(default=None, repr=False, compare=False)  # the weights on the GPU, once
 
     @property
     def classes(self) -> np.ndarray:
@@ -58,6 +59,14 @@ class LocalModel:
     def n_inputs(self) -> int | None:
         n = getattr(self.model, "n_features_in_", None) or getattr(self.model, "n_inputs", None)
         return int(n) if n else self.meta.get("n_inputs")
+
+    def work(self, rows: int) -> int | None:
+        """Multiply-adds a prediction of `rows` rows costs (None: unknown, e.g. sklearn): what
+        decides whether a prediction is worth caching or worth a worker thread."""
+        layers = getattr(self.model, "layers", None)
+        if not layers:
+            return None
+        return rows * sum(int(a.trits.size) if hasattr(a, "trits") else 1 for a in layers)
 
     def check(self, X: np.ndarray) -> None:
         """Bad input shapes are the caller's mistake: say what the model expects."""
@@ -90,12 +99,17 @@ class LocalModel:
         def t(a: np.ndarray):
             return torch.as_tensor(np.asarray(a, np.float32), device="cuda")
 
-        h = (t(X) - t(self.model.mean)) * t(self.model.inv_std)
-        for layer in layers:  # trits [out, in], scale (1 or out), bias (out), relu
-            h = (h @ t(layer.trits).T) * t(layer.scale) + t(layer.bias)
-            if layer.relu:
-                h = torch.relu(h)
-        return torch.softmax(h, dim=1).cpu().numpy()
+        if self._gpu is None:  # the weights go to the GPU once per loaded model, not per call
+            self._gpu = (t(self.model.mean), t(self.model.inv_std),
+                         [(t(la.trits).T.contiguous(), t(la.scale), t(la.bias), la.relu) for la in layers])
+        mean, inv_std, weights = self._gpu
+        with torch.inference_mode():
+            h = (t(X) - mean) * inv_std
+            for w, scale, bias, relu in weights:  # trits [out, in], scale (1 or out), bias (out)
+                h = (h @ w) * scale + bias
+                if relu:
+                    h = torch.relu(h)
+            return torch.softmax(h, dim=1).cpu().numpy()
 
     def predict(self, X: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, str]:
         proba, used = self.predict_proba(X, device)
@@ -196,11 +210,8 @@ def _worth_caching(local: LocalModel | None, rows: int) -> bool:
     """True when a cached answer could beat computing: no local model, or a big batch."""
     if local is None:
         return True
-    layers = getattr(local.model, "layers", None)
-    if not layers:
-        return True  # unknown cost: sklearn and friends may be slow
-    weights = sum(a.trits.size if hasattr(a, "trits") else 1 for a in layers)
-    return rows * weights >= CACHE_MIN_WORK
+    work = local.work(rows)
+    return work is None or work >= CACHE_MIN_WORK  # unknown cost: sklearn and friends may be slow
 
 
 def model_known(name: str) -> bool:
@@ -315,7 +326,8 @@ def infer_adaptive(model: Any, data: Any, strategy: str | None = None, *,
     intent = Intent.of("infer", name=name, rows=int(X.shape[0]),
                        shape=tuple(int(d) for d in X.shape), data_kind=kind,
                        exact=cached is not None, local_model=local is not None, remote_model=remote,
-                       shed=local.meta.get("shed") if local is not None else None)
+                       shed=local.meta.get("shed") if local is not None else None,
+                       work=local.work(int(X.shape[0])) if local is not None else None)
     plan = route(intent, resources=res, policy=pol)
 
     def from_cache(cand: Candidate) -> Predictions:
