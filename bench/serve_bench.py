@@ -5,7 +5,9 @@ Stores a 64-256-256-10 ternary model in a fresh OPENMIND_HOME, starts `openmind 
 subprocess, and for batch 1 and 256 measures requests/s and p50/p99 latency of one keep-alive
 client sending sequential requests: openmind's OIP client with binary tensor data (the default
 against a server that lists the extension) and with JSON, against in-process `predict` of the same
-rows. Targets: batch 256 binary >= 0.5x the in-process throughput; batch 1 p50 < 1 ms.
+rows, and Triton's own client (`tritonclient.http`, binary, default settings) when installed: it
+shows the server without the cost of openmind's httpx client. Targets: batch 256 binary >= 0.5x
+the in-process throughput; batch 1 p50 < 1 ms.
 
 MLServer (mlserver + mlserver-sklearn, the `bench` extra; they pin fastapi/starlette older than
 other extras, so give them their own virtualenv and pass --mlserver path/to/venv/bin/mlserver)
@@ -134,6 +136,22 @@ class MLServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def triton_call(url: str, token: str, rows: np.ndarray):
+    """A no-argument call of `tritonclient.http` (binary, default settings) answering the labels,
+    or None when tritonclient is not installed (it is in the dev extra)."""
+    try:
+        import tritonclient.http as th
+    except ImportError:
+        return None
+    client = th.InferenceServerClient(url.split("//", 1)[1])
+    data = np.ascontiguousarray(rows, dtype=np.float32)
+    inp = th.InferInput("input-0", list(data.shape), "FP32")
+    inp.set_data_from_numpy(data)
+    outs = [th.InferRequestedOutput("label"), th.InferRequestedOutput("probabilities")]
+    headers = {"Authorization": f"Bearer {token}"}
+    return lambda: client.infer("digits", [inp], outputs=outs, headers=headers).as_numpy("label")
+
+
 def find_mlserver(given: str | None) -> str | None:
     for cand in (given, os.environ.get("MLSERVER_BIN"), str(Path(sys.executable).with_name("mlserver")),
                  shutil.which("mlserver")):
@@ -143,7 +161,7 @@ def find_mlserver(given: str | None) -> str | None:
 
 
 def row(batch: int, name: str, r: dict[str, float]) -> None:
-    print(f"{batch:>5} {name:<16} {r['rps']:>9.1f} {r['rows_s']:>11.0f} {r['p50']:>8.3f} {r['p99']:>8.3f}")
+    print(f"{batch:>5} {name:<18} {r['rps']:>9.1f} {r['rows_s']:>11.0f} {r['p50']:>8.3f} {r['p99']:>8.3f}")
 
 
 def main() -> int:
@@ -174,7 +192,7 @@ def main() -> int:
             print(f"{machine()}; python {sys.version.split()[0]}")
             print(f"openmind serve at {srv.url} (binary tensor data: {client.binary_supported()}); "
                   f"MLServer: {mls.url if mls else mls_why}")
-            print(f"{'batch':>5} {'path':<16} {'req/s':>9} {'rows/s':>11} {'p50 ms':>8} {'p99 ms':>8}")
+            print(f"{'batch':>5} {'path':<18} {'req/s':>9} {'rows/s':>11} {'p50 ms':>8} {'p99 ms':>8}")
             for batch, n in BATCHES.items():
                 rows = X[:batch]
                 served = client.infer("digits", rows)["label"]
@@ -184,6 +202,10 @@ def main() -> int:
                     "serve binary": stats(timed(lambda rows=rows: client.infer("digits", rows), n), batch),
                     "serve JSON": stats(timed(lambda rows=rows: client.infer("digits", rows, binary=False), n), batch),
                 }
+                triton = triton_call(srv.url, token, rows)
+                if triton is not None:  # Triton's own client (binary): the server without httpx's cost
+                    assert np.array_equal(triton(), served), "tritonclient != openmind client"
+                    res["serve tritonclient"] = stats(timed(triton, n), batch)
                 if mls:
                     mc = OIPClient(mls.url, retries=0)
                     rows64 = rows.astype(np.float64)
