@@ -130,15 +130,19 @@ def test_ctrl_c_stops_the_call_keeps_a_partial_version_and_the_next_call_resumes
     assert len(versions("model", "robot")) == 3  # first, the partial, the resumed one
 
 
-def test_routing_with_injected_gpu_trains_on_cpu_and_says_why():
+def test_routing_with_injected_gpu_trains_on_cpu_and_says_why(monkeypatch):
+    from openmind.flow import router
     from openmind.pathways.ternary.fit import pick_device
 
     res = Resources.none(gpu=gpu_present([{"index": 0, "name": "Injected A100",
                                            "memory_total": 2**34, "memory_free": 2**34}]))
     X, y = _blobs(200)
-    model = train_or_load("gpu-model", X, y, resources=res, **SMALL)
-    assert model.route.pathway == Pathway.FULL_TRAIN
-    assert "CUDA GPU" in model.route.reason
+    small = train_or_load("gpu-model", X, y, resources=res, **SMALL)
+    assert small.route.pathway == Pathway.FULL_TRAIN
+    assert "a GPU is here" in small.route.reason and small.info["device"] == "cpu"  # too small for it
+    monkeypatch.setattr(router, "GPU_MIN_TRAIN_S", 0.0)  # as if the train were big enough
+    model = train_or_load("gpu-model", X, y, resources=res, fresh=True, **SMALL)
+    assert "CUDA GPU" in model.route.reason  # routed to the GPU; this machine has no CUDA
     assert model.info["device"] == "cpu" and "CUDA" in model.info["device_note"]
     assert pick_device("cuda", cuda_available=True) == ("cuda", None)
     assert pick_device("cuda", cuda_available=False)[0] == "cpu"
