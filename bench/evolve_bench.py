@@ -6,7 +6,9 @@
 2. Growth/extinction (start 32 wide) vs a fixed net of the starting width and of the final width:
    test accuracy and packed bytes.
 3. A colony of 5 (seeds and data slices) vs its best single member: accuracy, abstention rate and
-   accuracy on the rows the colony answered.
+   accuracy on the rows the colony answered; then each colony kept in muscle memory and served by
+   `openmind serve`: its packed bytes, the served labels' and abstentions' agreement with the
+   in-process vote, and the exact (device) vote's agreement with the fast one.
 
 Run: python bench/evolve_bench.py   (about 3-5 minutes on 2 cores)
 """
@@ -102,7 +104,7 @@ def colony() -> None:
     X, y = load_digits(return_X_y=True)
     X = X.astype(np.float32)
     print("\n3. colony of 5 (seeds + 80% data slices) vs its best single member: digits")
-    best, col, abst, sure = [], [], [], []
+    best, col, abst, sure, kept = [], [], [], [], []
     for rep in SEEDS:
         Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=rep, stratify=y)
         rng = np.random.default_rng(rep)
@@ -111,14 +113,34 @@ def colony() -> None:
             idx = rng.choice(len(Xtr), size=int(0.8 * len(Xtr)), replace=False)
             members.append(openmind.train_or_load(f"member-{rep}-{k}", Xtr[idx], ytr[idx], hidden=[32],
                                                   epochs=30, seed=10 * rep + k, **Q))
-        c = openmind.colony(members)
+        c = openmind.colony(members, name=f"colony-{rep}", keep=True)
         v = c.vote(Xte)
+        kept.append((c, Xte, v))
         best.append(100 * max(float((m.predict(Xte) == yte).mean()) for m in members))
         col.append(100 * float((v.labels == yte).mean()))
         abst.append(100 * float(v.abstained.mean()))
         sure.append(100 * float((v.labels[~v.abstained] == yte[~v.abstained]).mean()))
     print(f"{'best single %':>16} {'colony %':>16} {'abstained %':>16} {'colony on answered %':>22}")
     print(f"{ms(best):>16} {ms(col):>16} {ms(abst):>16} {ms(sure):>22}")
+    served(kept)
+
+
+def served(kept: list) -> None:
+    """The kept colonies through `openmind serve` (a child process on this memory) vs in-process."""
+    from openmind.pathways.cloud.oip import OIPClient
+    from openmind.serve import ServeProcess
+
+    size, labels, abstained, exact = [], [], [], []
+    with ServeProcess() as srv:
+        client = OIPClient(srv.url, retries=0)
+        for c, Xte, v in kept:
+            out = client.infer(c.name, Xte)
+            size.append(c.summary()["packed_bytes"])
+            labels.append(100 * float((out["label"] == v.labels).mean()))
+            abstained.append(100 * float((out["abstained"] == v.abstained).mean()))
+            exact.append(100 * float((c.vote(Xte, exact=True).labels == v.labels).mean()))
+    print(f"{'colony bytes':>16} {'served = in-process labels %':>30} {'abstained %':>14} {'exact = fast %':>16}")
+    print(f"{ms(size):>16} {ms(labels):>30} {ms(abstained):>14} {ms(exact):>16}")
 
 
 if __name__ == "__main__":

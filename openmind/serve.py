@@ -156,19 +156,32 @@ def _label_type(model) -> str:
     return "BYTES" if classes is not None and classes.dtype.kind in "USO" else "INT64"
 
 
+def _outputs(model) -> list[str]:
+    """The outputs a model answers: label and probabilities; a colony adds abstained (BOOL, a row
+    fewer than its quorum of members stand behind)."""
+    return ["label", "probabilities"] + (["abstained"] if model.colony is not None else [])
+
+
 class ModelMeta(JSONHandler):
     def get(self, name: str, version: str | None = None) -> None:
         model = self.model_or_404(name)
         n = model.n_inputs
         classes = model.classes
         k = len(classes) if classes is not None else -1
+        col = model.colony
+        outputs = [{"name": "label", "datatype": _label_type(model), "shape": [-1]},
+                   {"name": "probabilities", "datatype": "FP32", "shape": [-1, k]}]
+        params: dict[str, Any] = {"key": model.key,
+                                  "classes": classes.tolist() if classes is not None else None}
+        if col is not None:
+            outputs.append({"name": "abstained", "datatype": "BOOL", "shape": [-1]})
+            params.update(members=[m.name for m in col.members], quorum=col.quorum,
+                          confidence=col.confidence)
         self.send({
-            "name": name, "versions": ["1"], "platform": "openmind-ternary",
+            "name": name, "versions": ["1"],
+            "platform": "openmind-colony" if col is not None else "openmind-ternary",
             "inputs": [{"name": "input-0", "datatype": "FP32", "shape": [-1, n if n else -1]}],
-            "outputs": [{"name": "label", "datatype": _label_type(model), "shape": [-1]},
-                        {"name": "probabilities", "datatype": "FP32", "shape": [-1, k]}],
-            "parameters": {"key": model.key,
-                           "classes": classes.tolist() if classes is not None else None},
+            "outputs": outputs, "parameters": params,
         })
 
 
@@ -247,12 +260,18 @@ class Infer(JSONHandler):
             log.info("malformed infer body for %r: %s: %s", name, type(exc).__name__, exc)
             self.fail(400, f"malformed inference request ({type(exc).__name__}); see /v2/openapi.json")
         classes = model.classes
-        proba = np.asarray(model.model.predict_proba(X), dtype=np.float32)
-        idx = np.argmax(proba, axis=1)
-        labels = classes[idx] if classes is not None else idx.astype(np.int64)
+        vote = model.colony.vote(X) if model.colony is not None else None  # a colony: by vote
+        if vote is None:
+            proba = np.asarray(model.model.predict_proba(X), dtype=np.float32)
+            idx = np.argmax(proba, axis=1)
+            labels = classes[idx] if classes is not None else idx.astype(np.int64)
+        else:
+            proba, labels = np.asarray(vote.probabilities, dtype=np.float32), vote.labels
         if _label_type(model) == "INT64":
             labels = np.asarray(labels).astype(np.int64)
         outs = {"label": labels, "probabilities": proba}
+        if vote is not None:
+            outs["abstained"] = vote.abstained
         listed, raw = tensors.encode_many({o: outs[o] for o in wanted}, binary)
         answer: dict[str, Any] = {"model_name": name, "model_version": "1", "outputs": listed}
         if rid is not None:
@@ -282,16 +301,17 @@ class Infer(JSONHandler):
         if not np.isfinite(X).all():
             raise TensorError("inputs[0] contains NaN or infinity")
         outputs = body.get("outputs")
-        wanted = ["label", "probabilities"]
+        wanted = _outputs(model)
         if outputs is not None:
             if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str)
                                                         and isinstance(o.get("parameters", {}), dict)
                                                         for o in outputs):
                 raise TensorError('outputs must be a list of {"name": ...} objects')
             wanted = [o["name"] for o in outputs]
-            unknown = [w for w in wanted if w not in ("label", "probabilities")]
+            valid = _outputs(model)
+            unknown = [w for w in wanted if w not in valid]
             if unknown:
-                raise TensorError(f"unknown output(s) {str(unknown)[:120]}; valid: label, probabilities")
+                raise TensorError(f"unknown output(s) {str(unknown)[:120]}; valid: {', '.join(valid)}")
         rid = body.get("id")
         if rid is not None and not isinstance(rid, str):
             raise TensorError("id must be a string")
@@ -563,6 +583,10 @@ def openapi_spec() -> dict[str, Any]:
             "parameters": params, "outputs": {"type": "array", "items": _ref("ResponseOutput")}}},
     }
     infer_body = {"required": True, "content": {"application/json": {"schema": _ref("InferenceRequest")}}}
+    infer_doc = ("Outputs: label (INT64 or BYTES, one per row) and probabilities (FP32, rows x "
+                 "classes). A colony (platform openmind-colony) answers label by its vote and adds "
+                 "abstained (BOOL, one per row: fewer than its quorum of members stand behind the "
+                 "label). Left out, `outputs` means all of them.")
     a = (401,)
     paths = {
         "/v2/health/live": {"get": {"operationId": "serverLive", "responses": _answer("Live", *a)}},
@@ -578,10 +602,12 @@ def openapi_spec() -> dict[str, Any]:
         "/v2/models/{model_name}/ready": {"get": {"operationId": "modelReady", "parameters": [model],
                                                   "responses": _answer("ModelReady", 401, 404, 503)}},
         "/v2/models/{model_name}/infer": {"post": {
-            "operationId": "modelInfer", "parameters": [model], "requestBody": infer_body,
+            "operationId": "modelInfer", "description": infer_doc,
+            "parameters": [model], "requestBody": infer_body,
             "responses": _answer("InferenceResponse", 400, 401, 404, 413, 503)}},
         "/v2/models/{model_name}/versions/{model_version}/infer": {"post": {
-            "operationId": "modelVersionInfer", "parameters": [model, version], "requestBody": infer_body,
+            "operationId": "modelVersionInfer", "description": infer_doc,
+            "parameters": [model, version], "requestBody": infer_body,
             "responses": _answer("InferenceResponse", 400, 401, 404, 413, 503)}},
     }
     return {"openapi": "3.0.3",

@@ -21,12 +21,17 @@ needs_rv32 = pytest.mark.skipif(bool(MISSING), reason=(
     f"picolibc-riscv64-unknown-elf qemu-system-misc (scripts/test.sh does, as root)"))
 
 
-def rows_header(blob: bytes, X: np.ndarray) -> str:
-    """The model and the rows as C: floats as hex literals, so the C side reads the exact float32."""
+def rows_c(X: np.ndarray) -> str:
+    """The rows as C (OM_ROWS, om_rows[][]): floats as hex literals, so C reads the exact float32."""
     X = np.asarray(X, np.float32)
     rows = ",\n".join("{" + ",".join(float(v).hex() + "f" for v in row) + "}" for row in X)
-    return (c_header(blob) + f"#define OM_ROWS {len(X)}u\n"
+    return (f"#define OM_ROWS {len(X)}u\n"
             f"static const float om_rows[{len(X)}][{X.shape[1]}] = {{\n{rows}\n}};\n")
+
+
+def rows_header(blob: bytes, X: np.ndarray) -> str:
+    """The model (its C header) and the rows."""
+    return c_header(blob) + rows_c(X)
 
 
 def parse(out: str) -> tuple[dict, np.ndarray, np.ndarray]:

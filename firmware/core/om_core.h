@@ -55,6 +55,22 @@ const char *om_model_error(int code);
  * Bit-exact with the numpy reference (float32, ordered sums, no FMA). */
 int om_model_predict(const om_model_t *m, const float *x, float *scores);
 
+/* ---------------------------------------------------------------- colony vote */
+#define OM_COLONY_MAX 16         /* members at most */
+/* The vote of a colony of models sharing inputs and outputs, bit for bit what openmind's
+ * Colony.vote(X, exact=True) returns: each member's scores (om_model_predict) -> softmax (with
+ * om_exp_portable, float64); a member whose top probability is >= confidence gives +1 to that
+ * class and -1 to each class below 0.1/outputs, else it abstains on the row; the class with the
+ * most votes wins (ties: the highest mean probability, then the lowest index). Writes votes[outputs]
+ * and *abstained (1 when fewer than `quorum` votes stand behind the winner); returns the winning
+ * class index, or -1 when the members do not fit together (none, over OM_COLONY_MAX, other shapes).
+ * Stack: about 20 bytes per output plus om_model_predict's buffers. */
+int om_colony_vote(const om_model_t *members, int n_members, double confidence, int quorum,
+                   const float *x, int *votes, int *abstained);
+/* exp(x) for x <= 0 from + - * / alone (0 below -700): the same bits as openmind's numpy
+ * portable_exp wherever the compiler keeps IEEE double arithmetic (-ffp-contract=off). */
+double om_exp_portable(double x);
+
 /* ---------------------------------------------------------------- the device */
 typedef struct {
     const char *name;

@@ -110,3 +110,70 @@ int om_model_predict(const om_model_t *m, const float *x, float *scores)
     }
     return (int)best;
 }
+
+/* ---------------------------------------------------------------- colony vote */
+
+/* 1/12! ... 1/0!: Horner's order (the same literals as openmind/pathways/ternary/vote.py) */
+static const double om_taylor[13] = {
+    2.08767569878681e-09, 2.505210838544172e-08, 2.755731922398589e-07,
+    2.7557319223985893e-06, 2.48015873015873e-05, 0.0001984126984126984,
+    0.001388888888888889, 0.008333333333333333, 0.041666666666666664,
+    0.16666666666666666, 0.5, 1.0, 1.0};
+
+double om_exp_portable(double x)
+{
+    double t, r, p, two;
+    uint64_t bits;
+    long n;
+    int i;
+    if (x < -700.0) return 0.0;
+    t = x * 1.4426950408889634 + 0.5;
+    n = (long)t;                       /* floor(t) without libm */
+    if ((double)n > t) n -= 1;
+    if (n > 0) n = 0;                  /* x <= 0 */
+    r = (x - (double)n * 0.6931471803691238) - (double)n * 1.9082149292705877e-10;
+    p = om_taylor[0];
+    for (i = 1; i < 13; i++) p = p * r + om_taylor[i];
+    bits = (uint64_t)(n + 1023) << 52; /* 2^n, a normal double: the product below is exact */
+    memcpy(&two, &bits, sizeof two);
+    return p * two;
+}
+
+int om_colony_vote(const om_model_t *members, int n_members, double confidence, int quorum,
+                   const float *x, int *votes, int *abstained)
+{
+    float scores[OM_MAX_WIDTH], smax;
+    double e[OM_MAX_WIDTH], mean[OM_MAX_WIDTH], z, low, key, best_key = 0.0;
+    int i, j, k, top, best = 0;
+    if (!members || !x || !votes || !abstained || n_members < 1 || n_members > OM_COLONY_MAX)
+        return -1;
+    k = members[0].n_outputs;
+    for (i = 1; i < n_members; i++)
+        if (members[i].n_outputs != k || members[i].n_inputs != members[0].n_inputs) return -1;
+    for (j = 0; j < k; j++) { votes[j] = 0; mean[j] = 0.0; }
+    low = 0.1 / (double)k;
+    for (i = 0; i < n_members; i++) {
+        om_model_predict(&members[i], x, scores);
+        smax = scores[0];
+        for (j = 1; j < k; j++) if (scores[j] > smax) smax = scores[j];
+        z = 0.0;
+        for (j = 0; j < k; j++) {
+            e[j] = om_exp_portable((double)scores[j] - (double)smax);
+            z = z + e[j];
+        }
+        top = 0;
+        for (j = 0; j < k; j++) {
+            e[j] = e[j] / z;
+            if (e[j] > e[top]) top = j;
+            mean[j] = mean[j] + e[j];
+        }
+        if (e[top] >= confidence)      /* sure: +1 for its class, -1 for the all but ruled out */
+            for (j = 0; j < k; j++) votes[j] += e[j] < low ? -1 : (j == top ? 1 : 0);
+    }
+    for (j = 0; j < k; j++) {
+        key = (double)votes[j] + 0.5 * (mean[j] / (double)n_members);
+        if (j == 0 || key > best_key) { best_key = key; best = j; }
+    }
+    *abstained = votes[best] < quorum;
+    return best;
+}

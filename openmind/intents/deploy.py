@@ -1,7 +1,11 @@
 """`deploy`: put a packed ternary model where it runs without Python — a C header the firmware
-compiles in, or an ESP32 on a serial port (MODEL BEGIN/DATA/END, CRC-checked by the device).
+compiles in, an ESP32 on a serial port (MODEL BEGIN/DATA/END, CRC-checked by the device), or the
+muscle memory an OIP server (`openmind serve`) serves.
 
-The bytes are exactly docs/packed-format.md: what `TernaryModel.pack()` returns.
+The bytes are exactly docs/packed-format.md: what `TernaryModel.pack()` returns. A colony
+(`openmind.colony`) deploys as a header holding every member's bytes and its vote's settings,
+voted by the firmware core's `om_colony_vote`, or to a server; the firmware holds one model, so an
+upload of a colony is refused with what to do instead.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from openmind.pathways.ternary.packed import describe
 from openmind.units import parse_duration
 
 DEVICE_TARGETS = ("esp32", "device", "serial")
+SERVER_TARGETS = ("oip", "server")
 
 
 @dataclass
@@ -33,16 +38,46 @@ class Deployment:
     outputs: int
     layers: int
     route: Any = field(default=None, repr=False, compare=False)
+    members: int = 1  # more than one: a colony (bytes and crc32 of its members' bytes in order)
 
     def __repr__(self) -> str:
-        return (f"Deployment({self.target} {self.where}: {self.layers}-layer model "
+        what = (f"colony of {self.members} models" if self.members > 1
+                else f"{self.layers}-layer model")
+        return (f"Deployment({self.target} {self.where}: {what} "
                 f"{self.inputs}->{self.outputs}, {self.bytes} bytes, crc32 {self.crc32})")
 
 
+def _is_colony(model: Any) -> bool:
+    from openmind.pathways.ternary.vote import Colony
+
+    return isinstance(model, Colony)
+
+
+def _made(target: str, where: str, model: Any, blob: bytes) -> Deployment:
+    """The Deployment record of `blob` (a colony's: its members' bytes in order) sent to `where`."""
+    crc = f"{zlib.crc32(blob) & 0xFFFFFFFF:08x}"
+    if _is_colony(model):
+        return Deployment(target, where, len(blob), crc, model.n_features_in_, len(model.classes_),
+                          max(len(m.layers) for m in model.members), members=len(model.members))
+    info = describe(blob)
+    return Deployment(target, where, len(blob), crc, info["inputs"], info["outputs"], info["layers"])
+
+
+def colony_refusal(col: Any) -> str:
+    """Why a colony cannot go onto the board, and what to do instead (the route's reason too)."""
+    return (f"'{col.name}' is a colony of {len(col.members)} models and the firmware holds one model: "
+            f"deploy it to a C header (target='colony.h', voted by om_colony_vote in the firmware "
+            f"core), publish it to an inference server (target='oip'), or upload one member "
+            f"(colony.members[i])")
+
+
 def packed_bytes(model: Any) -> bytes:
-    """The packed bytes of a model: `model.pack()`, or the bytes themselves."""
+    """The packed bytes of a model: `model.pack()`, or the bytes themselves; a colony's: its
+    members' bytes one after another (what its header holds; for size and CRC-32)."""
     if isinstance(model, (bytes, bytearray, memoryview)):
         return bytes(model)
+    if _is_colony(model):
+        return b"".join(m.pack() for m in model.members)
     pack = getattr(model, "pack", None)
     if callable(pack):
         blob = pack()
@@ -52,11 +87,16 @@ def packed_bytes(model: Any) -> bytes:
                    f"got {type(model).__name__}")
 
 
+def _c_array(ident: str, blob: bytes) -> str:
+    """`static const unsigned char ident[n] = {...};` with 16 bytes a line."""
+    rows = [", ".join(f"0x{b:02x}" for b in blob[i:i + 16]) for i in range(0, len(blob), 16)]
+    return f"static const unsigned char {ident}[{len(blob)}] = {{\n    " + ",\n    ".join(rows) + "\n};\n"
+
+
 def c_header(blob: bytes, name: str = "om_model") -> str:
     """C99 header text embedding the packed bytes (the firmware's OM_MODEL_HEADER)."""
     info = describe(blob)
     crc = zlib.crc32(blob) & 0xFFFFFFFF
-    rows = [", ".join(f"0x{b:02x}" for b in blob[i:i + 16]) for i in range(0, len(blob), 16)]
     guard = re.sub(r"\W", "_", name).upper() + "_H"
     return (
         f"/* Packed ternary model written by openmind.deploy: {info['layers']} layers, "
@@ -65,45 +105,89 @@ def c_header(blob: bytes, name: str = "om_model") -> str:
         f"#ifndef {guard}\n#define {guard}\n\n"
         f"#define OM_MODEL_BYTES {len(blob)}u\n#define OM_MODEL_CRC32 0x{crc:08x}u\n"
         f"#define OM_MODEL_INPUTS {info['inputs']}\n#define OM_MODEL_OUTPUTS {info['outputs']}\n\n"
-        f"static const unsigned char {name}_blob[{len(blob)}] = {{\n    "
-        + ",\n    ".join(rows) + f"\n}};\n\n#endif /* {guard} */\n"
+        + _c_array(f"{name}_blob", blob) + f"\n#endif /* {guard} */\n"
+    )
+
+
+def colony_header(col: Any, name: str = "om_colony") -> str:
+    """C99 header text of a colony: every member's packed bytes, their sizes, and the vote's
+    settings, for `om_colony_vote` (firmware/core/om_core.h; firmware/test/colony_main.c uses it)."""
+    blobs = [m.pack() for m in col.members]
+    allb = b"".join(blobs)
+    crc = zlib.crc32(allb) & 0xFFFFFFFF
+    guard = re.sub(r"\W", "_", name).upper() + "_H"
+    k, n = len(col.classes_), len(blobs)
+    arrays = "\n".join(_c_array(f"{name}_m{i}", b) for i, b in enumerate(blobs))
+    return (
+        f"/* Colony of {n} packed ternary models written by openmind.deploy: {col.n_features_in_} inputs, "
+        f"{k} outputs, {len(allb)} bytes in all, crc32 {crc:08x} (of the members' bytes in order).\n"
+        f" * Vote on the device: om_model_parse(OM_COLONY_BLOBS[i], OM_COLONY_SIZES[i], &members[i]) for\n"
+        f" * each member, then om_colony_vote(members, OM_COLONY_MEMBERS, OM_COLONY_CONFIDENCE,\n"
+        f" * OM_COLONY_QUORUM, x, votes, &abstained): openmind's Colony.vote(X, exact=True) bit for bit. */\n"
+        f"#ifndef {guard}\n#define {guard}\n\n#include <stddef.h>\n\n"
+        f"#define OM_COLONY_MEMBERS {n}\n#define OM_COLONY_QUORUM {col.quorum}\n"
+        f"#define OM_COLONY_CONFIDENCE {col.confidence!r}\n"
+        f"#define OM_COLONY_INPUTS {col.n_features_in_}\n#define OM_COLONY_OUTPUTS {k}\n"
+        f"#define OM_COLONY_BYTES {len(allb)}u\n#define OM_COLONY_CRC32 0x{crc:08x}u\n\n"
+        + arrays
+        + f"\nstatic const unsigned char *const {name}_blobs[{n}] = {{"
+        + ", ".join(f"{name}_m{i}" for i in range(n)) + "};\n"
+        + f"static const size_t {name}_sizes[{n}] = {{" + ", ".join(f"{len(b)}u" for b in blobs) + "};\n"
+        + f"#define OM_COLONY_BLOBS {name}_blobs\n#define OM_COLONY_SIZES {name}_sizes\n\n"
+        f"#endif /* {guard} */\n"
     )
 
 
 def deploy(model: Any, target: str = "auto", *, port: str | None = None, timeout: str | float = "5s",
-           name: str = "om_model", resources: Any = None, **policy: Any) -> Deployment:
-    """Put `model` (a model object, packed bytes, or a name: its newest healthy version) where it
-    runs. `target="auto"` routes: an ESP32 online whose limits fit -> upload; else an OIP server
-    reachable -> publish to the muscle memory it serves; else a C header kept in muscle memory.
-    Or name the target: a path ending in .h, "esp32" (the probed port or `port=`), "serial:<port>"."""
+           name: str = "om_model", resources: Any = None, url: str | None = None,
+           **policy: Any) -> Deployment:
+    """Put `model` (a model object, a colony, packed bytes, or a name: its newest healthy version)
+    where it runs. `target="auto"` routes: an ESP32 online whose limits fit -> upload; else an OIP
+    server reachable -> publish to the muscle memory it serves; else a C header kept in muscle
+    memory. Or name the target: a path ending in .h, "esp32" (the probed port or `port=`),
+    "serial:<port>", "oip" (the server at `url=`, else OPENMIND_INFER_URL). A colony goes to a
+    header or a server; the board holds one model, so "esp32" refuses it saying what to do."""
     if isinstance(model, str):
         model = _named(model)
     if isinstance(target, str) and target.strip().lower() == "auto":
         return _routed(model, port, parse_duration(timeout, "timeout") or 5.0, resources, policy)
     if policy:
         raise BadInput(f"policy options {sorted(policy)} apply to target='auto' only")
+    colony = _is_colony(model)
     blob = packed_bytes(model)
-    info = describe(blob)
-    crc = f"{zlib.crc32(blob) & 0xFFFFFFFF:08x}"
+    if not colony:
+        describe(blob)  # malformed bytes: BadInput before anything is written or sent
     if not isinstance(target, str) or not target.strip():
-        raise BadInput(f"target must be a path ending in .h or 'esp32', got {target!r}")
+        raise BadInput(f"target must be a path ending in .h, 'esp32' or 'oip', got {target!r}")
     if target.endswith(".h"):
         if not re.fullmatch(r"[A-Za-z_]\w*", name):
             raise BadInput(f"name must be a C identifier, got {name!r}")
         path = Path(target).expanduser()
         if not path.parent.is_dir():
             raise BadInput(f"folder {str(path.parent)!r} does not exist; create it or choose another path")
-        atomic_write(path, c_header(blob, name).encode())
-        result = Deployment("header", str(path), len(blob), crc, info["inputs"], info["outputs"], info["layers"])
+        text = colony_header(model, "om_colony" if name == "om_model" else name) if colony else c_header(blob, name)
+        atomic_write(path, text.encode())
+        result = _made("header", str(path), model, blob)
         _journal(result, model, "wrote the C header")
+        return result
+    if target.lower() in SERVER_TARGETS:
+        result = _publish(model, blob, _model_name(model), url, parse_duration(timeout, "timeout") or 5.0)
+        _journal(result, model, "published to the muscle memory the server serves")
         return result
     if target.startswith("serial:"):
         port = target[len("serial:"):]
     elif target.lower() not in DEVICE_TARGETS:
-        raise BadInput(f"unknown deploy target {target!r}; use a path ending in .h, 'esp32', or 'serial:<port>'")
+        raise BadInput(f"unknown deploy target {target!r}; use a path ending in .h, 'esp32', "
+                       f"'serial:<port>' or 'oip'")
+    if colony:
+        raise BadInput(colony_refusal(model))
     result = _upload(blob, port or _find_port(), parse_duration(timeout, "timeout") or 5.0)
     _journal(result, model, "uploaded over serial, CRC-32 checked by the device")
     return result
+
+
+def _model_name(model: Any) -> str:
+    return str(getattr(model, "name", None) or "om_model")
 
 
 def _upload(blob: bytes, port: str, wait: float) -> Deployment:
@@ -176,13 +260,14 @@ def _routed(model: Any, port: str | None, wait: float, resources: Any, policy: d
     if rest:
         raise BadInput(f"unknown option {', '.join(map(repr, sorted(rest)))} for deploy")
     blob = packed_bytes(model)
-    mname = str(getattr(model, "name", None) or "om_model")
+    mname = _model_name(model)
     if resources is None:
         from openmind.flow.resources import probe
 
         resources = probe()
     limits = resources.serial.details.get("limits") if resources.serial.available else None
-    intent = Intent.of("deploy", name=mname, misfit=misfit(blob, limits))
+    unfit = colony_refusal(model) if _is_colony(model) else misfit(blob, limits)
+    intent = Intent.of("deploy", name=mname, misfit=unfit)
     plan = route(intent, resources=resources, policy=pol)
 
     def device(cand: Any) -> Deployment:
@@ -192,7 +277,7 @@ def _routed(model: Any, port: str | None, wait: float, resources: Any, policy: d
         return _publish(model, blob, mname, cand.params.get("endpoint"), pol.timeout or wait)
 
     def header(cand: Any) -> Deployment:
-        return _kept_header(blob, mname)
+        return _kept_header(model, blob, mname)
 
     handlers = {(Pathway.HARDWARE_IN_LOOP, Decision.HARDCODE): device,
                 (Pathway.CLOUD_INFERENCE, Decision.HARDCODE): publish,
@@ -211,16 +296,19 @@ def _publish(model: Any, blob: bytes, mname: str, url: str | None, wait: float) 
     from openmind.memory.blobs import fingerprint, get, key_for, put
     from openmind.pathways.cloud.oip import OIPClient
 
-    to_arrays = getattr(model, "to_arrays", None)
-    if not callable(to_arrays):
-        raise PathwayUnavailable("packed bytes alone carry no class list: publish a TernaryModel")
-    key = (getattr(model, "info", None) or {}).get("key")
-    hit = get("model", key) if key else None
-    if hit is None or hit[0]["packed"].tobytes() != blob:
-        arrays, meta = to_arrays()
-        key = key_for("deploy", mname, fingerprint(np.frombuffer(blob, np.uint8)))
-        if put("model", mname, key, arrays, meta) is None:
-            raise PathwayUnavailable("muscle memory could not keep the model to publish")
+    if _is_colony(model):
+        key = model.keep(mname).key
+    else:
+        to_arrays = getattr(model, "to_arrays", None)
+        if not callable(to_arrays):
+            raise PathwayUnavailable("packed bytes alone carry no class list: publish a TernaryModel")
+        key = (getattr(model, "info", None) or {}).get("key")
+        hit = get("model", key) if key else None
+        if hit is None or hit[0]["packed"].tobytes() != blob:
+            arrays, meta = to_arrays()
+            key = key_for("deploy", mname, fingerprint(np.frombuffer(blob, np.uint8)))
+            if put("model", mname, key, arrays, meta) is None:
+                raise PathwayUnavailable("muscle memory could not keep the model to publish")
     client = OIPClient(url, timeout=min(wait, 5.0), retries=0)
     served = None
     deadline = time.monotonic() + max(wait, 3.0)
@@ -237,12 +325,10 @@ def _publish(model: Any, blob: bytes, mname: str, url: str | None, wait: float) 
         raise PathwayUnavailable(f"stored '{mname}' in muscle memory, but the server at {client.url} "
                                  f"serves {'version ' + str(served) if served else 'no such model'}: "
                                  f"it does not read this memory (or a newer version of the name wins)")
-    info = describe(blob)
-    return Deployment("server", where, len(blob), f"{zlib.crc32(blob) & 0xFFFFFFFF:08x}",
-                      info["inputs"], info["outputs"], info["layers"])
+    return _made("server", where, model, blob)
 
 
-def _kept_header(blob: bytes, mname: str) -> Deployment:
+def _kept_header(model: Any, blob: bytes, mname: str) -> Deployment:
     """The C header written under OPENMIND_HOME/headers and indexed in muscle memory."""
     import numpy as np
 
@@ -253,13 +339,12 @@ def _kept_header(blob: bytes, mname: str) -> Deployment:
     ident = re.sub(r"\W", "_", mname) or "om_model"
     if not re.match(r"[A-Za-z_]", ident):
         ident = "m_" + ident
-    text = c_header(blob, ident).encode()
+    text = (colony_header(model, ident) if _is_colony(model) else c_header(blob, ident)).encode()
     path = home() / "headers" / f"{ident}-{crc}.h"
     atomic_write(path, text)
     put("header", mname, key_for("header", mname, crc), {"header": np.frombuffer(text, np.uint8)},
         {"path": str(path), "crc32": crc, "bytes": len(blob)})
-    info = describe(blob)
-    return Deployment("header", str(path), len(blob), crc, info["inputs"], info["outputs"], info["layers"])
+    return _made("header", str(path), model, blob)
 
 
 def _find_port() -> str:

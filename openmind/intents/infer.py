@@ -56,6 +56,13 @@ class LocalModel:
         return np.asarray(classes) if classes is not None else None
 
     @property
+    def colony(self) -> Any:
+        """The Colony when this model is one (it predicts by vote and abstains), else None."""
+        from openmind.pathways.ternary.vote import Colony
+
+        return self.model if isinstance(self.model, Colony) else None
+
+    @property
     def n_inputs(self) -> int | None:
         n = getattr(self.model, "n_features_in_", None) or getattr(self.model, "n_inputs", None)
         return int(n) if n else self.meta.get("n_inputs")
@@ -63,7 +70,8 @@ class LocalModel:
     def work(self, rows: int) -> int | None:
         """Multiply-adds a prediction of `rows` rows costs (None: unknown, e.g. sklearn): what
         decides whether a prediction is worth caching or worth a worker thread."""
-        layers = getattr(self.model, "layers", None)
+        members = getattr(self.colony, "members", None) or [self.model]  # a colony: every member
+        layers = [a for m in members for a in (getattr(m, "layers", None) or ())]
         if not layers:
             return None
         return rows * sum(int(a.trits.size) if hasattr(a, "trits") else 1 for a in layers)
@@ -112,6 +120,10 @@ class LocalModel:
             return torch.softmax(h, dim=1).cpu().numpy()
 
     def predict(self, X: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, str]:
+        """(labels, probabilities, device used); a colony's labels are its vote (on the CPU)."""
+        if self.colony is not None:
+            vote = self.colony.vote(X)
+            return vote.labels, np.asarray(vote.probabilities, dtype=np.float32), "cpu"
         proba, used = self.predict_proba(X, device)
         classes = self.classes
         idx = np.argmax(proba, axis=1)
@@ -124,6 +136,10 @@ def _model_from(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Any:
         from openmind.pathways.ternary.packed import TernaryModel
 
         return TernaryModel.from_arrays(arrays, meta)
+    if meta.get("format") == "openmind-colony":  # what Colony.keep stores
+        from openmind.pathways.ternary.vote import Colony
+
+        return Colony.from_arrays(arrays, meta)
     if "packed" in arrays:  # bare packed bytes (docs/packed-format.md) + an optional class list
         classes = meta.get("classes") if isinstance(meta.get("classes"), list) else None
         from openmind.pathways.ternary.packed import PackedModel
@@ -225,13 +241,15 @@ def model_known(name: str) -> bool:
 @dataclass
 class Predictions:
     """What `infer_adaptive` returns: `values` (one label per row), optional `probabilities`, and
-    `.route` (pathway, decision, reason); `source` says where they came from."""
+    `.route` (pathway, decision, reason); `source` says where they came from. From a colony,
+    `values` are its vote and `abstained` marks the rows it is unsure of (else None)."""
 
     values: np.ndarray
     probabilities: np.ndarray | None = None
     model: str | None = None
     source: str = ""
     route: Route | None = None
+    abstained: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.values)
@@ -334,7 +352,8 @@ def infer_adaptive(model: Any, data: Any, strategy: str | None = None, *,
         if cached is None:
             raise PathwayUnavailable("cached predictions vanished")
         arrays, _entry = cached
-        out = Predictions(arrays["values"], arrays.get("probabilities"), name, "muscle memory")
+        out = Predictions(arrays["values"], arrays.get("probabilities"), name, "muscle memory",
+                          abstained=arrays.get("abstained"))
         return Served(out, degraded=f"the model is {stand_in}") if stand_in else out
 
     def run_local(cand: Candidate) -> Predictions:
@@ -344,14 +363,24 @@ def infer_adaptive(model: Any, data: Any, strategy: str | None = None, *,
             raise PathwayUnavailable(f"'{name}' could not be loaded from local memory")
         if kind != "tabular":
             raise PathwayUnavailable(f"'{name}' takes numbers, the data is text")
-        values, proba, used = local.predict(X, cand.params.get("device", "cpu"))
-        queue_abstentions(name, X, proba)  # unsure rows wait for a label (openmind.label_queue)
+        unsure = None
+        if local.colony is not None:  # a colony votes on the CPU; its unsure rows wait for labels
+            vote = local.colony.vote(X)  # in each member's queue (their next train_or_load learns)
+            values, used, unsure = vote.labels, "cpu (colony vote)", vote.abstained
+            proba = np.asarray(vote.probabilities, dtype=np.float32)
+            for member in {m.name for m in local.colony.members if m.name}:
+                queue_abstentions(member, X, proba, unsure=unsure)
+        else:
+            values, proba, used = local.predict(X, cand.params.get("device", "cpu"))
+            queue_abstentions(name, X, proba)  # unsure rows wait for a label (openmind.label_queue)
         note = local.meta.pop("_cuda_fallback", None)
         src = f"local {used}" + (f" ({note})" if note else "")
         if cache_key and res.memory.available:
-            put("predictions", name, cache_key, {"values": np.asarray(values), "probabilities": proba},
-                {"model_key": local.key, "rows": int(X.shape[0])})
-        out = Predictions(np.asarray(values), proba, name, src)
+            kept = {"values": np.asarray(values), "probabilities": proba}
+            if unsure is not None:
+                kept["abstained"] = unsure
+            put("predictions", name, cache_key, kept, {"model_key": local.key, "rows": int(X.shape[0])})
+        out = Predictions(np.asarray(values), proba, name, src, abstained=unsure)
         return Served(out, degraded=f"the model is {stand_in}") if stand_in else out
 
     def run_cloud(cand: Candidate) -> Predictions:
@@ -364,7 +393,8 @@ def infer_adaptive(model: Any, data: Any, strategy: str | None = None, *,
             if len(out) != 1:
                 raise PathwayUnavailable(f"the endpoint answered outputs {sorted(out)}, none named 'label'")
             values = next(iter(out.values()))
-        return Predictions(values, out.get("probabilities"), name, f"cloud {public_url(client.url)}")
+        return Predictions(values, out.get("probabilities"), name, f"cloud {public_url(client.url)}",
+                           abstained=out.get("abstained"))
 
     def run_zero_shot(cand: Candidate) -> Predictions:
         from openmind.intents.ask import zero_shot

@@ -32,16 +32,19 @@ def abstained(model: Any, X: np.ndarray, proba: np.ndarray | None = None,
 
 
 def queue_abstentions(name: str, X: np.ndarray, proba: np.ndarray,
-                      confidence: float = CONFIDENCE) -> int:
+                      confidence: float = CONFIDENCE, unsure: np.ndarray | None = None) -> int:
     """Queue the rows of X whose top probability is below `confidence` (same rule as the trit 0),
-    least confident first. Never raises: a full or read-only store only loses the queue entry."""
+    or the rows `unsure` marks (a colony's abstentions), least confident first. Never raises: a
+    full or read-only store only loses the queue entry."""
     try:
         top = np.asarray(proba).max(axis=1)
-        unsure = np.flatnonzero(top < confidence)
-        if not len(unsure):
+        mask = top < confidence if unsure is None else np.asarray(unsure, dtype=bool)
+        rows = np.flatnonzero(mask)
+        if not len(rows):
             return 0
-        order = unsure[np.argsort(top[unsure], kind="stable")]
-        return store.queue(name, np.asarray(X), f"top probability below {confidence:g}", order)
+        order = rows[np.argsort(top[rows], kind="stable")]
+        why = f"top probability below {confidence:g}" if unsure is None else "the colony abstained"
+        return store.queue(name, np.asarray(X), why, order)
     except Exception:  # noqa: BLE001 - queueing is a side benefit of a prediction, never its cost
         return 0
 

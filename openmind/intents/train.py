@@ -441,6 +441,8 @@ def ancestral_prior(limit: int = 16) -> Any:
 
     models = []
     for entry in entries("model")[:limit]:
+        if entry.meta.get("format") != "openmind-ternary":
+            continue  # a kept colony (its members are models of their own names) or a foreign row
         hit = get("model", entry.key)
         if hit is not None:
             models.append(TernaryModel.from_arrays(hit[0], hit[1].meta))
