@@ -86,8 +86,12 @@ def _infer_and_exit(home: str) -> None:
     os.environ["OPENMIND_HOME"] = home
 
     import openmind as om
+    from openmind.flow.resources import Resources
+    from openmind.flow.resources.memory import probe_memory
 
-    om.infer_adaptive("digits", np.zeros((1, 64)), strategy="local")
+    # the memory probe alone: a loaded machine must not time the whole probe out in a new process
+    om.infer_adaptive("digits", np.zeros((1, 64)), strategy="local",
+                      resources=Resources.none(memory=probe_memory()))
 
 
 def test_deferred_infer_records_keep_call_order_with_synchronous_ones_and_reach_the_route(digits_model):

@@ -37,6 +37,8 @@ def queue(name: str, X: np.ndarray, why: str, order: np.ndarray | None = None) -
     rows = X[fresh]
     put("labels", name, key_for("label-queue", name, fingerprint(rows)), {"X": rows},
         {"status": "pending", "why": why, "rows": len(rows), "ts": time.time()})
+    known.update(_row_key(r) for r in rows)  # our own write: the memo stays, the queue is not re-read
+    _KNOWN[(str(home()), name)] = (generation(), time.monotonic(), memory_version(), known)
     return len(rows)
 
 
