@@ -145,6 +145,8 @@ class _Buffer:
 def _write(batch: list[_Item]) -> None:
     for root in dict.fromkeys(r for r, _e, _cb in batch):  # OPENMIND_HOME may have changed
         mine = [(e, cb) for r, e, cb in batch if r == root]
+        if not root.is_dir():  # the store was deleted meanwhile: its journal went with it
+            continue
         try:
             with connect(root, write=True) as con:
                 ids = [_insert(con, e) for e, _cb in mine]
