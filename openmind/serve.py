@@ -239,10 +239,7 @@ class Infer(JSONHandler):
             model = self.registry.get(name)
         except Exception:  # noqa: BLE001 - a model that cannot load is answered by _infer, off the loop
             return False
-        if model is None:
-            return size <= 16 * 1024  # a 404 to come: cheap
-        work = model.work(max(1, size // (4 * max(1, model.n_inputs or 1))))
-        return work is not None and work <= INLINE_WORK
+        return inline(model, size)
 
     def _infer(self, name: str, body: bytes, header_length: str | None) -> tuple[dict[str, str], bytes]:
         """One request, off the event loop: (headers, body) of the answer."""
@@ -297,7 +294,7 @@ class Infer(JSONHandler):
             X = X.reshape(1, -1)
         if X.ndim != 2 or (n is not None and X.shape[1] != n):
             raise TensorError(f"inputs[0] has shape {list(X.shape)}; model '{model.name}' expects [rows, {n}]")
-        X = X.astype(np.float32)
+        X = X.astype(np.float32, copy=False)
         if not np.isfinite(X).all():
             raise TensorError("inputs[0] contains NaN or infinity")
         outputs = body.get("outputs")
@@ -325,6 +322,15 @@ class Infer(JSONHandler):
             if isinstance(p, dict) and isinstance(p.get("binary_data"), bool):
                 binary[o["name"]] = p["binary_data"]
         return X, wanted, rid, binary
+
+
+def inline(model: Any, size: int) -> bool:
+    """Whether a request body of `size` bytes for `model` (a LocalModel, None when unknown) is
+    answered on the event loop: its model work is at most INLINE_WORK multiply-adds."""
+    if model is None:
+        return size <= 16 * 1024  # a 404 to come: cheap
+    work = model.work(max(1, size // (4 * max(1, model.n_inputs or 1))))
+    return work is not None and work <= INLINE_WORK
 
 
 _executor: concurrent.futures.ThreadPoolExecutor | None = None

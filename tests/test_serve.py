@@ -158,6 +158,27 @@ def test_a_stalled_client_does_not_block_others(served):
         assert time.monotonic() - t0 < 2 and out["label"].shape == (2,)
 
 
+def test_small_work_is_answered_on_the_event_loop_big_work_in_a_worker(tmp_path, monkeypatch):
+    """A thread hop costs more than a digits model at batch 256; a request over INLINE_WORK goes to
+    a worker thread. Both answer what the model computes in-process."""
+    from openmind.intents.infer import load_local_model
+    from openmind.serve import INLINE_WORK, inline
+
+    monkeypatch.setenv("OPENMIND_HOME", str(tmp_path))
+    X, _ = store_digits_model()
+    local = load_local_model("digits")
+    per_row = 4 * local.n_inputs  # FP32 binary rows
+    big_rows = INLINE_WORK // local.work(1) + 1
+    assert inline(local, 256 * per_row) and not inline(local, big_rows * per_row)
+    assert inline(None, 1024) and not inline(None, 1 << 20)  # no such model: only a small 404 inline
+    rows = np.resize(X, (big_rows, X.shape[1])).astype(np.float32)
+    with ServeProcess(home=tmp_path) as srv:
+        client = OIPClient(srv.url, retries=0, timeout=60)
+        for batch in (rows[:256], rows):  # on the event loop, then in a worker thread
+            np.testing.assert_array_equal(client.infer("digits", batch)["label"], local.predict(batch)[0])
+        assert client.live()
+
+
 def test_server_survived_everything_and_logged_no_token(served):
     srv, X, _ = served
     assert OIPClient(srv.url, token=TOKEN, retries=0).ready()
