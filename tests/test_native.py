@@ -131,12 +131,32 @@ def test_default_predict_is_fast_and_exact_is_the_device():
     X = rng.normal(size=(64, 30)).astype(F32)
     k = model.kernels()
     model.predict(X)
-    assert k._fast is not None and model.kernels() is k  # weights cast once, kept on the model
-    first = k._fast[0][0]
+    assert k._folded is not None and model.kernels() is k  # weights folded once, kept on the model
+    first = k._folded[0][0]
     model.predict(X)
-    assert model.kernels()._fast[0][0] is first
+    assert model.kernels()._folded[0][0] is first
     assert np.array_equal(model.predict(X, exact=True), forward(X, model.mean, model.inv_std,
                                                                 model.layers).argmax(1))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), depth=st.integers(1, 4), rows=st.integers(1, 40))
+def test_the_folded_fast_path_computes_the_layers_it_folds(seed, depth, rows):
+    """Standardisation folded into the first layer, a ReLU layer's bias into the next one: the
+    same scores as the layers as written (float32 rounding apart), at any depth and width."""
+    rng = np.random.default_rng(seed)
+    relus = [i < depth - 1 for i in range(depth)]  # the format: ReLU on all but the scores
+    widths = [int(w) for w in rng.integers(1, 40, size=depth + 1)]
+    layers = [Layer(rng.integers(-1, 2, size=(b, a)).astype(np.int8),
+                    rng.uniform(0.01, 0.5, size=b).astype(F32), rng.normal(size=b).astype(F32), relu=r)
+              for a, b, r in zip(widths, widths[1:], relus, strict=False)]
+    model = PackedModel(layers, rng.normal(size=widths[0]).astype(F32),
+                        rng.uniform(0.5, 2, size=widths[0]).astype(F32))
+    X = rng.normal(size=(rows, widths[0])).astype(F32)
+    exact = forward(X, model.mean, model.inv_std, layers).astype(np.float64)
+    fast = model.scores(X, exact=False)
+    assert fast.shape == exact.shape and fast.dtype == F32
+    np.testing.assert_allclose(fast, exact, rtol=1e-4, atol=1e-4 * (1 + np.abs(exact).max()))
 
 
 @pytest.mark.parametrize("level", ["avx2", "portable"])
