@@ -7,6 +7,7 @@ is honoured on the next probe.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import os
 import re
@@ -258,8 +259,9 @@ def assume(spec: str | dict[str, str] | None = None, **resources: str) -> dict[s
     return dict(base)
 
 
+@functools.lru_cache(maxsize=256)
 def public_url(url: str) -> str:
-    """The URL without user:password, safe to show."""
+    """The URL without user:password, safe to show (parsed once per URL: every request asks)."""
     parts = urlsplit(url)
     netloc = parts.hostname or ""
     if parts.port:

@@ -14,6 +14,7 @@ redacted detail of the body.
 from __future__ import annotations
 
 import email.utils
+import functools
 import threading
 import time
 from dataclasses import dataclass
@@ -47,8 +48,10 @@ _lock = threading.Lock()
 _client: httpx.Client | None = None
 
 
+@functools.lru_cache(maxsize=256)
 def endpoint_of(url: str) -> str:
-    """scheme://host:port of a URL: the unit retries and cooldowns are kept for."""
+    """scheme://host:port of a URL: the unit retries and cooldowns are kept for (parsed once per
+    URL: every request asks)."""
     parts = httpx.URL(url)
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
     return f"{parts.scheme}://{parts.host}:{port}"
