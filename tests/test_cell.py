@@ -98,6 +98,7 @@ def test_fallback_cached_restores_the_last_good_run_degraded_and_without_it_the_
     rec = result.route.record
     assert rec["summary"]["error"] == result.error and rec["summary"]["degraded"] == EARLIER_RUN
     assert [a["outcome"] for a in rec["attempts"]] == ["failed", "ok"]
+    assert openmind.journal(1)[0]["degraded"] == EARLIER_RUN  # the stored row says so too
     with pytest.raises(ZeroDivisionError):  # the user's own error, as is
         openmind.run_cell(cell, {"x": 0})
     assert openmind.journal(1)[0]["ok"] is False

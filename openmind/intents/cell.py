@@ -29,7 +29,7 @@ from openmind.config import VERSION
 from openmind.errors import AllPathwaysFailed, BadInput, PathwayUnavailable
 from openmind.flow import journal as _journal
 from openmind.flow.allowance import allowing
-from openmind.flow.executor import attach_route, execute
+from openmind.flow.executor import Served, attach_route, execute
 from openmind.flow.policy import Policy, make_policy, split_policy
 from openmind.flow.resources import Resources
 from openmind.flow.router import EARLIER_RUN, Candidate, Intent, plan_cell
@@ -256,8 +256,10 @@ class _CellJob:
             _measured_restore(kept.entry.size, time.perf_counter() - t0)
         degraded = cand.params.get("degraded")
         error = None if self.error is None else f"{type(self.error).__name__}: {self.error}"
-        return CellResult(value, names, kept.outputs, True, degraded, error, kept.entry.key,
-                          None, kept.unkept, time.perf_counter() - t0)
+        result = CellResult(value, names, kept.outputs, True, degraded, error, kept.entry.key,
+                            None, kept.unkept, time.perf_counter() - t0)
+        # the executor puts the reason on the route and in the journal row it writes
+        return Served(result, degraded=degraded) if degraded else result
 
     def run(self, cand: Candidate) -> CellResult:
         calls = _journal.appended()
@@ -309,10 +311,6 @@ def serve(unit: _Unit, intent: IntentKind, pol: Policy, resources: Resources | N
         if job.error is not None:
             raise job.error from None
         raise
-    if result.degraded:
-        route.degraded = result.degraded
-        if route.record is not None:
-            route.record["degraded"] = result.degraded
     result.route = route
     return result
 
