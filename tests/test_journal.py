@@ -146,3 +146,20 @@ def test_a_forked_child_does_not_write_its_parents_deferred_records(openmind_hom
     assert child.exitcode == 0
     flush()
     assert [r["name"] for r in openmind.journal(10)] == ["parent"]
+
+
+def test_records_sharing_a_resources_snapshot_read_back_whole():
+    """A record's resources text is reused while the snapshot is the same: each record still reads
+    back with its own fields and the snapshot it was written with."""
+    from openmind.flow.journal import append
+    from openmind.flow.resources import Resource, Resources, probe
+
+    first, other = probe(), Resources.none(host=Resource.present("host", "given", cores=64))
+    for i, res in enumerate([first, first, other, first]):
+        append({"intent": "infer", "name": f"r{i}", "ok": True, "resources": res.to_dict(),
+                "reason": 'has "quotes" and resources'}, defer=i % 2 == 1)
+    got = list(reversed(openmind.journal(4)))
+    assert [r["name"] for r in got] == ["r0", "r1", "r2", "r3"]
+    assert [r["resources"] for r in got] == [json.loads(json.dumps(x.to_dict()))
+                                             for x in (first, first, other, first)]
+    assert all(r["reason"] == 'has "quotes" and resources' for r in got)

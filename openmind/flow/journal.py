@@ -12,6 +12,7 @@ import json
 import os
 import threading
 import time
+import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -70,11 +71,30 @@ def _insert(con: Any, entry: dict[str, Any]) -> int:
             entry["ts"], entry["session"], cell.get("notebook"), cell.get("cell_id"),
             cell.get("execution_count"), entry.get("intent", "?"), entry.get("name"),
             entry.get("pathway"), entry.get("decision"), entry.get("reason"),
-            1 if entry.get("ok") else 0, entry.get("duration_ms"),
-            json.dumps(entry, default=_json_default, sort_keys=True),
+            1 if entry.get("ok") else 0, entry.get("duration_ms"), _dumps(entry),
         ),
     )
     return int(cur.lastrowid)
+
+
+# The resources snapshot is half of a record's text and the same for every call within the probe's
+# TTL: its JSON is kept, keyed by the identity of its parts (kept alive with it, so no id is reused).
+_RES_MARK = f"openmind-resources-{uuid.uuid4().hex}"
+_res_json: tuple[tuple, tuple, str] | None = None
+
+
+def _dumps(entry: dict[str, Any]) -> str:
+    global _res_json
+    res = entry.get("resources")
+    if not isinstance(res, dict) or not res:
+        return json.dumps(entry, default=_json_default, sort_keys=True)
+    parts = tuple(res.values())
+    key = tuple((k, v if isinstance(v, (int, float, str)) else id(v)) for k, v in res.items())
+    memo = _res_json
+    if memo is None or memo[0] != key:
+        memo = _res_json = (key, parts, json.dumps(res, default=_json_default, sort_keys=True))
+    text = json.dumps({**entry, "resources": _RES_MARK}, default=_json_default, sort_keys=True)
+    return text.replace(f'"{_RES_MARK}"', memo[2], 1)
 
 
 BATCH = 64  # deferred records written in one transaction
