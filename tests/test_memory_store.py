@@ -256,3 +256,22 @@ def _retrain_in_child(home: str) -> None:
 
     arrays, entry = latest("model", "digits")
     p("model", "digits", "digits-v2", arrays, {**entry.meta, "retrained": True})
+
+
+def test_a_damaged_store_has_no_version_so_no_memo_is_trusted(openmind_home):
+    from openmind.intents.infer import load_local_model
+    from openmind.memory import store
+    from openmind.memory.store import db_path, memory_version
+
+    put("model", "m", "key-m-1", {"w": np.zeros(3)}, {})
+    assert memory_version() is not None
+    for con, _ino in getattr(store._local, "pool", {}).values():  # as a new process would open it
+        con.close()
+    store._local.pool = {}
+    db = db_path()
+    for suffix in ("-wal", "-shm"):
+        (db.parent / (db.name + suffix)).unlink(missing_ok=True)
+    db.write_bytes(b"this is not a database" * 100)
+    assert memory_version() is None
+    with pytest.warns(MemoryWarning):
+        assert load_local_model("m") is None  # a miss with a warning, never a stale memo

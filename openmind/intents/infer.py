@@ -160,8 +160,9 @@ def load_local_model(name: str) -> LocalModel | None:
     never served for another version. A stored row that holds no loadable model is skipped with a
     warning. A model already loaded in this process is reused while it is still the newest of its
     name and nothing memory holds changed (one indexed read, no blob read or unpacking)."""
-    memo = (*memory_version(), name)  # nothing memory holds changed: the same model answers
-    if memo in _LOADED:
+    version = memory_version()  # nothing memory holds changed: the same model answers
+    memo = (*version, name) if version is not None else None
+    if memo is not None and memo in _LOADED:
         return _LOADED[memo]
     found = memory.versions("model", name)
     if not found:
@@ -185,9 +186,10 @@ def load_local_model(name: str) -> LocalModel | None:
             continue
         local = LocalModel(name, entry.key, model,
                            {**entry.meta, "shed": "; ".join(passed) or None}, entry.blob)
-        while len(_LOADED) >= _LOADED_KEEP:
-            _LOADED.pop(next(iter(_LOADED)))
-        _LOADED[memo] = local
+        if memo is not None:
+            while len(_LOADED) >= _LOADED_KEEP:
+                _LOADED.pop(next(iter(_LOADED)))
+            _LOADED[memo] = local
         return local
     return None
 

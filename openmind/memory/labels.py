@@ -60,7 +60,7 @@ def _load(status: str, name: str) -> list[tuple[np.ndarray, dict[str, Any]]]:
 # (store, name) -> (this process's write count, when checked, store change count, row keys): a
 # prediction that abstains on rows already queued reads no queued row again. Another process's
 # change is seen within RECHECK_S; a row queued twice meanwhile is listed once (`pending`).
-_KNOWN: dict[tuple[str, str], tuple[int, float, tuple[str, int], set[bytes]]] = {}
+_KNOWN: dict[tuple[str, str], tuple[int, float, tuple[str, int] | None, set[bytes]]] = {}
 RECHECK_S = 1.0
 
 
@@ -70,7 +70,7 @@ def _row_keys(name: str) -> set[bytes]:
     if hit is not None and hit[0] == gen and now - hit[1] < RECHECK_S:
         return hit[3]
     version = memory_version()
-    if hit is not None and hit[2] == version:
+    if hit is not None and version is not None and hit[2] == version:
         _KNOWN[(where, name)] = (gen, now, version, hit[3])
         return hit[3]
     keys: set[bytes] = set()

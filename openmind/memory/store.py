@@ -232,9 +232,13 @@ def generation() -> int:
     return _generation
 
 
-def memory_version(root: Path | None = None) -> tuple[str, int]:
+def memory_version(root: Path | None = None) -> tuple[str, int] | None:
     """(store, change count): equal for two calls when nothing memory holds changed between them,
-    in this process or any other. One indexed read, for readers that cache what they found."""
+    in this process or any other. One indexed read, for readers that cache what they found.
+    None when the store cannot say (unreadable, damaged): then no cached finding may be trusted."""
     path = db_path(root)
-    row = _pooled(path).execute("SELECT n FROM counters WHERE name = 'memory'").fetchone()
-    return str(path), int(row[0]) if row else -1
+    try:
+        row = _pooled(path).execute("SELECT n FROM counters WHERE name = 'memory'").fetchone()
+    except (OSError, sqlite3.Error):
+        return None
+    return (str(path), int(row[0])) if row else None
