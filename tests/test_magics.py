@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import json
 import re
-import threading
 import warnings
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import numpy as np
 import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
@@ -80,20 +78,22 @@ def test_cell_shows_one_card_per_decision_with_route_attempts_and_excluded(ip):
 
 
 def test_fallback_option_changes_the_plan_and_a_failed_route_still_gets_a_card(ip):
-    body = """
-from openmind.flow.router import Intent
-def handler(cand):
-    raise RuntimeError("no compute today")
-openmind.execute(openmind.route(Intent.of("train", name="digits", ancestor=True)), handler)
-"""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    openmind.train_or_load("digits", X[:500], y[:500], epochs=1, progress=False)  # an ancestor
+    ip.user_ns.update(X=X, y=y)
+    # a budget no train fits in: the fine-tune of the ancestor stops partial, so degraded, and
+    # --fallback none refuses it rather than try the next pathway
+    body = "openmind.train_or_load('digits', X[500:], y[500:], epochs=200, progress=False)\n"
     with pytest.raises(openmind.AllPathwaysFailed), capture_output() as cap:
-        ip.run_cell_magic("openmind", "train --fallback none", body)
+        ip.run_cell_magic("openmind", "train --fallback none --budget 0.05s", body)
     [card] = cards(cap)
     assert card["ok"] is False
     text = cap.outputs[0].data["text/plain"]
-    assert "FAILED" in text and "no compute today" in text and "fallback=none" in text
+    assert "FAILED" in text and "would be degraded" in text and "fallback=none" in text
     rec = openmind.journal(1)[0]
-    assert [a["pathway"] for a in rec["attempts"]] == ["full_train"]  # fallback none: one try
+    assert [a["pathway"] for a in rec["attempts"]] == ["fine_tune"]  # fallback none: one try
 
 
 def test_user_errors_are_raised_as_usual(ip):
@@ -177,59 +177,69 @@ def test_status_log_and_assume_line_magics(ip):
     assert openmind.probe().gpu.status != "masked"
 
 
-class _ModelsAPI(BaseHTTPRequestHandler):
-    """A real OpenAI-compatible `/v1/models` endpoint on 127.0.0.1."""
-
-    def do_GET(self):  # noqa: N802
-        body = json.dumps({"data": [{"id": "local-planner"}]}).encode()
-        self.send_response(200 if self.path.endswith("/models") else 404)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
+LLM_KEY = "sk-test-secret-0123456789"
 
 
 @pytest.fixture
-def models_api(monkeypatch):
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _ModelsAPI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    monkeypatch.setenv("OPENMIND_API_BASE", f"http://127.0.0.1:{server.server_port}/v1")
-    monkeypatch.setenv("OPENMIND_API_KEY", "sk-test-secret-0123456789")
-    yield server
-    server.shutdown()
-    server.server_close()
+def llm(monkeypatch):
+    """A real OpenAI-compatible server on 127.0.0.1 that answers a valid training plan."""
+    from openmind.pathways.cloud import http
+    from tests.fake_llm import FakeLLM
+
+    http.reset()
+    with FakeLLM(LLM_KEY) as fake:
+        monkeypatch.setenv("OPENMIND_API_BASE", fake.base)
+        monkeypatch.setenv("OPENMIND_API_KEY", LLM_KEY)
+        yield fake
+    http.reset()
 
 
-def test_assume_changes_the_next_cells_route_and_the_card_says_why_injected_gpu(ip, monkeypatch, models_api):
+def _estimate_as(seconds: float, X, y, **options) -> None:
+    """Make this machine's measured throughput say a train of (X, y, options) takes `seconds` of
+    CPU (the correction factor real runs keep), so the real train_or_load routes a long train."""
+    import numpy as np
+
+    from openmind.memory.throughput import recall, remember
+    from openmind.pathways.ternary.fit import arch_key, estimate_seconds, resolve_config
+
+    cfg, k = resolve_config(options), len(np.unique(y))
+    est = estimate_seconds(len(X), X.shape[1], k, cfg)
+    arch = arch_key(X.shape[1], cfg, k)
+    remember(arch, factor=float(recall(arch).get("factor", 1.0)) * seconds / est)
+
+
+def test_assume_changes_the_next_cells_route_and_the_card_says_why_injected_gpu(ip, monkeypatch, llm):
+    from sklearn.datasets import load_digits
+
     probe_mod = importlib.import_module("openmind.flow.resources")
     monkeypatch.setitem(probe_mod.PROBES, "gpu", lambda: probe_mod.gpu_present([{"name": "Injected GPU"}]))
     probe_mod.invalidate()
-    train = """
-from openmind.flow.router import Intent
-m, route = openmind.execute(
-    openmind.route(Intent.of("train", name="digits", ancestor=True, est_seconds=300)),
-    lambda cand: {"device": cand.params.get("device")}, summarize=lambda r: r)
-"""
-    plan = """
-from openmind.flow.router import Intent
-m, route = openmind.execute(openmind.route(Intent.of("train", name="photos", data_kind="image")),
-                            lambda cand: {"planner": cand.params.get("planner")}, summarize=lambda r: r)
-"""
-    _, cap = run(ip, "train --budget 90s", train + plan)
+    X, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(0)
+    X, y = np.tile(X, (7, 1)) + rng.normal(0, 0.5, size=(7 * len(X), 64)), np.tile(y, 7)  # not small data
+    images = rng.normal(size=(400, 4, 4))
+    labels = rng.integers(0, 2, size=400)
+    images += 2 * labels[:, None, None]
+    openmind.train_or_load("digits", X[:1000], y[:1000], epochs=1, progress=False)  # the ancestor
+    ip.user_ns.update(X=X, y=y, images=images, labels=labels)
+    # one epoch: a run too short to correct the planted estimate
+    train = "m = openmind.train_or_load('digits', X[{0}:{1}], y[{0}:{1}], epochs=1, progress=False)\n"
+    plan = "p = openmind.train_or_load('photos', images[{0}:{1}], labels[{0}:{1}], progress=False)\n"
+    _estimate_as(300, X[1000:6500], y[1000:6500], epochs=1)  # 300 s on the CPU, 30 s on the GPU
+    _, cap = run(ip, "train --budget 90s", train.format(1000, 6500) + plan.format(0, 200))
     before = cards(cap)
     assert [(c["pathway"], c["decision"]) for c in before] == [
-        ("full_train", "HARDCODE"), ("cloud_inference", "MODEL")]
+        ("full_train", "HARDCODE"), ("full_train", "MODEL")]
     assert "CUDA GPU (Injected GPU)" in before[0]["reason"]
+    assert ip.user_ns["p"].config["hidden"] == [32]  # the language model's plan (fake_llm.VALID_PLAN)
 
     ip.run_line_magic("openmind", "assume gpu=off api=off")
-    _, cap = run(ip, "train --budget 90s", train + plan)
+    _estimate_as(300, X[6500:12000], y[6500:12000], epochs=1)
+    _, cap = run(ip, "train --budget 90s", train.format(6500, 12000) + plan.format(200, 400))
     after = cards(cap)
     # no GPU: 300 s on the CPU exceeds the 90 s budget, so the cached ancestor comes first
     assert (after[0]["pathway"], after[0]["decision"]) == ("muscle_memory", "CACHED")
+    assert after[0]["degraded"]  # the card says it is not what was asked
     # no language model: the heuristic plan
     assert (after[1]["pathway"], after[1]["decision"]) == ("full_train", "MODEL")
     assert "no language model is reachable" in after[1]["reason"]
@@ -243,9 +253,7 @@ m, route = openmind.execute(openmind.route(Intent.of("train", name="photos", dat
 
 
 def test_route_renders_as_a_card_for_plain_python_users(ip):
-    from openmind.flow.router import Intent
-
-    _, route = openmind.execute(openmind.route(Intent.of("sense", name="humidity")), lambda c: 1)
+    route = openmind.sense_or_simulate("humidity", duration="10s", rate="1Hz", progress=False).route
     html = ip.display_formatter.format(route)[0]["text/html"]  # registered by openmind.jupyter
     assert "openmind-card" in html and "humidity" in html
     assert "hardware_in_loop" in html  # excluded pathways come from the journal record it carries
