@@ -98,28 +98,12 @@ def _layers_exact(h: np.ndarray, layers: Sequence[Layer]) -> np.ndarray:
     return h
 
 
-def forward_fast(X: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
-                 layers: Sequence[Layer]) -> np.ndarray:
-    """Scores by BLAS matmul, NOT bit-exact (summation order differs). Casts the trits on every
-    call: a loaded model uses its cached weights instead (`PackedModel.scores(X, exact=False)`)."""
-    return Kernels(layers, mean, inv_std).fast(standardize(X, mean, inv_std))
-
-
-def _blas(h: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray, bool]]) -> np.ndarray:
-    for wt, bias, relu in layers:
-        h = h @ wt
-        h += bias
-        if relu:
-            np.maximum(h, 0, out=h)
-    return h
-
-
 Folded = list[tuple[np.ndarray, np.ndarray, bool]]
 
 
 def _fold(layers: Sequence[Layer], mean: np.ndarray, inv_std: np.ndarray) -> Folded:
     """[(weights [in, out], -bias for a ReLU layer's `maximum`, else the bias, relu)] for
-    `fast_raw`, computed in float64 and stored as float32. The format puts ReLU on every layer
+    `Kernels.fast`, computed in float64 and stored as float32. The format puts ReLU on every layer
     but the last, so the last bias is added, never carried on."""
     out: Folded = []
     carry: np.ndarray | None = None  # the bias a ReLU layer left for the next one
@@ -146,19 +130,13 @@ class Kernels:
         self.layers = list(layers)
         self.mean, self.inv_std = mean, inv_std
         self.key = tuple(id(a) for a in self.layers)
-        self._fast: list[tuple[np.ndarray, np.ndarray, bool]] | None = None
         self._folded: Folded | None = None
         self._exact: list[tuple[np.ndarray, int, np.ndarray, np.ndarray, bool]] | None = None
         self._codes: list[np.ndarray] | None = None
 
-    def fast(self, h: np.ndarray) -> np.ndarray:
-        """Standardized rows -> scores by BLAS with weights (trit x scale) cast once."""
-        if self._fast is None:
-            self._fast = [(np.ascontiguousarray(a.weights().T), a.bias, a.relu) for a in self.layers]
-        return _blas(h, self._fast)
-
-    def fast_raw(self, X: np.ndarray) -> np.ndarray:
-        """Raw rows -> scores by BLAS with two passes over the data fewer per layer, the algebra
+    def fast(self, X: np.ndarray) -> np.ndarray:
+        """Raw rows -> scores by BLAS (not bit-exact: BLAS sums in its own order), with weights
+        (trit x scale) cast once and two passes over the data fewer per layer, the algebra
         done once per model: the standardisation folds into the first layer
         ((x - m) s @ W = x @ (s W) - (m s) @ W), and a ReLU layer's bias into the next one's
         (relu(y + b) = max(y, -b) + b, and (g + b) @ W = g @ W + b @ W): one `maximum` a layer
@@ -189,14 +167,15 @@ class Kernels:
             h = native.layer_exact(handle, h, wt, out, scale, bias, relu)
         return h
 
-    def ternary(self, h: np.ndarray) -> np.ndarray:
-        """Standardized rows -> scores by the 2-bit SIMD kernel (int8 activations; approximate).
+    def ternary(self, X: np.ndarray) -> np.ndarray:
+        """Raw rows -> scores by the 2-bit SIMD kernel (int8 activations; approximate).
         Without a compiler: the BLAS path."""
         from openmind.pathways.ternary import native
 
         handle = native.lib()
         if handle is None:
-            return self.fast(h)
+            return self.fast(X)
+        h = standardize(X, self.mean, self.inv_std)
         if self._codes is None:
             self._codes = [native.ternary_codes(a.trits) for a in self.layers]
         for codes, a in zip(self._codes, self.layers, strict=True):
@@ -342,7 +321,7 @@ class PackedModel:
         """The last layer's outputs (float32): bit-exact with the device by default (the compiled
         kernel, or numpy without a compiler); exact=False takes the BLAS path."""
         if not exact:
-            return self.kernels().fast_raw(self._check(X))
+            return self.kernels().fast(self._check(X))
         return self.kernels().exact(standardize(self._check(X), self.mean, self.inv_std))
 
     def scores_fast(self, X: Any) -> np.ndarray:
@@ -353,7 +332,7 @@ class PackedModel:
         """Scores by the native 2-bit kernel with int8 activations (fastest on big layers). An
         approximation: activations are rounded to 8 bits per row, so scores move by about 1% of
         the largest score on a 4096-wide layer, a few % on small ones; argmax can flip on near ties."""
-        return self.kernels().ternary(standardize(self._check(X), self.mean, self.inv_std))
+        return self.kernels().ternary(self._check(X))
 
     def predict_index(self, X: Any, exact: bool = False) -> np.ndarray:
         """The class index per row (first maximum on ties); exact=True is what the device returns."""
