@@ -13,9 +13,11 @@ from the script). Behaviours:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections import deque
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -161,6 +163,22 @@ class FakeLLM(Scripted):
         if path.startswith("/v1/models"):
             return ("json", 200, {"object": "list", "data": [{"id": "fake-small", "object": "model"}]})
         return ("reply", json.dumps(VALID_PLAN))
+
+
+@contextlib.contextmanager
+def configured(monkeypatch: Any, key: str, **env: str) -> Iterator[FakeLLM]:
+    """A FakeLLM that openmind is configured to use (OPENMIND_API_BASE/KEY, plus `env`), with
+    the endpoint health openmind keeps reset before and after."""
+    from openmind.pathways.cloud import http
+
+    http.reset()
+    with FakeLLM(key) as fake:
+        monkeypatch.setenv("OPENMIND_API_BASE", fake.base)
+        monkeypatch.setenv("OPENMIND_API_KEY", key)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        yield fake
+    http.reset()
 
 
 def closed_port() -> int:

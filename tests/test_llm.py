@@ -20,7 +20,7 @@ from openmind.intents import ask
 from openmind.pathways.cloud import http, llm
 from openmind.pathways.cloud.llm import LLMError
 from openmind.vocab import Decision, Pathway
-from tests.fake_llm import VALID_PLAN, FakeLLM, closed_port
+from tests.fake_llm import VALID_PLAN, FakeLLM, closed_port, configured
 
 KEY = "sk-openmind-test-7d3f0b9e2a51"
 SITUATION = {"intent": "train", "name": "spectra", "rows": 1200, "shape": [1200, 40],
@@ -30,13 +30,8 @@ SITUATION = {"intent": "train", "name": "spectra", "rows": 1200, "shape": [1200,
 
 @pytest.fixture
 def fake(monkeypatch):
-    http.reset()
-    with FakeLLM(KEY) as f:
-        monkeypatch.setenv("OPENMIND_API_BASE", f.base)
-        monkeypatch.setenv("OPENMIND_API_KEY", KEY)
-        monkeypatch.setenv("OPENMIND_LLM_TIMEOUT", "0.5")
+    with configured(monkeypatch, KEY, OPENMIND_LLM_TIMEOUT="0.5") as f:
         yield f
-    http.reset()
 
 
 def chat_calls(fake: FakeLLM) -> list[dict]:

@@ -183,15 +183,10 @@ LLM_KEY = "sk-test-secret-0123456789"
 @pytest.fixture
 def llm(monkeypatch):
     """A real OpenAI-compatible server on 127.0.0.1 that answers a valid training plan."""
-    from openmind.pathways.cloud import http
-    from tests.fake_llm import FakeLLM
+    from tests.fake_llm import configured
 
-    http.reset()
-    with FakeLLM(LLM_KEY) as fake:
-        monkeypatch.setenv("OPENMIND_API_BASE", fake.base)
-        monkeypatch.setenv("OPENMIND_API_KEY", LLM_KEY)
+    with configured(monkeypatch, LLM_KEY) as fake:
         yield fake
-    http.reset()
 
 
 def _estimate_as(seconds: float, X, y, **options) -> None:

@@ -168,18 +168,13 @@ def test_unknown_data_shape_gets_a_heuristic_plan():
 
 
 def test_unknown_data_shape_trains_on_the_language_models_plan(monkeypatch):
-    from openmind.pathways.cloud import http
-    from tests.fake_llm import VALID_PLAN, FakeLLM
+    from tests.fake_llm import VALID_PLAN, configured
 
     key = "sk-openmind-train-test-0c1d2e"
-    http.reset()
-    with FakeLLM(key) as fake:
-        monkeypatch.setenv("OPENMIND_API_BASE", fake.base)
-        monkeypatch.setenv("OPENMIND_API_KEY", key)
+    with configured(monkeypatch, key) as fake:
         X, y = _images()
         model = train_or_load("images", X, y, progress=False)
         sent = json.dumps(fake.calls("/v1/chat/completions")[0]["body"])
-    http.reset()
     # planned by the language model, trained here: journaled as the pathway that ran
     assert (model.route.pathway, model.route.decision) == (Pathway.FULL_TRAIN, Decision.MODEL)
     assert journal(1)[0]["pathway"] == "full_train"
@@ -192,15 +187,11 @@ def test_unknown_data_shape_trains_on_the_language_models_plan(monkeypatch):
 
 
 def test_a_refused_plan_keeps_its_reason_and_a_fine_tune_plan_is_honoured(monkeypatch):
-    from openmind.pathways.cloud import http
-    from tests.fake_llm import VALID_PLAN, FakeLLM
+    from tests.fake_llm import VALID_PLAN, configured
 
     key = "sk-openmind-train-test-77aa11"
-    http.reset()
     X, y = _images()
-    with FakeLLM(key) as fake:
-        monkeypatch.setenv("OPENMIND_API_BASE", fake.base)
-        monkeypatch.setenv("OPENMIND_API_KEY", key)
+    with configured(monkeypatch, key) as fake:
         fake.script("/v1/chat/completions", ("reply", json.dumps({"pathway": "teleport"})))
         model = train_or_load("images", X, y, progress=False)
         failed = model.route.attempts[0]
@@ -214,7 +205,6 @@ def test_a_refused_plan_keeps_its_reason_and_a_fine_tune_plan_is_honoured(monkey
         fake.script("/v1/chat/completions", ("reply", json.dumps(plan)))
         X2, y2 = X[::-1].copy(), y[::-1].copy()
         tuned = train_or_load("images", X2, y2, progress=False, fresh=False)
-    http.reset()
     assert (tuned.route.pathway, tuned.route.decision) == (Pathway.FINE_TUNE, Decision.MODEL)
     assert tuned.info["parent"] == model.info["key"]
     assert journal(1)[0]["pathway"] == "fine_tune"
