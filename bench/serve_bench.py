@@ -6,14 +6,19 @@ subprocess, and for batch 1 and 256 measures requests/s and p50/p99 latency of o
 client sending sequential requests: openmind's OIP client with binary tensor data (the default
 against a server that lists the extension) and with JSON, against in-process `predict` of the same
 rows, and Triton's own client (`tritonclient.http`, binary, default settings) when installed: it
-shows the server without the cost of openmind's httpx client. Targets: batch 256 binary >= 0.5x
-the in-process throughput; batch 1 p50 < 1 ms.
+is a second, independent measure of the wire. Then throughput under load, as Triton's perf_analyzer
+measures it: CONCURRENCY client processes, each with its own keep-alive connection, send requests
+back to back for LOAD_S seconds; and, where wrk is installed (Debian's `wrk`), wrk's C load
+generator sends the same request bytes over that many connections. wrk costs the machine little
+per request, so on a small machine it shows what the server itself sustains, where Python clients
+take the cores the server needs. Each load figure is a ratio to in-process throughput measured just
+before and after it. Targets: batch 256 binary >= 0.5x the in-process throughput; batch 1 p50 < 1 ms.
 
 MLServer (mlserver + mlserver-sklearn, the `bench` extra; they pin fastapi/starlette older than
 other extras, so give them their own virtualenv and pass --mlserver path/to/venv/bin/mlserver)
 serves sklearn's MLPClassifier(256, 256) trained on digits; it speaks JSON only.
 
-Run: python bench/serve_bench.py [--mlserver PATH]
+Run: python bench/serve_bench.py [--mlserver PATH]   (MLSERVER_BIN works too)
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from benchlib import machine
 
 BATCHES = {1: 400, 256: 80}  # batch size -> requests measured (bounded: ~seconds on 2 cores)
 WARMUP = 10
+CONCURRENCY = (1, 2, 4)  # client processes under load
+LOAD_S = 2.0
 
 
 def store_model():
@@ -152,6 +159,89 @@ def triton_call(url: str, token: str, rows: np.ndarray):
     return lambda: client.infer("digits", [inp], outputs=outs, headers=headers).as_numpy("label")
 
 
+def _load_worker(url: str, token: str | None, name: str, rows: np.ndarray, start, out) -> None:
+    from openmind.pathways.cloud.oip import OIPClient
+
+    client = OIPClient(url, token=token, retries=0)
+    for _ in range(WARMUP):
+        client.infer(name, rows)
+    start.wait()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < LOAD_S:
+        client.infer(name, rows)
+        n += 1
+    out.put(n * len(rows) / (time.perf_counter() - t0))
+
+
+def in_process_rate(model, rows: np.ndarray) -> float:
+    """Rows/s of in-process `predict` called back to back for LOAD_S seconds (one caller)."""
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < LOAD_S:
+        model.predict(rows)
+        n += 1
+    return n * len(rows) / (time.perf_counter() - t0)
+
+
+def under_load(url: str, token: str | None, name: str, rows: np.ndarray, clients: int) -> float:
+    """Rows/s that `clients` processes, each sending requests back to back, get together."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_load_worker, args=(url, token, name, rows, start, out)) for _ in range(clients)]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)  # every client connected and warm
+    start.set()
+    total = sum(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join()
+    return total
+
+
+WRK_SCRIPT = """
+local f = io.open(os.getenv("BODY_FILE"), "rb"); wrk.body = f:read("*all"); f:close()
+wrk.method = "POST"
+for k, v in string.gmatch(os.getenv("HEADERS"), "([^\\n:]+): ([^\\n]+)") do wrk.headers[k] = v end
+"""
+
+
+def request_bytes(rows: np.ndarray, binary: bool) -> tuple[bytes, dict[str, str]]:
+    """One infer request's body and headers, as openmind's client sends them."""
+    from openmind.pathways.cloud.tensors import HEADER, encode_many
+
+    listed, raw = encode_many({"input-0": rows}, binary)
+    doc: dict = {"inputs": listed}
+    if binary:
+        doc["parameters"] = {"binary_data_output": True}
+    head = json.dumps(doc).encode()
+    if not binary:
+        return head, {"Content-Type": "application/json"}
+    return head + raw, {"Content-Type": "application/octet-stream", HEADER: str(len(head))}
+
+
+def wrk_load(url: str, body: bytes, headers: dict[str, str], connections: int) -> dict[str, float] | None:
+    """wrk (one thread, `connections` keep-alive connections, LOAD_S s) posting `body`: requests/s
+    and p50 latency; None without wrk. Any non-2xx answer fails the bench."""
+    import re
+
+    if not shutil.which("wrk"):
+        return None
+    work = Path(tempfile.mkdtemp(prefix="wrk-"))
+    (work / "body").write_bytes(body)
+    (work / "post.lua").write_text(WRK_SCRIPT)
+    env = dict(os.environ, BODY_FILE=str(work / "body"),
+               HEADERS="\n".join(f"{k}: {v}" for k, v in headers.items()))
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{LOAD_S:g}s", "--latency", "-s",
+                          str(work / "post.lua"), url], capture_output=True, text=True, env=env, timeout=60).stdout
+    shutil.rmtree(work, ignore_errors=True)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    assert not bad, f"wrk got {bad.group(1)} error answers from {url}"
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50, unit = re.search(r"50%\s+([\d.]+)(us|ms|s)", out).groups()
+    return {"rps": rps, "p50": float(p50) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]}
+
+
 def find_mlserver(given: str | None) -> str | None:
     for cand in (given, os.environ.get("MLSERVER_BIN"), str(Path(sys.executable).with_name("mlserver")),
                  shutil.which("mlserver")):
@@ -172,6 +262,8 @@ def main() -> int:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # the server and in-process alike: one BLAS thread
     os.environ.setdefault("OPENBLAS_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
     X = store_model()
+    import httpx
+
     from openmind.intents.infer import load_local_model
     from openmind.pathways.cloud.oip import OIPClient
     from openmind.serve import ServeProcess
@@ -221,6 +313,38 @@ def main() -> int:
                 if mls:
                     print(f"{batch:>5} openmind serve binary vs MLServer: "
                           f"{res['serve binary']['rps'] / res['MLServer JSON']['rps']:.2f}x throughput")
+                for clients in CONCURRENCY:
+                    # the anchor measured just before and after: the machine's speed drifts
+                    before = in_process_rate(model, rows)
+                    got = under_load(srv.url, token, "digits", rows, clients)
+                    anchor = (before + in_process_rate(model, rows)) / 2
+                    line = (f"{batch:>5} under load, {clients} client(s): openmind serve binary {got:>9.0f} rows/s "
+                            f"= {got / anchor:.3f}x in-process ({anchor:.0f} rows/s around it)")
+                    if mls:
+                        ml = under_load(mls.url, None, "digits-mlp", rows.astype(np.float64), clients)
+                        line += f"; MLServer JSON {ml:>9.0f} rows/s (openmind {got / ml:.2f}x)"
+                    print(line, flush=True)
+                body, headers = request_bytes(rows, binary=True)
+                check = httpx.post(f"{srv.url}/v2/models/digits/infer", content=body, timeout=10,
+                                   headers={**headers, "Authorization": f"Bearer {token}"})
+                assert check.status_code == 200, check.text  # what wrk sends is answered, not refused
+                for clients in CONCURRENCY:
+                    before = in_process_rate(model, rows)
+                    got = wrk_load(f"{srv.url}/v2/models/digits/infer", body,
+                                   {**headers, "Authorization": f"Bearer {token}"}, clients)
+                    if got is None:
+                        print(f"{batch:>5} wrk: not installed (apt-get install wrk)")
+                        break
+                    anchor = (before + in_process_rate(model, rows)) / 2
+                    line = (f"{batch:>5} wrk, {clients} connection(s): openmind serve binary "
+                            f"{got['rps'] * batch:>9.0f} rows/s = {got['rps'] * batch / anchor:.3f}x in-process "
+                            f"({anchor:.0f} rows/s around it), p50 {got['p50']:.3f} ms")
+                    if mls:
+                        mbody, mheaders = request_bytes(rows.astype(np.float64), binary=False)
+                        ml = wrk_load(f"{mls.url}/v2/models/digits-mlp/infer", mbody, mheaders, clients)
+                        line += (f"; MLServer JSON {ml['rps'] * batch:>9.0f} rows/s, p50 {ml['p50']:.3f} ms "
+                                 f"(openmind {got['rps'] / ml['rps']:.2f}x)")
+                    print(line, flush=True)
     finally:
         if mls:
             mls.close()

@@ -165,7 +165,7 @@ class RedactingFilter(logging.Filter):
 # Loggers openmind's own code or its HTTP stack write to; httpx logs every request's URL at INFO.
 GUARDED_LOGGERS = ("httpx", "httpcore", "httpcore.connection", "httpcore.http11", "httpcore.http2",
                    "httpcore.proxy", "openmind", "openmind.llm", "openmind.serve", "tornado.access",
-                   "tornado.application", "tornado.general")
+                   "tornado.application", "tornado.general", "uvicorn", "uvicorn.error", "uvicorn.access")
 _FILTER = RedactingFilter()
 
 

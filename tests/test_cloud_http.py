@@ -1,8 +1,11 @@
 """The shared HTTP layer and the OIP client against real servers on 127.0.0.1: retries, Retry-After,
-no retry on 4xx, read timeouts, connection refused and the per-endpoint cooldown."""
+no retry on 4xx, read timeouts, connection refused and the per-endpoint cooldown. Every test runs on
+both lanes: pooled http.client (plain HTTP, no proxy) and httpx (HTTPS and proxied calls)."""
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 
 import numpy as np
@@ -14,12 +17,16 @@ from openmind.pathways.cloud.oip import OIPClient
 from tests.fake_llm import Scripted, closed_port
 
 FAST = {"timeout": 2.0, "backoff": 0.01, "max_wait": 2.0}
+DIRECT = http._direct  # the lane choice itself (the "httpx" lane replaces it)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_endpoints():
+@pytest.fixture(autouse=True, params=["direct", "httpx"])
+def lane(request, monkeypatch):
+    """Both transports behave the same; "httpx" forces the lane HTTPS and proxied URLs take."""
+    if request.param == "httpx":
+        monkeypatch.setattr(http, "_direct", lambda *args: False)
     http.reset()
-    yield
+    yield request.param
     http.reset()
 
 
@@ -132,3 +139,60 @@ def test_oip_client_decodes_typed_outputs_and_rejects_a_malformed_answer(srv):
     assert sent == {"name": "input-0", "shape": [2, 2], "datatype": "FP32", "data": [1.0] * 4}
     with pytest.raises(EndpointError, match="needs 3 elements"):
         client.infer("m", np.ones((2, 2), np.float32))
+
+
+def test_the_direct_lane_is_plain_http_that_no_proxy_covers():
+    none = (None,) * len(http.PROXY_VARS)
+    assert DIRECT("http", "127.0.0.1", none) and DIRECT("http", "gpu-box.lan", none)
+    assert not DIRECT("https", "127.0.0.1", none)  # certificates: httpx
+    proxied = ("http://proxy:3128",) + (None,) * (len(http.PROXY_VARS) - 1)
+    assert not DIRECT("http", "gpu-box.lan", proxied)  # the proxy: httpx
+    bypassed = proxied[:4] + ("gpu-box.lan,localhost", None)
+    assert DIRECT("http", "gpu-box.lan", bypassed) and not DIRECT("http", "api.example", bypassed)
+
+
+def _closes_every_second_request() -> tuple[socket.socket, list[int]]:
+    """A keep-alive server that answers the first request on a connection and drops the
+    connection, unanswered, on the second: what a peer's idle timeout looks like to a client."""
+    lsock = socket.create_server(("127.0.0.1", 0))
+    seen: list[int] = []
+
+    def handle(conn: socket.socket) -> None:
+        with conn:
+            for n in (1, 2):
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    data += chunk
+                seen.append(n)
+                if n == 2:
+                    return
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n"
+                             b'{"ok": true}')
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    return lsock, seen
+
+
+def test_a_kept_connection_the_peer_dropped_is_replaced_once(lane):
+    if lane == "httpx":
+        pytest.skip("httpx sends a request once: a kept connection dropped under it is an error there")
+    lsock, seen = _closes_every_second_request()
+    url = f"http://127.0.0.1:{lsock.getsockname()[1]}/x"
+    try:
+        assert request("GET", url, retries=0, **FAST).status_code == 200
+        # the pooled connection is dropped on the next request: it is sent again on a new one
+        assert request("GET", url, retries=0, **FAST).status_code == 200
+        assert seen == [1, 2, 1]
+    finally:
+        lsock.close()

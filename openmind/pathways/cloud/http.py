@@ -9,20 +9,31 @@ Shared by the OIP client and the language-model client so both behave the same w
 
 Errors never carry a secret: messages are built from the public URL, the status and a short,
 redacted detail of the body.
+
+Plain-HTTP calls that no proxy setting covers (an inference server on loopback or the LAN) go over
+pooled keep-alive `http.client` connections: a call costs ~0.2 ms there against ~0.7 ms through
+httpx, more than the model itself at a small batch. HTTPS and proxied calls go through httpx
+(certificates, proxies); both answer an `httpx.Response` and fail with httpx's exceptions.
 """
 
 from __future__ import annotations
 
 import email.utils
 import functools
+import http.client
+import json as jsonlib
+import os
+import select
 import threading
 import time
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from openmind.config import public_url, redact
+from openmind.config import VERSION, public_url, redact
 from openmind.errors import OpenmindError
 
 
@@ -80,6 +91,101 @@ def _shared_client() -> httpx.Client:
         if _client is None:
             _client = httpx.Client(limits=httpx.Limits(max_connections=32, max_keepalive_connections=8))
         return _client
+
+
+PROXY_VARS = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY")
+KEEP_IDLE = 8  # idle keep-alive connections kept per endpoint
+_idle: dict[tuple[str, int], list[http.client.HTTPConnection]] = {}
+_idle_pid = os.getpid()
+
+
+@functools.lru_cache(maxsize=256)
+def _direct(scheme: str, host: str, env: tuple[str | None, ...]) -> bool:
+    """Whether a call goes over the pooled http.client lane: plain HTTP that no proxy covers
+    (httpx, which the rest takes, reads the same variables)."""
+    if scheme != "http":
+        return False
+    proxy = env[0] or env[1] or env[2] or env[3]
+    return not proxy or bool(urllib.request.proxy_bypass_environment(host, {"no": env[4] or env[5] or ""}))
+
+
+def _take(key: tuple[str, int]) -> http.client.HTTPConnection | None:
+    """An idle connection to `key` the peer has not closed meanwhile (a closed one polls readable)."""
+    global _idle_pid
+    with _lock:
+        if _idle_pid != os.getpid():  # a forked child never shares its parent's sockets
+            _idle.clear()
+            _idle_pid = os.getpid()
+        pool = _idle.get(key)
+        while pool:
+            conn = pool.pop()
+            if conn.sock is not None and not select.select([conn.sock], [], [], 0)[0]:
+                return conn
+            conn.close()
+    return None
+
+
+def _give_back(key: tuple[str, int], conn: http.client.HTTPConnection) -> None:
+    with _lock:
+        pool = _idle.setdefault(key, [])
+        if len(pool) < KEEP_IDLE:
+            pool.append(conn)
+            return
+    conn.close()
+
+
+def _send_direct(method: str, url: urllib.parse.SplitResult, headers: dict[str, str], body: bytes | None,
+                 timeout: float) -> httpx.Response:
+    """One call over a pooled keep-alive connection. A reused connection that turns out closed is
+    replaced once (the peer dropped it while idle: the request never reached it)."""
+    key = (url.hostname or "", url.port or 80)
+    target = (url.path or "/") + (f"?{url.query}" if url.query else "")
+    for _ in range(2):
+        conn = _take(key)
+        reused = conn is not None
+        if conn is None:
+            conn = http.client.HTTPConnection(key[0], key[1], timeout=min(timeout, 5.0))
+            try:
+                conn.connect()
+            except TimeoutError as exc:
+                raise httpx.ConnectTimeout(str(exc)) from None
+            except OSError as exc:
+                raise httpx.ConnectError(type(exc).__name__) from None
+        conn.sock.settimeout(timeout)
+        try:
+            conn.request(method, target, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except TimeoutError:
+            conn.close()
+            raise httpx.ReadTimeout("no answer in time") from None
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+            conn.close()
+            if reused:
+                continue
+            raise httpx.RemoteProtocolError(type(exc).__name__) from None
+        except (OSError, http.client.HTTPException) as exc:
+            conn.close()
+            raise httpx.ReadError(type(exc).__name__) from None
+        if resp.will_close:
+            conn.close()
+        else:
+            _give_back(key, conn)
+        return httpx.Response(resp.status, headers=resp.getheaders(), content=data)
+    raise httpx.RemoteProtocolError("connection closed twice")  # not reached: a fresh one answers or raises
+
+
+def _send(method: str, url: str, headers: dict[str, str] | None, json: Any, content: bytes | None,
+          timeout: float) -> httpx.Response:
+    parts = urllib.parse.urlsplit(url)
+    if _direct(parts.scheme, parts.hostname or "", tuple(os.environ.get(v) for v in PROXY_VARS)):
+        head = {"User-Agent": f"openmind/{VERSION}", **(headers or {})}
+        if json is not None:
+            content = jsonlib.dumps(json).encode()
+            head.setdefault("Content-Type", "application/json")
+        return _send_direct(method, parts, head, content, timeout)
+    return _shared_client().request(method, url, headers=headers, json=json, content=content,
+                                    timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))
 
 
 def _scrub(text: str, secrets: tuple[str, ...]) -> str:
@@ -168,15 +274,13 @@ def request(
             left = h.until - time.monotonic()
             raise EndpointError(_scrub(f"{ep} is cooling down for {left:.1f}s after {h.failures} "
                                        f"failed attempts (last: {h.last})", secrets), cooling=True)
-    client = _shared_client()
     attempt = 0
     while True:
         wait = backoff * (2 ** attempt)
         status: int | None = None
         bench_for = 0.0
         try:
-            resp = client.request(method, url, headers=headers, json=json, content=content,
-                                  timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)))
+            resp = _send(method, url, headers, json, content, timeout)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             reason, retryable = f"{shown}: cannot connect ({type(exc).__name__})", True
         except httpx.TimeoutException:
