@@ -40,8 +40,9 @@ from benchlib import machine
 
 BATCHES = {1: 400, 256: 80}  # batch size -> requests measured (bounded: ~seconds on 2 cores)
 WARMUP = 10
-CONCURRENCY = (1, 2, 4)  # client processes under load
+CONCURRENCY = (1, 2, 4)  # client processes (or wrk connections) under load
 LOAD_S = 2.0
+WRK_ROUNDS = 3
 
 
 def store_model():
@@ -329,16 +330,21 @@ def main() -> int:
                                    headers={**headers, "Authorization": f"Bearer {token}"})
                 assert check.status_code == 200, check.text  # what wrk sends is answered, not refused
                 for clients in CONCURRENCY:
-                    before = in_process_rate(model, rows)
-                    got = wrk_load(f"{srv.url}/v2/models/digits/infer", body,
-                                   {**headers, "Authorization": f"Bearer {token}"}, clients)
+                    ratios, got = [], None
+                    for _ in range(WRK_ROUNDS):  # the machine's speed drifts: rounds, median
+                        before = in_process_rate(model, rows)
+                        got = wrk_load(f"{srv.url}/v2/models/digits/infer", body,
+                                       {**headers, "Authorization": f"Bearer {token}"}, clients)
+                        if got is None:
+                            break
+                        ratios.append(got["rps"] * batch / ((before + in_process_rate(model, rows)) / 2))
                     if got is None:
                         print(f"{batch:>5} wrk: not installed (apt-get install wrk)")
                         break
-                    anchor = (before + in_process_rate(model, rows)) / 2
                     line = (f"{batch:>5} wrk, {clients} connection(s): openmind serve binary "
-                            f"{got['rps'] * batch:>9.0f} rows/s = {got['rps'] * batch / anchor:.3f}x in-process "
-                            f"({anchor:.0f} rows/s around it), p50 {got['p50']:.3f} ms")
+                            f"{got['rps'] * batch:>9.0f} rows/s, p50 {got['p50']:.3f} ms; vs in-process: median "
+                            f"{statistics.median(ratios):.3f}x over {len(ratios)} rounds "
+                            f"({min(ratios):.3f}-{max(ratios):.3f})")
                     if mls:
                         mbody, mheaders = request_bytes(rows.astype(np.float64), binary=False)
                         ml = wrk_load(f"{mls.url}/v2/models/digits-mlp/infer", mbody, mheaders, clients)

@@ -158,6 +158,22 @@ def test_a_stalled_client_does_not_block_others(served):
         assert time.monotonic() - t0 < 2 and out["label"].shape == (2,)
 
 
+def test_a_body_that_does_not_come_in_time_is_refused_with_408(tmp_path):
+    with ServeProcess(home=tmp_path, body_timeout=0.5) as srv:
+        port = int(srv.url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            t0 = time.monotonic()
+            answer = b""
+            while not answer.endswith(b"}"):
+                chunk = s.recv(4096)
+                assert chunk, answer
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408") and 0.4 < time.monotonic() - t0 < 3
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"].startswith("request body not received within 0.5 s")
+        assert OIPClient(srv.url, retries=0).live()  # the server goes on
+
+
 def test_small_work_is_answered_on_the_event_loop_big_work_in_a_worker(tmp_path, monkeypatch):
     """A thread hop costs more than a digits model at batch 256; a request over INLINE_WORK goes to
     a worker thread. Both answer what the model computes in-process."""

@@ -8,6 +8,7 @@ stored model becomes something with `predict_proba`.
 
 from __future__ import annotations
 
+import functools
 import html
 import warnings
 from dataclasses import dataclass, field
@@ -55,9 +56,10 @@ class LocalModel:
             classes = self.meta.get("classes")
         return np.asarray(classes) if classes is not None else None
 
-    @property
+    @functools.cached_property
     def colony(self) -> Any:
-        """The Colony when this model is one (it predicts by vote and abstains), else None."""
+        """The Colony when this model is one (it predicts by vote and abstains), else None
+        (worked out once: every request asks)."""
         from openmind.pathways.ternary.vote import Colony
 
         return self.model if isinstance(self.model, Colony) else None
@@ -70,11 +72,16 @@ class LocalModel:
     def work(self, rows: int) -> int | None:
         """Multiply-adds a prediction of `rows` rows costs (None: unknown, e.g. sklearn): what
         decides whether a prediction is worth caching or worth a worker thread."""
+        per_row = self._work_per_row
+        return None if per_row is None else rows * per_row
+
+    @functools.cached_property
+    def _work_per_row(self) -> int | None:
         members = getattr(self.colony, "members", None) or [self.model]  # a colony: every member
         layers = [a for m in members for a in (getattr(m, "layers", None) or ())]
         if not layers:
             return None
-        return rows * sum(int(a.trits.size) if hasattr(a, "trits") else 1 for a in layers)
+        return sum(int(a.trits.size) if hasattr(a, "trits") else 1 for a in layers)
 
     def check(self, X: np.ndarray) -> None:
         """Bad input shapes are the caller's mistake: say what the model expects."""

@@ -24,6 +24,7 @@ import http.client
 import json as jsonlib
 import os
 import select
+import socket
 import threading
 import time
 import urllib.parse
@@ -119,10 +120,20 @@ def _take(key: tuple[str, int]) -> http.client.HTTPConnection | None:
         pool = _idle.get(key)
         while pool:
             conn = pool.pop()
-            if conn.sock is not None and not select.select([conn.sock], [], [], 0)[0]:
+            if conn.sock is not None and not _readable(conn.sock):
                 return conn
             conn.close()
     return None
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether an idle connection has something to read: the peer closed it (or broke protocol).
+    poll, not select: select fails on descriptors past 1024, which a long notebook can reach."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([sock], [], [], 0)[0])  # Windows has no poll
 
 
 def _give_back(key: tuple[str, int], conn: http.client.HTTPConnection) -> None:
