@@ -12,7 +12,8 @@ back to back for LOAD_S seconds; and, where wrk is installed (Debian's `wrk`), w
 generator sends the same request bytes over that many connections. wrk costs the machine little
 per request, so on a small machine it shows what the server itself sustains, where Python clients
 take the cores the server needs. Each load figure is a ratio to in-process throughput measured just
-before and after it. Targets: batch 256 binary >= 0.5x the in-process throughput; batch 1 p50 < 1 ms.
+before and after it. Last, `openmind serve --workers <cores>` under wrk: every core serving, against
+one in-process caller (not the one-core comparison the target is about). Targets: batch 256 binary >= 0.5x the in-process throughput; batch 1 p50 < 1 ms.
 
 MLServer (mlserver + mlserver-sklearn, the `bench` extra; they pin fastapi/starlette older than
 other extras, so give them their own virtualenv and pass --mlserver path/to/venv/bin/mlserver)
@@ -351,6 +352,20 @@ def main() -> int:
                         line += (f"; MLServer JSON {ml['rps'] * batch:>9.0f} rows/s, p50 {ml['p50']:.3f} ms "
                                  f"(openmind {got['rps'] / ml['rps']:.2f}x)")
                     print(line, flush=True)
+        workers = os.cpu_count() or 1
+        if workers > 1 and shutil.which("wrk"):  # every core serving: not the one-core comparison above
+            rows = X[:256]
+            body, headers = request_bytes(rows, binary=True)
+            with ServeProcess(home=os.environ["OPENMIND_HOME"], token=token, workers=workers) as srv:
+                time.sleep(2.0)  # the workers are spawned after the banner
+                for clients in (workers, 2 * workers):
+                    before = in_process_rate(model, rows)
+                    got = wrk_load(f"{srv.url}/v2/models/digits/infer", body,
+                                   {**headers, "Authorization": f"Bearer {token}"}, clients)
+                    anchor = (before + in_process_rate(model, rows)) / 2
+                    print(f"  256 wrk, {clients} connection(s), --workers {workers} (all {workers} cores): "
+                          f"{got['rps'] * 256:>9.0f} rows/s = {got['rps'] * 256 / anchor:.3f}x one in-process "
+                          f"caller on one core", flush=True)
     finally:
         if mls:
             mls.close()

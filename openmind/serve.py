@@ -228,9 +228,9 @@ class Routes:
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     async def infer(self, scope: dict, receive: Any, send: Any) -> None:
-        """POST /v2/models/{name}/infer, a bare ASGI endpoint: the hottest route skips starlette's
-        request and response objects (half its cost). Small work is answered on the event loop,
-        the rest in a worker thread (the loop keeps serving meanwhile)."""
+        """POST /v2/models/{name}/infer, a bare ASGI endpoint (the hottest route skips starlette's
+        request and response objects). Small work is answered on the event loop, the rest in a
+        worker thread (the loop keeps serving meanwhile)."""
         name = scope["path_params"]["name"]
         headers = dict(scope["headers"])
         body = await self._body(headers.get(b"content-length"), receive)
@@ -406,9 +406,12 @@ def make_app(token: str | None = None, *, max_body: int = DEFAULT_MAX_BODY,
 
 def serve(host: str = "127.0.0.1", port: int = 8000, token: str | None = None, *,
           max_body: int = DEFAULT_MAX_BODY, models: list[str] | None = None,
-          ready: Any = None, insecure: bool = False, body_timeout: float = DEFAULT_BODY_TIMEOUT) -> None:
+          ready: Any = None, insecure: bool = False, body_timeout: float = DEFAULT_BODY_TIMEOUT,
+          workers: int = 1) -> None:
     """Run the server until interrupted; prints the URL it listens on (port 0 = any free port).
-    Beyond loopback it needs a token, unless `insecure` says the caller means it.
+    Beyond loopback it needs a token, unless `insecure` says the caller means it. `workers` > 1
+    runs that many processes on the one port (uvicorn's supervisor restarts one that dies): a
+    process answers on one core, so a machine with cores to spare serves that many times more.
 
     uvicorn with httptools (and uvloop where it exists), as KServe and MLServer run: per request
     it costs a third of what tornado did, which is most of a small model's round trip."""
@@ -416,10 +419,19 @@ def serve(host: str = "127.0.0.1", port: int = 8000, token: str | None = None, *
     import uvicorn
 
     check_bind(host, token, insecure)
-    app = make_app(token, max_body=max_body, models=models, body_timeout=body_timeout)
-    config = uvicorn.Config(app, http="auto", loop="auto", lifespan="off", log_config=None,
-                            access_log=False, server_header=False, proxy_headers=False, ws="none",
-                            timeout_keep_alive=120, timeout_graceful_shutdown=3)
+    settings = {"max_body": max_body, "models": models, "body_timeout": body_timeout}
+    common = {"http": "auto", "loop": "auto", "lifespan": "off", "log_config": None, "access_log": False,
+              "server_header": False, "proxy_headers": False, "ws": "none", "timeout_keep_alive": 120,
+              "timeout_graceful_shutdown": 3}
+    if workers > 1:  # spawned workers build the app from the environment: the token stays off argv
+        os.environ[SETTINGS_ENV] = json.dumps(settings)
+        if token:
+            os.environ["OPENMIND_SERVE_TOKEN"] = token
+        else:
+            os.environ.pop("OPENMIND_SERVE_TOKEN", None)
+        config = uvicorn.Config("openmind.serve:app_from_env", factory=True, workers=workers, **common)
+    else:
+        config = uvicorn.Config(make_app(token, **settings), **common)
     sockets = tornado.netutil.bind_sockets(port, address=host)  # every address of the name, v4 and v6
     bound = sockets[0].getsockname()[1]
     shown_host = f"[{host}]" if ":" in host else host
@@ -428,7 +440,27 @@ def serve(host: str = "127.0.0.1", port: int = 8000, token: str | None = None, *
           flush=True)
     if ready is not None:
         ready(bound)
-    uvicorn.Server(config).run(sockets=sockets)
+    if workers > 1:
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, target=uvicorn.Server(config).run, sockets=sockets).run()
+    else:
+        uvicorn.Server(config).run(sockets=sockets)
+
+
+SETTINGS_ENV = "OPENMIND_SERVE_SETTINGS"
+
+
+def app_from_env() -> Starlette:
+    """The app of one `openmind serve --workers N` process, from what the supervisor put in the
+    environment (settings as JSON, the token in OPENMIND_SERVE_TOKEN)."""
+    log_to_stderr()
+    settings = json.loads(os.environ[SETTINGS_ENV])
+    return make_app(os.environ.get("OPENMIND_SERVE_TOKEN") or None, **settings)
+
+
+def log_to_stderr() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
 class ServeProcess:
@@ -439,7 +471,7 @@ class ServeProcess:
     """
 
     def __init__(self, *, home: str | None = None, token: str | None = None, port: int = 0,
-                 max_body: int | None = None, body_timeout: float | None = None,
+                 max_body: int | None = None, body_timeout: float | None = None, workers: int = 1,
                  extra_env: dict[str, str] | None = None,
                  timeout: float = 60.0) -> None:
         import selectors
@@ -457,6 +489,8 @@ class ServeProcess:
             cmd += ["--max-body", str(max_body)]
         if body_timeout is not None:
             cmd += ["--body-timeout", str(body_timeout)]
+        if workers != 1:
+            cmd += ["--workers", str(workers)]
         self._log = tempfile.NamedTemporaryFile("w+b", prefix="openmind-serve-", suffix=".log", delete=False)
         self.log_path = self._log.name
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=self._log,
@@ -517,6 +551,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT,
                    help=f"seconds a request body may take to arrive (default {DEFAULT_BODY_TIMEOUT:g}); "
                         "a stalled client gets 408")
+    p.add_argument("--workers", type=int, default=1,
+                   help="processes answering on the port (default 1; one per core the server may use)")
     p.add_argument("--model", action="append", dest="models", help="serve only this model (repeatable)")
     p.add_argument("--insecure", action="store_true",
                    help="allow listening beyond loopback without a token (anyone who reaches the port can query)")
@@ -529,6 +565,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise BadInput(f"--port {args.port} is not a TCP port; give 0-65535 (0 = any free port)")
     if args.max_body < 1024:
         raise BadInput(f"--max-body {args.max_body} is too small; give at least 1024 bytes")
+    if not 1 <= args.workers <= 256:
+        raise BadInput(f"--workers {args.workers}: give 1-256 processes (one per core to spare)")
     if not args.body_timeout > 0:
         raise BadInput(f"--body-timeout {args.body_timeout} must be a positive number of seconds")
     insecure = bool(getattr(args, "insecure", False))
@@ -536,10 +574,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if insecure and not token and not is_loopback(args.host):
         print("openmind serve: warning: listening beyond loopback without a token (--insecure); anyone "
               "who can reach this port can query the models", file=sys.stderr, flush=True)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    log_to_stderr()
     try:
         serve(args.host, args.port, token, max_body=args.max_body, models=args.models, insecure=insecure,
-              body_timeout=args.body_timeout)
+              body_timeout=args.body_timeout, workers=args.workers)
     except OSError as exc:
         raise BadInput(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
                        "pick another --port or 0 for any free one") from None

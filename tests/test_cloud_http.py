@@ -4,6 +4,7 @@ both lanes: pooled http.client (plain HTTP, no proxy) and httpx (HTTPS and proxi
 
 from __future__ import annotations
 
+import base64
 import socket
 import threading
 import time
@@ -196,3 +197,14 @@ def test_a_kept_connection_the_peer_dropped_is_replaced_once(lane):
         assert seen == [1, 2, 1]
     finally:
         lsock.close()
+
+
+def test_a_password_in_the_url_is_sent_as_basic_auth_and_shown_nowhere(srv):
+    srv.script("/x", ("json", 500, {"error": "boom"}))
+    url = srv.url.replace("http://", "http://ada:s3cr%40t-pw@") + "/x"
+    with pytest.raises(EndpointError) as err:
+        request("GET", url, retries=0, **FAST)
+    assert "s3cr" not in str(err.value)
+    request("GET", url, retries=0, **FAST)
+    sent = [c["headers"]["Authorization"] for c in srv.calls("/x")]
+    assert sent == ["Basic " + base64.b64encode(b"ada:s3cr@t-pw").decode()] * 2

@@ -174,6 +174,25 @@ def test_a_body_that_does_not_come_in_time_is_refused_with_408(tmp_path):
         assert OIPClient(srv.url, retries=0).live()  # the server goes on
 
 
+def test_workers_share_the_port_keep_the_token_and_leave_with_the_server(tmp_path, monkeypatch):
+    import psutil
+
+    monkeypatch.setenv("OPENMIND_HOME", str(tmp_path))
+    X, model = store_digits_model()
+    with ServeProcess(home=tmp_path, token=TOKEN, workers=2) as srv:
+        deadline = time.monotonic() + 30
+        while len(kids := psutil.Process(srv.proc.pid).children(recursive=True)) < 2:
+            assert time.monotonic() < deadline, "the two workers did not start"
+            time.sleep(0.1)
+        for _ in range(6):  # new connections: the kernel hands them to either worker
+            r = httpx.post(f"{srv.url}/v2/models/digits/infer", headers=auth(), timeout=30,
+                           json={"inputs": [_tensor(data=X[0].tolist())]})
+            assert r.status_code == 200 and r.json()["outputs"][0]["data"] == [int(model.predict(X[:1])[0][0])]
+            assert httpx.get(f"{srv.url}/v2/health/ready", timeout=30).status_code == 401
+    gone, alive = psutil.wait_procs(kids, timeout=10)
+    assert not alive, "a worker outlived `openmind serve`"
+
+
 def test_small_work_is_answered_on_the_event_loop_big_work_in_a_worker(tmp_path, monkeypatch):
     """A thread hop costs more than a digits model at batch 256; a request over INLINE_WORK goes to
     a worker thread. Both answer what the model computes in-process."""

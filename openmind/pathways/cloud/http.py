@@ -18,6 +18,7 @@ httpx, more than the model itself at a small batch. HTTPS and proxied calls go t
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import functools
 import http.client
@@ -191,6 +192,10 @@ def _send(method: str, url: str, headers: dict[str, str] | None, json: Any, cont
     parts = urllib.parse.urlsplit(url)
     if _direct(parts.scheme, parts.hostname or "", tuple(os.environ.get(v) for v in PROXY_VARS)):
         head = {"User-Agent": f"openmind/{VERSION}", **(headers or {})}
+        if parts.username is not None and not any(k.lower() == "authorization" for k in head):
+            # user:password@ in the URL is HTTP Basic auth, as httpx sends it
+            pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+            head["Authorization"] = "Basic " + base64.b64encode(pair.encode()).decode()
         if json is not None:
             content = jsonlib.dumps(json).encode()
             head.setdefault("Content-Type", "application/json")
