@@ -36,3 +36,26 @@ def test_closing_the_virtual_board_gives_the_port_back(vdev_binary):
     b.close()
     assert "OPENMIND_SERIAL_PORT" not in os.environ
     assert not openmind.probe(refresh=True).serial.available
+
+
+def test_the_virtual_device_goes_when_the_process_that_started_it_is_killed(vdev_binary, tmp_path):
+    """A notebook's kernel killed mid-session (or shut down without closing the board) must not
+    leave its virtual device running: the device watches its parent."""
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    starter = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\n"
+        "from openmind.pathways.vdev import VirtualDevice\n"
+        f"d = VirtualDevice({str(vdev_binary)!r})\n"
+        "print(d.proc.pid, flush=True)\n"
+        "time.sleep(60)\n")], stdout=subprocess.PIPE, text=True, env={**os.environ, "OPENMIND_HOME": str(tmp_path)})
+    device = psutil.Process(int(starter.stdout.readline()))
+    assert device.is_running()
+    os.kill(starter.pid, signal.SIGKILL)  # no atexit, no close(): only the device can notice
+    starter.wait(5)
+    device.wait(timeout=3)  # psutil.TimeoutExpired if it outlives its parent
+    starter.stdout.close()

@@ -109,6 +109,7 @@ int main(int argc, char **argv)
     static om_device_t dev;
     om_board_t board;
     int i, boot = 0, slave;
+    pid_t parent = getppid();
     double log_every = 0;
     uint64_t next_log = 0;
     char *path;
@@ -168,7 +169,9 @@ int main(int argc, char **argv)
     fflush(stdout);
     if (log_every > 0) next_log = host_micros(NULL) + (uint64_t)(log_every * 1e6);
 
-    while (!g_stop) {
+    /* The device belongs to whoever started it (a test, a notebook's kernel): when that process
+       is gone, so is the device, checked at every wake-up (200 ms at most), even after a SIGKILL. */
+    while (!g_stop && getppid() == parent) {
         fd_set rd;
         struct timeval tv;
         uint64_t now = host_micros(NULL), due = om_next_due_us(&dev), wait = 200000;
