@@ -263,19 +263,12 @@ class Routes:
             log.info("malformed infer body for %r: %s: %s", name, type(exc).__name__, exc)
             raise Refusal(400, f"malformed inference request ({type(exc).__name__}); "
                                "see /v2/openapi.json") from None
-        classes = model.classes
-        vote = model.colony.vote(X) if model.colony is not None else None  # a colony: by vote
-        if vote is None:
-            proba = np.asarray(model.model.predict_proba(X), dtype=np.float32)
-            idx = np.argmax(proba, axis=1)
-            labels = classes[idx] if classes is not None else idx.astype(np.int64)
-        else:
-            proba, labels = np.asarray(vote.probabilities, dtype=np.float32), vote.labels
+        labels, proba, _used, abstained = model.answer(X)  # a colony: by vote, with its abstentions
         if _label_type(model) == "INT64":
             labels = np.asarray(labels).astype(np.int64)
         outs = {"label": labels, "probabilities": proba}
-        if vote is not None:
-            outs["abstained"] = vote.abstained
+        if abstained is not None:
+            outs["abstained"] = abstained
         listed, raw = tensors.encode_many({o: outs[o] for o in wanted}, binary)
         answer: dict[str, Any] = {"model_name": name, "model_version": "1", "outputs": listed}
         if rid is not None:

@@ -72,9 +72,10 @@ def execute(
 ) -> tuple[Any, Route]:
     """Run `plan` and return (result, route). `handlers` is one callable taking the candidate, or
     a mapping from Pathway or (Pathway, Decision) to callables. The result also gets `.route`.
-    `defer_journal`: the record is written by the journal's writer thread (calls that take
-    microseconds: a synchronous commit would cost more than the call); `route.journal_id` is set
-    once it is written, and every journal reader in this process waits for it.
+    `defer_journal`: the record joins the journal's buffer, written with others in one
+    transaction (calls that take microseconds: a synchronous commit would cost more than the
+    call); `route.journal_id` is set once it is written, and every journal reader in this process
+    writes the buffer first.
 
     Raises AllPathwaysFailed (listing every attempt) only when every candidate failed.
     """

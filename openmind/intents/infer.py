@@ -126,15 +126,23 @@ class LocalModel:
                     h = torch.relu(h)
             return torch.softmax(h, dim=1).cpu().numpy()
 
-    def predict(self, X: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, str]:
-        """(labels, probabilities, device used); a colony's labels are its vote (on the CPU)."""
+    def answer(self, X: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, str, np.ndarray | None]:
+        """(labels, probabilities, device used, abstained): what infer_adaptive and `openmind
+        serve` answer. A colony's labels are its vote (on the CPU) and `abstained` marks the rows
+        it is unsure of; a plain model's `abstained` is None."""
         if self.colony is not None:
             vote = self.colony.vote(X)
-            return vote.labels, np.asarray(vote.probabilities, dtype=np.float32), "cpu"
+            return (vote.labels, np.asarray(vote.probabilities, dtype=np.float32), "cpu (colony vote)",
+                    vote.abstained)
         proba, used = self.predict_proba(X, device)
         classes = self.classes
         idx = np.argmax(proba, axis=1)
-        return (classes[idx] if classes is not None else idx), proba, used
+        return (classes[idx] if classes is not None else idx), proba, used, None
+
+    def predict(self, X: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, str]:
+        """(labels, probabilities, device used); a colony's labels are its vote (on the CPU)."""
+        labels, proba, used, _abstained = self.answer(X, device)
+        return labels, proba, used
 
 
 def _model_from(arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> Any:
@@ -372,15 +380,11 @@ def infer_adaptive(model: Any, data: Any, strategy: str | None = None, *,
             raise PathwayUnavailable(f"'{name}' could not be loaded from local memory")
         if kind != "tabular":
             raise PathwayUnavailable(f"'{name}' takes numbers, the data is text")
-        unsure = None
-        if local.colony is not None:  # a colony votes on the CPU; its unsure rows wait for labels
-            vote = local.colony.vote(X)  # in each member's queue (their next train_or_load learns)
-            values, used, unsure = vote.labels, "cpu (colony vote)", vote.abstained
-            proba = np.asarray(vote.probabilities, dtype=np.float32)
-            for member in {m.name for m in local.colony.members if m.name}:
+        values, proba, used, unsure = local.answer(X, cand.params.get("device", "cpu"))
+        if unsure is not None:  # a colony's unsure rows wait for labels in each member's queue
+            for member in {m.name for m in local.colony.members if m.name}:  # (their next train learns)
                 queue_abstentions(member, X, proba, unsure=unsure)
         else:
-            values, proba, used = local.predict(X, cand.params.get("device", "cpu"))
             queue_abstentions(name, X, proba)  # unsure rows wait for a label (openmind.label_queue)
         note = local.meta.pop("_cuda_fallback", None)
         src = f"local {used}" + (f" ({note})" if note else "")
