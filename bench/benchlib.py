@@ -44,14 +44,21 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, load {load:.1f}"
 
 
-def pin_threads(n: int) -> None:
-    """The same thread count for torch and numpy's BLAS (the comparison is per thread)."""
-    import torch
-
-    torch.set_num_threads(n)
+def blas_threads(n: int) -> None:
+    """n BLAS threads here and in the processes this one starts. The environment alone is not
+    enough once numpy is imported (OpenBLAS has sized its pool by then): threadpoolctl resizes it."""
+    os.environ["OMP_NUM_THREADS"] = os.environ["OPENBLAS_NUM_THREADS"] = str(n)
     try:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(n)
     except ImportError:
         pass
+
+
+def pin_threads(n: int) -> None:
+    """The same thread count for torch and numpy's BLAS (the comparison is per thread)."""
+    import torch
+
+    torch.set_num_threads(n)
+    blas_threads(n)

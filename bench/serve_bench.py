@@ -12,7 +12,8 @@ back to back for LOAD_S seconds; and, where wrk is installed (Debian's `wrk`), w
 generator sends the same request bytes over that many connections. wrk costs the machine little
 per request, so on a small machine it shows what the server itself sustains, where Python clients
 take the cores the server needs. Each load figure is a ratio to in-process throughput measured just
-before and after it. Last, `openmind serve --workers <cores>` under wrk: every core serving, against
+before and after it; under wrk also per core: in-process CPU time a call over the server process's
+CPU time a request, which the machine's other tenants (and the load generator) do not move. Last, `openmind serve --workers <cores>` under wrk: every core serving, against
 one in-process caller (not the one-core comparison the target is about). Targets: batch 256 binary >= 0.5x the in-process throughput; batch 1 p50 < 1 ms.
 
 MLServer (mlserver + mlserver-sklearn, the `bench` extra; they pin fastapi/starlette older than
@@ -37,13 +38,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import machine
+from benchlib import blas_threads, machine
 
 BATCHES = {1: 400, 256: 80}  # batch size -> requests measured (bounded: ~seconds on 2 cores)
 WARMUP = 10
 CONCURRENCY = (1, 2, 4)  # client processes (or wrk connections) under load
 LOAD_S = 2.0
-WRK_ROUNDS = 3
+WRK_ROUNDS = 5
 
 
 def store_model():
@@ -175,13 +176,25 @@ def _load_worker(url: str, token: str | None, name: str, rows: np.ndarray, start
     out.put(n * len(rows) / (time.perf_counter() - t0))
 
 
-def in_process_rate(model, rows: np.ndarray) -> float:
-    """Rows/s of in-process `predict` called back to back for LOAD_S seconds (one caller)."""
-    n, t0 = 0, time.perf_counter()
+def in_process_rate(model, rows: np.ndarray, cpu: list[float] | None = None) -> float:
+    """Rows/s of in-process `predict` called back to back for LOAD_S seconds (one caller); the
+    CPU seconds per call are appended to `cpu` when given."""
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - t0 < LOAD_S:
         model.predict(rows)
         n += 1
+    if cpu is not None:
+        cpu.append((time.process_time() - c0) / n)
     return n * len(rows) / (time.perf_counter() - t0)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far: what it costs the core it runs on,
+    whatever else the machine's other tenants take of the wall clock."""
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
 
 
 def under_load(url: str, token: str | None, name: str, rows: np.ndarray, clients: int) -> float:
@@ -223,8 +236,8 @@ def request_bytes(rows: np.ndarray, binary: bool) -> tuple[bytes, dict[str, str]
 
 
 def wrk_load(url: str, body: bytes, headers: dict[str, str], connections: int) -> dict[str, float] | None:
-    """wrk (one thread, `connections` keep-alive connections, LOAD_S s) posting `body`: requests/s
-    and p50 latency; None without wrk. Any non-2xx answer fails the bench."""
+    """wrk (one thread, `connections` keep-alive connections, LOAD_S s) posting `body`: requests/s,
+    p50 latency and requests answered; None without wrk. Any non-2xx answer fails the bench."""
     import re
 
     if not shutil.which("wrk"):
@@ -241,7 +254,8 @@ def wrk_load(url: str, body: bytes, headers: dict[str, str], connections: int) -
     assert not bad, f"wrk got {bad.group(1)} error answers from {url}"
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50, unit = re.search(r"50%\s+([\d.]+)(us|ms|s)", out).groups()
-    return {"rps": rps, "p50": float(p50) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]}
+    return {"rps": rps, "p50": float(p50) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit],
+            "requests": int(re.search(r"(\d+) requests in", out).group(1))}
 
 
 def find_mlserver(given: str | None) -> str | None:
@@ -261,8 +275,9 @@ def main() -> int:
     ap.add_argument("--mlserver", help="the mlserver executable (its own venv: pip install '.[bench]')")
     args = ap.parse_args()
     os.environ["OPENMIND_HOME"] = tempfile.mkdtemp(prefix="omh-serve-bench-")
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # the server and in-process alike: one BLAS thread
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+    # the server and in-process alike: one BLAS thread (numpy is loaded already: the environment
+    # alone left the in-process anchor on every core, against a one-thread server)
+    blas_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     X = store_model()
     import httpx
 
@@ -283,7 +298,7 @@ def main() -> int:
     try:
         with ServeProcess(home=os.environ["OPENMIND_HOME"], token=token) as srv:
             client = OIPClient(srv.url, token=token, retries=0)
-            print(f"{machine()}; python {sys.version.split()[0]}")
+            print(f"{machine()}; python {sys.version.split()[0]}; BLAS threads: {os.environ['OMP_NUM_THREADS']}")
             print(f"openmind serve at {srv.url} (binary tensor data: {client.binary_supported()}); "
                   f"MLServer: {mls.url if mls else mls_why}")
             print(f"{'batch':>5} {'path':<18} {'req/s':>9} {'rows/s':>11} {'p50 ms':>8} {'p99 ms':>8}")
@@ -331,21 +346,27 @@ def main() -> int:
                                    headers={**headers, "Authorization": f"Bearer {token}"})
                 assert check.status_code == 200, check.text  # what wrk sends is answered, not refused
                 for clients in CONCURRENCY:
-                    ratios, got = [], None
+                    ratios, per_core, got = [], [], None
                     for _ in range(WRK_ROUNDS):  # the machine's speed drifts: rounds, median
-                        before = in_process_rate(model, rows)
+                        anchor_cpu: list[float] = []
+                        before = in_process_rate(model, rows, anchor_cpu)
+                        used = cpu_seconds(srv.proc.pid)
                         got = wrk_load(f"{srv.url}/v2/models/digits/infer", body,
                                        {**headers, "Authorization": f"Bearer {token}"}, clients)
                         if got is None:
                             break
-                        ratios.append(got["rps"] * batch / ((before + in_process_rate(model, rows)) / 2))
+                        used = (cpu_seconds(srv.proc.pid) - used) / got["requests"]
+                        ratios.append(got["rps"] * batch / ((before + in_process_rate(model, rows, anchor_cpu)) / 2))
+                        per_core.append(statistics.mean(anchor_cpu) / used)
                     if got is None:
                         print(f"{batch:>5} wrk: not installed (apt-get install wrk)")
                         break
                     line = (f"{batch:>5} wrk, {clients} connection(s): openmind serve binary "
                             f"{got['rps'] * batch:>9.0f} rows/s, p50 {got['p50']:.3f} ms; vs in-process: median "
                             f"{statistics.median(ratios):.3f}x over {len(ratios)} rounds "
-                            f"({min(ratios):.3f}-{max(ratios):.3f})")
+                            f"({min(ratios):.3f}-{max(ratios):.3f}); per core (CPU time a call, in-process / "
+                            f"the server's a request): median {statistics.median(per_core):.3f}x "
+                            f"({min(per_core):.3f}-{max(per_core):.3f})")
                     if mls:
                         mbody, mheaders = request_bytes(rows.astype(np.float64), binary=False)
                         ml = wrk_load(f"{mls.url}/v2/models/digits-mlp/infer", mbody, mheaders, clients)
