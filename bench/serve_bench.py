@@ -12,9 +12,11 @@ back to back for LOAD_S seconds; and, where wrk is installed (Debian's `wrk`), w
 generator sends the same request bytes over that many connections. wrk costs the machine little
 per request, so on a small machine it shows what the server itself sustains, where Python clients
 take the cores the server needs. Each load figure is a ratio to in-process throughput measured just
-before and after it; under wrk also per core: in-process CPU time a call over the server process's
-CPU time a request, which the machine's other tenants (and the load generator) do not move. Last, `openmind serve --workers <cores>` under wrk: every core serving, against
-one in-process caller (not the one-core comparison the target is about). Targets: batch 256 binary >= 0.5x the in-process throughput; batch 1 p50 < 1 ms.
+before and after it, the server and the in-process model both on one BLAS thread; under wrk also
+per core: in-process CPU time a call over the server process's CPU time a request, which the
+machine's other tenants (and the load generator) do not move. Last, `openmind serve --workers
+<cores>` under wrk: every core serving, against one in-process caller (not the one-core comparison
+the target is about). Targets: batch 256 binary >= 0.5x the in-process throughput; batch 1 p50 < 1 ms.
 
 MLServer (mlserver + mlserver-sklearn, the `bench` extra; they pin fastapi/starlette older than
 other extras, so give them their own virtualenv and pass --mlserver path/to/venv/bin/mlserver)
