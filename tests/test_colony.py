@@ -126,6 +126,33 @@ def test_active_learning_on_breast_cancer_raises_accuracy_on_the_abstained_rows(
         openmind.label("bc", np.array([10_000]), np.array([1]))
 
 
+def test_the_label_queue_holds_each_row_once_for_any_batch(openmind_home):
+    from itertools import count
+
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra.numpy import arrays
+
+    from openmind.memory import labels
+
+    names = count()
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(arrays(np.float32, st.tuples(st.integers(1, 12), st.integers(1, 4)),
+                  elements=st.sampled_from([0.0, 1.0, -2.5, 3.25])),
+           st.integers(0, 11))
+    def check(X, cut):
+        name = f"q{next(names)}"
+        assert labels.row_keys(X) == [np.asarray(r, np.float64).tobytes() for r in X]
+        unique = [r for i, r in enumerate(X.astype(np.float64)) if not any((r == X[:i]).all(axis=1))]
+        assert labels.queue(name, X[:cut], "test") + labels.queue(name, X, "test") == len(unique)
+        assert labels.queue(name, X, "test") == 0  # all of it known now
+        queued = labels.pending(name)
+        assert sorted(map(bytes, queued)) == sorted(map(bytes, np.array(unique)))
+
+    check()
+
+
 # --------------------------------------------------------------------------- monitor
 
 NOISE, SHIFT = 1.0, 3.0  # a cheap sensor's noise (°C); the mean shift halfway (°C)

@@ -31,19 +31,29 @@ def queue(name: str, X: np.ndarray, why: str, order: np.ndarray | None = None) -
         X = X[np.asarray(order)[:MAX_ROWS_PER_CALL]]
     X = X[:MAX_ROWS_PER_CALL]
     known = _row_keys(name)
-    fresh = [i for i, row in enumerate(X) if _row_key(row) not in known]
-    if not fresh:
+    keys = row_keys(X)
+    new = set(keys) - known
+    if not new:  # the usual case: every row already waits for (or has) its label
         return 0
+    fresh = []
+    for i, k in enumerate(keys):  # first sight of each new row: a row twice in a batch is queued once
+        if k in new:
+            new.discard(k)
+            fresh.append(i)
     rows = X[fresh]
     put("labels", name, key_for("label-queue", name, fingerprint(rows)), {"X": rows},
         {"status": "pending", "why": why, "rows": len(rows), "ts": time.time()})
-    known.update(_row_key(r) for r in rows)  # our own write: the memo stays, the queue is not re-read
+    known.update(keys[i] for i in fresh)  # our own write: the memo stays, the queue is not re-read
     _KNOWN[(str(home()), name)] = (generation(), time.monotonic(), memory_version(), known)
     return len(rows)
 
 
-def _row_key(row: np.ndarray) -> bytes:
-    return np.ascontiguousarray(row, dtype=np.float64).tobytes()
+def row_keys(X: np.ndarray) -> list[bytes]:
+    """Each row's float64 bytes (X is 2-D): the exact identity a queued row is known by. One copy
+    of the block, sliced (a prediction that abstains on every row of a batch checks them all)."""
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    raw, width = X.tobytes(), X.shape[1] * 8
+    return [raw[i:i + width] for i in range(0, len(raw), width)] if width else [b""] * len(X)
 
 
 def _load(status: str, name: str) -> list[tuple[np.ndarray, dict[str, Any]]]:
@@ -76,7 +86,7 @@ def _row_keys(name: str) -> set[bytes]:
     keys: set[bytes] = set()
     for status in ("pending", "labelled"):
         for X, _meta in _load(status, name):
-            keys.update(_row_key(r) for r in X)
+            keys.update(row_keys(X))
     if len(_KNOWN) >= 16:
         _KNOWN.clear()
     _KNOWN[(where, name)] = (gen, now, version, keys)
@@ -85,11 +95,10 @@ def _row_keys(name: str) -> set[bytes]:
 
 def pending(name: str) -> np.ndarray:
     """The queued rows of `name` that have no label yet, oldest first (2-D; empty when none)."""
-    done = {_row_key(r) for X, _m in _load("labelled", name) for r in X}
+    done = {k for X, _m in _load("labelled", name) for k in row_keys(X)}
     rows, seen = [], set()
     for X, _meta in _load("pending", name):
-        for r in X:
-            k = _row_key(r)
+        for r, k in zip(X, row_keys(X), strict=True):
             if k not in done and k not in seen:
                 seen.add(k)
                 rows.append(r)
