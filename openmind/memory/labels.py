@@ -30,7 +30,7 @@ def queue(name: str, X: np.ndarray, why: str, order: np.ndarray | None = None) -
     if order is not None:
         X = X[np.asarray(order)[:MAX_ROWS_PER_CALL]]
     X = X[:MAX_ROWS_PER_CALL]
-    known = _row_keys(name)
+    known = _known_keys(name)
     keys = row_keys(X)
     new = set(keys) - known
     if not new:  # the usual case: every row already waits for (or has) its label
@@ -74,7 +74,7 @@ _KNOWN: dict[tuple[str, str], tuple[int, float, tuple[str, int] | None, set[byte
 RECHECK_S = 1.0
 
 
-def _row_keys(name: str) -> set[bytes]:
+def _known_keys(name: str) -> set[bytes]:
     where, now, gen = str(home()), time.monotonic(), generation()
     hit = _KNOWN.get((where, name))
     if hit is not None and hit[0] == gen and now - hit[1] < RECHECK_S:
