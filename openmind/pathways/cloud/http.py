@@ -184,7 +184,8 @@ def _send_direct(method: str, url: urllib.parse.SplitResult, headers: dict[str, 
         else:
             _give_back(key, conn)
         return httpx.Response(resp.status, headers=resp.getheaders(), content=data)
-    raise httpx.RemoteProtocolError("connection closed twice")  # not reached: a fresh one answers or raises
+    # two kept connections in a row were dropped by the peer (a fresh one answers or raises above)
+    raise httpx.RemoteProtocolError("the server closed two kept connections in a row")
 
 
 def _send(method: str, url: str, headers: dict[str, str] | None, json: Any, content: bytes | None,
