@@ -190,6 +190,14 @@ def in_process_rate(model, rows: np.ndarray, cpu: list[float] | None = None) -> 
     return n * len(rows) / (time.perf_counter() - t0)
 
 
+def around(model, rows: np.ndarray, measure, *args, cpu: list[float] | None = None):
+    """(what `measure(*args)` gives, the in-process rows/s measured just before and after it): the
+    machine's speed drifts, so each load figure gets its own anchor."""
+    before = in_process_rate(model, rows, cpu)
+    got = measure(*args)
+    return got, (before + in_process_rate(model, rows, cpu)) / 2
+
+
 def cpu_seconds(pid: int) -> float:
     """CPU time (user + system) a process has used so far: what it costs the core it runs on,
     whatever else the machine's other tenants take of the wall clock."""
@@ -237,13 +245,16 @@ def request_bytes(rows: np.ndarray, binary: bool) -> tuple[bytes, dict[str, str]
     return head + raw, {"Content-Type": "application/octet-stream", HEADER: str(len(head))}
 
 
-def wrk_load(url: str, body: bytes, headers: dict[str, str], connections: int) -> dict[str, float] | None:
+def wrk_load(url: str, body: bytes, headers: dict[str, str], connections: int,
+             pid: int | None = None) -> dict[str, float] | None:
     """wrk (one thread, `connections` keep-alive connections, LOAD_S s) posting `body`: requests/s,
-    p50 latency and requests answered; None without wrk. Any non-2xx answer fails the bench."""
+    p50 latency, requests answered and, given the server's `pid`, its CPU seconds a request; None
+    without wrk. Any non-2xx answer fails the bench."""
     import re
 
     if not shutil.which("wrk"):
         return None
+    used = cpu_seconds(pid) if pid is not None else 0.0
     work = Path(tempfile.mkdtemp(prefix="wrk-"))
     (work / "body").write_bytes(body)
     (work / "post.lua").write_text(WRK_SCRIPT)
@@ -256,8 +267,9 @@ def wrk_load(url: str, body: bytes, headers: dict[str, str], connections: int) -
     assert not bad, f"wrk got {bad.group(1)} error answers from {url}"
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50, unit = re.search(r"50%\s+([\d.]+)(us|ms|s)", out).groups()
-    return {"rps": rps, "p50": float(p50) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit],
-            "requests": int(re.search(r"(\d+) requests in", out).group(1))}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    cpu = (cpu_seconds(pid) - used) / requests if pid is not None else float("nan")
+    return {"rps": rps, "p50": float(p50) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit], "cpu": cpu}
 
 
 def find_mlserver(given: str | None) -> str | None:
@@ -333,33 +345,28 @@ def main() -> int:
                     print(f"{batch:>5} openmind serve binary vs MLServer: "
                           f"{res['serve binary']['rps'] / res['MLServer JSON']['rps']:.2f}x throughput")
                 for clients in CONCURRENCY:
-                    # the anchor measured just before and after: the machine's speed drifts
-                    before = in_process_rate(model, rows)
-                    got = under_load(srv.url, token, "digits", rows, clients)
-                    anchor = (before + in_process_rate(model, rows)) / 2
+                    got, anchor = around(model, rows, under_load, srv.url, token, "digits", rows, clients)
                     line = (f"{batch:>5} under load, {clients} client(s): openmind serve binary {got:>9.0f} rows/s "
                             f"= {got / anchor:.3f}x in-process ({anchor:.0f} rows/s around it)")
                     if mls:
                         ml = under_load(mls.url, None, "digits-mlp", rows.astype(np.float64), clients)
                         line += f"; MLServer JSON {ml:>9.0f} rows/s (openmind {got / ml:.2f}x)"
                     print(line, flush=True)
+                infer_url = f"{srv.url}/v2/models/digits/infer"
                 body, headers = request_bytes(rows, binary=True)
-                check = httpx.post(f"{srv.url}/v2/models/digits/infer", content=body, timeout=10,
-                                   headers={**headers, "Authorization": f"Bearer {token}"})
+                headers["Authorization"] = f"Bearer {token}"
+                check = httpx.post(infer_url, content=body, timeout=10, headers=headers)
                 assert check.status_code == 200, check.text  # what wrk sends is answered, not refused
                 for clients in CONCURRENCY:
                     ratios, per_core, got = [], [], None
                     for _ in range(WRK_ROUNDS):  # the machine's speed drifts: rounds, median
                         anchor_cpu: list[float] = []
-                        before = in_process_rate(model, rows, anchor_cpu)
-                        used = cpu_seconds(srv.proc.pid)
-                        got = wrk_load(f"{srv.url}/v2/models/digits/infer", body,
-                                       {**headers, "Authorization": f"Bearer {token}"}, clients)
+                        got, anchor = around(model, rows, wrk_load, infer_url, body, headers, clients,
+                                             srv.proc.pid, cpu=anchor_cpu)
                         if got is None:
                             break
-                        used = (cpu_seconds(srv.proc.pid) - used) / got["requests"]
-                        ratios.append(got["rps"] * batch / ((before + in_process_rate(model, rows, anchor_cpu)) / 2))
-                        per_core.append(statistics.mean(anchor_cpu) / used)
+                        ratios.append(got["rps"] * batch / anchor)
+                        per_core.append(statistics.mean(anchor_cpu) / got["cpu"])
                     if got is None:
                         print(f"{batch:>5} wrk: not installed (apt-get install wrk)")
                         break
@@ -379,13 +386,12 @@ def main() -> int:
         if workers > 1 and shutil.which("wrk"):  # every core serving: not the one-core comparison above
             rows = X[:256]
             body, headers = request_bytes(rows, binary=True)
+            headers["Authorization"] = f"Bearer {token}"
             with ServeProcess(home=os.environ["OPENMIND_HOME"], token=token, workers=workers) as srv:
                 time.sleep(2.0)  # the workers are spawned after the banner
                 for clients in (workers, 2 * workers):
-                    before = in_process_rate(model, rows)
-                    got = wrk_load(f"{srv.url}/v2/models/digits/infer", body,
-                                   {**headers, "Authorization": f"Bearer {token}"}, clients)
-                    anchor = (before + in_process_rate(model, rows)) / 2
+                    got, anchor = around(model, rows, wrk_load, f"{srv.url}/v2/models/digits/infer", body,
+                                         headers, clients)
                     print(f"  256 wrk, {clients} connection(s), --workers {workers} (all {workers} cores): "
                           f"{got['rps'] * 256:>9.0f} rows/s = {got['rps'] * 256 / anchor:.3f}x one in-process "
                           f"caller on one core", flush=True)
