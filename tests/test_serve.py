@@ -214,6 +214,36 @@ def test_small_work_is_answered_on_the_event_loop_big_work_in_a_worker(tmp_path,
         assert client.live()
 
 
+def test_the_description_is_generated_from_the_served_routes():
+    """/v2/openapi.json describes exactly the described rows of the routes' table, each one a route
+    the app answers with that method; a row added to the table is described with the refusals its
+    shape allows, and the documents' fields become the schemas."""
+    from starlette.routing import Match
+
+    from openmind.pathways.cloud.tensors import DATATYPES
+    from openmind.serve import OPERATIONS, documents, make_app, openapi_spec
+    from openmind.serve.openapi import Operation, describe
+    from openmind.serve.routes import MODEL
+
+    spec = openapi_spec()
+    described = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops}
+    assert described == {(op.path, op.method) for op in OPERATIONS if op.operation_id}
+    assert len(described) == 9
+    routes = make_app().routes
+    for path, method in described:
+        concrete = path.replace("{model_name}", "digits").replace("{model_version}", "1")
+        scope = {"type": "http", "path": concrete, "method": method, "root_path": ""}
+        assert any(r.matches(scope)[0] == Match.FULL for r in routes), (path, method)
+    explain = Operation(MODEL + "/explain", "POST", "infer", operation_id="modelExplain",
+                        answers=documents.InferenceResponse, reads=documents.InferenceRequest)
+    grown = describe((*OPERATIONS, explain))["paths"][MODEL + "/explain"]["post"]
+    assert set(grown["responses"]) == {"200", "400", "401", "404", "408", "413", "503"}
+    assert [p["name"] for p in grown["parameters"]] == ["model_name"]
+    assert set(spec["paths"]["/v2/health/live"]["get"]["responses"]) == {"200", "401"}
+    tensor = spec["components"]["schemas"]["RequestInput"]["properties"]
+    assert tensor["datatype"]["enum"] == list(DATATYPES) and tensor["shape"]["items"]["minimum"] == 0
+
+
 def test_server_survived_everything_and_logged_no_token(served):
     srv, X, _ = served
     assert OIPClient(srv.url, token=TOKEN, retries=0).ready()

@@ -12,6 +12,7 @@ from openmind.serve.runner import check_bind, is_loopback, log_to_stderr, serve
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    """Add `openmind serve` to the CLI's sub-commands (the CLI calls this for every command module)."""
     p = sub.add_parser("serve", help="serve the models in muscle memory over the Open Inference Protocol v2")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 = any free port)")
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    """Check the arguments (a clear BadInput for each wrong one), then serve until interrupted."""
     token = args.token or os.environ.get("OPENMIND_SERVE_TOKEN") or None
     if not 0 <= args.port <= 65535:
         raise BadInput(f"--port {args.port} is not a TCP port; give 0-65535 (0 = any free port)")
