@@ -27,8 +27,13 @@ from openmind.vocab import Attempt, Decision, IntentKind, Pathway, Route
 __version__ = VERSION
 
 
-def _show_cards_in_ipython() -> None:
-    """Under IPython, a result's `.route` displays as its decision card (the faces own the HTML)."""
+def _show_results() -> None:
+    """The faces own the HTML: the results' views are registered with the intents' presenter table
+    (an intent never imports a face), and under IPython a result's `.route` displays as its
+    decision card. Neither loads an intent."""
+    from openmind.jupyter.plots import register_presenters
+
+    register_presenters()
     if "IPython" not in sys.modules:
         return
     shell = sys.modules["IPython"].get_ipython()
@@ -38,7 +43,7 @@ def _show_cards_in_ipython() -> None:
         register_display(shell)
 
 
-_show_cards_in_ipython()
+_show_results()
 
 # public name -> module that defines it (loaded on first access)
 _LAZY = {

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 from html import escape as _html_escape
 
 import numpy as np
 import pytest
 
 import openmind
+from openmind.intents import present
 from openmind.jupyter.card import GLOSSARY, DecisionCard, card_for, plain, relative_path
 from openmind.units import human_bytes, human_duration, human_rate
 
@@ -134,6 +137,42 @@ def test_sparkline_tells_real_from_simulated():
     assert html.count("<polyline") == 2 and "stroke-dasharray" in html
     assert "50 real" in html
     assert "solid: real" in html
+
+
+# Under IPython `import openmind` registers the card with the display formatter; the card's
+# sparkline comes from the face (openmind.jupyter.plots), so no intent is loaded on the way.
+_UNDER_IPYTHON = """
+import sys
+from IPython.testing.globalipapp import start_ipython
+ip = start_ipython()
+import openmind
+from openmind.vocab import Route
+html = ip.display_formatter.formatters["text/html"]
+print("card", html.lookup_by_type(Route) is not None)
+print("intents", sorted(m for m in sys.modules if m.startswith("openmind.intents.")))
+sig = openmind.sense_or_simulate("temperature", "30s", "1Hz", source="simulate", progress=False)
+print("signal", "openmind-spark" in sig._repr_html_())
+"""
+
+
+def test_import_openmind_under_ipython_shows_cards_without_loading_an_intent():
+    pytest.importorskip("IPython")
+    out = subprocess.run([sys.executable, "-c", _UNDER_IPYTHON], env=dict(os.environ),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
+    assert lines["card"] == "True"  # the registration path ran
+    assert lines["intents"] == "['openmind.intents.present']"  # the presenter table, no intent
+    assert lines["signal"] == "True"  # and a signal sensed later still draws its sparkline
+
+
+def test_a_result_without_a_face_has_no_html_and_a_silent_live_view():
+    """The presenter table the intents ask: what a face registered, else nothing (text shows)."""
+    assert present.html_of("no-face-for-this", object()) is None
+    present.live_view("no-face-for-this", True).update(object(), force=True)  # does nothing
+    present.register("a-test-kind", html=lambda v: f"<b>{v}</b>")
+    assert present.html_of("a-test-kind", 7) == "<b>7</b>"
+    assert isinstance(present.live_view("watch", None), present._Silent)  # no kernel: no chart
 
 
 def test_an_early_stop_ends_the_notebook_bar_in_success_not_red():

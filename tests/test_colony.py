@@ -16,7 +16,7 @@ import pytest
 import openmind
 from openmind.errors import BadInput
 from openmind.flow.resources import invalidate
-from openmind.intents.monitor import PageHinkley, ks_pvalue, psi
+from openmind.intents.monitor import PageHinkley, WatchConfig, ks_pvalue, psi
 from openmind.jupyter.card import card_for
 from openmind.memory.blobs import entries
 
@@ -180,6 +180,30 @@ def test_input_drift_on_a_simulated_temperature_shift_is_found_within_the_stated
     monitor_records = [r for r in openmind.journal(20) if r["intent"] == "monitor"]
     assert any("input drift at sample" in (r["reason"] or "") for r in monitor_records)
     assert w.route.record["summary"]["first_drift"] == w.first_drift
+
+
+def test_monitor_takes_its_options_as_keywords_or_as_a_watch_config():
+    """`openmind.monitor(model, source, **options)`: the keywords, a `WatchConfig`, or both (the
+    keywords win) watch alike; a bad option is refused before anything is watched."""
+    train = temperature(1, 10)
+    openmind.train_or_load("room", train.reshape(-1, 1), (train > np.median(train)).astype(int), **SMALL)
+    stream = temperature(2, 10)
+    stream[len(stream) // 2:] += SHIFT
+    by_keywords = openmind.monitor("room", stream, reference=train, action="alert", window=60)
+    by_config = openmind.monitor("room", stream, reference=train,
+                                 config=WatchConfig(action="alert", window=60))
+    overridden = openmind.monitor("room", stream, reference=train, window=60,
+                                  config=WatchConfig(action="fine_tune", window=20), action="alert")
+    assert by_keywords.first_drift is not None and by_keywords.state == "drift"
+    for w in (by_config, overridden):
+        assert w.first_drift == by_keywords.first_drift and w.events[0]["detail"] == by_keywords.events[0]["detail"]
+    assert "last 60 rows" in by_keywords.events[0]["detail"]
+    with pytest.raises(BadInput, match="window must be an integer of at least 5, got 3"):
+        openmind.monitor("room", stream, window=3)
+    with pytest.raises(BadInput, match="unknown action 'panic'"):
+        WatchConfig(action="panic")
+    with pytest.raises(BadInput, match="unknown option 'windw' for monitor"):
+        openmind.monitor("room", stream, windw=60)
 
 
 def test_page_hinkley_flags_a_rise_of_the_error_rate_and_not_a_steady_one():

@@ -9,7 +9,6 @@ stored model becomes something with `predict_proba`.
 from __future__ import annotations
 
 import functools
-import html
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +21,7 @@ from openmind.flow.executor import Served, execute
 from openmind.flow.policy import split_policy
 from openmind.flow.resources import Resources, probe
 from openmind.flow.router import Candidate, Intent, route
+from openmind.intents.present import html_of
 from openmind.memory import blobs as memory
 from openmind.memory.blobs import entries, fingerprint, get, key_for, put
 from openmind.memory.health import shed_versions
@@ -278,16 +278,8 @@ class Predictions:
         how = f"{self.route.pathway.value}/{self.route.decision.value}" if self.route else self.source
         return f"Predictions({len(self)} values from {self.model!r} via {how})"
 
-    def _repr_html_(self) -> str:
-        head = ", ".join(html.escape(str(v)) for v in np.asarray(self.values).reshape(-1)[:20].tolist())
-        more = " …" if len(self) > 20 else ""
-        why = ""
-        if self.route is not None:
-            why = (f"<div><b>{html.escape(self.route.pathway.value)}/{html.escape(self.route.decision.value)}</b>"
-                   f": {html.escape(self.route.reason)}</div>")
-        return (f"<div class='openmind-predictions'><div>{len(self)} predictions of "
-                f"<code>{html.escape(str(self.model))}</code> ({html.escape(self.source)})</div>"
-                f"{why}<div><code>[{head}{more}]</code></div></div>")
+    def _repr_html_(self) -> str | None:
+        return html_of("predictions", self)  # the face draws it (openmind.jupyter.plots)
 
 
 def _as_data(data: Any) -> tuple[np.ndarray, str]:

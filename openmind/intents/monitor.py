@@ -5,9 +5,8 @@ only) and journals it, so the sidebar lists each drift event as it happens.
 
 Input drift, per feature, on the last `window` rows every `step` rows: the population stability
 index (10 reference-quantile bins) and the two-sample Kolmogorov–Smirnov test (its p-value from
-scipy's Kolmogorov distribution). A stream
-is autocorrelated, so the KS p-value uses effective sample sizes n(1-r)/(1+r) (r = lag-1
-autocorrelation); a check is positive when PSI > `psi` and p < `alpha` / features, and drift is
+scipy's Kolmogorov distribution). A stream is autocorrelated, so the KS p-value uses effective
+sample sizes n(1-r)/(1+r) (r = lag-1 autocorrelation); a check is positive when PSI > `psi` and p < `alpha` / features, and drift is
 declared after `confirm` positive checks in a row. So a mean shift is declared at most
 `window + confirm * step` rows after it starts, once it is large enough to fill the window.
 Error drift: Page–Hinkley on the 0/1 error stream (an increase of the error rate).
@@ -15,11 +14,10 @@ Error drift: Page–Hinkley on the 0/1 error stream (an increase of the error ra
 
 from __future__ import annotations
 
-import html
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +27,7 @@ from openmind.flow.executor import execute
 from openmind.flow.policy import split_policy
 from openmind.flow.resources import Resources
 from openmind.flow.router import Candidate, Intent, route
+from openmind.intents.present import html_of, live_view
 from openmind.vocab import Decision, Pathway, Route
 
 ACTIONS = ("fine_tune", "alert")
@@ -138,65 +137,54 @@ class Watch:
         kinds = ", ".join(f"{e['kind']}@{e['sample']}" for e in self.events) or "no events"
         return f"Watch({self.name!r}: {self.samples} samples, state {self.state}; {kinds})"
 
-    def _repr_html_(self) -> str:
-        return chart(self)
+    def _repr_html_(self) -> str | None:
+        return html_of("watch", self)  # the face draws the chart (openmind.jupyter.plots)
 
 
-def chart(w: Watch, width: int = 640, height: int = 160, last: int = 2000) -> str:
-    """An inline SVG of the watched values with the events marked (no plotting library needed)."""
-    vals = np.asarray(w.values[-last:], dtype=float)
-    start = max(0, len(w.values) - last)
-    e = html.escape
-    head = (f"<div class='openmind-monitor'><div><b>monitor {e(w.name)}</b>: {e(w.state)} · "
-            f"{w.samples} samples · {len(w.events)} events</div>")
-    if len(vals) < 2:
-        return head + "</div>"
-    lo, hi = float(vals.min()), float(vals.max())
-    span = hi - lo or 1.0
-    xs = np.linspace(0, width, len(vals))
-    ys = height - 4 - (vals - lo) / span * (height - 8)
-    step = max(1, len(vals) // width)
-    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs[::step], ys[::step], strict=True))
-    marks = []
-    for ev in w.events:
-        i = ev["sample"] - start
-        if 0 <= i < len(vals):
-            x = xs[min(i, len(xs) - 1)]
-            color = "#2e7d32" if ev["kind"] == "fine-tuned" else "#c62828"
-            marks.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='0' y2='{height}' stroke='{color}' "
-                         f"stroke-dasharray='4 3'><title>{e(ev['kind'])}: {e(ev['detail'])}</title></line>")
-    lines = "".join(f"<div style='font-size:90%'>{e(ev['kind'])} at sample {ev['sample']}: "
-                    f"{e(ev['detail'])}</div>" for ev in w.events[-6:])
-    return (head + f"<svg width='{width}' height='{height}' style='background:var(--jp-layout-color1,#fff);"
-            f"border:1px solid var(--jp-border-color2,#ddd)'><polyline fill='none' stroke='#1565c0' "
-            f"stroke-width='1' points='{points}'/>{''.join(marks)}</svg>"
-            f"<div style='font-size:85%;color:#666'>{lo:.3g} … {hi:.3g}</div>{lines}</div>")
+@dataclass(frozen=True)
+class WatchConfig:
+    """How `monitor` watches: the drift tests' thresholds, the action on drift, how a signal
+    named as the source is read, and whether a live chart is drawn. `monitor` takes these as
+    keywords (`openmind.monitor(model, source, window=60, action="alert")`) or as `config=`."""
 
+    action: str = "fine_tune"
+    window: int = 40
+    step: int = 5
+    psi: float = 0.25
+    alpha: float = 1e-5
+    confirm: int = 2
+    retrain_rows: int = 100
+    ph_delta: float = 0.05
+    ph_threshold: float = 5.0
+    confidence: float = 0.8
+    batches: int | None = None
+    duration: Any = None
+    rate: Any = None
+    live: bool | None = None
+    train_options: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = None
 
-class _Live:
-    """The chart in the notebook, updated in place while the monitor watches (IPython display)."""
+    def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise BadInput(f"unknown action {self.action!r}; valid: {', '.join(ACTIONS)}")
+        for what, lo in (("window", 5), ("step", 1), ("confirm", 1), ("retrain_rows", 2)):
+            v = getattr(self, what)
+            if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+                raise BadInput(f"{what} must be an integer of at least {lo}, got {v!r}")
+        for what, kind in (("psi", float), ("alpha", float), ("train_options", lambda o: dict(o or {}))):
+            object.__setattr__(self, what, kind(getattr(self, what)))
 
-    def __init__(self, enabled: bool | None) -> None:
-        self.handle = None
-        self.last = 0.0
-        if enabled is False:
-            return
-        try:
-            from IPython import get_ipython
-            from IPython.display import HTML, display
-        except ImportError:
-            return
-        shell = get_ipython()
-        if enabled is None and (shell is None or not hasattr(shell, "kernel")):
-            return
-        self._html = HTML
-        self.handle = display(HTML("<div>monitor starting…</div>"), display_id=True)
+    @property
+    def reference_rows(self) -> int:
+        """Rows of the new regime that make the reference after a fine-tune."""
+        return max(300, 10 * self.window)
 
-    def update(self, w: Watch, force: bool = False) -> None:
-        if self.handle is None or (not force and time.monotonic() - self.last < 0.3):
-            return
-        self.last = time.monotonic()
-        self.handle.update(self._html(chart(w)))
+    @classmethod
+    def split(cls, options: dict[str, Any]) -> tuple[WatchConfig, dict[str, Any]]:
+        """(the watch configuration from `options`, the options left: the policy's keywords)."""
+        names = {f.name for f in fields(cls)}
+        return (cls(**{k: v for k, v in options.items() if k in names}),
+                {k: v for k, v in options.items() if k not in names})
 
 
 # --------------------------------------------------------------------------- sources
@@ -265,14 +253,14 @@ def _split(item: Any, labels: Any, with_labels: Callable, as_values: Callable, o
 class _Watcher:
     """One monitor call's state: the model, the reference, the detectors, the recent rows."""
 
-    def __init__(self, name: str, model: Any, reference: np.ndarray, opts: dict[str, Any]) -> None:
-        self.name, self.model, self.reference, self.o = name, model, reference, opts
+    def __init__(self, name: str, model: Any, reference: np.ndarray, config: WatchConfig) -> None:
+        self.name, self.model, self.reference, self.o = name, model, reference, config
         self.k = int(getattr(model, "n_features_in_", reference.shape[1]))
         self.tail = np.empty(0)  # the last k-1 samples of a 1-D stream (for windowed rows)
-        self.rows: deque = deque(maxlen=max(opts["window"], opts["retrain_rows"]) * 4)
+        self.rows: deque = deque(maxlen=max(config.window, config.retrain_rows) * 4)
         self.since = 0
         self.positives = 0
-        self.ph = PageHinkley(opts["ph_delta"], opts["ph_threshold"])
+        self.ph = PageHinkley(config.ph_delta, config.ph_threshold)
         self.collect: list[tuple[np.ndarray, Any]] | None = None
         self.refill: list[np.ndarray] | None = None  # the new regime's rows after a fine-tune
         self._stats_of: np.ndarray | None = None
@@ -308,7 +296,7 @@ class _Watcher:
         if not len(rows):
             return
         proba = np.asarray(self.model.predict_proba(rows))
-        self.unsure.extend(rows[proba.max(axis=1) < self.o["confidence"]][:100])
+        self.unsure.extend(rows[proba.max(axis=1) < self.o.confidence][:100])
         classes = getattr(self.model, "classes_", None)
         pred = classes[np.argmax(proba, axis=1)] if classes is not None else np.argmax(proba, axis=1)
         for j in range(len(rows)):
@@ -316,7 +304,7 @@ class _Watcher:
             self.rows.append((rows[j], label))
             if self.refill is not None:
                 self.refill.append(rows[j])
-                if len(self.refill) >= self.o["reference_rows"]:
+                if len(self.refill) >= self.o.reference_rows:
                     self.reference, self.refill = np.asarray(self.refill), None
             if label is not None:
                 self.w.labelled += 1
@@ -329,17 +317,17 @@ class _Watcher:
                                f"{self.ph.cum - self.ph.low:.2f} > {self.ph.threshold:g} after "
                                f"{self.ph.n} labelled rows (error rate {self.ph.mean:.3f})")
             self.since += 1
-            if self.since >= self.o["step"] and len(self.rows) >= self.o["window"] and self.refill is None:
+            if self.since >= self.o.step and len(self.rows) >= self.o.window and self.refill is None:
                 self.since = 0
                 self.check(int(idx[j]))
-            if self.collect is not None and len(self.collect) >= self.o["retrain_rows"]:
+            if self.collect is not None and len(self.collect) >= self.o.retrain_rows:
                 self.fine_tune(int(idx[j]))
 
     def check(self, sample: int) -> None:
         """Input drift on the last `window` rows: PSI and KS per feature."""
-        recent = np.asarray([r for r, _ in list(self.rows)[-self.o["window"]:]])
+        recent = np.asarray([r for r, _ in list(self.rows)[-self.o.window:]])
         n_feat = min(self.k, MAX_FEATURES_TESTED)
-        alpha = self.o["alpha"] / n_feat
+        alpha = self.o.alpha / n_feat
         worst = None
         if self._stats_of is not self.reference:  # per-feature reference summaries, once per reference
             self._stats_of = self.reference
@@ -353,17 +341,17 @@ class _Watcher:
             d, pv = ks_pvalue(self.reference[:, f], recent[:, f], _ref=self._stats[f][1])
             if worst is None or p_ > worst[1]:
                 worst = (f, p_, d, pv)
-            if p_ > self.o["psi"] and pv < alpha:
+            if p_ > self.o.psi and pv < alpha:
                 worst = (f, p_, d, pv)
                 break
         f, p_, d, pv = worst
-        positive = p_ > self.o["psi"] and pv < alpha
+        positive = p_ > self.o.psi and pv < alpha
         self.w.checks.append({"sample": sample, "feature": f, "psi": round(p_, 4), "ks": round(d, 4),
                               "p": pv, "positive": positive})
         self.positives = self.positives + 1 if positive else 0
-        if self.positives >= self.o["confirm"] and self.w.state == "watching":
-            self.drift("input drift", sample, f"feature {f}: PSI {p_:.3f} > {self.o['psi']:g}, KS "
-                       f"{d:.3f} (p {pv:.2g} < {alpha:.2g}) on the last {self.o['window']} rows, "
+        if self.positives >= self.o.confirm and self.w.state == "watching":
+            self.drift("input drift", sample, f"feature {f}: PSI {p_:.3f} > {self.o.psi:g}, KS "
+                       f"{d:.3f} (p {pv:.2g} < {alpha:.2g}) on the last {self.o.window} rows, "
                        f"{self.positives} checks in a row")
 
     def event(self, kind: str, sample: int, detail: str, **extra: Any) -> dict[str, Any]:
@@ -381,11 +369,11 @@ class _Watcher:
         return ev
 
     def drift(self, kind: str, sample: int, detail: str) -> None:
-        action = self.o["action"]
+        action = self.o.action
         if action == "fine_tune" and self.w.labelled:  # labels arrive: fine-tune on the next ones
             self.w.state = "collecting"
             self.collect = []
-            self.event(kind, sample, detail + f"; collecting {self.o['retrain_rows']} labelled rows to fine-tune")
+            self.event(kind, sample, detail + f"; collecting {self.o.retrain_rows} labelled rows to fine-tune")
         else:
             self.w.state = "drift"
             why = "alert only" if action == "alert" else "no labels arrive, so alert only"
@@ -399,7 +387,7 @@ class _Watcher:
         X = np.asarray([r for r, _ in rows])
         y = np.asarray([label for _, label in rows])
         try:
-            model = train_or_load(self.name, X, y, progress=False, **self.o["train_options"])
+            model = train_or_load(self.name, X, y, progress=False, **self.o.train_options)
         except Exception as exc:  # noqa: BLE001 - the watch goes on with the old model
             self.w.state = "drift"
             self.event("fine-tune failed", sample, f"{type(exc).__name__}: {exc}")
@@ -437,13 +425,8 @@ def _reference(reference: Any, model: Any, k: int, seed: int | None) -> tuple[np
 
 
 def monitor(model: Any, source: Any, *, labels: Any = None, reference: Any = None,
-            action: str = "fine_tune", window: int = 40, step: int = 5, psi: float = 0.25,
-            alpha: float = 1e-5, confirm: int = 2, retrain_rows: int = 100,
-            ph_delta: float = 0.05, ph_threshold: float = 5.0, confidence: float = 0.8,
-            batches: int | None = None, duration: Any = None, rate: Any = None,
-            live: bool | None = None, train_options: dict[str, Any] | None = None,
-            seed: int | None = None, resources: Resources | None = None,
-            **policy: Any) -> Watch:
+            config: WatchConfig | None = None, resources: Resources | None = None,
+            **options: Any) -> Watch:
     """Watch `source` with `model` (a name or a model object) and act on drift.
 
     source: a Signal (e.g. from sense_or_simulate), an array (samples or rows), a signal name (read
@@ -451,64 +434,65 @@ def monitor(model: Any, source: Any, *, labels: Any = None, reference: Any = Non
     or an iterable of batches (arrays, Signals or (rows, labels) pairs). `labels`: aligned with the
     stream, or a callable giving the labels of a batch. `reference`: the training data (without it,
     a reference is rebuilt from the model's standardisation: a weaker test, said in the route).
+    `options`: the `WatchConfig` fields (over `config`, if given) and the policy's keywords.
     `action`: fine_tune (on `retrain_rows` labelled rows after the drift, through train_or_load
     with `train_options`) or alert. A 1-D stream feeds a k-feature model windows of k samples.
     """
+    cfg, policy = WatchConfig.split(options)
+    if config is not None:
+        cfg = replace(config, **{k: v for k, v in options.items() if k not in policy})
     pol, rest = split_policy(policy)
     if rest:
         raise BadInput(f"unknown option {', '.join(map(repr, sorted(rest)))} for monitor")
-    if action not in ACTIONS:
-        raise BadInput(f"unknown action {action!r}; valid: {', '.join(ACTIONS)}")
-    for what, v, lo in (("window", window, 5), ("step", step, 1), ("confirm", confirm, 1),
-                        ("retrain_rows", retrain_rows, 2)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
-            raise BadInput(f"{what} must be an integer of at least {lo}, got {v!r}")
-    if isinstance(model, str):
-        from openmind.intents.infer import load_local_model, model_known
-
-        local = load_local_model(model) if model.strip() and model_known(model) else None
-        name, obj = model, (local.model if local is not None else None)
-    elif hasattr(model, "predict_proba"):
-        name, obj = str(getattr(model, "name", None) or type(model).__name__), model
-    else:
-        raise BadInput(f"{type(model).__name__} is not a model: pass a model name or a TernaryModel")
+    name, obj = _watched(model)
     if resources is None:
         from openmind.flow.resources import probe
 
         resources = probe()
     intent = Intent.of("monitor", name=name, local_model=obj is not None, exact=reference is not None)
     plan = route(intent, resources=resources, policy=pol)
-    opts = {"window": window, "step": step, "psi": float(psi), "alpha": float(alpha),
-            "confirm": confirm, "retrain_rows": retrain_rows, "ph_delta": ph_delta,
-            "ph_threshold": ph_threshold, "confidence": confidence, "action": action,
-            "train_options": dict(train_options or {}),
-            "reference_rows": max(300, 10 * window)}
 
     def watch(cand: Candidate) -> Watch:
         if obj is None:
             raise PathwayUnavailable(f"no model '{name}' to watch with")
         k = int(getattr(obj, "n_features_in_", 1))
-        ref, _given = _reference(reference, obj, k, seed)
-        watcher = _Watcher(name, obj, ref, opts)
-        view = _Live(live)
-        for values, y in _batches(source, labels, batches, duration, rate, seed):
-            for start in range(0, len(values), max(step, 1) * 4):
-                watcher.feed(values[start:start + step * 4],
-                             None if y is None else y[start:start + step * 4])
-                view.update(watcher.w)
-        view.update(watcher.w, force=True)
-        if watcher.unsure:
-            from openmind.memory.labels import queue
-
-            try:
-                watcher.w.queued = queue(name, np.asarray(watcher.unsure),
-                                         f"monitor: top probability below {confidence:g}")
-            except Exception:  # noqa: BLE001 - the queue is a side benefit of the watch
-                pass
-        return watcher.w
+        ref, _given = _reference(reference, obj, k, cfg.seed)
+        return _watch(_Watcher(name, obj, ref, cfg), source, labels)
 
     handlers = {(Pathway.MUSCLE_MEMORY, Decision.HARDCODE): watch,
                 (Pathway.MUSCLE_MEMORY, Decision.HYBRID): watch}
     result, _ = execute(plan, handlers, resources=resources, summarize=Watch.summary)
     return result
 
+
+def _watched(model: Any) -> tuple[str, Any]:
+    """(name, model object or None when no local model has that name) of what `monitor` watches with."""
+    if isinstance(model, str):
+        from openmind.intents.infer import load_local_model, model_known
+
+        local = load_local_model(model) if model.strip() and model_known(model) else None
+        return model, (local.model if local is not None else None)
+    if hasattr(model, "predict_proba"):
+        return str(getattr(model, "name", None) or type(model).__name__), model
+    raise BadInput(f"{type(model).__name__} is not a model: pass a model name or a TernaryModel")
+
+
+def _watch(watcher: _Watcher, source: Any, labels: Any) -> Watch:
+    """Feed the source through the watcher batch by batch (the live chart follows), then queue the
+    rows the model was unsure of for labels."""
+    cfg, chunk = watcher.o, max(watcher.o.step, 1) * 4
+    view = live_view("watch", cfg.live)
+    for values, y in _batches(source, labels, cfg.batches, cfg.duration, cfg.rate, cfg.seed):
+        for start in range(0, len(values), chunk):
+            watcher.feed(values[start:start + chunk], None if y is None else y[start:start + chunk])
+            view.update(watcher.w)
+    view.update(watcher.w, force=True)
+    if watcher.unsure:
+        from openmind.memory.labels import queue
+
+        try:
+            watcher.w.queued = queue(watcher.name, np.asarray(watcher.unsure),
+                                     f"monitor: top probability below {cfg.confidence:g}")
+        except Exception:  # noqa: BLE001 - the queue is a side benefit of the watch
+            pass
+    return watcher.w

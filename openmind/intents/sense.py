@@ -18,6 +18,7 @@ from openmind.errors import BadInput, PathwayUnavailable
 from openmind.flow.executor import Served, execute
 from openmind.flow.policy import split_policy
 from openmind.flow.router import Candidate, Intent, route
+from openmind.intents.present import html_of
 from openmind.memory.blobs import key_for, put
 from openmind.pathways.pattern import (
     Pattern,
@@ -144,62 +145,14 @@ class Signal:
         ax.legend(loc="best", fontsize="small")
         return ax
 
-    def _repr_html_(self) -> str:
-        import html
-
-        prev = self.preview()
-        how = f"{self.route.pathway.value}/{self.route.decision.value}" if self.route else self.source
-        vals = self.values[np.isfinite(self.values)]
-        span = (f"{vals.min():.4g} to {vals.max():.4g} {html.escape(self.unit)}" if len(vals) else "no values")
-        return (f"<div class='openmind-signal' style='font-family:var(--jp-ui-font-family,inherit);"
-                f"color:var(--jp-ui-font-color1,inherit)'><b>{html.escape(self.name)}</b> "
-                f"{sparkline(prev['values'], prev['real'])} {len(self)} samples at "
-                f"{self.rate_hz:g} Hz ({self.real_count} real), {span} · "
-                f"{html.escape(self.source)} via {html.escape(how)}</div>")
+    def _repr_html_(self) -> str | None:
+        return html_of("signal", self)  # the face draws it (openmind.jupyter.plots)
 
     def __repr__(self) -> str:
         how = f"{self.route.pathway.value}/{self.route.decision.value}" if self.route else self.source
         extra = f", note={self.note!r}" if self.note else ""
         return (f"Signal({self.name!r}, {len(self)} samples at {self.rate_hz:g} Hz [{self.unit}], "
                 f"source={self.source!r}, via {how}{extra})")
-
-
-def sparkline(values: list[float | None], real: list[int] | None = None, width: int = 120,
-              height: int = 18) -> str:
-    """A tiny inline SVG line of `values` (no dependency): real stretches solid in the theme's
-    brand colour, simulated ones dashed and grey; gaps (None) break the line."""
-    pts = [(i, v) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
-    real = list(real or [0] * len(values))
-    title = (f"{len(values)} points; solid: real (from the device), dashed: simulated"
-             if any(real) else f"{len(values)} points, all simulated (dashed)")
-    if not pts:
-        return ""
-    lo, hi = min(v for _, v in pts), max(v for _, v in pts)
-    span = (hi - lo) or 1.0
-    step = (width - 2) / max(len(values) - 1, 1)
-
-    def xy(i: int, v: float) -> str:
-        return f"{1 + i * step:.1f},{height - 2 - (v - lo) / span * (height - 4):.1f}"
-
-    runs: list[tuple[int, list[str]]] = []  # (real?, points) per unbroken stretch of one kind
-    prev = None
-    for i, v in enumerate(values):
-        if v is None or not math.isfinite(v):
-            prev = None
-            continue
-        kind = int(bool(real[i])) if i < len(real) else 0
-        if prev is None or runs[-1][0] != kind or prev != i - 1:
-            start = [xy(i - 1, values[i - 1])] if prev == i - 1 else []
-            runs.append((kind, start))
-        runs[-1][1].append(xy(i, v))
-        prev = i
-    lines = "".join(
-        f"<polyline points='{' '.join(p)}' fill='none' stroke-width='1.5' "
-        + ("style='stroke:var(--jp-brand-color1,#1976d2)'/>" if kind else
-           "stroke-dasharray='3 2' style='stroke:var(--jp-ui-font-color2,#888)'/>")
-        for kind, p in runs)
-    return (f"<svg class='openmind-spark' width='{width}' height='{height}' role='img' "
-            f"style='vertical-align:middle'><title>{title}</title>{lines}</svg>")
 
 
 def sense_or_simulate(signal: str, duration: str | float = "1h", rate: str | float = "1Hz",

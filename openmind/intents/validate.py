@@ -10,7 +10,6 @@ top probability below the confidence for a multi-class one).
 
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +20,7 @@ from openmind.flow.executor import execute
 from openmind.flow.policy import split_policy
 from openmind.flow.resources import Resources
 from openmind.flow.router import Candidate, Intent, route
+from openmind.intents.present import html_of
 from openmind.memory import health
 from openmind.memory.blobs import Entry, entries, fingerprint, get, key_for, latest, put
 from openmind.vocab import Decision, Pathway, Route
@@ -104,21 +104,8 @@ class Validation:
         return (f"Validation({self.name!r} {self.version or '(not stored)'}: accuracy {self.accuracy}, "
                 f"ece {self.figures.get('ece')}, abstention {self.figures.get('abstention')}; {self.verdict})")
 
-    def _repr_html_(self) -> str:
-        f = self.figures
-        e = html.escape
-        head = "".join(f"<th>{e(str(v))}</th>" for v in f.get("labels", []))
-        rows = "".join(f"<tr><th>{e(str(v))}</th>" + "".join(f"<td>{n}</td>" for n in r) + "</tr>"
-                       for v, r in zip(f.get("labels", []), f.get("confusion", []), strict=False))
-        pr = ", ".join(f"{e(k)}: P {f['precision'][k]} / R {f['recall'][k]}" for k in f.get("precision", {}))
-        color = "var(--jp-warn-color0, #b45309)" if self.healthy is False else "inherit"
-        return (f"<div class='openmind-validation'><div><b>{e(self.name)}</b> {e(self.version or '')}: "
-                f"accuracy <b>{f.get('accuracy')}</b> on {f.get('rows')} rows · ECE {f.get('ece')} · "
-                f"abstention {f.get('abstention')}</div><div style='color:{color}'>{e(self.verdict)}</div>"
-                f"<div>{pr}</div><table><tr><th>true \\ predicted</th>{head}</tr>{rows}</table>"
-                + "".join(f"<div>vs {e(str(c['against']))} <code>{e(str(c['version']))}</code>: "
-                          f"{c['accuracy']} (this one {c['delta']:+})</div>" for c in self.comparison)
-                + "</div>")
+    def _repr_html_(self) -> str | None:
+        return html_of("validation", self)  # the face draws it (openmind.jupyter.plots)
 
 
 # --------------------------------------------------------------------------- lookups

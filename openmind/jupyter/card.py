@@ -14,29 +14,36 @@ Every vocabulary word carries a tooltip (GLOSSARY).
 
 from __future__ import annotations
 
-import html
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from openmind.config import redact
 from openmind.flow.journal import flush, format_records
-from openmind.intents.sense import sparkline
+from openmind.jupyter.plots import (
+    _BG,
+    _BORDER,
+    _FAIL,
+    _FG,
+    _FG2,
+    _FONT,
+    _MONO,
+    _OK,
+    _WARN,
+    Shown,  # noqa: F401 - the magics take it from here
+    _dot,
+    _e,
+    _ms,
+    comparison_html,
+    comparison_lines,
+    journal_html,
+    sparkline,
+)
 from openmind.units import human_bytes, human_duration, human_rate, human_time
 from openmind.vocab import Route
 
 # The MIME type carrying the machine-readable decision next to the HTML and the text.
 MIME = "application/vnd.openmind.decision+json"
-
-_FG = "var(--jp-ui-font-color1, inherit)"
-_FG2 = "var(--jp-ui-font-color2, inherit)"  # secondary text (>= 4.5:1 in both themes, checked in the browser test)
-_BORDER = "var(--jp-border-color2, rgba(128,128,128,.35))"
-_BG = "var(--jp-layout-color1, transparent)"
-_OK = "var(--jp-success-color1, #2e7d32)"
-_FAIL = "var(--jp-error-color1, #c62828)"
-_WARN = "var(--jp-warn-color1, #b26a00)"
-_MONO = "var(--jp-code-font-family, monospace)"
-_FONT = "var(--jp-ui-font-family, inherit)"
 
 # Short explanations of the words a card shows, as tooltips (the sidebar gets them from the server).
 GLOSSARY: dict[str, str] = {
@@ -60,17 +67,6 @@ _POLICY_DEFAULTS = {"fallback": "auto", "strategy": "adaptive", "budget": None, 
 _STOPPED = {"early_stop": "stopped early", "budget": "stopped at the budget", "epochs": "all epochs"}
 # summary fields that are bookkeeping, not results (kept in the journal, not on the card)
 _HIDDEN = {"preview", "val_history", "fingerprint", "key", "comparison", "events"}
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value))  # the card's content was redacted once, in __init__
-
-
-def _ms(value: Any) -> str:
-    try:
-        return human_duration(float(value or 0.0) / 1000)
-    except (TypeError, ValueError):
-        return "?"
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -121,12 +117,6 @@ def _term(*words: Any) -> str:
         return text
     return (f"<span title='{_e(chr(10).join(tips))}' style='text-decoration:underline dotted;"
             f"text-underline-offset:2px;cursor:help'>{text}</span>")
-
-
-def _dot(color: str, tip: str) -> str:
-    """A status dot (an SVG shape, so the colour marks state without colouring any text)."""
-    return (f"<svg width='10' height='10' style='vertical-align:baseline;flex:none' role='img'>"
-            f"<title>{_e(tip)}</title><circle cx='5' cy='5' r='4.5' style='fill:{color}'/></svg>")
 
 
 def _percent(value: Any) -> str | None:
@@ -482,81 +472,7 @@ class JournalTable:
         return self.text()
 
     def _repr_html_(self) -> str:
-        if not self.records:
-            return f"<div style='color:{_FG2}'>the journal is empty</div>"
-        cell = f"padding:.15em .5em;border-bottom:1px solid {_BORDER};text-align:left"
-        rows = []
-        for r in reversed(self.records):
-            card = DecisionCard(r)
-            c = r.get("cell") or {}
-            when = human_time(r.get("ts", 0))
-            rows.append(
-                f"<tr><td style='{cell}'>{_e(r.get('id', ''))}</td><td style='{cell}'>{when}</td>"
-                f"<td style='{cell}'>{_e(c.get('execution_count') if c.get('execution_count') is not None else '')}</td>"
-                f"<td style='{cell}'>{_e(card.title)}</td>"
-                f"<td style='{cell};font-family:{_MONO}'>{_dot(_OK if card.ok else _FAIL, card.state)} {_e(card.route_text)}</td>"
-                f"<td style='{cell};text-align:right'>{_e(_ms(r.get('duration_ms')))}</td>"
-                f"<td style='{cell}'>{_e(card.reason)}</td></tr>")
-        head = "".join(f"<th style='{cell}'>{h}</th>" for h in
-                       ("#", "time", "cell", "intent", "route", "took", "why"))
-        return (f"<table class='openmind-log' style='border-collapse:collapse;color:{_FG};"
-                f"background:{_BG}'><thead><tr style='color:{_FG2}'>{head}</tr></thead>"
-                f"<tbody>{''.join(rows)}</tbody></table>")
-
-
-class Shown:
-    """Any HTML + text pair as a displayable value (e.g. `%openmind status`)."""
-
-    def __init__(self, html_text: str, text: str) -> None:
-        self.html, self.plain = html_text, text
-
-    def _repr_html_(self) -> str:
-        return self.html
-
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
-        p.text(self.plain)
-
-    def __repr__(self) -> str:
-        return self.plain
-
-
-def comparison_lines(summary: Mapping[str, Any]) -> list[str]:
-    """The validator's comparison (this version against the previous one and its parent) as text."""
-    lines = [f"  {summary['verdict']}"] if summary.get("comparison") and summary.get("verdict") else []
-    for c in summary.get("comparison") or []:
-        lines.append(f"  vs {c.get('against')} {c.get('version')}: accuracy {c.get('accuracy')} "
-                     f"(this one {c.get('delta'):+})")
-    for ev in summary.get("events") or []:
-        lines.append(f"  {ev.get('kind')} at sample {ev.get('sample')}: {ev.get('detail')}")
-    return lines
-
-
-def comparison_html(summary: Mapping[str, Any]) -> str:
-    """The validator's comparison as a small table, in the warning colour when the version was shed
-    (and a monitor's drift events as a list); empty when the record has neither."""
-    comparison = summary.get("comparison") or []
-    events = summary.get("events") or []
-    if not comparison and not events:
-        return ""
-    cell = f"padding:.1em .5em;border-bottom:1px solid {_BORDER};text-align:left"
-    out = []
-    if comparison:
-        rows = "".join(
-            f"<tr><td style='{cell}'>{_e(c.get('against'))}</td><td style='{cell};font-family:{_MONO}'>"
-            f"{_e(c.get('version'))}</td><td style='{cell}'>{_e(c.get('accuracy'))}</td>"
-            f"<td style='{cell}'>{_e(c.get('delta'))}</td></tr>"
-            for c in comparison)
-        mark = _dot(_WARN, "shed") + " " if summary.get("healthy") is False else ""
-        out.append(f"<div style='margin-top:.3em'>{mark}{_e(summary.get('verdict') or '')}</div>"
-                   f"<table class='openmind-comparison' style='border-collapse:collapse;color:{_FG}'>"
-                   f"<tr style='color:{_FG2}'><th style='{cell}'>compared with</th><th style='{cell}'>"
-                   f"version</th><th style='{cell}'>its accuracy</th><th style='{cell}'>this one</th></tr>"
-                   f"{rows}</table>")
-    if events:
-        items = "".join(f"<li>{_e(ev.get('kind'))} at sample {_e(ev.get('sample'))}: {_e(ev.get('detail'))}</li>"
-                        for ev in events)
-        out.append(f"<ul class='openmind-events' style='margin:.2em 0'>{items}</ul>")
-    return "".join(out)
+        return journal_html(self.records, DecisionCard)
 
 
 def register_display(shell: Any) -> None:
