@@ -8,7 +8,8 @@ runs through the shell's own transformations and compiler (magics, top-level `aw
 Afterwards it shows one decision card per journal record the cell wrote. Errors in the body are
 raised as usual.
 
-Defaults for every option are traits: `%config OpenmindMagics.fallback = "cached"`.
+Defaults for every option are traits: `%config OpenmindMagics.fallback = "cached"`. The policy
+options, their help and their traits are generated from `openmind.flow.policy.OPTIONS`.
 """
 
 from __future__ import annotations
@@ -27,19 +28,17 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
-from traitlets import Bool, Integer, TraitError, Unicode, validate
+from traitlets import Bool, Integer, TraitError, TraitType, Unicode, validate
 
 from openmind.errors import BadInput
 from openmind.flow.context import current_cell, in_cell, reset_cell, session_id, set_cell
 from openmind.flow.journal import journal
-from openmind.flow.policy import FALLBACKS, SOURCES, STRATEGIES, make_policy, policy
+from openmind.flow.policy import OPTIONS, Option, make_policy, policy
 from openmind.jupyter.card import GLOSSARY, DecisionCard, JournalTable, Shown, register_display
 from openmind.memory.store import db_path
 from openmind.vocab import Decision, IntentKind, Pathway
 
 INTENTS = tuple(k.value for k in IntentKind)
-POLICY_OPTIONS = ("fallback", "strategy", "budget", "fresh", "prefer", "source", "timeout", "workers",
-                  "strict")
 LINE_COMMANDS = ("status", "log", "assume")
 
 
@@ -51,19 +50,18 @@ class OpenmindCellWarning(UserWarning):
 # Each parser is attached to a stub so `magic_arguments` builds it once, with a clear prog name.
 
 
+def _policy_arguments(func: Any) -> Any:
+    """One `@argument` per policy option, in the order of OPTIONS (decorators apply bottom-up)."""
+    for opt in reversed(OPTIONS):
+        flags, kw = opt.argument()
+        func = argument(*flags, **kw)(func)
+    return func
+
+
 # magic_arguments puts one '%' before the name itself
 @magic_arguments(name="%openmind")
 @argument("intent", metavar="{" + ",".join(INTENTS) + "}", help="what the cell does (checked against what ran)")
-@argument("--fallback", choices=FALLBACKS, help="auto: every pathway in order; cached: then only muscle memory; none: first only")
-@argument("--strategy", choices=STRATEGIES, help="adaptive (the rules), local (never the cloud), cloud (cloud first), cached (memory only)")
-@argument("--budget", metavar="DURATION", help="compute the cell may spend, e.g. 30s, 5m")
-@argument("--timeout", metavar="DURATION", help="how long a device or network pathway may take")
-@argument("--source", choices=SOURCES, help="sense: auto, device (hardware only) or simulate")
-@argument("--prefer", metavar="PATHWAY[,PATHWAY]",
-          help="pathways to try first when they are candidates: " + ", ".join(p.value for p in Pathway))
-@argument("--fresh", action="store_true", default=None, help="skip exact muscle-memory hits and compute anew")
-@argument("--strict", action="store_true", default=None, help="refuse a degraded result (raise instead)")
-@argument("--workers", type=int, metavar="N", help="train: data-parallel processes (DDP; gloo on CPU, NCCL on GPUs)")
+@_policy_arguments
 @argument("--model", metavar="NAME", help="a label for the card (the calls in the cell name their models)")
 @argument("--quiet", action="store_true", help="no decision card for this cell")
 def _cell_parser(line: str, cell: str) -> None:
@@ -120,23 +118,24 @@ def parse_options(parser: Any, line: str) -> Any:
 # --------------------------------------------------------------------------- magics
 
 
-def _duration_trait(help_text: str) -> Unicode:
-    return Unicode(None, allow_none=True, help=help_text).tag(config=True)
+def _trait(opt: Option) -> TraitType:
+    """The %config trait holding a policy option's default for every cell (unset: the policy's)."""
+    text = f"default --{opt.name}: {opt.help}"
+    if opt.kind == "flag":
+        return Bool(False, help=text).tag(config=True)
+    if opt.kind == "count":
+        return Integer(None, allow_none=True, help=text).tag(config=True)
+    return Unicode(None, allow_none=True, help=text).tag(config=True)
+
+
+# A base holding one trait per policy option, so `%config OpenmindMagics.<option>` sets its default.
+_PolicyTraits = type(Magics)("_PolicyTraits", (Magics,), {o.name: _trait(o) for o in OPTIONS})
 
 
 @magics_class
-class OpenmindMagics(Magics):
-    """The openmind magics; each trait is the default of the cell option with the same name."""
+class OpenmindMagics(_PolicyTraits):
+    """The openmind magics; each policy trait is the default of the cell option with the same name."""
 
-    fallback = Unicode(None, allow_none=True, help="default --fallback").tag(config=True)
-    strategy = Unicode(None, allow_none=True, help="default --strategy").tag(config=True)
-    budget = _duration_trait("default --budget, e.g. '30s'")
-    timeout = _duration_trait("default --timeout, e.g. '5s'")
-    source = Unicode(None, allow_none=True, help="default --source").tag(config=True)
-    prefer = Unicode(None, allow_none=True, help="default --prefer").tag(config=True)
-    fresh = Bool(False, help="default --fresh").tag(config=True)
-    strict = Bool(False, help="default --strict").tag(config=True)
-    workers = Integer(None, allow_none=True, help="default --workers").tag(config=True)
     show_card = Bool(True, help="show a decision card after each %%openmind cell").tag(config=True)
     warn_mismatch = Bool(True, help="warn when a cell's body did not run the intent it names").tag(config=True)
     max_cards = Integer(20, help="at most this many cards per cell (the rest go to %openmind log)").tag(config=True)
@@ -148,7 +147,7 @@ class OpenmindMagics(Magics):
         # the last %%openmind cell: total, body and magic overhead in ms (bench/magic_bench.py)
         self.last_timing: dict[str, float] = {}
 
-    @validate("fallback", "strategy", "budget", "timeout", "source", "prefer")
+    @validate(*(o.name for o in OPTIONS if o.kind != "flag"))
     def _check_option(self, proposal: dict[str, Any]) -> Any:
         value = proposal["value"]
         if value is not None:
@@ -183,13 +182,13 @@ class OpenmindMagics(Magics):
     def policy_options(self, args: Any) -> dict[str, Any]:
         """Trait defaults overlaid by the cell's options: exactly the keywords of `openmind.policy`."""
         opts: dict[str, Any] = {}
-        for name in POLICY_OPTIONS:
-            cli = getattr(args, name, None)
-            value = cli if cli is not None else getattr(self, name)
-            if name in ("fresh", "strict") and not value:
+        for opt in OPTIONS:
+            cli = getattr(args, opt.name, None)
+            value = cli if cli is not None else getattr(self, opt.name)
+            if opt.kind == "flag" and not value:
                 continue
             if value is not None:
-                opts[name] = value
+                opts[opt.name] = value
         return opts
 
     def run_intent_cell(self, line: str, cell: str) -> Any:
