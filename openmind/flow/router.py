@@ -140,6 +140,12 @@ class Plan:
     def first(self) -> Candidate | None:
         return self.candidates[0] if self.candidates else None
 
+    @property
+    def refuses_degraded(self) -> str | None:
+        """Why a degraded result is refused under this plan (the executor then counts it as a
+        failure and tries the next candidate), or None when it is an answer: `refusal`."""
+        return refusal(self.intent, self.policy)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "intent": self.intent.to_dict(),
@@ -173,6 +179,16 @@ def route(intent: Intent | str, *, resources: Resources | None = None,
 
         resources = probe()
     return plan(it, resources, pol)
+
+
+def refusal(intent: Intent, pol: Policy) -> str | None:
+    """The router's one rule on degraded results: strict=True or fallback="none" refuse them
+    (the option that does, as the executor's message names it); None accepts them."""
+    if pol.strict:
+        return "strict=True"
+    if pol.fallback == "none":
+        return "fallback=none"
+    return None
 
 
 def plan(intent: Intent, res: Resources, pol: Policy) -> Plan:

@@ -16,6 +16,7 @@ import numpy as np
 
 from openmind.errors import BadInput, PathwayUnavailable
 from openmind.flow.executor import Served, execute
+from openmind.flow.policy import add_arguments as add_policy_arguments
 from openmind.flow.policy import split_policy
 from openmind.flow.router import Candidate, Intent, route
 from openmind.memory.blobs import key_for, put
@@ -404,8 +405,7 @@ def register(sub: Any) -> None:
     p.add_argument("signal")
     p.add_argument("--duration", default="10s", help="e.g. 500ms, 90s, 1h (default 10s)")
     p.add_argument("--rate", default="1Hz", help="e.g. 1Hz, 10/s, 1kHz (default 1Hz)")
-    p.add_argument("--source", default="auto", choices=("auto", "device", "simulate"))
-    p.add_argument("--timeout", default="5s")
+    add_policy_arguments(p, ("source", "timeout"), source="auto", timeout="5s")
     p.add_argument("--json", action="store_true", help="times and values as JSON")
     p.set_defaults(func=_cmd_sense)
 
