@@ -21,6 +21,7 @@ from openmind.flow.policy import split_policy
 from openmind.flow.router import Candidate, Intent, route
 from openmind.memory.blobs import key_for, put
 from openmind.pathways.pattern import (
+    PRIOR_SIGNALS,
     Pattern,
     blend,
     distance,
@@ -233,7 +234,8 @@ def sense_or_simulate(signal: str, duration: str | float = "1h", rate: str | flo
     from openmind.flow.resources import probe
 
     resources = probe()
-    plan = route(Intent.of("sense", name=signal, pattern=fitted is not None),
+    plan = route(Intent.of("sense", name=signal, pattern=fitted is not None,
+                           prior=signal in PRIOR_SIGNALS),
                  resources=resources, policy=pol)
     job = _Sensing(signal, hz, count, wait, progress, seed)
 
