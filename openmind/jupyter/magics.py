@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import difflib
-import re
 import sys
 import time
 import warnings
@@ -26,7 +24,6 @@ from typing import Any
 import IPython
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
 from traitlets import Bool, Integer, TraitError, TraitType, Unicode, validate
 
@@ -34,85 +31,23 @@ from openmind.errors import BadInput
 from openmind.flow.context import current_cell, in_cell, reset_cell, session_id, set_cell
 from openmind.flow.journal import journal
 from openmind.flow.policy import OPTIONS, Option, make_policy, policy
-from openmind.jupyter.card import GLOSSARY, DecisionCard, JournalTable, Shown, register_display
+from openmind.jupyter.card import DecisionCard, JournalTable, Shown, register_display
+from openmind.jupyter.options import (
+    INTENTS,
+    LINE_COMMANDS,
+    cell_parser,
+    did_you_mean,
+    log_parser,
+    parse_options,
+    status_parser,
+    usage,
+)
 from openmind.memory.store import db_path
-from openmind.vocab import Decision, IntentKind, Pathway
-
-INTENTS = tuple(k.value for k in IntentKind)
-LINE_COMMANDS = ("status", "log", "assume")
+from openmind.vocab import IntentKind
 
 
 class OpenmindCellWarning(UserWarning):
     """A `%%openmind` cell whose body did not do what its intent word said."""
-
-
-# --------------------------------------------------------------------------- parsers
-# Each parser is attached to a stub so `magic_arguments` builds it once, with a clear prog name.
-
-
-def _policy_arguments(func: Any) -> Any:
-    """One `@argument` per policy option, in the order of OPTIONS (decorators apply bottom-up)."""
-    for opt in reversed(OPTIONS):
-        flags, kw = opt.argument()
-        func = argument(*flags, **kw)(func)
-    return func
-
-
-# magic_arguments puts one '%' before the name itself
-@magic_arguments(name="%openmind")
-@argument("intent", metavar="{" + ",".join(INTENTS) + "}", help="what the cell does (checked against what ran)")
-@_policy_arguments
-@argument("--model", metavar="NAME", help="a label for the card (the calls in the cell name their models)")
-@argument("--quiet", action="store_true", help="no decision card for this cell")
-def _cell_parser(line: str, cell: str) -> None:
-    """Run the cell with a routing policy in force and show how each openmind call was decided."""
-
-
-@magic_arguments(name="openmind log")
-@argument("-n", type=int, default=10, help="how many records (default 10)")
-@argument("--all", action="store_true", help="every session, not only this kernel's")
-def _log_parser(line: str) -> None:
-    """The latest decisions from the journal."""
-
-
-@magic_arguments(name="openmind status")
-@argument("--refresh", action="store_true", help="re-probe instead of using the cache")
-def _status_parser(line: str) -> None:
-    """What this machine has right now."""
-
-
-def _usage() -> str:
-    """`%openmind?`: every command and option, then the words the cards use."""
-    parts = [_cell_parser.__doc__ or "", _status_parser.__doc__ or "", _log_parser.__doc__ or "",
-             "%openmind assume gpu=off api=off serial=off | reset\n\n"
-             "Pretend resources are absent for this kernel (or undo that with `reset`).",
-             "Words on the cards:\n" + "\n".join(
-                 f"  {w:<17} {GLOSSARY[w]}" for w in ("pathway", *[p.value for p in Pathway],
-                                                      "decision", *[d.value for d in Decision])
-                 if w in GLOSSARY)]
-    return "\n\n".join(p.replace("::\n\n", "").strip() for p in parts)
-
-
-def did_you_mean(word: str, choices: Any) -> str:
-    """' (did you mean 'status'?)' for a near miss among `choices`, else ''."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def parse_options(parser: Any, line: str) -> Any:
-    """`parse_argstring`, with a "did you mean" for a mistyped option or choice."""
-    try:
-        return parse_argstring(parser, line)
-    except UsageError as exc:
-        msg = str(exc)
-        known = parser.parser._option_string_actions
-        hints = [did_you_mean(tok.split("=")[0], known) for tok in
-                 re.findall(r"(?<!\S)-{1,2}[\w-]+(?:=\S*)?", msg.partition("unrecognized arguments:")[2])]
-        bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", msg)
-        if bad:
-            hints.append(did_you_mean(bad.group(1), re.findall(r"'([^']*)'", bad.group(2))))
-        hint = "".join(h for h in hints if h)
-        raise UsageError(f"{parser.parser.prog}: {msg}{hint}; see %openmind?") from None
 
 
 # --------------------------------------------------------------------------- magics
@@ -202,7 +137,7 @@ class OpenmindMagics(_PolicyTraits):
 
     def _run_intent_cell(self, line: str, cell: str) -> Any:
         self._body_ms = 0.0
-        args = parse_options(_cell_parser, line)
+        args = parse_options(cell_parser, line)
         try:
             intent = IntentKind.parse(args.intent, "intent").value
         except BadInput as exc:
@@ -294,14 +229,14 @@ class OpenmindMagics(_PolicyTraits):
     # ------------------------------------------------------------------ line
 
     def status(self, rest: str) -> Shown:
-        args = parse_options(_status_parser, rest)
+        args = parse_options(status_parser, rest)
         from openmind.flow.resources import probe
 
         res = probe(refresh=args.refresh)
         return Shown(res._repr_html_(), str(res))
 
     def log(self, rest: str) -> JournalTable:
-        args = parse_options(_log_parser, rest)
+        args = parse_options(log_parser, rest)
         if args.n < 1:
             raise UsageError(f"%openmind log: -n must be a positive number of records, got {args.n}")
         return JournalTable(journal(args.n, session=None if args.all else session_id()))
@@ -512,6 +447,6 @@ def unload_ipython_extension(ip: Any) -> None:
         ip.set_custom_exc((), None)
 
 
-OpenmindMagics.openmind.__doc__ = _usage()
+OpenmindMagics.openmind.__doc__ = usage()
 
 __all__ = ["OpenmindCellWarning", "OpenmindMagics", "load_ipython_extension"]
