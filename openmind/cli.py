@@ -1,29 +1,25 @@
 """`openmind` on the command line: a thin adapter over the same functions a notebook calls.
 
-Each command is registered by a module that owns it (`COMMANDS`), so new intents add a line here
-and keep their argument parsing next to their code.
+Each command is registered by a module that owns it (`commands()`), so new intents add a line here
+and keep their argument parsing next to their code. The modules are imported by name, not by
+strings, so the import contract sees them; each keeps its heavy imports inside its commands, so
+`openmind --help` stays quick.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
+from openmind import serve  # a module or a package: either way it exposes `register`
 from openmind.errors import OpenmindError
+from openmind.intents import deploy, federate, sense
+from openmind.jupyter import run as notebook
+from openmind.memory import cli as memory_cli
 
-# module providing `register(subparsers)`; each registers its own sub-commands
-COMMANDS = [
-    "openmind.cli",
-    "openmind.intents.sense",
-    "openmind.intents.deploy",
-    "openmind.serve",
-    "openmind.memory.cli",
-    "openmind.jupyter.run",
-    "openmind.intents.federate",
-]
+Register = Callable[[argparse._SubParsersAction], None]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,11 +58,17 @@ def cmd_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def commands() -> tuple[Register, ...]:
+    """Each module's `register(subparsers)`, in the order `openmind --help` lists them."""
+    return (register, sense.register, deploy.register, serve.register, memory_cli.register,
+            notebook.register, federate.register)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openmind", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for name in COMMANDS:
-        importlib.import_module(name).register(sub)
+    for add in commands():
+        add(sub)
     return parser
 
 

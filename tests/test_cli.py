@@ -31,7 +31,7 @@ def test_log_shows_recorded_decisions(openmind_home):
     assert "empty" in run("log", home=openmind_home).stdout
     res = openmind.Resources.none()
     for _ in range(3):
-        openmind.execute(openmind.route(openmind.Intent.of("sense", name="light"), resources=res),
+        openmind.execute(openmind.route(openmind.Intent.of("sense", name="light", prior=True), resources=res),
                          lambda c: 1, resources=res)
     out = run("log", "-n", "2", home=openmind_home)
     assert out.returncode == 0

@@ -51,7 +51,7 @@ def test_record_holds_cell_intent_policy_attempts_and_result():
     from openmind.flow.context import in_cell
 
     res = openmind.Resources.none()
-    plan = openmind.route(openmind.Intent.of("sense", name="temperature"), resources=res,
+    plan = openmind.route(openmind.Intent.of("sense", name="temperature", prior=True), resources=res,
                           fallback="auto", budget="2m")
     with in_cell("cell-abc", 7, "lab.ipynb"):
         result, route = openmind.execute(plan, lambda c: {"n": 3}, resources=res,

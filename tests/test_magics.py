@@ -301,3 +301,15 @@ def test_cell_source_option_reaches_sense_or_simulate(ip):
     with pytest.raises(openmind.AllPathwaysFailed):  # --source device, and no device here
         run(ip, "sense --source device --timeout 1s",
             'openmind.sense_or_simulate("temperature", "10s", "1Hz")')
+
+
+def test_a_workers_cell_shows_its_workers_on_the_card(ip):
+    """Every policy option the cell changed is on its card (the card's defaults once lacked
+    `workers`, so `--workers 4` never showed)."""
+    _, cap = run(ip, "sense --workers 4 --budget 90s", SENSE)
+    assert openmind.journal(1)[0]["policy"]["workers"] == 4
+    text = cap.outputs[0].data["text/plain"]
+    assert "policy: budget=90.0, workers=4" in text
+    assert "workers=4" in cap.outputs[0].data["text/html"]
+    _, cap = run(ip, "sense", SENSE)
+    assert "policy:" not in cap.outputs[0].data["text/plain"]  # defaults are not shown

@@ -9,10 +9,13 @@ import re
 
 import nbformat
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
 import openmind
+from openmind.flow.policy import OPTIONS
 from openmind.jupyter.magics import OpenmindMagics, did_you_mean
 from openmind.vocab import Pathway
 
@@ -92,3 +95,37 @@ def test_notebook_shows_bad_input_as_one_message_and_warnings_without_paths(tmp_
     assert "the cell is marked 'infer' but ran sense" in warned
     assert "magics.py" not in warned and "self._report" not in warned and "/" not in warned.split(":")[0]
     assert nb.cells[3].outputs[0]["text"] == "still running\n"
+
+
+def test_every_policy_option_is_one_definition_read_by_the_policy_the_magic_and_the_cli():
+    """Policy's fields, the %%openmind arguments, the %config traits and the CLI's policy options
+    all come from OPTIONS: the same names, help, words and defaults."""
+    import argparse
+
+    from openmind.flow.policy import Policy, add_arguments
+    from openmind.jupyter.options import cell_parser
+
+    assert Policy.names() == tuple(o.name for o in OPTIONS)
+    cell = cell_parser.parser._option_string_actions
+    traits = OpenmindMagics.class_traits(config=True)
+    cli = argparse.ArgumentParser()
+    add_arguments(cli, [o.name for o in OPTIONS])
+    for opt in OPTIONS:
+        assert getattr(Policy(), opt.name) == opt.default
+        for action in (cell[f"--{opt.name}"], cli._option_string_actions[f"--{opt.name}"]):
+            assert action.help == opt.help and tuple(action.choices or ()) == opt.words
+        assert opt.help in traits[opt.name].help
+        assert f"--{opt.name}" in OpenmindMagics.openmind.__doc__
+
+
+@given(st.sampled_from([o for o in OPTIONS if o.kind == "choice"]), st.text(max_size=12), st.data())
+def test_a_choice_option_takes_its_words_in_any_case_and_refuses_the_rest(opt, word, data):
+    from openmind.errors import BadInput
+    from openmind.flow.policy import make_policy
+
+    accepted = data.draw(st.sampled_from(opt.words))
+    typed = " " + "".join(c.upper() if data.draw(st.booleans()) else c for c in accepted) + " "
+    assert getattr(make_policy(**{opt.name: typed}), opt.name) == accepted
+    if word.strip().lower() not in opt.words and word.strip():
+        with pytest.raises(BadInput, match=f"unknown {opt.name}"):
+            make_policy(**{opt.name: word})

@@ -117,7 +117,7 @@ def test_key_never_in_status_json_journal_or_errors(monkeypatch, openmind_home):
         monkeypatch.setenv("OPENMIND_API_BASE", base)
         monkeypatch.setenv("OPENMIND_API_KEY", KEY)
         res = openmind.probe(refresh=True)
-        plan = openmind.route(openmind.Intent.of("sense", name="temperature"), resources=res)
+        plan = openmind.route(openmind.Intent.of("sense", name="temperature", prior=True), resources=res)
 
         def leaky(candidate):
             raise RuntimeError(f"upstream said: bad token {KEY}")

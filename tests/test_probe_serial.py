@@ -58,7 +58,7 @@ def test_serial_probe_finds_device_past_boot_noise(monkeypatch):
     assert s.details["board"] == "pty-test"
     assert [x["name"] for x in s.details["signals"]] == ["temperature"]
     assert s.details["skipped_lines"] >= 2  # ROM text and the log line were skipped and counted
-    plan = openmind.route(openmind.Intent.of("sense", name="temperature"), resources=res)
+    plan = openmind.route(openmind.Intent.of("sense", name="temperature", prior=True), resources=res)
     assert plan.first.pathway is openmind.Pathway.HARDWARE_IN_LOOP
 
 

@@ -71,13 +71,13 @@ CASES = [
      [(P.FULL_TRAIN, D.MODEL)]),
     # --- sense
     ("sense: device online offering the signal -> hardware_in_loop/HARDCODE",
-     Intent.of("sense", name="temperature"), res(serial=["temperature"]), {},
+     Intent.of("sense", name="temperature", prior=True), res(serial=["temperature"]), {},
      [(P.HARDWARE_IN_LOOP, D.HARDCODE), (P.MUSCLE_MEMORY, D.HYBRID)]),
     ("sense: fitted pattern in memory -> muscle_memory/HYBRID before the prior",
-     Intent.of("sense", name="temperature"), res(signals={"temperature": 1}), {},
+     Intent.of("sense", name="temperature", prior=True), res(signals={"temperature": 1}), {},
      [(P.MUSCLE_MEMORY, D.HYBRID), (P.MUSCLE_MEMORY, D.HYBRID)]),
     ("sense: device offers other signals -> built-in prior, synthetic",
-     Intent.of("sense", name="humidity"), res(serial=["temperature"]), {},
+     Intent.of("sense", name="humidity", prior=True), res(serial=["temperature"]), {},
      [(P.MUSCLE_MEMORY, D.HYBRID)]),
     ("sense: unknown signal, no prior, LLM reachable -> MODEL",
      Intent.of("sense", name="soil_ph"), res(api=True), {},
@@ -86,10 +86,10 @@ CASES = [
      Intent.of("sense", name="soil_ph"), res(), {},
      []),
     ("sense: source=device and no device -> no candidate",
-     Intent.of("sense", name="temperature"), res(), {"source": "device"},
+     Intent.of("sense", name="temperature", prior=True), res(), {"source": "device"},
      []),
     ("sense: source=simulate skips an online device",
-     Intent.of("sense", name="temperature"), res(serial=["temperature"]), {"source": "simulate"},
+     Intent.of("sense", name="temperature", prior=True), res(serial=["temperature"]), {"source": "simulate"},
      [(P.MUSCLE_MEMORY, D.HYBRID)]),
     # --- infer
     ("infer: exact cached predictions -> muscle_memory/CACHED",
@@ -190,7 +190,7 @@ def test_gpu_speedup_lets_a_train_fit_the_budget_injected_gpu():
 
 
 def test_excluded_pathways_carry_reasons():
-    plan = openmind.route(Intent.of("sense", name="temperature"), resources=res())
+    plan = openmind.route(Intent.of("sense", name="temperature", prior=True), resources=res())
     excluded = dict((p, r) for p, r in plan.excluded)
     assert P.HARDWARE_IN_LOOP in excluded and "no device" in excluded[P.HARDWARE_IN_LOOP]
 

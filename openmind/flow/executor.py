@@ -4,7 +4,8 @@ A failure is a reason, not an error, while another candidate remains. BadInput i
 mistake and is raised at once (every pathway would fail the same way). Ctrl-C is not a failure:
 it is journaled "interrupted" and propagates (the handler kept what was done). A handler whose
 result is not what the call asked for says so by returning `Served(value, degraded=reason)`; the
-route carries the reason, and `strict=True` or `fallback="none"` refuse such a result.
+route carries the reason. Whether such a result is refused is the router's decision
+(`Plan.refuses_degraded`, e.g. under `strict=True`); the executor only carries it out.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from openmind.config import redact
@@ -40,13 +41,10 @@ class Served:
     note: str | None = None
 
 
-def refuses_degraded(plan: Plan) -> bool:
-    """strict=True or fallback="none": a degraded result is a failure, not an answer."""
-    return bool(plan.policy.strict) or plan.policy.fallback == "none"
-
-
 class _Refused(Exception):
     pass
+
+
 Handlers = Handler | Mapping[Any, Handler]
 
 
@@ -81,7 +79,7 @@ def execute(
     """
     intent = plan.intent.kind.value
     attempts: list[Attempt] = []
-    start = time.perf_counter()
+    run = _Run(plan, resources, record, defer_journal)
     for cand in plan.candidates:
         handler = _pick(handlers, cand)
         t0 = time.perf_counter()
@@ -92,20 +90,18 @@ def execute(
         try:
             result = handler(cand)
             served = result if isinstance(result, Served) else Served(result)
-            if served.degraded and refuses_degraded(plan):
-                why = "strict=True" if plan.policy.strict else "fallback=none"
-                raise _Refused(f"would be degraded ({served.degraded}); {why} refuses a "
+            refused = plan.refuses_degraded if served.degraded else None
+            if refused:
+                raise _Refused(f"would be degraded ({served.degraded}); {refused} refuses a "
                                f"degraded result")
         except BadInput as exc:
             attempts.append(_failed(cand, "failed", exc, t0))
-            _finish(plan, attempts, None, start, resources, None, record, error=str(exc),
-                    defer=defer_journal)
+            run.finish(attempts, error=str(exc))
             raise
         except KeyboardInterrupt as exc:
             # Ctrl-C stops the call: the handler kept what was done; journal it and propagate
             attempts.append(_failed(cand, "interrupted", exc, t0))
-            _finish(plan, attempts, None, start, resources, None, record,
-                    error="interrupted (Ctrl-C)" + (f": {exc}" if str(exc) else ""), defer=defer_journal)
+            run.finish(attempts, error="interrupted (Ctrl-C)" + (f": {exc}" if str(exc) else ""))
             raise
         except _Refused as exc:
             attempts.append(Attempt(cand.pathway, cand.decision, cand.reason, "failed", str(exc),
@@ -123,8 +119,7 @@ def execute(
                 summary = summarize(result) or {}
             except Exception as exc:  # a summary must never cost the user the result
                 summary = {"summary_error": _error_text(exc)}
-        route = _finish(plan, attempts, cand, start, resources, summary, record, served=served,
-                        defer=defer_journal)
+        route = run.finish(attempts, cand, summary=summary, served=served)
         attach_route(result, route)
         return result, route
     error = AllPathwaysFailed(intent if not plan.intent.name else f"{intent} '{plan.intent.name}'", attempts)
@@ -132,8 +127,7 @@ def execute(
         lines = [str(error), "  why no pathway was possible:"]
         lines += [f"   - {p.value}: {r}" for p, r in plan.excluded]
         error.args = (redact("\n".join(lines)),)
-    _finish(plan, attempts, None, start, resources, None, record, error=str(error),
-            defer=defer_journal)
+    run.finish(attempts, error=str(error))
     raise error
 
 
@@ -142,57 +136,76 @@ def _failed(cand: Candidate, outcome: str, exc: BaseException, t0: float) -> Att
                    (time.perf_counter() - t0) * 1000)
 
 
-def _finish(plan: Plan, attempts: list[Attempt], chosen: Candidate | None, start: float,
-            resources: Resources | None, summary: dict[str, Any] | None, record: bool,
-            error: str | None = None, served: Served | None = None,
-            defer: bool = False) -> Route | None:
-    """Journal the outcome; return the Route when a candidate succeeded."""
-    duration = (time.perf_counter() - start) * 1000
-    route = None
-    if chosen is not None:
-        served = served or Served(None)
-        reason = chosen.reason + (f"; {served.note}" if served.note else "")
-        tried = [a for a in attempts if a.outcome != "ok"]
-        if tried:
-            reason += " (after " + "; ".join(f"{a.pathway.value} {a.outcome}: {a.error}" for a in tried) + ")"
-        route = Route(served.pathway or chosen.pathway, chosen.decision, redact(reason),
-                      plan.intent.kind.value, attempts, duration, None, summary or {},
-                      redact(served.degraded) if served.degraded else None)
-    if record:
-        entry = {
-            "intent": plan.intent.kind.value,
-            "name": plan.intent.name,
-            "ok": route is not None,
-            "pathway": route.pathway.value if route else None,
-            "decision": route.decision.value if route else None,
-            "reason": route.reason if route else error,
-            "degraded": route.degraded if route else None,
-            "interrupted": bool(attempts) and attempts[-1].outcome == "interrupted",
-            "duration_ms": round(duration, 3),
-            "policy": plan.policy.to_dict(),
-            "plan": plan.to_dict(),
-            "attempts": [a.to_dict() for a in attempts],
-            "summary": summary or {},
-            "resources": resources.to_dict() if resources is not None else None,
-            "error": error,
-        }
-        try:
-            from openmind.flow.journal import append
+@dataclass
+class _Run:
+    """One `execute` call: what every journal record of it shares."""
 
-            def written(rid: int, route: Route | None = route) -> None:
-                if route is not None:
-                    route.journal_id = rid
+    plan: Plan
+    resources: Resources | None
+    record: bool
+    defer: bool
+    start: float = field(default_factory=time.perf_counter)
 
-            stored = append(entry, defer=defer, on_written=written)
-        except Exception as exc:  # an unwritable home must not cost the user the result
-            warnings.warn(f"openmind: could not write the journal ({_error_text(exc)})",
-                          RuntimeWarning, stacklevel=3)
-        else:
+    def finish(self, attempts: list[Attempt], chosen: Candidate | None = None, *,
+               summary: dict[str, Any] | None = None, error: str | None = None,
+               served: Served | None = None) -> Route | None:
+        """Journal the outcome; return the Route when `chosen` succeeded."""
+        route = None
+        duration = (time.perf_counter() - self.start) * 1000
+        if chosen is not None:
+            route = _route(self.plan, attempts, chosen, served or Served(None), duration, summary)
+        if self.record:
+            _journal(self, attempts, route, duration, summary, error)
+        return route
+
+
+def _route(plan: Plan, attempts: list[Attempt], chosen: Candidate, served: Served,
+           duration: float, summary: dict[str, Any] | None) -> Route:
+    reason = chosen.reason + (f"; {served.note}" if served.note else "")
+    tried = [a for a in attempts if a.outcome != "ok"]
+    if tried:
+        reason += " (after " + "; ".join(f"{a.pathway.value} {a.outcome}: {a.error}" for a in tried) + ")"
+    return Route(served.pathway or chosen.pathway, chosen.decision, redact(reason),
+                 plan.intent.kind.value, attempts, duration, None, summary or {},
+                 redact(served.degraded) if served.degraded else None)
+
+
+def _journal(run: _Run, attempts: list[Attempt], route: Route | None, duration: float,
+             summary: dict[str, Any] | None, error: str | None) -> None:
+    plan, resources, defer = run.plan, run.resources, run.defer
+    entry = {
+        "intent": plan.intent.kind.value,
+        "name": plan.intent.name,
+        "ok": route is not None,
+        "pathway": route.pathway.value if route else None,
+        "decision": route.decision.value if route else None,
+        "reason": route.reason if route else error,
+        "degraded": route.degraded if route else None,
+        "interrupted": bool(attempts) and attempts[-1].outcome == "interrupted",
+        "duration_ms": round(duration, 3),
+        "policy": plan.policy.to_dict(),
+        "plan": plan.to_dict(),
+        "attempts": [a.to_dict() for a in attempts],
+        "summary": summary or {},
+        "resources": resources.to_dict() if resources is not None else None,
+        "error": error,
+    }
+    try:
+        from openmind.flow.journal import append
+
+        def written(rid: int, route: Route | None = route) -> None:
             if route is not None:
-                route.record = stored
-                if stored.get("id") is not None:  # written already (never overwrite with None)
-                    route.journal_id = stored["id"]
-    return route
+                route.journal_id = rid
+
+        stored = append(entry, defer=defer, on_written=written)
+    except Exception as exc:  # an unwritable home must not cost the user the result
+        warnings.warn(f"openmind: could not write the journal ({_error_text(exc)})",
+                      RuntimeWarning, stacklevel=4)  # the caller of execute
+    else:
+        if route is not None:
+            route.record = stored
+            if stored.get("id") is not None:  # written already (never overwrite with None)
+                route.journal_id = stored["id"]
 
 
 def attach_route(result: Any, route: Route) -> None:

@@ -1,4 +1,9 @@
-"""What a cell asked for: fallback, strategy, budget, freshness, preference, source, timeout.
+"""What a cell asked for: one definition of every policy option, and the scope that sets them.
+
+`OPTIONS` is the single source: each `Option` names its type, default, the words it accepts and
+its help text. `Policy`'s fields, the coercion of keywords and strings, the `%%openmind` magic's
+arguments and config traits, `%openmind?`, the CLI's policy options and the card's defaults are
+all read from it.
 
 A `%%openmind` cell sets a policy for its body through a context variable; plain Python does the
 same with `with openmind.policy(...)`. Explicit keyword arguments always win over the scope.
@@ -8,96 +13,166 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, fields, make_dataclass, replace
 from typing import Any
 
 from openmind.errors import BadInput
 from openmind.units import parse_duration
 from openmind.vocab import Pathway
 
-FALLBACKS = ("auto", "cached", "none")
-STRATEGIES = ("adaptive", "local", "cloud", "cached")
-SOURCES = ("auto", "device", "simulate")
+
+def _word(name: str, value: Any) -> str:
+    return str(value).strip().lower()
+
+
+def _duration(name: str, value: Any) -> float | None:
+    return parse_duration(value, name)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, str):
+        low = value.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off", ""):
+            return False
+        raise BadInput(f"{name} must be true or false, got {value!r}")
+    return bool(value)
+
+
+def _pathways(name: str, value: Any) -> tuple[Pathway, ...]:
+    if value is None:
+        return ()
+    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    return tuple(Pathway.parse(v, f"pathway in {name}") for v in items)
+
+
+def _count(name: str, value: Any) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or isinstance(value, bool) or (isinstance(value, float) and value != n):
+        raise BadInput(f"{name} must be a whole number of processes >= 1, got {value!r}")
+    return n
+
+
+# kind -> how a keyword or a typed string becomes the field's value
+_PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "choice": _word, "duration": _duration, "flag": _flag, "pathways": _pathways, "count": _count}
 
 
 @dataclass(frozen=True)
-class Policy:
-    """How a cell wants to be routed.
+class Option:
+    """One policy option: its name, type, default, accepted words and help, read by every face.
 
-    fallback: auto = every candidate in order; cached = the first, then only muscle memory;
-              none = the first candidate only (its failure raises).
-    strategy: adaptive = the routing rules; local = never the cloud; cloud = cloud first;
-              cached = muscle memory only.
-    budget:   seconds of compute the cell may spend (None = no limit).
-    fresh:    skip exact muscle-memory hits and compute anew.
-    prefer:   pathways to move to the front of the plan when they are candidates.
-    source:   sense only: auto, device (hardware only) or simulate (never the device).
-    timeout:  seconds a device or network candidate may take before it counts as failed.
-    strict:   refuse a degraded result (a cached model of other data, a partial run, a synthetic
-              signal): the call raises instead (as fallback="none" does).
-    workers:  train: processes for a data-parallel full train (None = one, or one per GPU when
-              the probe sees several).
+    kind: choice (one of `words`), duration ("30s", "5m", seconds), flag (true/false),
+          pathways (comma- or space-separated pathway names), count (a whole number >= 1).
     """
 
-    fallback: str = "auto"
-    strategy: str = "adaptive"
-    budget: float | None = None
-    fresh: bool = False
-    prefer: tuple[Pathway, ...] = ()
-    source: str = "auto"
-    timeout: float | None = None
-    strict: bool = False
-    workers: int | None = None
+    name: str
+    kind: str
+    type: str
+    default: Any
+    help: str
+    words: tuple[str, ...] = ()
+    metavar: str | None = None
+
+    def coerce(self, value: Any) -> Any:
+        """A keyword's or a typed string's value as the field holds it (BadInput if it cannot be)."""
+        return _PARSERS[self.kind](self.name, value)
+
+    def check(self, value: Any) -> None:
+        """Refuse a word the option does not accept (choices only; the others are coerced)."""
+        if self.words and value not in self.words:
+            raise BadInput(f"unknown {self.name} {value!r}; valid: {', '.join(self.words)}")
+
+    def argument(self, default: Any = None) -> tuple[tuple[str, ...], dict[str, Any]]:
+        """(flags, keywords) for argparse's `add_argument` (the magic's and the CLI's parsers).
+
+        `default` None leaves the option unset, so the scope or the policy default applies."""
+        kw: dict[str, Any] = {"help": self.help, "default": default}
+        if self.kind == "choice":
+            kw["choices"] = self.words
+        elif self.kind == "flag":
+            kw["action"] = "store_true"
+        elif self.kind == "count":
+            kw["type"] = int
+        if self.metavar:
+            kw["metavar"] = self.metavar
+        return (f"--{self.name}",), kw
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("fallback", "choice", "str", "auto",
+           "auto: every pathway in order; cached: the first, then only muscle memory; "
+           "none: the first only (its failure raises)", words=("auto", "cached", "none")),
+    Option("strategy", "choice", "str", "adaptive",
+           "adaptive (the routing rules), local (never the cloud), cloud (cloud first), "
+           "cached (muscle memory only)", words=("adaptive", "local", "cloud", "cached")),
+    Option("budget", "duration", "float | None", None,
+           "compute the cell may spend, e.g. 30s, 5m (unset: no limit)", metavar="DURATION"),
+    Option("fresh", "flag", "bool", False, "skip exact muscle-memory hits and compute anew"),
+    Option("prefer", "pathways", "tuple[Pathway, ...]", (),
+           "pathways to try first when they are candidates: " + ", ".join(p.value for p in Pathway),
+           metavar="PATHWAY[,PATHWAY]"),
+    Option("source", "choice", "str", "auto",
+           "sense: auto, device (hardware only) or simulate (never the device)",
+           words=("auto", "device", "simulate")),
+    Option("timeout", "duration", "float | None", None,
+           "how long a device or network pathway may take before it counts as failed",
+           metavar="DURATION"),
+    Option("strict", "flag", "bool", False,
+           "refuse a degraded result (a cached model of other data, a partial run, a synthetic "
+           "signal): raise instead, as fallback=none does"),
+    Option("workers", "count", "int | None", None,
+           "train: data-parallel processes (DDP; gloo on CPU, NCCL on GPUs; unset: one, or one "
+           "per GPU when the probe sees several)", metavar="N"),
+)
+OPTION: Mapping[str, Option] = {o.name: o for o in OPTIONS}
+
+
+class _PolicyMethods:
+    """What every Policy does; its fields come from OPTIONS (see `Policy` below)."""
 
     def __post_init__(self) -> None:
-        _choice("fallback", self.fallback, FALLBACKS)
-        _choice("strategy", self.strategy, STRATEGIES)
-        _choice("source", self.source, SOURCES)
+        for opt in OPTIONS:
+            opt.check(getattr(self, opt.name))
 
     def to_dict(self) -> dict[str, Any]:
         d = {f.name: getattr(self, f.name) for f in fields(self)}  # all plain values: no deep copy
-        d["prefer"] = [p.value for p in self.prefer]
+        d["prefer"] = [p.value for p in self.prefer]  # type: ignore[attr-defined]
         return d
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+        return tuple(o.name for o in OPTIONS)
 
 
-def _choice(what: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise BadInput(f"unknown {what} {value!r}; valid: {', '.join(valid)}")
+Policy = make_dataclass(
+    "Policy", [(o.name, o.type, field(default=o.default)) for o in OPTIONS],
+    bases=(_PolicyMethods,), frozen=True)
+Policy.__module__ = __name__  # pickles (a DDP worker's policy) find it here
+Policy.__doc__ = "How a cell wants to be routed (one field per policy option).\n\n" + "\n".join(
+    f"{o.name}: {o.help}" for o in OPTIONS)
+
+
+def defaults() -> dict[str, Any]:
+    """Every option's default as the journal stores a policy (`Policy.to_dict()`)."""
+    return Policy().to_dict()
+
+
+def add_arguments(parser: Any, names: Iterable[str], **defaults: Any) -> None:
+    """Add the named policy options to an argparse parser (a CLI command that takes them);
+    `defaults` overrides an option's command-line default (unset otherwise)."""
+    for name in names:
+        flags, kw = OPTION[name].argument(defaults.get(name))
+        parser.add_argument(*flags, **kw)
 
 
 def _coerce(key: str, value: Any) -> Any:
-    if key in ("fallback", "strategy", "source"):
-        return str(value).strip().lower()
-    if key in ("budget", "timeout"):
-        return parse_duration(value, key)
-    if key in ("fresh", "strict"):
-        if isinstance(value, str):
-            low = value.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off", ""):
-                return False
-            raise BadInput(f"{key} must be true or false, got {value!r}")
-        return bool(value)
-    if key == "prefer":
-        if value is None:
-            return ()
-        items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
-        return tuple(Pathway.parse(v, "pathway in prefer") for v in items)
-    if key == "workers":
-        try:
-            n = int(value)
-        except (TypeError, ValueError):
-            n = 0
-        if n < 1 or isinstance(value, bool) or (isinstance(value, float) and value != n):
-            raise BadInput(f"workers must be a whole number of processes >= 1, got {value!r}")
-        return n
-    raise AssertionError(key)
+    return OPTION[key].coerce(value)
 
 
 _scope: contextvars.ContextVar[Mapping[str, Any] | None] = contextvars.ContextVar(

@@ -16,11 +16,13 @@ import numpy as np
 
 from openmind.errors import BadInput, PathwayUnavailable
 from openmind.flow.executor import Served, execute
+from openmind.flow.policy import add_arguments as add_policy_arguments
 from openmind.flow.policy import split_policy
 from openmind.flow.router import Candidate, Intent, route
 from openmind.intents.present import html_of
 from openmind.memory.blobs import key_for, put
 from openmind.pathways.pattern import (
+    PRIOR_SIGNALS,
     Pattern,
     blend,
     distance,
@@ -185,7 +187,8 @@ def sense_or_simulate(signal: str, duration: str | float = "1h", rate: str | flo
     from openmind.flow.resources import probe
 
     resources = probe()
-    plan = route(Intent.of("sense", name=signal, pattern=fitted is not None),
+    plan = route(Intent.of("sense", name=signal, pattern=fitted is not None,
+                           prior=signal in PRIOR_SIGNALS),
                  resources=resources, policy=pol)
     job = _Sensing(signal, hz, count, wait, progress, seed)
 
@@ -357,8 +360,7 @@ def register(sub: Any) -> None:
     p.add_argument("signal")
     p.add_argument("--duration", default="10s", help="e.g. 500ms, 90s, 1h (default 10s)")
     p.add_argument("--rate", default="1Hz", help="e.g. 1Hz, 10/s, 1kHz (default 1Hz)")
-    p.add_argument("--source", default="auto", choices=("auto", "device", "simulate"))
-    p.add_argument("--timeout", default="5s")
+    add_policy_arguments(p, ("source", "timeout"), source="auto", timeout="5s")
     p.add_argument("--json", action="store_true", help="times and values as JSON")
     p.set_defaults(func=_cmd_sense)
 

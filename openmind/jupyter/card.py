@@ -20,6 +20,7 @@ from typing import Any
 
 from openmind.config import redact
 from openmind.flow.journal import flush, format_records
+from openmind.flow.policy import defaults as policy_defaults
 from openmind.jupyter.plots import (
     _BG,
     _BORDER,
@@ -62,8 +63,6 @@ GLOSSARY: dict[str, str] = {
     "degraded": "a result, but not quite what was asked for (the reason says how)",
 }
 
-_POLICY_DEFAULTS = {"fallback": "auto", "strategy": "adaptive", "budget": None, "fresh": False,
-                    "prefer": [], "source": "auto", "timeout": None, "strict": False}
 _STOPPED = {"early_stop": "stopped early", "budget": "stopped at the budget", "epochs": "all epochs"}
 # summary fields that are bookkeeping, not results (kept in the journal, not on the card)
 _HIDDEN = {"preview", "val_history", "fingerprint", "key", "comparison", "events"}
@@ -253,8 +252,8 @@ class DecisionCard:
 
     def policy_items(self) -> list[tuple[str, Any]]:
         """The policy options the cell changed from the defaults."""
-        pol = self.record.get("policy") or {}
-        return [(k, v) for k, v in pol.items() if k in _POLICY_DEFAULTS and v != _POLICY_DEFAULTS[k]]
+        pol, base = self.record.get("policy") or {}, policy_defaults()
+        return [(k, v) for k, v in pol.items() if k in base and v != base[k]]
 
     def masked(self) -> list[tuple[str, str]]:
         """Resources that were absent only because of `assume` (the usual reason a route changed)."""

@@ -8,15 +8,14 @@ runs through the shell's own transformations and compiler (magics, top-level `aw
 Afterwards it shows one decision card per journal record the cell wrote. Errors in the body are
 raised as usual.
 
-Defaults for every option are traits: `%config OpenmindMagics.fallback = "cached"`.
+Defaults for every option are traits: `%config OpenmindMagics.fallback = "cached"`. The policy
+options, their help and their traits are generated from `openmind.flow.policy.OPTIONS`.
 """
 
 from __future__ import annotations
 
 import ast
 import contextlib
-import difflib
-import re
 import sys
 import time
 import warnings
@@ -25,118 +24,53 @@ from typing import Any
 import IPython
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
 from IPython.display import display
-from traitlets import Bool, Integer, TraitError, Unicode, validate
+from traitlets import Bool, Integer, TraitError, TraitType, Unicode, validate
 
 from openmind.errors import BadInput
 from openmind.flow.context import current_cell, in_cell, reset_cell, session_id, set_cell
 from openmind.flow.journal import journal
-from openmind.flow.policy import FALLBACKS, SOURCES, STRATEGIES, make_policy, policy
-from openmind.jupyter.card import GLOSSARY, DecisionCard, JournalTable, Shown, register_display
+from openmind.flow.policy import OPTIONS, Option, make_policy, policy
+from openmind.jupyter.card import DecisionCard, JournalTable, Shown, register_display
+from openmind.jupyter.options import (
+    INTENTS,
+    LINE_COMMANDS,
+    cell_parser,
+    did_you_mean,
+    log_parser,
+    parse_options,
+    status_parser,
+    usage,
+)
 from openmind.memory.store import db_path
-from openmind.vocab import Decision, IntentKind, Pathway
-
-INTENTS = tuple(k.value for k in IntentKind)
-POLICY_OPTIONS = ("fallback", "strategy", "budget", "fresh", "prefer", "source", "timeout", "workers",
-                  "strict")
-LINE_COMMANDS = ("status", "log", "assume")
+from openmind.vocab import IntentKind
 
 
 class OpenmindCellWarning(UserWarning):
     """A `%%openmind` cell whose body did not do what its intent word said."""
 
 
-# --------------------------------------------------------------------------- parsers
-# Each parser is attached to a stub so `magic_arguments` builds it once, with a clear prog name.
-
-
-# magic_arguments puts one '%' before the name itself
-@magic_arguments(name="%openmind")
-@argument("intent", metavar="{" + ",".join(INTENTS) + "}", help="what the cell does (checked against what ran)")
-@argument("--fallback", choices=FALLBACKS, help="auto: every pathway in order; cached: then only muscle memory; none: first only")
-@argument("--strategy", choices=STRATEGIES, help="adaptive (the rules), local (never the cloud), cloud (cloud first), cached (memory only)")
-@argument("--budget", metavar="DURATION", help="compute the cell may spend, e.g. 30s, 5m")
-@argument("--timeout", metavar="DURATION", help="how long a device or network pathway may take")
-@argument("--source", choices=SOURCES, help="sense: auto, device (hardware only) or simulate")
-@argument("--prefer", metavar="PATHWAY[,PATHWAY]",
-          help="pathways to try first when they are candidates: " + ", ".join(p.value for p in Pathway))
-@argument("--fresh", action="store_true", default=None, help="skip exact muscle-memory hits and compute anew")
-@argument("--strict", action="store_true", default=None, help="refuse a degraded result (raise instead)")
-@argument("--workers", type=int, metavar="N", help="train: data-parallel processes (DDP; gloo on CPU, NCCL on GPUs)")
-@argument("--model", metavar="NAME", help="a label for the card (the calls in the cell name their models)")
-@argument("--quiet", action="store_true", help="no decision card for this cell")
-def _cell_parser(line: str, cell: str) -> None:
-    """Run the cell with a routing policy in force and show how each openmind call was decided."""
-
-
-@magic_arguments(name="openmind log")
-@argument("-n", type=int, default=10, help="how many records (default 10)")
-@argument("--all", action="store_true", help="every session, not only this kernel's")
-def _log_parser(line: str) -> None:
-    """The latest decisions from the journal."""
-
-
-@magic_arguments(name="openmind status")
-@argument("--refresh", action="store_true", help="re-probe instead of using the cache")
-def _status_parser(line: str) -> None:
-    """What this machine has right now."""
-
-
-def _usage() -> str:
-    """`%openmind?`: every command and option, then the words the cards use."""
-    parts = [_cell_parser.__doc__ or "", _status_parser.__doc__ or "", _log_parser.__doc__ or "",
-             "%openmind assume gpu=off api=off serial=off | reset\n\n"
-             "Pretend resources are absent for this kernel (or undo that with `reset`).",
-             "Words on the cards:\n" + "\n".join(
-                 f"  {w:<17} {GLOSSARY[w]}" for w in ("pathway", *[p.value for p in Pathway],
-                                                      "decision", *[d.value for d in Decision])
-                 if w in GLOSSARY)]
-    return "\n\n".join(p.replace("::\n\n", "").strip() for p in parts)
-
-
-def did_you_mean(word: str, choices: Any) -> str:
-    """' (did you mean 'status'?)' for a near miss among `choices`, else ''."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def parse_options(parser: Any, line: str) -> Any:
-    """`parse_argstring`, with a "did you mean" for a mistyped option or choice."""
-    try:
-        return parse_argstring(parser, line)
-    except UsageError as exc:
-        msg = str(exc)
-        known = parser.parser._option_string_actions
-        hints = [did_you_mean(tok.split("=")[0], known) for tok in
-                 re.findall(r"(?<!\S)-{1,2}[\w-]+(?:=\S*)?", msg.partition("unrecognized arguments:")[2])]
-        bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", msg)
-        if bad:
-            hints.append(did_you_mean(bad.group(1), re.findall(r"'([^']*)'", bad.group(2))))
-        hint = "".join(h for h in hints if h)
-        raise UsageError(f"{parser.parser.prog}: {msg}{hint}; see %openmind?") from None
-
-
 # --------------------------------------------------------------------------- magics
 
 
-def _duration_trait(help_text: str) -> Unicode:
-    return Unicode(None, allow_none=True, help=help_text).tag(config=True)
+def _trait(opt: Option) -> TraitType:
+    """The %config trait holding a policy option's default for every cell (unset: the policy's)."""
+    text = f"default --{opt.name}: {opt.help}"
+    if opt.kind == "flag":
+        return Bool(False, help=text).tag(config=True)
+    if opt.kind == "count":
+        return Integer(None, allow_none=True, help=text).tag(config=True)
+    return Unicode(None, allow_none=True, help=text).tag(config=True)
+
+
+# A base holding one trait per policy option, so `%config OpenmindMagics.<option>` sets its default.
+_PolicyTraits = type(Magics)("_PolicyTraits", (Magics,), {o.name: _trait(o) for o in OPTIONS})
 
 
 @magics_class
-class OpenmindMagics(Magics):
-    """The openmind magics; each trait is the default of the cell option with the same name."""
+class OpenmindMagics(_PolicyTraits):
+    """The openmind magics; each policy trait is the default of the cell option with the same name."""
 
-    fallback = Unicode(None, allow_none=True, help="default --fallback").tag(config=True)
-    strategy = Unicode(None, allow_none=True, help="default --strategy").tag(config=True)
-    budget = _duration_trait("default --budget, e.g. '30s'")
-    timeout = _duration_trait("default --timeout, e.g. '5s'")
-    source = Unicode(None, allow_none=True, help="default --source").tag(config=True)
-    prefer = Unicode(None, allow_none=True, help="default --prefer").tag(config=True)
-    fresh = Bool(False, help="default --fresh").tag(config=True)
-    strict = Bool(False, help="default --strict").tag(config=True)
-    workers = Integer(None, allow_none=True, help="default --workers").tag(config=True)
     show_card = Bool(True, help="show a decision card after each %%openmind cell").tag(config=True)
     warn_mismatch = Bool(True, help="warn when a cell's body did not run the intent it names").tag(config=True)
     max_cards = Integer(20, help="at most this many cards per cell (the rest go to %openmind log)").tag(config=True)
@@ -148,7 +82,7 @@ class OpenmindMagics(Magics):
         # the last %%openmind cell: total, body and magic overhead in ms (bench/magic_bench.py)
         self.last_timing: dict[str, float] = {}
 
-    @validate("fallback", "strategy", "budget", "timeout", "source", "prefer")
+    @validate(*(o.name for o in OPTIONS if o.kind != "flag"))
     def _check_option(self, proposal: dict[str, Any]) -> Any:
         value = proposal["value"]
         if value is not None:
@@ -183,13 +117,13 @@ class OpenmindMagics(Magics):
     def policy_options(self, args: Any) -> dict[str, Any]:
         """Trait defaults overlaid by the cell's options: exactly the keywords of `openmind.policy`."""
         opts: dict[str, Any] = {}
-        for name in POLICY_OPTIONS:
-            cli = getattr(args, name, None)
-            value = cli if cli is not None else getattr(self, name)
-            if name in ("fresh", "strict") and not value:
+        for opt in OPTIONS:
+            cli = getattr(args, opt.name, None)
+            value = cli if cli is not None else getattr(self, opt.name)
+            if opt.kind == "flag" and not value:
                 continue
             if value is not None:
-                opts[name] = value
+                opts[opt.name] = value
         return opts
 
     def run_intent_cell(self, line: str, cell: str) -> Any:
@@ -203,7 +137,7 @@ class OpenmindMagics(Magics):
 
     def _run_intent_cell(self, line: str, cell: str) -> Any:
         self._body_ms = 0.0
-        args = parse_options(_cell_parser, line)
+        args = parse_options(cell_parser, line)
         try:
             intent = IntentKind.parse(args.intent, "intent").value
         except BadInput as exc:
@@ -295,14 +229,14 @@ class OpenmindMagics(Magics):
     # ------------------------------------------------------------------ line
 
     def status(self, rest: str) -> Shown:
-        args = parse_options(_status_parser, rest)
+        args = parse_options(status_parser, rest)
         from openmind.flow.resources import probe
 
         res = probe(refresh=args.refresh)
         return Shown(res._repr_html_(), str(res))
 
     def log(self, rest: str) -> JournalTable:
-        args = parse_options(_log_parser, rest)
+        args = parse_options(log_parser, rest)
         if args.n < 1:
             raise UsageError(f"%openmind log: -n must be a positive number of records, got {args.n}")
         return JournalTable(journal(args.n, session=None if args.all else session_id()))
@@ -513,6 +447,6 @@ def unload_ipython_extension(ip: Any) -> None:
         ip.set_custom_exc((), None)
 
 
-OpenmindMagics.openmind.__doc__ = _usage()
+OpenmindMagics.openmind.__doc__ = usage()
 
 __all__ = ["OpenmindCellWarning", "OpenmindMagics", "load_ipython_extension"]
