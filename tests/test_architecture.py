@@ -53,3 +53,61 @@ def test_a_router_import_of_a_pathway_breaks_its_contract(tmp_path):
     assert out.returncode == 1
     assert "the router imports no pathway" in out.stdout and "1 broken" in out.stdout
     assert "openmind.flow.router -> openmind.pathways.pattern" in out.stdout
+
+
+# --- the house's size rules (issue 24) and its map (docs/architecture.md) kept true -------------
+
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 80
+MAX_POSITIONAL = 8
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in (ROOT / "openmind").rglob("*.py") if "labextension" not in p.parts)
+
+
+def test_no_module_over_500_lines():
+    big = {str(p.relative_to(ROOT)): n for p in _modules()
+           if (n := p.read_text().count("\n")) > MAX_MODULE_LINES}
+    assert not big, f"split these by responsibility: {big}"
+
+
+def _functions():
+    import ast
+
+    for p in _modules():
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                yield p.relative_to(ROOT), node
+
+
+def test_no_function_over_80_lines():
+    long = [f"{p}:{f.lineno} {f.name} ({f.end_lineno - f.lineno + 1})" for p, f in _functions()
+            if f.end_lineno - f.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, long
+
+
+def test_no_public_function_takes_more_than_8_positional_parameters():
+    """Beyond 8, keyword-only (`*`) or a small named dataclass (a request, a key, a config)."""
+    wide = []
+    for p, f in _functions():
+        names = [a.arg for a in f.args.posonlyargs + f.args.args if a.arg not in ("self", "cls")]
+        if not f.name.startswith("_") and len(names) > MAX_POSITIONAL:
+            wide.append(f"{p}:{f.lineno} {f.name}({', '.join(names)})")
+    assert not wide, wide
+
+
+def test_the_architecture_map_names_only_modules_that_exist():
+    """Every module or folder docs/architecture.md names (`flow/policy.py`, `serve/`, `intents/ask`)
+    is in the tree, so the map cannot drift from the code."""
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    named = set(re.findall(r"(?<![\w.])(?:openmind/)?((?:jupyter|intents|flow|pathways|memory|serve)"
+                           r"(?:/[A-Za-z_]+)*(?:\.py|/)?)", doc))
+    named |= {f"{m}.py" for m in re.findall(r"`((?:cli|vocab|errors|units|config))\.py`", doc)}
+    assert len(named) > 20, named
+    missing = []
+    for name in sorted(named):
+        base = ROOT / "openmind" / name.rstrip("/")
+        if not (base.exists() or base.with_suffix(".py").exists()):
+            missing.append(name)
+    assert not missing, f"docs/architecture.md names modules that do not exist: {missing}"
