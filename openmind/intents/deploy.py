@@ -207,7 +207,7 @@ def _upload(blob: bytes, port: str, wait: float) -> Deployment:
 
 def _misfit_parts(blob: bytes, limits: dict[str, int] | None) -> tuple[str, str] | None:
     from openmind.pathways.device import DEFAULT_LIMITS
-    from openmind.pathways.ternary.fit import fit_hidden, fits
+    from openmind.pathways.ternary.estimate import fit_hidden, fits
     from openmind.pathways.ternary.packed import size_for, unpack
 
     limits = {**DEFAULT_LIMITS, **(limits or {})}

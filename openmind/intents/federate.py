@@ -21,7 +21,7 @@ from openmind.errors import BadInput, PathwayUnavailable
 from openmind.flow.executor import execute
 from openmind.flow.policy import split_policy
 from openmind.flow.router import Candidate, Intent, Plan
-from openmind.intents.train import prepare
+from openmind.intents.trainrequest import prepare
 from openmind.memory.blobs import fingerprint, key_for, latest, put
 from openmind.pathways.ternary.packed import TernaryModel
 from openmind.vocab import Decision, Pathway

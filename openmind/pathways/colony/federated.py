@@ -3,7 +3,7 @@
 Each client trains the ternary model on its own rows for a few local epochs (`fit`, the same
 torch loop as a full train) and sends its update, the change of the latent weights since the
 round's global model, coded as trits plus one scale per output row (the TWN rule of
-`ternary.fit.ternarize`), 1.6 bits per weight; biases and scales go as float16. What the coding
+`ternary.net.ternarize`), 1.6 bits per weight; biases and scales go as float16. What the coding
 loses is kept by the client and added to its next update (error feedback), so nothing is lost for
 good. The server decodes every update and averages them weighted by each client's rows (FedAvg)
 into the global fp32 latent weights, evaluates the ternary model on its own rows after each
@@ -34,7 +34,8 @@ import numpy as np
 import torch
 
 from openmind.errors import BadInput, PathwayUnavailable
-from openmind.pathways.ternary.fit import build_net, export, fit, linears, ternarize
+from openmind.pathways.ternary.fit import FitJob, fit
+from openmind.pathways.ternary.net import build_net, export, linears, ternarize
 from openmind.pathways.ternary.packed import TernaryModel, decode_classes, encode_classes
 
 TENSOR_TYPE = "openmind.ternary-update.v1"
@@ -222,8 +223,8 @@ def local_update(spec: Spec, weights: list[np.ndarray], X: np.ndarray, y_idx: np
     cfg = {**spec.cfg, "epochs": spec.local_epochs, "val_fraction": 0.0,
            "seed": spec.cfg["seed"] + 1000 * rnd + cid, "patience": spec.local_epochs + 1,
            "lr": spec.round_lr(rnd)}
-    out = fit(X, y_idx, len(spec.classes), cfg, mean=spec.mean, inv_std=spec.inv_std,
-              init=init, progress=False)
+    out = fit(X, y_idx, FitJob(len(spec.classes), cfg, spec.mean, spec.inv_std, init=init,
+                               progress=False))
     new = get_weights(out.net)
     delta = [n - w for n, w in zip(new, weights, strict=True)]
     if residual is not None:
