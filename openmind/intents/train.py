@@ -339,12 +339,8 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
 
 def _train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resources | None = None,
                    joined: int | None = None, **options: Any) -> TernaryModel:
-    from openmind.pathways.ternary.fit import (
-        RUN_OPTIONS,
-        TRAINER_VERSION,
-        estimate_seconds,
-        resolve_config,
-    )
+    from openmind.pathways.ternary.estimate import estimate_seconds
+    from openmind.pathways.ternary.fit import RUN_OPTIONS, TRAINER_VERSION, resolve_config
 
     pol, rest = split_policy(options)
     run = {k: rest.pop(k) for k in list(rest) if k in RUN_OPTIONS}
