@@ -294,7 +294,7 @@ def _as_data(data: Any) -> tuple[np.ndarray, str]:
     """(array, data_kind): text (a list/array of strings) or tabular (2-D numbers)."""
     if isinstance(data, str):
         raise BadInput("data is a single string; pass a list of texts, e.g. ['good', 'bad']")
-    from openmind.pathways.ternary.packed import as_rows
+    from openmind.pathways.ternary.checks import as_rows
 
     arr = as_rows(data, "data")
     if arr.dtype.kind in ("U", "S") or (arr.dtype == object and arr.size and all(isinstance(x, str) for x in arr.reshape(-1))):

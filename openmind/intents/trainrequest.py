@@ -15,13 +15,8 @@ from openmind.flow.policy import Policy
 from openmind.flow.resources import Resources
 from openmind.memory.blobs import Entry, MemoryWarning, entries, get, key_for, load, versions
 from openmind.memory.health import healthy_hits
-from openmind.pathways.ternary.packed import (
-    U16_MAX,
-    TernaryModel,
-    as_numeric,
-    as_rows,
-    check_finite,
-)
+from openmind.pathways.ternary.checks import as_numeric, as_rows, check_finite
+from openmind.pathways.ternary.packed import U16_MAX, TernaryModel
 from openmind.vocab import check_name
 
 
