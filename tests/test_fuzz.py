@@ -324,5 +324,5 @@ def test_openapi_describes_the_oip_v2_rest_api(served):
 
 
 def test_nan_and_odd_numbers_in_device_scores_become_nan():
-    assert math.isnan(device._finite(None)) and math.isnan(device._finite(10**400))
-    assert device._finite(2) == 2.0 and np.isnan(device._finite("x"))
+    assert math.isnan(device.finite(None)) and math.isnan(device.finite(10**400))
+    assert device.finite(2) == 2.0 and np.isnan(device.finite("x"))
