@@ -43,7 +43,8 @@ def timed_fit(workers: int, epochs: int, hidden: int, repeats: int) -> tuple[flo
     from sklearn.datasets import load_digits
 
     from openmind.pathways.colony.distributed import fit_local
-    from openmind.pathways.ternary.fit import export, resolve_config, standardization
+    from openmind.pathways.ternary.fit import FitJob, resolve_config, standardization
+    from openmind.pathways.ternary.net import export
 
     X, y = load_digits(return_X_y=True)
     Xtr, ytr, Xte, yte = X[:1400], y[:1400], X[1400:], y[1400:]
@@ -52,7 +53,7 @@ def timed_fit(workers: int, epochs: int, hidden: int, repeats: int) -> tuple[flo
     times, out = [], None
     for _ in range(repeats):
         t0 = time.perf_counter()
-        out = fit_local(Xtr, ytr, 10, cfg, workers=workers, mean=mean, inv_std=inv, progress=False)
+        out = fit_local(Xtr, ytr, FitJob(10, cfg, mean, inv, progress=False), workers=workers)
         times.append(time.perf_counter() - t0)
     model = export(out.net, mean, inv, np.arange(10), name=None, config=cfg, info={})
     return statistics.median(times), model.score(Xte, yte), out.colony

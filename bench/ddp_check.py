@@ -57,7 +57,8 @@ def main() -> int:
     if gpus and dist.is_nccl_available():
         print("2. NCCL: process group on a rendezvous file, DDP on cuda:0, stop vote")
         from openmind.pathways.colony.distributed import _replicas
-        from openmind.pathways.ternary.fit import export, fit, resolve_config, standardization
+        from openmind.pathways.ternary.fit import FitJob, fit, resolve_config, standardization
+        from openmind.pathways.ternary.net import export
 
         folder = tempfile.mkdtemp(prefix="openmind-nccl-")
         t0 = time.perf_counter()
@@ -68,8 +69,8 @@ def main() -> int:
             cfg = resolve_config({"hidden": 64, "epochs": 10})
             mean, inv = standardization(Xtr)
             t0 = time.perf_counter()
-            out = fit(Xtr, ytr, 10, cfg, mean=mean, inv_std=inv, device="cuda:0", budget=600,
-                      progress=False, replicas=_replicas(0, 1, "cuda:0"))
+            out = fit(Xtr, ytr, FitJob(10, cfg, mean, inv, device="cuda:0", budget=600,
+                                       progress=False), _replicas(0, 1, "cuda:0"))
             took = time.perf_counter() - t0
             acc = export(out.net, mean, inv, np.arange(10), name=None, config=cfg, info={}).score(Xte, yte)
             check("NCCL DDP training on cuda:0", dist.get_backend() == "nccl" and acc > 0.8,

@@ -97,7 +97,7 @@ def main() -> int:
     from sklearn.model_selection import train_test_split
 
     from openmind.pathways.ternary import native
-    from openmind.pathways.ternary.packed import forward
+    from openmind.pathways.ternary.kernel import forward
 
     print(f"{machine()}; torch {torch.__version__}, numpy {np.__version__}, {args.threads} thread(s); "
           f"compiled kernel: {native.simd_level()} {native.reason()}")

@@ -25,13 +25,8 @@ def accuracy(seeds: int) -> tuple[list[float], list[float], object]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
-    from openmind.pathways.ternary.fit import (
-        export,
-        fit,
-        resolve_config,
-        standardization,
-        torch_scores,
-    )
+    from openmind.pathways.ternary.fit import FitJob, fit, resolve_config, standardization
+    from openmind.pathways.ternary.net import export, torch_scores
 
     X, y = load_digits(return_X_y=True)
     tern, full, model = [], [], None
@@ -41,7 +36,7 @@ def accuracy(seeds: int) -> tuple[list[float], list[float], object]:
         cfg = resolve_config({"seed": seed, "val_fraction": 0.0, "patience": 1000})
         mean, inv_std = standardization(Xtr)
         for quantize, acc in ((True, tern), (False, full)):
-            out = fit(Xtr, ytr, 10, cfg, mean=mean, inv_std=inv_std, quantize=quantize, progress=False)
+            out = fit(Xtr, ytr, FitJob(10, cfg, mean, inv_std, quantize=quantize, progress=False))
             if quantize:
                 model = export(out.net, mean, inv_std, np.arange(10), name="digits", config=cfg, info={})
                 acc.append(model.score(Xte, yte))  # the packed arithmetic, as the device runs it

@@ -54,12 +54,13 @@ def digits_split():
 @pytest.fixture(scope="session")
 def _digits_trained(digits_split):
     """One small ternary net trained on digits (torch), shared by the ternary tests."""
-    from openmind.pathways.ternary.fit import export, fit, resolve_config, standardization
+    from openmind.pathways.ternary.fit import FitJob, fit, resolve_config, standardization
+    from openmind.pathways.ternary.net import export
 
     Xtr, Xte, ytr, yte = digits_split
     cfg = resolve_config({"hidden": [64], "epochs": 25})
     mean, inv_std = standardization(Xtr)
-    out = fit(Xtr, ytr, 10, cfg, mean=mean, inv_std=inv_std, progress=False)
+    out = fit(Xtr, ytr, FitJob(10, cfg, mean, inv_std, progress=False))
     model = export(out.net, mean, inv_std, np.arange(10), name="digits", config=cfg, info={})
     return model, out.net, Xte, yte
 

@@ -21,6 +21,7 @@ from openmind.memory.blobs import entries
 pytest.importorskip("flwr")
 
 from openmind.pathways.colony import federated as fed  # noqa: E402
+from openmind.pathways.colony.server import free_port  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -104,7 +105,7 @@ def test_three_client_processes_non_iid_digits_within_2pt_of_centralised(digits_
 def test_clients_join_with_one_command(tmp_path, digits_split):
     """The server waits at an address; two `openmind colony join` processes bring their rows."""
     Xtr, Xte, ytr, yte = digits_split
-    port = fed.free_port()
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     procs = []
     for k, part in enumerate(np.array_split(np.arange(len(Xtr)), 2)):
@@ -129,7 +130,7 @@ def test_clients_join_with_one_command(tmp_path, digits_split):
 
 def test_no_client_is_a_clear_error_within_the_join_timeout(digits_split):
     Xtr, _Xte, ytr, _yte = digits_split
-    port = fed.free_port()
+    port = free_port()
     t0 = time.perf_counter()
     with pytest.raises(openmind.AllPathwaysFailed, match=r"only 0 of 2 clients joined.*openmind colony join"):
         openmind.federate("lonely", Xtr[:200], ytr[:200], clients=2, rounds=1,

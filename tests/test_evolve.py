@@ -14,7 +14,7 @@ import openmind
 from openmind.errors import BadInput
 from openmind.pathways.device import Link
 from openmind.pathways.ternary.evolve import extinction, fit_prior, plan_extinction
-from openmind.pathways.ternary.fit import build_net, linears
+from openmind.pathways.ternary.net import build_net, linears
 from openmind.pathways.ternary.packed import PackedModel, TernaryModel
 
 F32 = np.float32

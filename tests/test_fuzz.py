@@ -23,7 +23,8 @@ from hypothesis.errors import Unsatisfiable
 from openmind.pathways import device
 from openmind.pathways.cloud.oip import check_answer
 from openmind.pathways.cloud.tensors import DATATYPES, TensorError, decode
-from openmind.pathways.device import DeviceError, Link, _StreamCheck, parse_line
+from openmind.pathways.device import DeviceError, Link, parse_line
+from openmind.pathways.lines import StreamCheck
 from tests.hostile_device import HostileDevice
 
 BUDGET = int(os.environ.get("OPENMIND_FUZZ_EXAMPLES", "200"))
@@ -78,7 +79,7 @@ def test_stream_check_believes_only_samples_that_fit_the_stream():
     @given(device_objects, st.integers(0, 30))
     def run(obj, expect):
         seen["n"] += 1
-        check = _StreamCheck("temperature", 10.0, 20, started=-1e9)  # long ago: any n is in time
+        check = StreamCheck("temperature", 10.0, 20, started=-1e9)  # long ago: any n is in time
         got = check.accept({**obj, "s": "temperature"}, expect)
         if got is not None:
             n, t, v = got
@@ -89,7 +90,7 @@ def test_stream_check_believes_only_samples_that_fit_the_stream():
 
 
 def test_a_bit_flipped_sequence_or_time_is_not_believed():
-    check = _StreamCheck("temperature", 10.0, 20, started=-1e9)
+    check = StreamCheck("temperature", 10.0, 20, started=-1e9)
     assert check.accept({"s": "temperature", "n": 0, "t": 1000, "v": 1.0}, 0) == (0, 1000, 1.0)
     assert check.accept({"s": "temperature", "n": 1 ^ (1 << 30), "t": 1100, "v": 1.0}, 1) is None
     assert check.accept({"s": "temperature", "n": 1 ^ 4, "t": 1100, "v": 1.0}, 1) is None  # n=5 at t of 1
@@ -323,5 +324,5 @@ def test_openapi_describes_the_oip_v2_rest_api(served):
 
 
 def test_nan_and_odd_numbers_in_device_scores_become_nan():
-    assert math.isnan(device._finite(None)) and math.isnan(device._finite(10**400))
-    assert device._finite(2) == 2.0 and np.isnan(device._finite("x"))
+    assert math.isnan(device.finite(None)) and math.isnan(device.finite(10**400))
+    assert device.finite(2) == 2.0 and np.isnan(device.finite("x"))

@@ -195,7 +195,8 @@ def _estimate_as(seconds: float, X, y, **options) -> None:
     import numpy as np
 
     from openmind.memory.throughput import recall, remember
-    from openmind.pathways.ternary.fit import arch_key, estimate_seconds, resolve_config
+    from openmind.pathways.ternary.estimate import arch_key, estimate_seconds
+    from openmind.pathways.ternary.fit import resolve_config
 
     cfg, k = resolve_config(options), len(np.unique(y))
     est = estimate_seconds(len(X), X.shape[1], k, cfg)

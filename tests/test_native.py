@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from vdev_fixtures import FIRMWARE
 
 from openmind.pathways.ternary import native
-from openmind.pathways.ternary.packed import Layer, PackedModel, forward
+from openmind.pathways.ternary.kernel import forward
+from openmind.pathways.ternary.packed import Layer, PackedModel
 
 F32 = np.float32
 

@@ -10,7 +10,8 @@ import json
 import pytest
 
 from openmind.flow.resources.serial import probe_serial
-from openmind.pathways.device import DeviceError, Link, PortBusy, hello_on, port_busy
+from openmind.pathways.device import DeviceError, Link, PortBusy, hello_on
+from openmind.pathways.port import port_busy
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 

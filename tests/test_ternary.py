@@ -107,7 +107,7 @@ def test_packed_roundtrip_predicts_identically(digits_model):
 
 
 def test_torch_forward_agrees_with_packed_kernel(digits_model, digits_net):
-    from openmind.pathways.ternary.fit import torch_scores
+    from openmind.pathways.ternary.net import torch_scores
 
     model, Xte, _ = digits_model
     ts = torch_scores(digits_net, Xte, model.mean, model.inv_std)

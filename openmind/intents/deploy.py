@@ -15,12 +15,15 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from openmind.errors import BadInput, PathwayUnavailable
 from openmind.memory.blobs import atomic_write
 from openmind.pathways.ternary.packed import describe
 from openmind.units import parse_duration
+
+if TYPE_CHECKING:
+    from openmind.flow.router import Candidate
 
 DEVICE_TARGETS = ("esp32", "device", "serial")
 SERVER_TARGETS = ("oip", "server")
@@ -207,7 +210,7 @@ def _upload(blob: bytes, port: str, wait: float) -> Deployment:
 
 def _misfit_parts(blob: bytes, limits: dict[str, int] | None) -> tuple[str, str] | None:
     from openmind.pathways.device import DEFAULT_LIMITS
-    from openmind.pathways.ternary.fit import fit_hidden, fits
+    from openmind.pathways.ternary.estimate import fit_hidden, fits
     from openmind.pathways.ternary.packed import size_for, unpack
 
     limits = {**DEFAULT_LIMITS, **(limits or {})}
@@ -270,22 +273,37 @@ def _routed(model: Any, port: str | None, wait: float, resources: Any, policy: d
     intent = Intent.of("deploy", name=mname, misfit=unfit)
     plan = route(intent, resources=resources, policy=pol)
 
-    def device(cand: Any) -> Deployment:
-        return _upload(blob, port or cand.params.get("port") or _find_port(), wait)
-
-    def publish(cand: Any) -> Deployment:
-        return _publish(model, blob, mname, cand.params.get("endpoint"), pol.timeout or wait)
-
-    def header(cand: Any) -> Deployment:
-        return _kept_header(model, blob, mname)
-
-    handlers = {(Pathway.HARDWARE_IN_LOOP, Decision.HARDCODE): device,
-                (Pathway.CLOUD_INFERENCE, Decision.HARDCODE): publish,
-                (Pathway.MUSCLE_MEMORY, Decision.HYBRID): header}
+    job = _Deploying(model, blob, mname, port, wait, pol.timeout)
+    handlers = {(Pathway.HARDWARE_IN_LOOP, Decision.HARDCODE): job.device,
+                (Pathway.CLOUD_INFERENCE, Decision.HARDCODE): job.publish,
+                (Pathway.MUSCLE_MEMORY, Decision.HYBRID): job.header}
     result, _ = execute(plan, handlers, resources=resources,
                         summarize=lambda d: {"target": d.target, "where": d.where, "bytes": d.bytes,
                                              "crc32": d.crc32, "inputs": d.inputs, "outputs": d.outputs})
     return result
+
+
+@dataclass
+class _Deploying:
+    """The handlers of one routed deploy: to the ESP32, to the OIP server's memory, or a C header
+    kept in muscle memory; each takes the route's candidate and returns the Deployment."""
+
+    model: Any
+    blob: bytes
+    mname: str
+    port: str | None
+    wait: float
+    timeout: float | None
+
+    def device(self, cand: Candidate) -> Deployment:
+        return _upload(self.blob, self.port or cand.params.get("port") or _find_port(), self.wait)
+
+    def publish(self, cand: Candidate) -> Deployment:
+        return _publish(self.model, self.blob, self.mname, cand.params.get("endpoint"),
+                        self.timeout or self.wait)
+
+    def header(self, cand: Candidate) -> Deployment:
+        return _kept_header(self.model, self.blob, self.mname)
 
 
 def _publish(model: Any, blob: bytes, mname: str, url: str | None, wait: float) -> Deployment:

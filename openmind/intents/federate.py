@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import time
 import uuid
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,10 +22,14 @@ from openmind.errors import BadInput, PathwayUnavailable
 from openmind.flow.executor import execute
 from openmind.flow.policy import split_policy
 from openmind.flow.router import Candidate, Intent, Plan
-from openmind.intents.train import prepare
+from openmind.intents.trainrequest import prepare
 from openmind.memory.blobs import fingerprint, key_for, latest, put
 from openmind.pathways.ternary.packed import TernaryModel
 from openmind.vocab import Decision, Pathway
+
+if TYPE_CHECKING:
+    from openmind.pathways.colony.federated import Spec
+    from openmind.pathways.colony.server import Rounds
 
 SPLITS = ("dirichlet", "label", "iid")
 
@@ -44,6 +49,7 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
     round with the best accuracy on the server's rows (held out from the clients' slices).
     """
     from openmind.pathways.colony import federated as fed
+    from openmind.pathways.colony.server import Rounds, free_port
     from openmind.pathways.ternary.fit import resolve_config, split_indices, standardization
 
     pol, rest = split_policy(options)
@@ -64,73 +70,91 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
     y_idx = y_idx.astype(np.int64).reshape(-1)
     mean, inv_std = standardization(X)
     spec = fed.Spec(X.shape[1], cfg["hidden"], classes, mean, inv_std, cfg, local_epochs, rounds)
+    run = Rounds(clients, rounds, listen or "", join_timeout=join_timeout,
+                 round_timeout=round_timeout, on_round=lambda row: _journal_round(name, row))
     if listen is None:
         keep, held = split_indices(y_idx, eval_fraction, cfg["seed"])
         parts = fed.slices(y_idx[keep], clients, split, alpha, cfg["seed"])
-        local = [(X[keep][p], y[keep][p]) for p in parts]
-        address = f"127.0.0.1:{fed.free_port()}"
+        run.local = [(X[keep][p], y[keep][p]) for p in parts]
+        run.listen = f"127.0.0.1:{free_port()}"
         where = f"{clients} client processes on this machine ({split} slices of {len(keep)} rows)"
     else:
-        held, local, address = np.arange(len(X)), None, listen
+        held = np.arange(len(X))
         where = f"{clients} clients joining at {listen}"
     fp = fingerprint(X, y)
-    key = key_for("federate", name, fp, cfg, clients, rounds, local_epochs, split, uuid.uuid4().hex)
-    ancestor = latest("model", name)
+    job = _Federation(name, spec, X[held], y_idx[held], run, split, fp,
+                      key_for("federate", name, fp, cfg, clients, rounds, local_epochs, split,
+                              uuid.uuid4().hex), latest("model", name))
     intent = Intent.of("train", name=name, rows=int(len(X)), shape=tuple(int(s) for s in X.shape),
-                       data_kind=kind, ancestor=ancestor is not None)
+                       data_kind=kind, ancestor=job.ancestor is not None)
     cands = [Candidate(Pathway.FULL_TRAIN, Decision.HARDCODE,
                        f"federated training of '{name}' on Flower: {rounds} rounds with {where}, "
                        f"ternary-coded updates (trits + a scale per row)",
                        {"federated": True, "clients": clients, "rounds": rounds})]
-    if ancestor is not None and pol.fallback != "none":
+    if job.ancestor is not None and pol.fallback != "none":
         cands.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
                                f"the cached model named '{name}' (the colony did not finish)",
                                {"ancestor": True}))
-    plan = Plan(intent, pol, tuple(cands))
-
-    def on_round(row: dict[str, Any]) -> None:
-        _journal_round(name, row)
-
-    def run(cand: Candidate) -> TernaryModel:
-        colony = fed.serve(spec, X[held], y_idx[held], clients=clients, rounds=rounds,
-                           listen=address, on_round=on_round, local=local,
-                           join_timeout=join_timeout, round_timeout=round_timeout)
-        best = next((r for r in colony.rounds if r["round"] == colony.best_round), {})
-        sent = sum(r.get("bytes_sent", 0) for r in colony.rounds)
-        fp32 = sum(r.get("fp32_bytes", 0) for r in colony.rounds)
-        info = {"federated": True, "clients": clients, "rounds": len(colony.rounds),
-                "local_epochs": local_epochs, "split": split, "eval_accuracy": best.get("accuracy"),
-                "eval_rows": int(len(held)), "bytes_sent": int(sent), "fp32_bytes": int(fp32),
-                "train_seconds": round(colony.seconds, 3), "fingerprint": fp, "key": key,
-                "cached": False, "best_round": colony.best_round,
-                "round_accuracy": [r.get("accuracy") for r in colony.rounds]}
-        if ancestor is not None:
-            info["parent"] = ancestor[1].key
-        short = [r["round"] for r in colony.rounds if r.get("clients", 0) < clients]
-        if short or len(colony.rounds) < rounds:
-            info["incomplete"] = (f"{len(colony.rounds)} of {rounds} rounds ran; rounds with fewer "
-                                  f"than {clients} clients: {short}")
-        model = fed.model_of(spec, colony.weights, name=name, info=info)
-        arrays, meta = model.to_arrays()
-        meta["fingerprint"] = fp
-        entry = put("model", name, key, arrays, meta)
-        model.info["stored"] = entry is not None
-        return model
-
-    def cached(cand: Candidate) -> TernaryModel:
-        if ancestor is None:
-            raise PathwayUnavailable(f"no cached model named '{name}'")
-        arrays, entry = ancestor
-        model = TernaryModel.from_arrays(arrays, entry.meta)
-        model.info.update(cached=True, key=entry.key)
-        return model
-
     t0 = time.perf_counter()
-    model, _route = execute(plan, {(Pathway.FULL_TRAIN, Decision.HARDCODE): run,
-                                   (Pathway.MUSCLE_MEMORY, Decision.CACHED): cached},
+    model, _route = execute(Plan(intent, pol, tuple(cands)),
+                            {(Pathway.FULL_TRAIN, Decision.HARDCODE): job.colony,
+                             (Pathway.MUSCLE_MEMORY, Decision.CACHED): job.cached},
                             summarize=lambda m: {**m.summary(),
                                                  "seconds": round(time.perf_counter() - t0, 3)})
     return model
+
+
+@dataclass
+class _Federation:
+    """The handlers of one federate call: the colony's rounds, or the cached model of the name;
+    each takes the route's candidate and returns the model."""
+
+    name: str
+    spec: Spec
+    X_eval: np.ndarray
+    y_eval_idx: np.ndarray
+    run: Rounds
+    split: str
+    fp: str
+    key: str
+    ancestor: Any
+
+    def colony(self, cand: Candidate) -> TernaryModel:
+        from openmind.pathways.colony import federated as fed
+        from openmind.pathways.colony.server import serve
+
+        run, spec = self.run, self.spec
+        colony = serve(spec, self.X_eval, self.y_eval_idx, run)
+        best = next((r for r in colony.rounds if r["round"] == colony.best_round), {})
+        sent = sum(r.get("bytes_sent", 0) for r in colony.rounds)
+        fp32 = sum(r.get("fp32_bytes", 0) for r in colony.rounds)
+        info = {"federated": True, "clients": run.clients, "rounds": len(colony.rounds),
+                "local_epochs": spec.local_epochs, "split": self.split,
+                "eval_accuracy": best.get("accuracy"), "eval_rows": int(len(self.X_eval)),
+                "bytes_sent": int(sent), "fp32_bytes": int(fp32),
+                "train_seconds": round(colony.seconds, 3), "fingerprint": self.fp,
+                "key": self.key, "cached": False, "best_round": colony.best_round,
+                "round_accuracy": [r.get("accuracy") for r in colony.rounds]}
+        if self.ancestor is not None:
+            info["parent"] = self.ancestor[1].key
+        short = [r["round"] for r in colony.rounds if r.get("clients", 0) < run.clients]
+        if short or len(colony.rounds) < run.rounds:
+            info["incomplete"] = (f"{len(colony.rounds)} of {run.rounds} rounds ran; rounds with "
+                                  f"fewer than {run.clients} clients: {short}")
+        model = fed.model_of(spec, colony.weights, name=self.name, info=info)
+        arrays, meta = model.to_arrays()
+        meta["fingerprint"] = self.fp
+        entry = put("model", self.name, self.key, arrays, meta)
+        model.info["stored"] = entry is not None
+        return model
+
+    def cached(self, cand: Candidate) -> TernaryModel:
+        if self.ancestor is None:
+            raise PathwayUnavailable(f"no cached model named '{self.name}'")
+        arrays, entry = self.ancestor
+        model = TernaryModel.from_arrays(arrays, entry.meta)
+        model.info.update(cached=True, key=entry.key)
+        return model
 
 
 def _journal_round(name: str, row: dict[str, Any]) -> None:

@@ -286,7 +286,7 @@ def _as_data(data: Any) -> tuple[np.ndarray, str]:
     """(array, data_kind): text (a list/array of strings) or tabular (2-D numbers)."""
     if isinstance(data, str):
         raise BadInput("data is a single string; pass a list of texts, e.g. ['good', 'bad']")
-    from openmind.pathways.ternary.packed import as_rows
+    from openmind.pathways.ternary.checks import as_rows
 
     arr = as_rows(data, "data")
     if arr.dtype.kind in ("U", "S") or (arr.dtype == object and arr.size and all(isinstance(x, str) for x in arr.reshape(-1))):
@@ -357,20 +357,51 @@ def infer_adaptive(model: Any, data: Any, strategy: str | None = None, *,
                        work=local.work(int(X.shape[0])) if local is not None else None)
     plan = route(intent, resources=res, policy=pol)
 
-    def from_cache(cand: Candidate) -> Predictions:
-        if cached is None:
-            raise PathwayUnavailable("cached predictions vanished")
-        arrays, _entry = cached
-        out = Predictions(arrays["values"], arrays.get("probabilities"), name, "muscle memory",
-                          abstained=arrays.get("abstained"))
-        return Served(out, degraded=f"the model is {stand_in}") if stand_in else out
+    job = _Inference(name, X, kind, local, cached, cache_key, stand_in, res.memory.available,
+                     pol.timeout, labels)
+    handlers = {
+        (Pathway.MUSCLE_MEMORY, Decision.CACHED): job.from_cache,
+        (Pathway.MUSCLE_MEMORY, Decision.HARDCODE): job.local_model,
+        (Pathway.CLOUD_INFERENCE, Decision.HARDCODE): job.cloud,
+        (Pathway.CLOUD_INFERENCE, Decision.MODEL): job.zero_shot,
+    }
+    result, _route = execute(plan, handlers, resources=res, summarize=_summary, defer_journal=True)
+    return result
 
-    def run_local(cand: Candidate) -> Predictions:
+
+@dataclass
+class _Inference:
+    """The handlers of one infer_adaptive call, sharing its data and what memory holds; each takes
+    the route's candidate and returns Predictions (in a `Served` when they stand in)."""
+
+    name: str
+    X: np.ndarray
+    kind: str
+    local: LocalModel | None
+    cached: Any
+    cache_key: str | None
+    stand_in: str | None
+    memory: bool
+    timeout: float | None
+    labels: dict[int, str] | None
+
+    def _served(self, out: Predictions) -> Predictions | Served:
+        return Served(out, degraded=f"the model is {self.stand_in}") if self.stand_in else out
+
+    def from_cache(self, cand: Candidate) -> Predictions | Served:
+        if self.cached is None:
+            raise PathwayUnavailable("cached predictions vanished")
+        arrays, _entry = self.cached
+        return self._served(Predictions(arrays["values"], arrays.get("probabilities"), self.name,
+                                        "muscle memory", abstained=arrays.get("abstained")))
+
+    def local_model(self, cand: Candidate) -> Predictions | Served:
         from openmind.intents.label import queue_abstentions
 
+        local, name, X = self.local, self.name, self.X
         if local is None:
             raise PathwayUnavailable(f"'{name}' could not be loaded from local memory")
-        if kind != "tabular":
+        if self.kind != "tabular":
             raise PathwayUnavailable(f"'{name}' takes numbers, the data is text")
         values, proba, used, unsure = local.answer(X, cand.params.get("device", "cpu"))
         if unsure is not None:  # a colony's unsure rows wait for labels in each member's queue
@@ -380,41 +411,33 @@ def infer_adaptive(model: Any, data: Any, strategy: str | None = None, *,
             queue_abstentions(name, X, proba)  # unsure rows wait for a label (openmind.label_queue)
         note = local.meta.pop("_cuda_fallback", None)
         src = f"local {used}" + (f" ({note})" if note else "")
-        if cache_key and res.memory.available:
+        if self.cache_key and self.memory:
             kept = {"values": np.asarray(values), "probabilities": proba}
             if unsure is not None:
                 kept["abstained"] = unsure
-            put("predictions", name, cache_key, kept, {"model_key": local.key, "rows": int(X.shape[0])})
-        out = Predictions(np.asarray(values), proba, name, src, abstained=unsure)
-        return Served(out, degraded=f"the model is {stand_in}") if stand_in else out
+            put("predictions", name, self.cache_key, kept,
+                {"model_key": local.key, "rows": int(X.shape[0])})
+        return self._served(Predictions(np.asarray(values), proba, name, src, abstained=unsure))
 
-    def run_cloud(cand: Candidate) -> Predictions:
+    def cloud(self, cand: Candidate) -> Predictions:
         from openmind.pathways.cloud.oip import OIPClient
 
-        client = OIPClient(timeout=pol.timeout or 10.0)
-        out = client.infer(name, X if kind == "tabular" else X.astype(object))
+        client = OIPClient(timeout=self.timeout or 10.0)
+        out = client.infer(self.name, self.X if self.kind == "tabular" else self.X.astype(object))
         values = out.get("label")
         if values is None:
             if len(out) != 1:
                 raise PathwayUnavailable(f"the endpoint answered outputs {sorted(out)}, none named 'label'")
             values = next(iter(out.values()))
-        return Predictions(values, out.get("probabilities"), name, f"cloud {public_url(client.url)}",
-                           abstained=out.get("abstained"))
+        return Predictions(values, out.get("probabilities"), self.name,
+                           f"cloud {public_url(client.url)}", abstained=out.get("abstained"))
 
-    def run_zero_shot(cand: Candidate) -> Predictions:
+    def zero_shot(self, cand: Candidate) -> Predictions:
         from openmind.intents.ask import zero_shot
 
-        trits = zero_shot([str(t) for t in X.tolist()], labels or SENTIMENT)
-        return Predictions(np.asarray(trits, dtype=np.int8), None, name, "language model (zero-shot)")
-
-    handlers = {
-        (Pathway.MUSCLE_MEMORY, Decision.CACHED): from_cache,
-        (Pathway.MUSCLE_MEMORY, Decision.HARDCODE): run_local,
-        (Pathway.CLOUD_INFERENCE, Decision.HARDCODE): run_cloud,
-        (Pathway.CLOUD_INFERENCE, Decision.MODEL): run_zero_shot,
-    }
-    result, _route = execute(plan, handlers, resources=res, summarize=_summary, defer_journal=True)
-    return result
+        trits = zero_shot([str(t) for t in self.X.tolist()], self.labels or SENTIMENT)
+        return Predictions(np.asarray(trits, dtype=np.int8), None, self.name,
+                           "language model (zero-shot)")
 
 
 def _summary(p: Predictions) -> dict[str, Any]:

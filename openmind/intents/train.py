@@ -18,240 +18,106 @@ from __future__ import annotations
 
 import time
 import uuid
-import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from openmind.errors import BadInput, PathwayUnavailable
+from openmind.errors import PathwayUnavailable
 from openmind.flow.executor import Served, execute
-from openmind.flow.policy import Policy, split_policy
+from openmind.flow.policy import split_policy
 from openmind.flow.resources import Resources
 from openmind.flow.router import Candidate, Intent, route
-from openmind.memory.blobs import (
-    Entry,
-    MemoryWarning,
-    entries,
-    fingerprint,
-    get,
-    key_for,
-    load,
-    partial_reason,
-    put,
-    versions,
+from openmind.intents.trainrequest import (
+    TrainRequest,
+    Version,
+    ancestral_prior,
+    answers,
+    fit_to_device,
+    healthy,
+    lookup,
+    prepare,
+    request_key,
 )
-from openmind.memory.health import healthy_hits
+from openmind.memory.blobs import fingerprint, partial_reason, put
 from openmind.memory.labels import join as join_labels
-from openmind.pathways.ternary.packed import (
-    U16_MAX,
-    TernaryModel,
-    as_numeric,
-    as_rows,
-    check_finite,
-)
-from openmind.vocab import Decision, Pathway, check_name
+from openmind.pathways.ternary.packed import TernaryModel
+from openmind.vocab import Decision, Pathway
 
-# --------------------------------------------------------------------------- input
-
-
-def prepare(name: Any, data: Any, labels: Any) -> tuple[np.ndarray, np.ndarray, str]:
-    """(X, y, data_kind) from the caller's arguments, or BadInput saying what is wrong and where."""
-    check_name(name, "model name")
-    if labels is None:
-        if isinstance(data, (tuple, list)) and len(data) == 2:
-            data, labels = data
-        else:
-            raise BadInput("no labels: call train_or_load(name, X, y) or train_or_load(name, (X, y))")
-    elif isinstance(labels, str) and hasattr(data, "columns"):  # a DataFrame and a column name
-        if labels not in data.columns:
-            raise BadInput(f"label column {labels!r} is not in the data; columns: {list(data.columns)}")
-        data, labels = data.drop(columns=[labels]), data[labels]
-    X = as_rows(data, "X")
-    y = as_rows(labels, "labels")
-    if y.ndim != 1:
-        if y.ndim == 2 and y.shape[1] == 1:
-            y = y[:, 0]
-        else:
-            raise BadInput(f"labels must be 1-D (one label per row), got shape {y.shape}")
-    if X.ndim == 0:
-        raise BadInput(f"X must be an array of rows (e.g. a 2-D numpy array), got a single "
-                       f"{type(data).__name__} value {str(data)[:40]!r}")
-    if len(X) == 0:
-        raise BadInput(f"X has no rows (shape {X.shape}); give at least two rows of two classes")
-    if len(X) != len(y):
-        raise BadInput(f"X has {len(X)} rows but labels has {len(y)}; they must match row for row")
-    kind = "unknown"
-    if X.dtype.kind in "biufO":
-        try:
-            X = as_numeric(X, "X")
-        except BadInput:
-            if X.dtype.kind != "O":
-                raise
-        if X.dtype.kind in "biuf":
-            check_finite(X.reshape(len(X), -1) if X.ndim > 1 else X.reshape(-1, 1), "X")
-            if X.ndim == 1:
-                X = X.reshape(-1, 1)
-            kind = "tabular" if X.ndim == 2 else "unknown"
-    if y.dtype.kind == "f" and not np.isfinite(y).all():
-        bad = int(np.flatnonzero(~np.isfinite(y))[0])
-        raise BadInput(f"labels have NaN/inf at row {bad}; drop unlabeled rows before training")
-    if y.dtype.kind == "O":
-        types = {type(v).__name__ for v in y}
-        if len(types) > 1:
-            raise BadInput(f"labels mix types ({', '.join(sorted(types))}); use one type (all numbers or all strings)")
-        if None in set(y.tolist()):
-            raise BadInput("labels contain None; drop unlabeled rows before training")
-    classes = np.unique(y)
-    width = int(np.prod(X.shape[1:])) if X.ndim > 1 else 1
-    if width > U16_MAX or len(classes) > U16_MAX:
-        raise BadInput(f"{width} features and {len(classes)} classes: the packed model format "
-                       f"allows at most {U16_MAX} of each; reduce the features (e.g. PCA) first")
-    if len(classes) < 2:
-        raise BadInput(f"labels contain one class only ({classes[0]!r}); a classifier needs at "
-                       f"least two classes")
-    return X, y, kind
-
-
-# --------------------------------------------------------------------------- muscle memory
-
-@dataclass
-class _Version:
-    """One stored version of a model: its index entry and arrays (the blob read and checked)."""
-
-    entry: Entry
-    arrays: dict[str, np.ndarray]
-
-    @property
-    def meta(self) -> dict[str, Any]:
-        return self.entry.meta
-
-    def model(self) -> TernaryModel:
-        """The stored model; a row that does not hold one is a miss, never BadInput."""
-        try:
-            return TernaryModel.from_arrays(self.arrays, self.meta)
-        except Exception as exc:  # a damaged entry must not stop the executor
-            raise PathwayUnavailable(f"the stored '{self.entry.name}' is unreadable "
-                                     f"({type(exc).__name__}: {exc})") from None
-
-
-def answers(meta: dict[str, Any], request: str, budget: float | None) -> bool:
-    """An exact hit: the same request, and a complete run or a partial one stopped by a budget
-    at least this call's (a call without a budget asks for the whole run)."""
-    if meta.get("request") != request:
-        return False
-    if meta.get("complete"):
-        return True
-    stored = meta.get("budget_s")
-    return (meta.get("stopped") == "budget" and stored is not None and budget is not None
-            and budget <= float(stored))
-
-
-def _usable(entry: Entry) -> bool:
-    if entry.meta.get("format") == "openmind-ternary":
-        return True
-    warnings.warn(f"openmind: muscle memory entry model '{entry.name}' ({entry.key[:12]}) holds no "
-                  f"openmind ternary model (meta format {entry.meta.get('format')!r}); treating it "
-                  f"as a miss", MemoryWarning, stacklevel=4)
-    return False
-
-
-def lookup(name: str, request: str, budget: float | None
-           ) -> tuple[_Version | None, _Version | None, _Version | None]:
-    """(exact, partial, ancestor) among the stored versions of `name`, newest first: the version
-    answering this request, a run of this request cut short (to resume), the newest readable one."""
-    exact = partial = ancestor = None
-    for entry in versions("model", name):
-        if not _usable(entry):
-            continue
-        same = entry.meta.get("request") == request
-        if ancestor is not None and not same:
-            continue  # only this request's versions are still of interest
-        arrays = load(entry)
-        if arrays is None:
-            continue
-        found = _Version(entry, arrays)
-        ancestor = ancestor or found
-        if answers(entry.meta, request, budget):
-            exact = exact or found
-            break
-        if same and partial is None and not entry.meta.get("complete"):
-            partial = found
-    return exact, partial, ancestor
-
-
-def _healthy(name: str, exact: _Version | None, ancestor: _Version | None
-             ) -> tuple[_Version | None, _Version | None, str | None]:
-    """`memory.health.healthy_hits` (the validator's shed versions taken out) on versions."""
-    def hit(v: _Version | None) -> Any:
-        return None if v is None else (v.arrays, v.entry)
-
-    def version(h: Any) -> _Version | None:
-        return None if h is None else _Version(h[1], h[0])
-
-    ex, an, shed = healthy_hits(name, hit(exact), hit(ancestor))
-    return version(ex), version(an), shed
-
+if TYPE_CHECKING:
+    from openmind.pathways.ternary.fit import FitJob
 
 # --------------------------------------------------------------------------- the job
 
 
-class _Training:
-    """The handlers of one train_or_load call, sharing its data, config and lookups."""
+@dataclass
+class _Run:
+    """One training run's start, as `_keep` stores it: the fit job, the request's config (its full
+    epochs, not the ones left to run), the class labels, the rows, and where it came from."""
 
-    def __init__(self, name: str, X: np.ndarray, y: np.ndarray, kind: str, cfg: dict[str, Any],
-                 explicit: set[str], key: str, fp: str, pol: Policy, exact: _Version | None,
-                 ancestor: _Version | None, progress: bool, partial: _Version | None = None,
-                 prior: Any = None) -> None:
-        self.name, self.X, self.y, self.kind, self.cfg, self.key, self.fp = name, X, y, kind, cfg, key, fp
-        self.explicit, self.pol, self.exact, self.ancestor = explicit, pol, exact, ancestor
-        self.partial = partial
-        self.progress, self.prior = progress, prior
+    job: FitJob
+    cfg: dict[str, Any]
+    classes: np.ndarray
+    X: np.ndarray
+    device_note: str | None = None
+    note: str | None = None
+    parent_key: str | None = None
+    done: int = 0
+
+
+class _Training:
+    """The handlers of one train_or_load call, sharing its request and memory's lookups; each
+    takes the route's candidate and returns a `Served` model."""
+
+    def __init__(self, req: TrainRequest, exact: Version | None, ancestor: Version | None,
+                 partial: Version | None = None, prior: Any = None) -> None:
+        self.req, self.exact, self.ancestor, self.partial, self.prior = (
+            req, exact, ancestor, partial, prior)
 
     # ---- muscle memory
     def cached(self, cand: Candidate) -> Served:
         hit = self.ancestor if cand.params.get("ancestor") else self.exact
         if hit is None:
-            raise PathwayUnavailable(f"no cached model named '{self.name}'")
+            raise PathwayUnavailable(f"no cached model named '{self.req.name}'")
         model = hit.model()
-        if self.X.ndim < 2 or int(np.prod(self.X.shape[1:])) != model.n_features_in_:
-            raise PathwayUnavailable(f"the cached '{self.name}' takes {model.n_features_in_} "
-                                     f"features, this data has {self.X.shape[1:]}")
+        if self.req.X.ndim < 2 or int(np.prod(self.req.X.shape[1:])) != model.n_features_in_:
+            raise PathwayUnavailable(f"the cached '{self.req.name}' takes {model.n_features_in_} "
+                                     f"features, this data has {self.req.X.shape[1:]}")
         entry = hit.entry
         model.info.update(cached=True, key=entry.key, cached_at=entry.created,
                           hits=entry.hits + 1)
         return Served(model, degraded=self._stand_in(hit))
 
-    def _stand_in(self, hit: _Version) -> str | None:
+    def _stand_in(self, hit: Version) -> str | None:
         """Why a stored version does not answer this call (None: it does)."""
-        if answers(hit.meta, self.key, self.pol.budget):
+        if answers(hit.meta, self.req.key, self.req.policy.budget):
             return partial_reason(hit.meta)
-        if hit.meta.get("request") == self.key:
+        if hit.meta.get("request") == self.req.key:
             return partial_reason(hit.meta) or "a run of this request cut short"
         other = []
-        if hit.meta.get("fingerprint") != self.fp:
+        if hit.meta.get("fingerprint") != self.req.fp:
             other.append("other data")
         cfg = hit.meta.get("config") or {}
-        diff = sorted(k for k in self.cfg if cfg.get(k) != self.cfg[k])
+        diff = sorted(k for k in self.req.cfg if cfg.get(k) != self.req.cfg[k])
         if diff:
             other.append("another config (" + ", ".join(
-                f"{k} {cfg.get(k)!r} not {self.cfg[k]!r}" for k in diff[:3]) + ")")
+                f"{k} {cfg.get(k)!r} not {self.req.cfg[k]!r}" for k in diff[:3]) + ")")
         if not other:
             other.append("another trainer version")
-        why = f"a cached model of '{self.name}' trained on {' and '.join(other)}"
+        why = f"a cached model of '{self.req.name}' trained on {' and '.join(other)}"
         cut = partial_reason(hit.meta)
         return why + (f", {cut}" if cut else "")
 
     # ---- training
     def full(self, cand: Candidate) -> Served:
-        return self._train(cand, self.X, self.cfg)
+        return self._train(cand, self.req.X, self.req.cfg)
 
     def situation(self) -> dict[str, Any]:
         """What a planner may know: shapes, dtypes, label set, resources; never the data."""
-        return {"intent": "train", "name": self.name, "rows": int(len(self.X)),
-                "shape": [int(d) for d in self.X.shape], "dtypes": [str(self.X.dtype)],
-                "data_kind": self.kind, "labels": np.unique(self.y).tolist()[:100],
-                "n_classes": int(len(np.unique(self.y))), "budget_s": self.pol.budget,
+        return {"intent": "train", "name": self.req.name, "rows": int(len(self.req.X)),
+                "shape": [int(d) for d in self.req.X.shape], "dtypes": [str(self.req.X.dtype)],
+                "data_kind": self.req.kind, "labels": np.unique(self.req.y).tolist()[:100],
+                "n_classes": int(len(np.unique(self.req.y))), "budget_s": self.req.policy.budget,
                 "ancestor": self.ancestor is not None}
 
     def _planned(self, plan: dict[str, Any]) -> dict[str, Any]:
@@ -262,22 +128,22 @@ class _Training:
         arch = plan.get("architecture") or {}
         planned = {"hidden": arch.get("hidden"), "epochs": plan.get("epochs"),
                    "lr": plan.get("learning_rate"), "batch_size": plan.get("batch_size")}
-        base = {k: v for k, v in self.cfg.items()}
-        base.update({k: v for k, v in planned.items() if v is not None and k not in self.explicit})
+        base = {k: v for k, v in self.req.cfg.items()}
+        base.update({k: v for k, v in planned.items() if v is not None and k not in self.req.explicit})
         return resolve_config(base)
 
     def _numeric_rows(self, who: str) -> np.ndarray:
-        if self.X.dtype.kind not in "biuf":
-            raise PathwayUnavailable(f"{who} needs numeric data, got {self.X.dtype}: give numbers "
+        if self.req.X.dtype.kind not in "biuf":
+            raise PathwayUnavailable(f"{who} needs numeric data, got {self.req.X.dtype}: give numbers "
                                      f"(e.g. embeddings or encoded columns)")
-        return self.X.reshape(len(self.X), -1)
+        return self.req.X.reshape(len(self.req.X), -1)
 
     def heuristic(self, cand: Candidate) -> Served:
         X = self._numeric_rows("the heuristic plan")
         try:
             from openmind.pathways.cloud.llm import heuristic_plan
         except ImportError:  # pragma: no cover - the cloud module ships with openmind
-            cfg = self.cfg
+            cfg = self.req.cfg
         else:
             cfg = self._planned(heuristic_plan(self.situation()))
         return self._train(cand, X, cfg, note=f"heuristic plan (hidden {cfg['hidden']}, "
@@ -306,10 +172,10 @@ class _Training:
         served.pathway = Pathway.FINE_TUNE if parent is not None else Pathway.FULL_TRAIN
         return served
 
-    def _parent(self, hit: _Version, cfg: dict[str, Any], X: np.ndarray | None = None) -> TernaryModel:
+    def _parent(self, hit: Version, cfg: dict[str, Any], X: np.ndarray | None = None) -> TernaryModel:
         """A stored version as the start of a fine-tune, or PathwayUnavailable saying why not."""
         parent = hit.model()
-        X = self.X if X is None else X
+        X = self.req.X if X is None else X
         if X.ndim != 2 or X.shape[1] != parent.n_features_in_:
             raise PathwayUnavailable(f"the ancestor takes {parent.n_features_in_} features, this "
                                      f"data has {X.shape[1:]}")
@@ -318,7 +184,7 @@ class _Training:
                 stored.get("scale", cfg["scale"]) != cfg["scale"]:
             raise PathwayUnavailable(f"the cached ancestor has another architecture (hidden "
                                      f"{stored.get('hidden')}, not {cfg['hidden']}); cannot fine-tune it")
-        unknown = sorted(set(np.unique(self.y).tolist()) - set(parent.classes_.tolist()), key=str)
+        unknown = sorted(set(np.unique(self.req.y).tolist()) - set(parent.classes_.tolist()), key=str)
         if unknown:
             raise PathwayUnavailable(f"the new data has classes {unknown[:5]} the ancestor does not know")
         return parent
@@ -327,126 +193,114 @@ class _Training:
         if cand.params.get("resume"):
             return self.resume(cand)
         if self.ancestor is None:
-            raise PathwayUnavailable(f"no cached ancestor named '{self.name}'")
-        if self.ancestor.meta.get("fingerprint") == self.fp:
+            raise PathwayUnavailable(f"no cached ancestor named '{self.req.name}'")
+        if self.ancestor.meta.get("fingerprint") == self.req.fp:
             raise PathwayUnavailable("the cached ancestor was trained on this same data (another "
                                      "config): nothing new to fine-tune on")
-        parent = self._parent(self.ancestor, self.cfg)
-        return self._train(cand, self.X, self.cfg, parent=parent, parent_key=self.ancestor.entry.key)
+        parent = self._parent(self.ancestor, self.req.cfg)
+        return self._train(cand, self.req.X, self.req.cfg, parent=parent, parent_key=self.ancestor.entry.key)
 
     def resume(self, cand: Candidate) -> Served:
         """Go on from a run of this very request that was cut short, for the epochs it lacks."""
         if self.partial is None:
-            raise PathwayUnavailable(f"no partial run of '{self.name}' to resume")
-        parent = self._parent(self.partial, self.cfg)
+            raise PathwayUnavailable(f"no partial run of '{self.req.name}' to resume")
+        parent = self._parent(self.partial, self.req.cfg)
         done = int(self.partial.meta.get("epochs_done") or 0)
-        left = max(1, int(self.cfg["epochs"]) - done)
-        return self._train(cand, self.X, self.cfg, parent=parent,
+        left = max(1, int(self.req.cfg["epochs"]) - done)
+        return self._train(cand, self.req.X, self.req.cfg, parent=parent,
                            parent_key=self.partial.entry.key, epochs=left, done=done,
-                           note=f"resumed after {done} of {self.cfg['epochs']} epochs")
+                           note=f"resumed after {done} of {self.req.cfg['epochs']} epochs")
 
     def _train(self, cand: Candidate, X: np.ndarray, cfg: dict[str, Any], *,
                parent: TernaryModel | None = None, parent_key: str | None = None,
                note: str | None = None, epochs: int | None = None, done: int = 0) -> Served:
-        from openmind.pathways.ternary.fit import fit, pick_device, standardization
+        from openmind.pathways.ternary.fit import FitJob, fit, pick_device, standardization
 
         device, device_note = pick_device(cand.params.get("device"))
         if parent is not None:
             classes = parent.classes_
             mean, inv_std = parent.mean, parent.inv_std
-            y_idx = np.searchsorted(classes, self.y) if _sortable(classes) else \
-                np.array([list(classes).index(v) for v in self.y])
+            y_idx = np.searchsorted(classes, self.req.y) if _sortable(classes) else \
+                np.array([list(classes).index(v) for v in self.req.y])
         else:
-            classes, y_idx = np.unique(self.y, return_inverse=True)
+            classes, y_idx = np.unique(self.req.y, return_inverse=True)
             mean, inv_std = standardization(X)
         y_idx = np.asarray(y_idx, dtype=np.int64).reshape(-1)
-        run_cfg = cfg if epochs is None else {**cfg, "epochs": epochs}
-        keep = dict(cfg=cfg, classes=classes, mean=mean, inv_std=inv_std, device=device,
-                    device_note=device_note, note=note, parent_key=parent_key, done=done, X=X)
+        job = FitJob(len(classes), cfg if epochs is None else {**cfg, "epochs": epochs}, mean,
+                     inv_std, device=device, budget=self.req.policy.budget, init=parent,
+                     progress=self.req.progress, prior=self.prior,
+                     desc=f"{'fine-tune' if parent else 'train'} {self.req.name}")
+        run = _Run(job, cfg, classes, X, device_note=device_note, note=note,
+                   parent_key=parent_key, done=done)
         train = fit
         if cand.params.get("workers", 1) > 1:  # data-parallel: N local processes or torchrun ranks
             from openmind.pathways.colony.distributed import trainer
 
             train = trainer(cand.params)
         try:
-            out = train(X, y_idx, len(classes), run_cfg, mean=mean, inv_std=inv_std, device=device,
-                        budget=self.pol.budget, init=parent, progress=self.progress,
-                        desc=f"{'fine-tune' if parent else 'train'} {self.name}", prior=self.prior)
+            out = train(X, y_idx, job)
         except BaseException as exc:
             cut = getattr(exc, "fit_outcome", None)
             if cut is not None and cut.epochs > 0:
                 try:  # keep the best weights so far as a partial version, to resume from
-                    self._keep(cut, **keep)
+                    self._keep(cut, run)
                 except Exception:  # noqa: BLE001 - keeping is best effort; the cause propagates
                     pass
             raise
-        model, meta = self._keep(out, **keep)
+        model, meta = self._keep(out, run)
         return Served(model, degraded=partial_reason(meta), note=note if done else None)
 
-    def _keep(self, out: Any, *, cfg: dict[str, Any], classes: np.ndarray, mean: np.ndarray,
-              inv_std: np.ndarray, device: str, device_note: str | None, note: str | None,
-              parent_key: str | None, done: int, X: np.ndarray) -> tuple[TernaryModel, dict]:
+    def _keep(self, out: Any, run: _Run) -> tuple[TernaryModel, dict]:
         """Export a run and store it as a new version of the name (complete or partial)."""
-        from openmind.pathways.ternary.fit import export, linears
+        from openmind.pathways.ternary.net import export
 
         version = uuid.uuid4().hex
         complete = out.stopped in ("epochs", "early_stop")
+        stored = dict(fingerprint=self.req.fp, request=self.req.key, complete=complete,
+                      stopped=out.stopped, epochs=int(run.cfg["epochs"]),
+                      epochs_done=run.done + int(out.epochs),
+                      budget_s=self.req.policy.budget if out.stopped == "budget" else None)
+        info = self._info(out, run, version)
+        if not complete:  # the model itself says so, wherever it goes (infer, save, serve)
+            info["partial"] = partial_reason(stored)
+        model = export(out.net, run.job.mean, run.job.inv_std, run.classes, name=self.req.name,
+                       config=run.cfg, info=info)
+        arrays, meta = model.to_arrays()
+        meta.update(stored)
+        entry = put("model", self.req.name, version, arrays, meta)
+        model.info["stored"] = entry is not None
+        return model, meta
+
+    def _info(self, out: Any, run: _Run, version: str) -> dict[str, Any]:
+        """The model's info: how the run went (accuracy, epochs, why it stopped, time, device)
+        and where it came from (request, plan, parent, inherited weights, extinctions)."""
+        from openmind.pathways.ternary.net import linears
+
         info: dict[str, Any] = {
             ("val_accuracy" if out.held_out else "train_accuracy"):
-                None if out.val_accuracy is None else round(out.val_accuracy, 4), "epochs": out.epochs, "best_epoch": out.best_epoch,
+                None if out.val_accuracy is None else round(out.val_accuracy, 4),
+            "epochs": out.epochs, "best_epoch": out.best_epoch,
             "stopped": out.stopped, "train_seconds": round(out.seconds, 3),
-            "train_cpu_seconds": round(out.cpu_seconds, 3), "device": device,
-            "rows": int(len(X)), "fingerprint": self.fp, "key": version, "request": self.key,
-            "cached": False, "val_history": [round(h["val_accuracy"], 4) for h in out.history],
+            "train_cpu_seconds": round(out.cpu_seconds, 3), "device": run.job.device,
+            "rows": int(len(run.X)), "fingerprint": self.req.fp, "key": version,
+            "request": self.req.key, "cached": False,
+            "val_history": [round(h["val_accuracy"], 4) for h in out.history],
         }
         if out.stopped == "budget":
-            info["budget_s"] = self.pol.budget
+            info["budget_s"] = self.req.policy.budget
         if out.inherited:
             info["inherited"] = out.inherited
         if out.extinctions:
             info["extinctions"] = out.extinctions
             info["hidden_final"] = [m.weight.shape[0] for m in linears(out.net)[:-1]]
-        if device_note:
-            info["device_note"] = device_note
+        if run.device_note:
+            info["device_note"] = run.device_note
         info.update(out.colony)
-        if note:
-            info["plan"] = note
-        if parent_key is not None:
-            info["parent"] = parent_key
-        run = dict(fingerprint=self.fp, request=self.key, complete=complete, stopped=out.stopped,
-                   epochs=int(cfg["epochs"]), epochs_done=done + int(out.epochs),
-                   budget_s=self.pol.budget if out.stopped == "budget" else None)
-        if not complete:  # the model itself says so, wherever it goes (infer, save, serve)
-            info["partial"] = partial_reason(run)
-        model = export(out.net, mean, inv_std, classes, name=self.name, config=cfg, info=info)
-        arrays, meta = model.to_arrays()
-        meta.update(run)
-        entry = put("model", self.name, version, arrays, meta)
-        model.info["stored"] = entry is not None
-        return model, meta
-
-
-def request_key(name: str, fp: str, cfg: dict[str, Any], trainer: str) -> str:
-    """Everything that changes the weights: the name, the data, the full config, the trainer and
-    the stored format's version."""
-    from openmind.pathways.ternary.packed import VERSION as FORMAT_VERSION
-
-    return key_for("train", name, fp, cfg, trainer, f"packed-{FORMAT_VERSION}")
-
-
-def ancestral_prior(limit: int = 16) -> Any:
-    """The ancestral prior fitted from the latest `limit` models in muscle memory (any names), or
-    None when memory holds none (the network then starts from the default initialisation)."""
-    from openmind.pathways.ternary.evolve import fit_prior
-
-    models = []
-    for entry in entries("model")[:limit]:
-        if entry.meta.get("format") != "openmind-ternary":
-            continue  # a kept colony (its members are models of their own names) or a foreign row
-        hit = get("model", entry.key)
-        if hit is not None:
-            models.append(TernaryModel.from_arrays(hit[0], hit[1].meta))
-    return fit_prior(models) if models else None
+        if run.note:
+            info["plan"] = run.note
+        if run.parent_key is not None:
+            info["parent"] = run.parent_key
+        return info
 
 
 def _sortable(classes: np.ndarray) -> bool:
@@ -485,12 +339,8 @@ def train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resour
 
 def _train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resources | None = None,
                    joined: int | None = None, **options: Any) -> TernaryModel:
-    from openmind.pathways.ternary.fit import (
-        RUN_OPTIONS,
-        TRAINER_VERSION,
-        estimate_seconds,
-        resolve_config,
-    )
+    from openmind.pathways.ternary.estimate import estimate_seconds
+    from openmind.pathways.ternary.fit import RUN_OPTIONS, TRAINER_VERSION, resolve_config
 
     pol, rest = split_policy(options)
     run = {k: rest.pop(k) for k in list(rest) if k in RUN_OPTIONS}
@@ -507,7 +357,7 @@ def _train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resou
     fp = fingerprint(X, y)
     key = request_key(name, fp, cfg, TRAINER_VERSION)
     exact, partial, ancestor = lookup(name, key, pol.budget)
-    exact, ancestor, shed = _healthy(name, exact, ancestor)  # the validator's shed versions
+    exact, ancestor, shed = healthy(name, exact, ancestor)  # the validator's shed versions
     n_features = int(np.prod(X.shape[1:])) if X.ndim > 1 else 1
     # measured throughput (timed once per architecture, remembered): only when training may run
     est = estimate_seconds(len(X), n_features, len(np.unique(y)), cfg) \
@@ -524,8 +374,9 @@ def _train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resou
 
         resources = probe()
     plan = route(intent, resources=resources, policy=pol)
-    job = _Training(name, X, y, kind, cfg, set(rest), key, fp, pol, exact, ancestor,
-                    bool(run.get("progress", True)), partial, prior)
+    req = TrainRequest(name, X, y, kind, cfg, set(rest), key, fp, pol,
+                       progress=bool(run.get("progress", True)))
+    job = _Training(req, exact, ancestor, partial, prior)
     handlers = {
         (Pathway.MUSCLE_MEMORY, Decision.CACHED): job.cached,
         (Pathway.FINE_TUNE, Decision.HYBRID): job.fine_tune,
@@ -540,37 +391,3 @@ def _train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resou
     if fit_device:
         model.info["fit_device"] = fit_note
     return model
-
-
-def fit_to_device(cfg: dict[str, Any], X: np.ndarray, y: np.ndarray, fit_device: Any,
-                  resources: Resources | None, explicit: bool) -> tuple[dict[str, Any], str]:
-    """cfg with `hidden` narrowed so the packed model fits the device: the limits the probed
-    device reported, a dict given as fit_device, else the firmware's defaults. Hidden widths the
-    caller chose are kept when they fit and refused with what would fit when they do not."""
-    from openmind.pathways.device import DEFAULT_LIMITS
-    from openmind.pathways.ternary.fit import fit_hidden, fits
-    from openmind.pathways.ternary.packed import size_for
-
-    if isinstance(fit_device, dict):
-        limits, source = {**DEFAULT_LIMITS, **fit_device}, "the limits given"
-    else:
-        serial = resources.serial if resources is not None else None
-        reported = serial.details.get("limits") if serial is not None and serial.available else None
-        limits = {**DEFAULT_LIMITS, **(reported or {})}
-        source = (f"the device on {serial.details.get('port')}" if reported
-                  else "the firmware's default limits (no device reported its own)")
-    n_in, n_out, per_row = int(np.prod(X.shape[1:])), len(np.unique(y)), cfg["scale"] == "row"
-    widths = [n_in, *cfg["hidden"], n_out]
-    why = fits(widths, per_row, limits)
-    if why is None:
-        return cfg, f"hidden {cfg['hidden']} fits {source} ({size_for(widths, per_row)} bytes)"
-    best = fit_hidden(n_in, n_out, cfg["hidden"], per_row, limits)
-    if best is None:
-        raise BadInput(f"no model of {n_in} inputs and {n_out} classes fits {source} ({limits}); "
-                       f"reduce the features (e.g. PCA) first")
-    if explicit:
-        raise BadInput(f"hidden {cfg['hidden']} {why} ({source}); hidden {best} fits "
-                       f"({size_for([n_in, *best, n_out], per_row)} bytes): pass that, or drop hidden=")
-    size = size_for([n_in, *best, n_out], per_row)
-    return {**cfg, "hidden": best}, (f"hidden {best} instead of {cfg['hidden']} to fit {source}: "
-                                     f"{size} of {limits['model_max']} bytes")

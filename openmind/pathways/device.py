@@ -4,16 +4,17 @@ exclusively, skip noise, handshake, stream with loss detection, upload a packed 
 The probe uses `hello_on`; `sense_or_simulate` uses `Link.capture`; `deploy` uses
 `Link.upload_model` and `Link.predict` / `Link.predict_batch` (protocol 2's PREDICTB when the
 device offers it, one v1 PREDICT line a row otherwise).
+
+The device limits are defined here (a test reads firmware/core/om_core.h against them); who may
+open a port (the lock, the bench, DeviceError) is `port.py`'s, and which fields of an answer are
+believed is `lines.py`'s.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import math
 import os
-import re
-import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -22,7 +23,24 @@ from typing import Any
 
 import numpy as np
 
-from openmind.errors import OpenmindError
+from openmind.pathways.lines import (
+    StreamCheck,
+    as_count,
+    finite,
+    float32_text,
+    int_fields,
+    is_number,
+    number_text,
+    signals,
+)
+from openmind.pathways.port import (
+    DeviceError,
+    PortBusy,
+    bench,
+    bench_left,
+    lock_port,
+    unbench,
+)
 
 BAUD = 115200
 MAX_LINE = 256
@@ -41,65 +59,6 @@ DEFAULT_LIMITS = {"model_max": MODEL_MAX_BYTES, "max_width": MODEL_MAX_WIDTH,
 MAX_DEPTH = 8
 # Bytes without a newline after which a port counts as flooding (it is benched at once).
 FLOOD_BYTES = 64 * MAX_LINE
-# After this many failed opens/handshakes in a row a port is benched for BENCH_S seconds.
-BENCH_AFTER = 2
-BENCH_S = 15.0  # as long as the probe trusts a serial result (TTL_S["serial"])
-
-
-class DeviceError(OpenmindError):
-    """The port could not be opened, went silent, or answered outside the protocol."""
-
-    def __init__(self, message: str, code: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code  # the device's error code ("crc", "busy", ...) when it refused
-
-
-class PortBusy(DeviceError):
-    """Another reader (a kernel streaming, a probe) holds the port: it is not opened at all."""
-
-    def __init__(self, port: str) -> None:
-        super().__init__(f"{port} is in use by another openmind reader (a stream, an upload or a "
-                         f"probe); wait for it to finish, or close the notebook that holds it", code="busy")
-
-
-def _lock_path(port: str) -> str:
-    from openmind.config import home
-
-    folder = home() / "locks"
-    folder.mkdir(exist_ok=True)
-    return str(folder / (re.sub(r"[^A-Za-z0-9_.-]", "_", os.path.realpath(port)).strip("_") + ".lock"))
-
-
-def lock_port(port: str) -> int | None:
-    """Take this port's lock (flock on OPENMIND_HOME/locks/<port>.lock) or raise PortBusy.
-    Returns the lock's fd (closing it releases the lock); None for ports that are not files
-    (pyserial URLs such as loop://) or where flock does not exist."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: the OS opens COM ports exclusively anyway
-        return None
-    if "://" in port:
-        return None
-    fd = os.open(_lock_path(port), os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise PortBusy(port) from None
-    return fd
-
-
-def port_busy(port: str) -> bool:
-    """Whether another reader holds `port` right now (without opening the port)."""
-    try:
-        fd = lock_port(port)
-    except PortBusy:
-        return True
-    except OSError:
-        return False
-    if fd is not None:
-        os.close(fd)
-    return False
 
 
 class Link:
@@ -227,8 +186,8 @@ class Link:
                 if not isinstance(got, int) or isinstance(got, bool) or not 1 <= got <= PROTO:
                     raise DeviceError(f"device speaks protocol {str(got)[:20]!r}, host speaks 1 to {PROTO}")
                 self.proto = got
-                self.limits = {**DEFAULT_LIMITS, **_int_fields(obj.get("limits"))}
-                obj["signals"] = _signals(obj.get("signals"))
+                self.limits = {**DEFAULT_LIMITS, **int_fields(obj.get("limits"))}
+                obj["signals"] = signals(obj.get("signals"))
                 for key in ("board", "fw"):
                     obj[key] = str(obj.get(key, "?"))[:40]
                 if fell_back and got > 1:  # the error was stale: read off the answer to HELLO 1 too
@@ -281,14 +240,14 @@ class Link:
         if count < 1:
             raise ValueError("count must be at least 1")
         cap = Capture(signal, float(rate_hz), int(count))
-        self.command(f"STREAM {signal} {_num(rate_hz)} {int(count)}", timeout)
+        self.command(f"STREAM {signal} {number_text(rate_hz)} {int(count)}", timeout)
         period = 1.0 / rate_hz
         started = time.monotonic()
         # a sample may be late by the timeout; the whole stream by its duration plus the timeout
         deadline = started + count * period + timeout
         expect = 0
         ns, ts, vs = cap._n, cap._t, cap._v
-        check = _StreamCheck(signal, rate_hz, count, started)
+        check = StreamCheck(signal, rate_hz, count, started)
         try:
             while expect < count:
                 obj = self.read_json(min(timeout, max(0.0, deadline - time.monotonic())))
@@ -418,9 +377,9 @@ class Link:
         obj = self.command(f"PREDICT {text}", timeout, accept=lambda o: "y" in o or "ok" in o)
         y, scores = as_count(obj.get("y")), obj.get("scores", [])
         if y is None or not isinstance(scores, list) or not all(
-                s is None or _is_number(s) for s in scores):
+                s is None or is_number(s) for s in scores):
             raise DeviceError(f"malformed PREDICT answer: {json.dumps(obj)[:120]}")
-        return y, [_finite(s) for s in scores]
+        return y, [finite(s) for s in scores]
 
 
 @dataclass
@@ -458,20 +417,6 @@ class Capture:
         return self.error is None and self.received + self.lost >= self.requested
 
 
-def _num(x: float) -> str:
-    return f"{x:.9g}"
-
-
-def float32_text(v: float) -> str:
-    """The shortest decimal that parses (strtof) back to the same float32."""
-    f = np.float32(v)
-    if not np.isfinite(f):
-        raise DeviceError(f"cannot send the non-finite value {v!r} to the device")
-    a = np.format_float_positional(f, unique=True, trim="-")
-    b = np.format_float_scientific(f, unique=True, trim="-")
-    return a if len(a) <= len(b) else b
-
-
 def parse_line(line: bytes) -> dict[str, Any] | None:
     """A JSON object from one line, or None for anything else (boot text, logs, half lines,
     lines too long or nested too deep to be protocol). Never raises."""
@@ -484,13 +429,6 @@ def parse_line(line: bytes) -> dict[str, Any] | None:
     except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return obj if isinstance(obj, dict) else None
-
-
-def _int_fields(obj: Any) -> dict[str, int]:
-    """The integer fields of a JSON object (a v2 HELLO's "limits"); anything else is dropped."""
-    if not isinstance(obj, dict):
-        return {}
-    return {str(k): int(v) for k, v in obj.items() if isinstance(v, int) and not isinstance(v, bool) and v > 0}
 
 
 def _depth(line: bytes) -> int:
@@ -513,112 +451,6 @@ def _depth(line: bytes) -> int:
         elif c in (0x7D, 0x5D):
             depth -= 1
     return deepest
-
-
-def _signals(raw: Any) -> list[dict[str, Any]]:
-    """The HELLO answer's signal list as the host uses it: entries with a string name, a string
-    unit and a positive finite max_rate_hz (when given); anything else is dropped."""
-    out: list[dict[str, Any]] = []
-    for entry in raw if isinstance(raw, list) else []:
-        name = entry.get("name") if isinstance(entry, dict) else None
-        if not isinstance(name, str) or not name or len(name) > 100:
-            continue
-        clean: dict[str, Any] = {"name": name, "unit": str(entry.get("unit", ""))[:16]}
-        rate = _finite(entry.get("max_rate_hz")) if "max_rate_hz" in entry else math.nan
-        if rate > 0:
-            clean["max_rate_hz"] = rate if rate != int(rate) else int(rate)
-        out.append(clean)
-    return out
-
-
-def _finite(v: Any) -> float:
-    """A sample value as a float; NaN for null, non-finite or out-of-range numbers."""
-    try:
-        f = float(v)
-    except (TypeError, ValueError, OverflowError):
-        return math.nan
-    return f if math.isfinite(f) else math.nan
-
-
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def as_count(x: Any) -> int | None:
-    """A non-negative integer field of a device answer, or None when it is anything else."""
-    if isinstance(x, bool):
-        return None
-    if isinstance(x, float) and math.isfinite(x) and x == int(x):
-        x = int(x)
-    if not isinstance(x, int) or not 0 <= x <= 2**53:
-        return None
-    return x
-
-
-class _StreamCheck:
-    """Believes a sample line only when it fits the stream asked for: the signal, a sequence
-    number inside the count and not behind, a device time that agrees with the sequence number
-    at the rate asked (a bit-flipped n or t breaks the agreement), and a first sample that is not
-    from further in the stream than the time since STREAM allows."""
-
-    def __init__(self, signal: str, rate_hz: float, count: int, started: float) -> None:
-        self.signal, self.count, self.started = signal, count, started
-        self.period_ms = 1000.0 / rate_hz
-        self.first: tuple[int, float] | None = None
-
-    def accept(self, obj: dict[str, Any], expect: int) -> tuple[int, int, float] | None:
-        """(n, t, value) of a believable sample at or after `expect`, else None."""
-        n, t, v = obj.get("n"), obj.get("t"), obj.get("v")
-        n, t = as_count(n), as_count(t)
-        if obj.get("s") != self.signal or n is None or t is None:
-            return None
-        if not expect <= n < self.count or not (v is None or _is_number(v)):
-            return None
-        if self.first is None:
-            elapsed_ms = (time.monotonic() - self.started) * 1000.0
-            if n * self.period_ms > elapsed_ms + 250.0 + 2 * self.period_ms:
-                return None  # from further in the stream than the clock allows
-            self.first = (n, t)
-        else:
-            n0, t0 = self.first
-            want = (n - n0) * self.period_ms
-            slack = max(2.0, 0.25 * self.period_ms) + 0.001 * want
-            if abs((t - t0) - want) > slack:
-                return None
-        return n, t, _finite(v)
-
-
-_bench_lock = threading.Lock()
-_benched: dict[str, list] = {}  # port -> [failures, until, reason]
-
-
-def bench(port: str, reason: str, *, now: bool = False) -> None:
-    """Count a failure of `port`; after BENCH_AFTER in a row (or at once with `now`) it is
-    benched for BENCH_S seconds, so later calls fail at once instead of costing their timeout."""
-    with _bench_lock:
-        h = _benched.setdefault(port, [0, 0.0, ""])
-        h[0] += 1
-        h[2] = reason
-        if now or h[0] >= BENCH_AFTER:
-            h[1] = time.monotonic() + BENCH_S
-
-
-def unbench(port: str | None = None) -> None:
-    """Forget a port's failures (a good handshake), or every port's (None)."""
-    with _bench_lock:
-        if port is None:
-            _benched.clear()
-        else:
-            _benched.pop(port, None)
-
-
-def bench_left(port: str) -> tuple[float, str]:
-    """(seconds `port` stays benched, why); (0, "") when it may be opened."""
-    with _bench_lock:
-        h = _benched.get(port)
-        if not h:
-            return 0.0, ""
-        return max(0.0, h[1] - time.monotonic()), h[2]
 
 
 def hello_on(port: str, timeout: float = 1.0) -> dict[str, Any]:

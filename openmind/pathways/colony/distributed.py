@@ -23,7 +23,7 @@ import pickle
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from openmind.errors import OpenmindError, PathwayUnavailable
-from openmind.pathways.ternary.fit import FitOutcome, Replicas, fit
+from openmind.pathways.ternary.fit import FitJob, FitOutcome, Replicas, fit
 
 ENV_TIMEOUT = "OPENMIND_DIST_TIMEOUT"
 DEFAULT_TIMEOUT_S = 300.0  # a collective that waits longer than this ends the run
@@ -102,19 +102,16 @@ def _env(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def fit_local(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any], *,
-              workers: int, backend: str = "gloo", mean: np.ndarray, inv_std: np.ndarray,
-              device: str = "cpu", budget: float | None = None, init: Any = None,
-              progress: bool = True, desc: str = "train", prior: Any = None) -> FitOutcome:
-    """`fit` over `workers` local processes with DDP; the same arguments and result as `fit`.
+def fit_local(X: np.ndarray, y_idx: np.ndarray, job: FitJob, *, workers: int,
+              backend: str = "gloo") -> FitOutcome:
+    """`fit` over `workers` local processes with DDP; the same job and result as `fit`.
 
     A worker that dies (killed, out of memory, an error) stops the run: the others are stopped
     and PathwayUnavailable says which worker died and how, so the executor can fall back.
     """
     if workers < 2:
-        return fit(X, y_idx, n_classes, cfg, mean=mean, inv_std=inv_std, device=device,
-                   budget=budget, init=init, progress=progress, desc=desc, prior=prior)
-    if backend == "nccl" and device.startswith("cuda") and torch.cuda.device_count() < workers:
+        return fit(X, y_idx, job)
+    if backend == "nccl" and job.device.startswith("cuda") and torch.cuda.device_count() < workers:
         raise PathwayUnavailable(f"NCCL needs one GPU per process: {workers} processes, "
                                  f"{torch.cuda.device_count()} GPUs visible")
     start = time.perf_counter()
@@ -123,19 +120,19 @@ def fit_local(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, A
         folder = Path(tmp)
         np.save(folder / "X.npy", np.ascontiguousarray(X))
         np.save(folder / "y.npy", np.ascontiguousarray(y_idx))
-        job = {"n_classes": n_classes, "cfg": cfg, "mean": mean, "inv_std": inv_std,
-               "device": device, "backend": backend, "budget": budget, "init": init, "prior": prior,
-               "threads": max(1, cores // workers), "timeout": timeout_s(), "desc": desc}
-        (folder / "job.pkl").write_bytes(pickle.dumps(job))
+        threads = max(1, cores // workers)
+        (folder / "job.pkl").write_bytes(pickle.dumps({
+            "fit": replace(job, progress=False), "backend": backend, "threads": threads,
+            "timeout": timeout_s()}))
         method = start_method()
         ctx = mp.get_context(method)
         procs = [ctx.Process(target=_worker, args=(rank, workers, str(folder)), daemon=True,
                              name=f"openmind-ddp-{rank}") for rank in range(workers)]
         with _env(GLOO_SOCKET_IFNAME=os.environ.get("GLOO_SOCKET_IFNAME", "lo"),
-                  OMP_NUM_THREADS=str(job["threads"])):
+                  OMP_NUM_THREADS=str(threads)):
             for p in procs:
                 p.start()
-        _watch(procs, folder, budget)
+        _watch(procs, folder, job.budget)
         result = pickle.loads((folder / "result.pkl").read_bytes())
     net = result.pop("net").eval()
     out = FitOutcome(net, **{k: v for k, v in result.items() if k in FitOutcome.__dataclass_fields__})
@@ -202,7 +199,8 @@ def _worker(rank: int, world: int, folder: str) -> None:
     try:
         job = pickle.loads((path / "job.pkl").read_bytes())
         torch.set_num_threads(job["threads"])
-        device = job["device"]
+        work: FitJob = job["fit"]
+        device = work.device
         if job["backend"] == "nccl":
             device = f"cuda:{rank}"
             torch.cuda.set_device(rank)
@@ -214,10 +212,8 @@ def _worker(rank: int, world: int, folder: str) -> None:
         try:
             X = np.load(path / "X.npy", mmap_mode="r")
             y = np.load(path / "y.npy")
-            out = fit(np.asarray(X), y, job["n_classes"], job["cfg"], mean=job["mean"],
-                      inv_std=job["inv_std"], device=device, budget=job["budget"],
-                      init=job["init"], progress=False, desc=job["desc"], prior=job["prior"],
-                      replicas=_replicas(rank, world, device))
+            out = fit(np.asarray(X), y, replace(work, device=device),
+                      _replicas(rank, world, device))
             if rank == 0:
                 result = _outcome_dict(out)
                 result["rendezvous_seconds"] = round(rendezvous, 4)
@@ -282,10 +278,9 @@ class Joined:
                 if len(X) != msg["rows"]:
                     raise OpenmindError(f"rank {self.rank} has {len(X)} rows, rank 0 has "
                                         f"{msg['rows']}: under torchrun every rank passes the same data")
-                fit(X, msg["y_idx"], msg["n_classes"], msg["cfg"], mean=msg["mean"],
-                    inv_std=msg["inv_std"], device=self.device(msg["device"]),
-                    budget=msg["budget"], init=msg["init"], progress=False, prior=msg["prior"],
-                    replicas=_replicas(self.rank, self.world, self.device(msg["device"])))
+                dev = self.device(msg["job"].device)
+                fit(X, msg["y_idx"], replace(msg["job"], device=dev, progress=False),
+                    _replicas(self.rank, self.world, dev))
             elif msg["do"] == "done":
                 return msg["arrays"], msg["meta"]
             else:
@@ -294,18 +289,11 @@ class Joined:
     def device(self, device: str) -> str:
         return f"cuda:{self.local_rank}" if device.startswith("cuda") else "cpu"
 
-    def fit(self, X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any], *,
-            mean: np.ndarray, inv_std: np.ndarray, device: str = "cpu",
-            budget: float | None = None, init: Any = None, progress: bool = True,
-            desc: str = "train", prior: Any = None) -> FitOutcome:
+    def fit(self, X: np.ndarray, y_idx: np.ndarray, job: FitJob) -> FitOutcome:
         """Rank 0's `fit`: send the job to the other ranks, then train its own shard with them."""
-        self.send({"do": "train", "rows": int(len(X)), "y_idx": y_idx, "n_classes": n_classes,
-                   "cfg": cfg, "mean": mean, "inv_std": inv_std, "device": device,
-                   "budget": budget, "init": init, "prior": prior})
-        dev = self.device(device)
-        out = fit(X, y_idx, n_classes, cfg, mean=mean, inv_std=inv_std, device=dev, budget=budget,
-                  init=init, progress=progress, desc=desc, prior=prior,
-                  replicas=_replicas(self.rank, self.world, dev))
+        self.send({"do": "train", "rows": int(len(X)), "y_idx": y_idx, "job": job})
+        dev = self.device(job.device)
+        out = fit(X, y_idx, replace(job, device=dev), _replicas(self.rank, self.world, dev))
         out.colony = {"workers": self.world, "backend": dist.get_backend(), "rendezvous": "torchrun"}
         return out
 
@@ -322,7 +310,7 @@ def joined() -> Joined | None:
     return Joined(rank, world, int(os.environ.get("LOCAL_RANK", rank)))
 
 
-def trainer(params: dict[str, Any]) -> Callable[..., FitOutcome]:
+def trainer(params: dict[str, Any]) -> Callable[[np.ndarray, np.ndarray, FitJob], FitOutcome]:
     """The `fit`-shaped trainer a route's candidate asks for: joined torchrun ranks or N local
     processes."""
     group = joined()
@@ -331,7 +319,7 @@ def trainer(params: dict[str, Any]) -> Callable[..., FitOutcome]:
         return group.fit
     workers, backend = int(params.get("workers", 1)), params.get("backend", "gloo")
 
-    def run(*args: Any, **kwargs: Any) -> FitOutcome:
-        return fit_local(*args, workers=workers, backend=backend, **kwargs)
+    def run(X: np.ndarray, y_idx: np.ndarray, job: FitJob) -> FitOutcome:
+        return fit_local(X, y_idx, job, workers=workers, backend=backend)
 
     return run

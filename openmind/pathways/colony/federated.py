@@ -3,7 +3,7 @@
 Each client trains the ternary model on its own rows for a few local epochs (`fit`, the same
 torch loop as a full train) and sends its update, the change of the latent weights since the
 round's global model, coded as trits plus one scale per output row (the TWN rule of
-`ternary.fit.ternarize`), 1.6 bits per weight; biases and scales go as float16. What the coding
+`ternary.net.ternarize`), 1.6 bits per weight; biases and scales go as float16. What the coding
 loses is kept by the client and added to its next update (error feedback), so nothing is lost for
 good. The server decodes every update and averages them weighted by each client's rows (FedAvg)
 into the global fp32 latent weights, evaluates the ternary model on its own rows after each
@@ -17,24 +17,19 @@ with a slice of the data, or other machines joining with `openmind colony join H
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
-import socket
 import struct
-import tempfile
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from openmind.errors import BadInput, PathwayUnavailable
-from openmind.pathways.ternary.fit import build_net, export, fit, linears, ternarize
+from openmind.pathways.ternary.fit import FitJob, fit
+from openmind.pathways.ternary.net import build_net, export, linears, ternarize
 from openmind.pathways.ternary.packed import TernaryModel, decode_classes, encode_classes
 
 TENSOR_TYPE = "openmind.ternary-update.v1"
@@ -222,8 +217,8 @@ def local_update(spec: Spec, weights: list[np.ndarray], X: np.ndarray, y_idx: np
     cfg = {**spec.cfg, "epochs": spec.local_epochs, "val_fraction": 0.0,
            "seed": spec.cfg["seed"] + 1000 * rnd + cid, "patience": spec.local_epochs + 1,
            "lr": spec.round_lr(rnd)}
-    out = fit(X, y_idx, len(spec.classes), cfg, mean=spec.mean, inv_std=spec.inv_std,
-              init=init, progress=False)
+    out = fit(X, y_idx, FitJob(len(spec.classes), cfg, spec.mean, spec.inv_std, init=init,
+                               progress=False))
     new = get_weights(out.net)
     delta = [n - w for n, w in zip(new, weights, strict=True)]
     if residual is not None:
@@ -326,189 +321,4 @@ def slices(y_idx: np.ndarray, clients: int, how: str = "dirichlet", alpha: float
     return [np.sort(p) for p in parts]
 
 
-# --------------------------------------------------------------------------- the server
-
-
-@dataclass
-class Colony:
-    """The outcome of a federated run."""
-
-    weights: list[np.ndarray]          # the global weights of the best round
-    rounds: list[dict[str, Any]] = field(default_factory=list)
-    seconds: float = 0.0
-    best_round: int = 0                # by accuracy on the server's rows (like early stopping)
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def serve(spec: Spec, X_eval: np.ndarray, y_eval_idx: np.ndarray, *, clients: int, rounds: int,
-          listen: str, on_round: Callable[[dict[str, Any]], None] | None = None,
-          local: list[tuple[np.ndarray, np.ndarray]] | None = None,
-          join_timeout: float = 120.0, round_timeout: float = 600.0) -> Colony:
-    """Run `rounds` federated rounds with `clients` clients on a Flower server at `listen`.
-
-    `local`: slices to give to client processes started here (spawned, on 127.0.0.1); without
-    it the server waits up to `join_timeout` for clients on other machines. Raises
-    PathwayUnavailable when too few clients join or no round completes.
-    """
-    fl = flower()
-    from flwr.common import ndarrays_to_parameters
-    from flwr.server.client_manager import SimpleClientManager
-    from flwr.server.superlink.fleet.grpc_bidi.grpc_server import start_grpc_server
-
-    state: dict[str, Any] = {"weights": get_weights(spec.net()), "pending": None,
-                             "best": (-1.0, 0, None), "last": time.perf_counter()}
-    fp32 = fp32_bytes(state["weights"])
-    colony = Colony(state["weights"])
-    spec_json = spec.to_json()
-    t0 = time.perf_counter()
-
-    class TernaryFedAvg(fl.server.strategy.FedAvg):
-        def aggregate_fit(self, server_round: int, results: list, failures: list) -> Any:
-            if not results:
-                state["pending"] = {"round": server_round, "clients": 0, "failures": len(failures)}
-                return None, {}
-            # in client order, not arrival order: the same colony gives the same model
-            results = sorted(results, key=lambda pr: int(pr[1].metrics.get("cid", 0)))
-            total = sum(r.num_examples for _, r in results)
-            avg = [np.zeros_like(w) for w in state["weights"]]
-            sent = 0
-            for _proxy, res in results:
-                if res.parameters.tensor_type != TENSOR_TYPE:
-                    raise BadInput(f"a client sent {res.parameters.tensor_type!r} parameters, "
-                                   f"not ternary updates")
-                share = res.num_examples / total
-                for i, buf in enumerate(res.parameters.tensors):
-                    w = state["weights"][2 * i]
-                    dw, db = decode_layer(buf, w.shape)
-                    avg[2 * i] += share * dw
-                    avg[2 * i + 1] += share * db
-                    sent += len(buf)
-            state["weights"] = [w + d for w, d in zip(state["weights"], avg, strict=True)]
-            state["pending"] = {"round": server_round, "clients": len(results),
-                                "failures": len(failures), "rows": int(total),
-                                "bytes_sent": int(sent), "fp32_bytes": int(fp32 * len(results)),
-                                "bytes_received": int(fp32 * len(results))}
-            return ndarrays_to_parameters(state["weights"]), {}
-
-    def evaluate(server_round: int, weights: list[np.ndarray], config: dict) -> Any:
-        if server_round == 0 or state["pending"] is None:
-            return None
-        model = model_of(spec, state["weights"], name=None, info={})
-        acc = float(np.mean(model.predict_index(X_eval) == y_eval_idx)) if len(X_eval) else None
-        now = time.perf_counter()
-        row = {**state["pending"], "rounds": rounds, "accuracy": acc,
-               "seconds": round(now - state["last"], 3), "elapsed": round(now - t0, 3)}
-        state["last"] = now
-        state["pending"] = None
-        colony.rounds.append(row)
-        if acc is not None and acc >= state["best"][0]:
-            state["best"] = (acc, server_round, state["weights"])
-        if on_round is not None:
-            on_round(row)
-        return 0.0, {"accuracy": acc or 0.0}
-
-    strategy = TernaryFedAvg(
-        fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=clients, min_evaluate_clients=0,
-        min_available_clients=clients, evaluate_fn=evaluate,
-        initial_parameters=ndarrays_to_parameters(state["weights"]),
-        on_fit_config_fn=lambda rnd: {"round": rnd, "spec": spec_json})
-    manager = _bounded_manager(SimpleClientManager, join_timeout)
-    server = fl.server.Server(client_manager=manager, strategy=strategy)
-    procs: list[Any] = []
-    grpc_server = start_grpc_server(client_manager=manager, server_address=listen)
-    try:
-        with tempfile.TemporaryDirectory(prefix="openmind-colony-") as tmp:
-            if local:
-                procs = _start_clients(local, listen, Path(tmp))
-            _wait_clients(manager, clients, join_timeout, procs, Path(tmp), listen)
-            state["last"] = time.perf_counter()  # a round's seconds start once the clients are in
-            server.fit(num_rounds=rounds, timeout=round_timeout)
-            server.disconnect_all_clients(timeout=round_timeout)
-            for p in procs:
-                with contextlib.suppress(Exception):
-                    p.wait(timeout=10)
-            _stop_all(procs)
-    finally:
-        grpc_server.stop(grace=1)
-        _stop_all(procs)
-    _acc, colony.best_round, best = state["best"]
-    colony.weights = best if best is not None else state["weights"]
-    colony.seconds = time.perf_counter() - t0
-    if not any(r.get("clients") for r in colony.rounds):
-        raise PathwayUnavailable(f"no federated round completed ({len(colony.rounds)} of {rounds} "
-                                 f"rounds had no client result)")
-    return colony
-
-
-def _bounded_manager(base: type, timeout: float) -> Any:
-    """Flower's SimpleClientManager, but a wait for clients lasts `timeout` seconds, not a day,
-    so a client that died ends its rounds quickly instead of hanging the run."""
-    limit = max(1, int(timeout))
-
-    class Bounded(base):  # type: ignore[misc, valid-type]
-        def wait_for(self, num_clients: int, timeout: int = 86400) -> bool:
-            return super().wait_for(num_clients, timeout=min(timeout, limit))
-
-    return Bounded()
-
-
-def _start_clients(local: list[tuple[np.ndarray, np.ndarray]], listen: str, folder: Path) -> list:
-    """One Python process per slice, started with `python -c` on `_client_process`: no fork
-    (gRPC does not survive it) and no re-import of the caller's `__main__` (spawn would run a
-    script without a main guard again)."""
-    import subprocess
-    import sys
-
-    host, _, port = listen.rpartition(":")
-    address = f"{'127.0.0.1' if host in ('', '0.0.0.0', '[::]') else host}:{port}"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FLWR_TELEMETRY_ENABLED": "0",
-           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    procs = []
-    for cid, (X, y) in enumerate(local):
-        path = folder / f"client-{cid}.npz"
-        np.savez(path, X=X, y=y)
-        code = ("from openmind.pathways.colony.federated import _client_process; "
-                f"_client_process({address!r}, {str(path)!r}, {cid})")
-        log = open(folder / f"client-{cid}.log", "wb")  # noqa: SIM115 (closed with the folder)
-        procs.append(subprocess.Popen([sys.executable, "-c", code], env=env, stdout=log,
-                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
-    return procs
-
-
-def _wait_clients(manager: Any, clients: int, timeout: float, procs: list, folder: Path,
-                  listen: str) -> None:
-    """Wait until `clients` clients joined; a local client that exits ends the wait at once."""
-    deadline = time.perf_counter() + timeout
-    while not manager.wait_for(clients, timeout=1):
-        dead = [(i, p.poll()) for i, p in enumerate(procs) if p.poll() is not None]
-        if dead or time.perf_counter() > deadline:
-            detail = ""
-            if dead:
-                i, code = dead[0]
-                tail = (folder / f"client-{i}.log").read_text(errors="replace").strip()[-600:]
-                detail = f"; client {i} exited with code {code}: {tail}"
-            raise PathwayUnavailable(
-                f"only {manager.num_available()} of {clients} clients joined the colony at "
-                f"{listen} within {timeout:.0f}s{detail}"
-                + ("" if procs else f"; start them with: openmind colony join {listen} --data FILE"))
-
-
-def _stop_all(procs: list) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=5)
-        except Exception:
-            p.kill()
-            p.wait(timeout=5)
-
-
-__all__ = ["Colony", "Spec", "decode_layer", "encode_layer", "fp32_bytes", "free_port", "join",
-           "make_client", "serve", "slices"]
+__all__ = ["Spec", "decode_layer", "encode_layer", "fp32_bytes", "join", "make_client", "slices"]

@@ -1,9 +1,9 @@
-"""Training ternary MLPs in torch (TWN weights, straight-through estimator), and exporting them.
+"""Training ternary MLPs in torch: the config, the data split, and the training loop.
 
-Each layer keeps latent float32 weights; the forward pass uses their ternary form t * alpha with
-t = sign(w) * [|w| > 0.7 mean|w|] and alpha = mean |w| over the kept weights (per layer or per
-output row), and the gradient flows straight through to the latent weights. The exported
-`TernaryModel` holds the trits, alphas and biases, and predicts with the packed arithmetic.
+The network itself (TWN layers, straight-through estimator, export to a `TernaryModel`) is in
+`net.py`; what a config costs in seconds or device bytes is in `estimate.py`. `FitJob` is one
+run's settings besides the rows: the train intent builds it once and every trainer (this process,
+N local processes, torchrun ranks) takes it whole.
 
 CUDA when the plan says so and torch sees a device, else CPU; a time budget is checked per batch;
 seeds make runs reproducible; a tqdm.auto bar shows progress (a widget in notebooks).
@@ -12,9 +12,8 @@ seeds make runs reproducible; a tqdm.auto bar shows progress (a widget in notebo
 from __future__ import annotations
 
 import copy
-import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,9 +22,9 @@ import torch
 from torch import nn
 
 from openmind.errors import BadInput
-from openmind.pathways.ternary.packed import U16_MAX, Layer, TernaryModel, size_for
-
-THRESHOLD = 0.7  # TWN: delta = 0.7 * mean|W|
+from openmind.pathways.ternary.estimate import note_run, small_net
+from openmind.pathways.ternary.net import TernaryLinear, build_net, evaluate, linears, load_weights
+from openmind.pathways.ternary.packed import U16_MAX, TernaryModel
 
 # The training config (part of the muscle-memory key) and its defaults.
 DEFAULTS: dict[str, Any] = {
@@ -91,184 +90,7 @@ def resolve_config(options: dict[str, Any]) -> dict[str, Any]:
     return cfg
 
 
-def estimate_seconds(rows: int, n_features: int, n_classes: int, cfg: dict[str, Any],
-                     device: str = "cpu") -> float:
-    """Seconds a full train of `cfg` on `rows` rows takes on this machine, from measured
-    throughput: the architecture's step time is timed once (a few real batches, remembered in
-    muscle memory per architecture) and corrected by what real runs of it took. Times are the
-    training thread's CPU time, so a neighbour's load while measuring does not skew them."""
-    from openmind.memory.throughput import recall, remember
-
-    arch = arch_key(n_features, cfg, n_classes, device)
-    t = recall(arch)
-    if t is None or not {"per_batch", "per_eval_row", "copy_s"} <= set(t):
-        t = measure_throughput(n_features, n_classes, cfg, device)
-        remember(arch, **t)
-    per_epoch = _epoch_seconds(rows, cfg, t)
-    return float(cfg["epochs"] * per_epoch * float(t.get("factor", 1.0)))
-
-
-def arch_key(n_features: int, cfg: dict[str, Any], n_classes: int, device: str = "cpu") -> str:
-    threads = 1 if device == "cpu" and _small(n_features, cfg, n_classes) else torch.get_num_threads()
-    widths = "-".join(str(w) for w in [n_features, *cfg["hidden"], n_classes])
-    return f"{device}:{widths}:b{cfg['batch_size']}:{cfg['scale']}:t{threads}"
-
-
-def _epoch_seconds(rows: int, cfg: dict[str, Any], t: dict[str, float]) -> float:
-    n_val = int(round(rows * cfg["val_fraction"])) if rows > 1 else 0
-    n_tr = max(1, rows - n_val)
-    batches = math.ceil(n_tr / cfg["batch_size"])
-    return batches * t["per_batch"] + (n_val or n_tr) * t["per_eval_row"] + t["copy_s"]
-
-
-def measure_throughput(n_features: int, n_classes: int, cfg: dict[str, Any],
-                       device: str = "cpu", seconds: float = 0.15) -> dict[str, float]:
-    """Time real training steps of this architecture on random data (about `seconds`): one
-    batch's step, one row's evaluation, one copy of the weights."""
-    threads = torch.get_num_threads()
-    if device == "cpu" and _small(n_features, cfg, n_classes):
-        torch.set_num_threads(1)
-    try:
-        gen = torch.Generator().manual_seed(0)
-        net = build_net(n_features, cfg["hidden"], n_classes, scale=cfg["scale"]).to(device)
-        opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"])
-        bs = cfg["batch_size"]
-        X = torch.randn(bs, n_features, generator=gen).to(device)
-        y = torch.randint(0, n_classes, (bs,), generator=gen).to(device)
-        times: list[float] = []
-        for i in range(1000):
-            t0 = time.thread_time()
-            loss = nn.functional.cross_entropy(net(X), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss.item()
-            if i >= 2:  # the first steps warm up allocators and kernels
-                times.append(time.thread_time() - t0)
-                if sum(times) >= seconds and len(times) >= 5:
-                    break
-        net.eval()
-        Xe = torch.randn(max(bs, 256), n_features, generator=gen).to(device)
-        ye = torch.randint(0, n_classes, (len(Xe),), generator=gen).to(device)
-        t0 = time.thread_time()
-        for _ in range(3):
-            _evaluate(net, Xe, ye)
-        per_eval_row = (time.thread_time() - t0) / (3 * len(Xe))
-        t0 = time.thread_time()
-        copy.deepcopy(net.state_dict())
-        copy_s = time.thread_time() - t0
-    finally:
-        torch.set_num_threads(threads)
-    # the median step: a neighbour's burst on a shared machine does not skew the estimate
-    return {"per_batch": float(np.median(times)), "per_eval_row": per_eval_row, "copy_s": copy_s,
-            "factor": 1.0}
-
-
-def note_run(rows: int, n_features: int, n_classes: int, cfg: dict[str, Any], device: str,
-             epochs: int, seconds: float) -> None:
-    """Correct this architecture's estimate by what a real run took (time the epochs run,
-    extrapolate): the ratio of measured to predicted epoch time, averaged over runs."""
-    from openmind.memory.throughput import recall, remember
-
-    arch = arch_key(n_features, cfg, n_classes, device)
-    t = recall(arch)
-    if t is None or epochs < 2 or not {"per_batch", "per_eval_row", "copy_s"} <= set(t):
-        return
-    predicted = _epoch_seconds(rows, cfg, t)
-    if predicted <= 0:
-        return
-    ratio = min(max(seconds / epochs / predicted, 0.05), 20.0)
-    old = float(t.get("factor", 1.0))
-    runs = int(t.get("runs", 0))
-    remember(arch, factor=ratio if runs == 0 else 0.5 * old + 0.5 * ratio, runs=runs + 1)
-
-
-def fits(widths: Sequence[int], per_row: bool, limits: dict[str, int]) -> str | None:
-    """None when an architecture fits a device's limits (a v2 HELLO's "limits"), else why not."""
-    size = size_for(widths, per_row)
-    why = []
-    if size > limits["model_max"]:
-        why.append(f"packs to {size} bytes, over the device's {limits['model_max']}")
-    if max(widths) > limits["max_width"]:
-        why.append(f"a layer {max(widths)} wide, over the device's {limits['max_width']}")
-    if len(widths) - 1 > limits["max_layers"]:
-        why.append(f"{len(widths) - 1} layers, over the device's {limits['max_layers']}")
-    return "; ".join(why) or None
-
-
-def fit_hidden(n_in: int, n_out: int, hidden: Sequence[int], per_row: bool,
-               limits: dict[str, int]) -> list[int] | None:
-    """The widest hidden layers of the same shape (depth capped by the device, widths scaled down
-    together) whose packed model fits `limits`; None when even width 1 cannot (too many inputs
-    or classes for the device)."""
-    hidden = list(hidden)[:max(0, limits["max_layers"] - 1)]
-    if not hidden:
-        return [] if fits([n_in, n_out], per_row, limits) is None else None
-    top = max(hidden)
-
-    def shaped(t: int) -> list[int]:
-        return [max(1, min(limits["max_width"], h * t // top)) for h in hidden]
-
-    lo, hi = 0, top  # largest t whose architecture fits (size grows with t)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if fits([n_in, *shaped(mid), n_out], per_row, limits) is None:
-            lo = mid
-        else:
-            hi = mid - 1
-    if lo == 0:
-        return None
-    return shaped(lo)
-
-
-# --------------------------------------------------------------------------- the network
-
-
-def ternarize(w: torch.Tensor, per_row: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """TWN: trits t and scale alpha ([out, 1] per row, [1, 1] per layer) of weights w [out, in]."""
-    a = w.abs()
-    delta = THRESHOLD * (a.mean(dim=1, keepdim=True) if per_row else a.mean().reshape(1, 1))
-    mask = (a > delta).to(w.dtype)
-    t = torch.sign(w) * mask
-    if per_row:
-        alpha = (a * mask).sum(dim=1, keepdim=True) / mask.sum(dim=1, keepdim=True).clamp_min(1)
-    else:
-        alpha = ((a * mask).sum() / mask.sum().clamp_min(1)).reshape(1, 1)
-    return t, alpha
-
-
-class TernaryLinear(nn.Linear):
-    """A linear layer computing with ternary weights (STE to latent fp32), or plain fp32."""
-
-    def __init__(self, n_in: int, n_out: int, quantize: bool = True, per_row: bool = False) -> None:
-        super().__init__(n_in, n_out)
-        self.quantize = quantize
-        self.per_row = per_row
-
-    def effective_weight(self) -> torch.Tensor:
-        if not self.quantize:
-            return self.weight
-        with torch.no_grad():
-            t, alpha = ternarize(self.weight, self.per_row)
-        return self.weight + (t * alpha - self.weight).detach()  # straight-through
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nn.functional.linear(x, self.effective_weight(), self.bias)
-
-
-def build_net(n_in: int, hidden: Sequence[int], n_out: int, *, quantize: bool = True,
-              scale: str = "layer") -> nn.Sequential:
-    widths = [n_in, *hidden, n_out]
-    mods: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(widths, widths[1:], strict=False)):
-        mods.append(TernaryLinear(a, b, quantize, scale == "row"))
-        if i < len(widths) - 2:
-            mods.append(nn.ReLU())
-    return nn.Sequential(*mods)
-
-
-def linears(net: nn.Sequential) -> list[TernaryLinear]:
-    return [m for m in net if isinstance(m, TernaryLinear)]
+# --------------------------------------------------------------------------- data
 
 
 def pick_device(requested: str | None, cuda_available: bool | None = None) -> tuple[str, str | None]:
@@ -356,115 +178,145 @@ class Replicas:
         return flag if self.vote is None else self.vote(flag)
 
 
-def _evaluate(net: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    with torch.no_grad():
-        out = net(X)
-        loss = nn.functional.cross_entropy(out, y).item()
-        acc = (out.argmax(dim=1) == y).float().mean().item()
-    return acc, loss
+@dataclass
+class FitJob:
+    """One training run's settings besides the rows (X, class indices): built once by the caller
+    and passed whole to `fit`, `colony.distributed.fit_local` or a torchrun group's `Joined.fit`.
+
+    `init` starts from a model's weights (fine-tune); `prior` (an evolve.AncestralPrior)
+    initialises the weights when `init` is not given; `budget` is seconds, checked every batch.
+    """
+
+    n_classes: int
+    cfg: dict[str, Any]
+    mean: np.ndarray
+    inv_std: np.ndarray
+    device: str = "cpu"
+    budget: float | None = None
+    init: TernaryModel | None = None
+    quantize: bool = True
+    progress: bool = True
+    desc: str = "train"
+    prior: Any = None
 
 
-def fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any], *,
-        mean: np.ndarray, inv_std: np.ndarray, device: str = "cpu", budget: float | None = None,
-        init: TernaryModel | None = None, quantize: bool = True, progress: bool = True,
-        desc: str = "train", prior: Any = None, replicas: Replicas | None = None) -> FitOutcome:
-    """Train on (X, class indices). `init` starts from a model's weights (fine-tune).
+def fit(X: np.ndarray, y_idx: np.ndarray, job: FitJob,
+        replicas: Replicas | None = None) -> FitOutcome:
+    """Train on (X, class indices) as `job` says.
 
     Stops at `epochs`, after `patience` epochs without a better validation score, or when
     `budget` seconds are used up (checked every batch); the best validation state is kept.
-    `prior` (an evolve.AncestralPrior) initialises the weights when `init` is not given; with
-    cfg["growth"], a plateau of `growth_patience` epochs triggers an extinction (evolve.py).
+    With cfg["growth"], a plateau of `growth_patience` epochs triggers an extinction (evolve.py).
     Ctrl-C or an error mid-run propagates with the run so far (best weights loaded) as the
     exception's `fit_outcome`, so the caller can keep it as a partial model.
     `replicas`: this process's share of a data-parallel run (default: one process).
     """
     start = time.perf_counter()
     cpu_start = time.thread_time()
-    deadline = None if budget is None else start + budget
+    deadline = None if job.budget is None else start + job.budget
     threads = torch.get_num_threads()
-    if device == "cpu" and _small(X.shape[1], cfg, n_classes):
+    if job.device == "cpu" and small_net(X.shape[1], job.cfg, job.n_classes):
         torch.set_num_threads(1)
     try:
-        out = _fit(X, y_idx, n_classes, cfg, mean, inv_std, device, deadline, init, quantize,
-                   progress, desc, start, prior, replicas or Replicas())
+        out = _fit(X, y_idx, job, start, deadline, replicas or Replicas())
     finally:
         torch.set_num_threads(threads)
     out.cpu_seconds = time.thread_time() - cpu_start
     try:  # remember how long this architecture really takes here
-        note_run(len(X), X.shape[1], n_classes, cfg, device, out.epochs, out.cpu_seconds)
+        note_run(len(X), X.shape[1], job.n_classes, job.cfg, job.device, out.epochs,
+                 out.cpu_seconds)
     except Exception:  # noqa: BLE001 - an estimate's bookkeeping never costs the model
         pass
     return out
 
 
-# Below this many multiply-adds per batch one CPU thread beats several (thread hand-off costs
-# more than the matmuls; measured 4x slower with 2 threads on a shared 2-core machine).
-SMALL_BATCH_MACS = 5e7
-
-
-def _small(n_in: int, cfg: dict[str, Any], n_out: int) -> bool:
-    widths = [n_in, *cfg["hidden"], n_out]
-    macs = sum(a * b for a, b in zip(widths, widths[1:], strict=False))
-    return macs * cfg["batch_size"] < SMALL_BATCH_MACS
-
-
-def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
-         mean: np.ndarray, inv_std: np.ndarray, device: str, deadline: float | None,
-         init: TernaryModel | None, quantize: bool, progress: bool, desc: str,
-         start: float, prior: Any = None, rep: Replicas | None = None) -> FitOutcome:
-    from tqdm.auto import tqdm
-
-    torch.manual_seed(cfg["seed"])
-    gen = torch.Generator().manual_seed(cfg["seed"])
+def _start_net(n_in: int, job: FitJob) -> tuple[nn.Sequential, dict[str, Any]]:
+    """The net to train (the init model's weights, a sample of the ancestral prior, or torch's
+    default initialisation) on the job's device, and what it inherited from whom."""
+    cfg = job.cfg
     hidden = cfg["hidden"]
-    if init is not None and cfg["growth"]:  # a grown ancestor keeps the widths it grew to
-        hidden = [a.shape[0] for a in init.layers[:-1]]
-    net = build_net(X.shape[1], hidden, n_classes, quantize=quantize, scale=cfg["scale"])
+    if job.init is not None and cfg["growth"]:  # a grown ancestor keeps the widths it grew to
+        hidden = [a.shape[0] for a in job.init.layers[:-1]]
+    net = build_net(n_in, hidden, job.n_classes, quantize=job.quantize, scale=cfg["scale"])
     inherited: dict[str, Any] = {}
-    if init is not None:
-        load_weights(net, init)
-    elif prior is not None:
+    if job.init is not None:
+        load_weights(net, job.init)
+    elif job.prior is not None:
         from openmind.pathways.ternary.evolve import sample_into
 
-        inherited = {"ancestors": prior.ancestors, **sample_into(linears(net), prior, cfg["seed"])}
-    net.to(device)
-    Xs = ((X.astype(np.float32) - mean) * inv_std).astype(np.float32)
-    tr, va = split_indices(y_idx, cfg["val_fraction"], cfg["seed"])
+        inherited = {"ancestors": job.prior.ancestors,
+                     **sample_into(linears(net), job.prior, cfg["seed"])}
+    return net.to(job.device), inherited
+
+
+Rows = tuple[torch.Tensor, torch.Tensor]
+
+
+def _tensors(X: np.ndarray, y_idx: np.ndarray, job: FitJob) -> tuple[Rows, Rows, bool]:
+    """Standardised (train, validation) rows on the job's device, and whether rows were held out
+    (without them the training rows validate)."""
+    Xs = ((X.astype(np.float32) - job.mean) * job.inv_std).astype(np.float32)
+    tr, va = split_indices(y_idx, job.cfg["val_fraction"], job.cfg["seed"])
     held_out = len(va) > 0
-    if not held_out:
-        va = tr
-    Xt = torch.from_numpy(Xs[tr]).to(device)
-    yt = torch.from_numpy(y_idx[tr].astype(np.int64)).to(device)
-    Xv = torch.from_numpy(Xs[va]).to(device)
-    yv = torch.from_numpy(y_idx[va].astype(np.int64)).to(device)
-    rep = rep or Replicas()
+
+    def on_device(rows: np.ndarray) -> Rows:
+        return (torch.from_numpy(Xs[rows]).to(job.device),
+                torch.from_numpy(y_idx[rows].astype(np.int64)).to(job.device))
+
+    return on_device(tr), on_device(va if held_out else tr), held_out
+
+
+def _optimizer(net: nn.Module, cfg: dict[str, Any], lr: float, epochs: int) -> tuple[Any, Any]:
+    """Adam with a cosine-annealed learning rate over `epochs`."""
+    opt = torch.optim.Adam(net.parameters(), lr=lr, weight_decay=cfg["weight_decay"])
+    return opt, torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
+
+
+def _epoch(model: nn.Module, opt: Any, train: Rows, order: torch.Tensor, rep: Replicas,
+           batch_size: int, deadline: float | None) -> tuple[float, int, bool]:
+    """One pass over the shuffled training rows: (summed loss, rows seen, budget used up)."""
+    Xt, yt = train
+    total, seen = 0.0, 0
+    for s in range(0, len(Xt), batch_size):
+        idx = order[s:s + batch_size]
+        loss = rep.loss(model, Xt, yt, idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
+        seen += len(idx)
+        if deadline is not None and rep.any(time.perf_counter() > deadline):
+            return total, seen, True
+    return total, seen, False
+
+
+def _fit(X: np.ndarray, y_idx: np.ndarray, job: FitJob, start: float, deadline: float | None,
+         rep: Replicas) -> FitOutcome:
+    from tqdm.auto import tqdm
+
+    cfg = job.cfg
+    torch.manual_seed(cfg["seed"])
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    net, inherited = _start_net(X.shape[1], job)
+    train, (Xv, yv), held_out = _tensors(X, y_idx, job)
     model = net if rep.wrap is None else rep.wrap(net)
-    opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg["epochs"])
-    out = FitOutcome(net, device=device, held_out=held_out, inherited=inherited)
+    opt, sched = _optimizer(net, cfg, cfg["lr"], cfg["epochs"])
+    out = FitOutcome(net, device=job.device, held_out=held_out, inherited=inherited)
     best: tuple[float, float] | None = None
     best_net: nn.Sequential | None = None
     last_growth = 0
-    bar = tqdm(total=cfg["epochs"], desc=desc, unit="epoch", disable=not progress, leave=False)
+    bar = tqdm(total=cfg["epochs"], desc=job.desc, unit="epoch", disable=not job.progress,
+               leave=False)
     try:
         for epoch in range(1, cfg["epochs"] + 1):
             net.train()
-            order = torch.randperm(len(tr), generator=gen).to(device)
-            total, seen = 0.0, 0
-            for s in range(0, len(tr), cfg["batch_size"]):
-                idx = order[s:s + cfg["batch_size"]]
-                loss = rep.loss(model, Xt, yt, idx)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-                seen += len(idx)
-                if deadline is not None and rep.any(time.perf_counter() > deadline):
-                    out.stopped = "budget"
-                    break
+            order = torch.randperm(len(train[0]), generator=gen).to(job.device)
+            total, seen, spent = _epoch(model, opt, train, order, rep, cfg["batch_size"], deadline)
+            if spent:
+                out.stopped = "budget"
             sched.step()
             net.eval()
-            acc, vloss = _evaluate(net, Xv, yv)
+            acc, vloss = evaluate(net, Xv, yv)
             out.epochs = epoch
             out.history.append({"epoch": epoch, "loss": total / max(seen, 1), "val_accuracy": acc,
                                 "val_loss": vloss})
@@ -483,9 +335,7 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, n_classes: int, cfg: dict[str, Any],
                 last_growth = epoch
                 _grow(net, out, epoch, Xv, yv, cfg)
                 model = net if rep.wrap is None else rep.wrap(net)  # DDP over the new units
-                opt = torch.optim.Adam(net.parameters(), lr=sched.get_last_lr()[0],
-                                       weight_decay=cfg["weight_decay"])
-                sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg["epochs"] - epoch))
+                opt, sched = _optimizer(net, cfg, sched.get_last_lr()[0], cfg["epochs"] - epoch)
         _finish_bar(bar, out, cfg, deadline is not None and out.stopped == "budget", start)
     except BaseException as exc:
         out.stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
@@ -515,7 +365,7 @@ def _grow(net: nn.Sequential, out: FitOutcome, epoch: int, Xv: torch.Tensor, yv:
 
     positions = [i for i, m in enumerate(net) if isinstance(m, TernaryLinear)]
     net.eval()
-    _, before = _evaluate(net, Xv, yv)
+    _, before = evaluate(net, Xv, yv)
     for layer in range(len(positions) - 1):
         mods = [net[i] for i in positions]
         width = mods[layer].weight.shape[0]
@@ -525,7 +375,7 @@ def _grow(net: nn.Sequential, out: FitOutcome, epoch: int, Xv: torch.Tensor, yv:
         out.extinctions.append({"epoch": epoch, "layer": layer, "units_removed": len(die),
                                 "units_born": len(born), "width_before": width,
                                 "width_after": width - len(die) + len(born)})
-    _, after = _evaluate(net, Xv, yv)
+    _, after = evaluate(net, Xv, yv)
     for e in out.extinctions:
         if e["epoch"] == epoch:
             e.update(val_loss_before=round(before, 4), val_loss_after=round(after, 4))
@@ -555,42 +405,3 @@ def _finish_bar(bar: Any, out: FitOutcome, cfg: dict[str, Any], budget: bool, st
         pbar.children[1].max = max(bar.n, 1)
     bar.leave = True
     bar.refresh()
-
-
-def load_weights(net: nn.Sequential, model: TernaryModel) -> None:
-    """Start `net` from a model: its latent weights when stored, else trit x scale (which
-    re-ternarizes to the same trits), and its biases."""
-    layers = linears(net)
-    if [m.weight.shape for m in layers] != [torch.Size(a.shape) for a in model.layers]:
-        from openmind.errors import PathwayUnavailable
-
-        raise PathwayUnavailable("the cached ancestor has another architecture; cannot fine-tune it")
-    latent = model.latent or [a.weights() for a in model.layers]
-    with torch.no_grad():
-        for m, w, a in zip(layers, latent, model.layers, strict=True):
-            m.weight.copy_(torch.from_numpy(np.asarray(w, dtype=np.float32)))
-            m.bias.copy_(torch.from_numpy(a.bias))
-
-
-def export(net: nn.Sequential, mean: np.ndarray, inv_std: np.ndarray, classes: np.ndarray, *,
-           name: str | None, config: dict[str, Any], info: dict[str, Any]) -> TernaryModel:
-    """The trained net as a TernaryModel (trits, alphas, biases + latent weights for fine-tunes)."""
-    mods = linears(net)
-    layers, latent = [], []
-    with torch.no_grad():
-        for i, m in enumerate(mods):
-            t, alpha = ternarize(m.weight.detach().float().cpu(), m.per_row)
-            layers.append(Layer(t.numpy().astype(np.int8), alpha.reshape(-1).numpy().astype(np.float32),
-                                m.bias.detach().float().cpu().numpy().astype(np.float32),
-                                relu=i < len(mods) - 1))
-            latent.append(m.weight.detach().float().cpu().numpy().copy())  # owned, not a view of the net
-    return TernaryModel(layers, mean, inv_std, classes, name=name, config=config, info=info,
-                        latent=latent)
-
-
-def torch_scores(net: nn.Module, X: np.ndarray, mean: np.ndarray, inv_std: np.ndarray) -> np.ndarray:
-    """The net's outputs on X (float32), computed by torch (for checks and the fp32 baseline)."""
-    p = next(net.parameters())
-    Xs = ((X.astype(np.float32) - mean) * inv_std).astype(np.float32)
-    with torch.no_grad():
-        return net.eval()(torch.from_numpy(Xs).to(p.device)).float().cpu().numpy()

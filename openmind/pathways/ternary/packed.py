@@ -13,9 +13,10 @@ Two ways to compute, chosen per call:
 - exact (`scores`, and `exact=True` everywhere): the format's arithmetic bit for bit (ordered
   float32 sums), so the notebook, the packed file and the device agree. It runs in the compiled
   host kernel (`native.py`, omkernel.c) where a C compiler exists, else in the numpy loop
-  `forward`; both give the same bits.
+  `kernel.forward`; both give the same bits.
 
-Training lives in `openmind/fit.py` (torch); this module must not import it.
+The arithmetic is `kernel.py`'s and the input checks `checks.py`'s. Training lives in
+`ternary/fit.py` (torch); this module must not import it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ from typing import Any
 import numpy as np
 
 from openmind.errors import BadInput
+from openmind.pathways.ternary.checks import check_features
+from openmind.pathways.ternary.kernel import Kernels, softmax, standardize
 
 MAGIC = b"OMT1"
 VERSION = 1
@@ -62,221 +65,6 @@ class Layer:
         """The dequantized float32 weights (trit x scale), for speed paths and fine-tuning."""
         s = self.scale.reshape(-1, 1) if self.scale_mode else self.scale.reshape(1, 1)
         return self.trits.astype(np.float32) * s
-
-
-# --------------------------------------------------------------------------- the kernel
-
-
-def standardize(X: np.ndarray, mean: np.ndarray, inv_std: np.ndarray) -> np.ndarray:
-    """Step 1 of the format: x' = (x - mean) * inv_std, each op rounded to float32."""
-    return (X.astype(np.float32, copy=False) - mean) * inv_std
-
-
-def forward(X: np.ndarray, mean: np.ndarray, inv_std: np.ndarray,
-            layers: Sequence[Layer]) -> np.ndarray:
-    """Scores (float32, [rows, outputs]) bit-exact with the C kernel of docs/packed-format.md.
-
-    The accumulation runs over the inputs in ascending order, one float32 add per step, for all
-    rows and outputs at once: adding h*t with t in {-1, 0, +1} equals the C `acc + h` / `acc - h`
-    / skip (x - y is x + (-y) in IEEE 754, and acc, starting at +0.0, never becomes -0.0, so adding
-    a signed zero for t = 0 leaves it unchanged).
-    """
-    return _layers_exact(standardize(X, mean, inv_std), layers)
-
-
-def _layers_exact(h: np.ndarray, layers: Sequence[Layer]) -> np.ndarray:
-    """The numpy loop of `forward` after standardisation (the fallback of the compiled kernel)."""
-    for layer in layers:
-        t = layer.trits.astype(np.float32)  # [out, in]
-        acc = np.zeros((h.shape[0], t.shape[0]), dtype=np.float32)
-        for i in range(t.shape[1]):
-            acc += h[:, i:i + 1] * t[:, i]
-        y = acc * layer.scale + layer.bias
-        if layer.relu:
-            y = np.where(y < 0, np.float32(0), y)
-        h = y
-    return h
-
-
-Folded = list[tuple[np.ndarray, np.ndarray, bool]]
-
-
-def _fold(layers: Sequence[Layer], mean: np.ndarray, inv_std: np.ndarray) -> Folded:
-    """[(weights [in, out], -bias for a ReLU layer's `maximum`, else the bias, relu)] for
-    `Kernels.fast`, computed in float64 and stored as float32. The format puts ReLU on every layer
-    but the last, so the last bias is added, never carried on."""
-    out: Folded = []
-    carry: np.ndarray | None = None  # the bias a ReLU layer left for the next one
-    for i, a in enumerate(layers):
-        w = a.weights().T.astype(np.float64)
-        b = a.bias.astype(np.float64)
-        if i == 0:
-            w = inv_std.astype(np.float64)[:, None] * w
-            b = b - mean.astype(np.float64) @ w
-        if carry is not None:
-            b = b + carry @ w
-        carry = b if a.relu else None
-        out.append((np.ascontiguousarray(w, np.float32), (-b if a.relu else b).astype(np.float32), a.relu))
-    if carry is not None:
-        raise ValueError("the last layer has ReLU: the packed format gives the scores without it")
-    return out
-
-
-class Kernels:
-    """What one model computes with, prepared once: dequantized float32 weights for BLAS, the
-    exact kernel's weight layout, the 2-bit layout of the ternary kernel (each built on first use)."""
-
-    def __init__(self, layers: Sequence[Layer], mean: np.ndarray, inv_std: np.ndarray) -> None:
-        self.layers = list(layers)
-        self.mean, self.inv_std = mean, inv_std
-        self.key = tuple(id(a) for a in self.layers)
-        self._folded: Folded | None = None
-        self._exact: list[tuple[np.ndarray, int, np.ndarray, np.ndarray, bool]] | None = None
-        self._codes: list[np.ndarray] | None = None
-
-    def fast(self, X: np.ndarray) -> np.ndarray:
-        """Raw rows -> scores by BLAS (not bit-exact: BLAS sums in its own order), with weights
-        (trit x scale) cast once and two passes over the data fewer per layer, the algebra
-        done once per model: the standardisation folds into the first layer
-        ((x - m) s @ W = x @ (s W) - (m s) @ W), and a ReLU layer's bias into the next one's
-        (relu(y + b) = max(y, -b) + b, and (g + b) @ W = g @ W + b @ W): one `maximum` a layer
-        instead of an add and a maximum."""
-        if self._folded is None:
-            self._folded = _fold(self.layers, self.mean, self.inv_std)
-        h = X.astype(np.float32, copy=False)
-        for wt, v, relu in self._folded:
-            h = h @ wt
-            if relu:
-                np.maximum(h, v, out=h)
-            else:
-                h += v
-        return h
-
-    def exact(self, h: np.ndarray) -> np.ndarray:
-        """Standardized rows -> scores bit-exact with the device: compiled kernel, else numpy."""
-        from openmind.pathways.ternary import native
-
-        handle = native.lib()
-        if handle is None:
-            return _layers_exact(h, self.layers)
-        if self._exact is None:
-            self._exact = [(native.exact_weights(a.trits), a.shape[0],
-                            np.ascontiguousarray(a.scale, np.float32),
-                            np.ascontiguousarray(a.bias, np.float32), a.relu) for a in self.layers]
-        for wt, out, scale, bias, relu in self._exact:
-            h = native.layer_exact(handle, h, wt, out, scale, bias, relu)
-        return h
-
-    def ternary(self, X: np.ndarray) -> np.ndarray:
-        """Raw rows -> scores by the 2-bit SIMD kernel (int8 activations; approximate).
-        Without a compiler: the BLAS path."""
-        from openmind.pathways.ternary import native
-
-        handle = native.lib()
-        if handle is None:
-            return self.fast(X)
-        h = standardize(X, self.mean, self.inv_std)
-        if self._codes is None:
-            self._codes = [native.ternary_codes(a.trits) for a in self.layers]
-        for codes, a in zip(self._codes, self.layers, strict=True):
-            y = native.ternary_dot(handle, codes, h)
-            y *= a.scale
-            y += a.bias
-            h = np.maximum(y, 0, out=y) if a.relu else y
-        return h
-
-
-def softmax(scores: np.ndarray) -> np.ndarray:
-    z = scores.astype(np.float64)
-    z -= z.max(axis=1, keepdims=True)
-    np.exp(z, out=z)
-    z /= z.sum(axis=1, keepdims=True)
-    return z
-
-
-# --------------------------------------------------------------------------- input checks
-
-
-def check_features(X: Any, n_features: int, what: str = "X") -> np.ndarray:
-    """X as a finite 2-D float array with `n_features` columns, or BadInput saying what is wrong."""
-    arr = as_numeric(X, what)
-    if arr.dtype.kind not in "biuf":
-        raise BadInput(f"{what} must be numeric, got dtype {arr.dtype}; encode text/categories as numbers first")
-    if arr.ndim == 1:
-        if arr.shape[0] != n_features:
-            raise BadInput(f"{what} is one row of {arr.shape[0]} values but the model expects "
-                           f"{n_features} features per row")
-        arr = arr.reshape(1, -1)
-    if arr.ndim > 2:  # images etc.: the model was trained on them flattened
-        arr = arr.reshape(arr.shape[0], -1)
-    if arr.ndim != 2:
-        raise BadInput(f"{what} must be 2-D (rows x features), got shape {arr.shape}")
-    if arr.shape[1] != n_features:
-        raise BadInput(f"{what} has {arr.shape[1]} features per row (shape {arr.shape}) but the "
-                       f"model was trained on {n_features}; pass the same columns in the same order")
-    check_finite(arr, what)
-    return arr
-
-
-def as_numeric(X: Any, what: str = "X") -> np.ndarray:
-    """X as a numeric numpy array (lists, DataFrames and object arrays of numbers are converted)."""
-    try:
-        arr = np.asarray(X)
-        if arr.dtype.kind == "O":
-            arr = arr.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise BadInput(f"{what} must be numeric (an array of numbers): {exc}") from None
-    return arr
-
-
-def check_finite(arr: np.ndarray, what: str = "X") -> None:
-    """BadInput naming the first NaN/inf cell (row, column) and how many there are."""
-    if arr.dtype.kind != "f":
-        return
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        where = np.argwhere(bad)
-        r, c = (int(v) for v in where[0][:2]) if where.shape[1] >= 2 else (int(where[0][0]), 0)
-        kind = "NaN" if np.isnan(arr[tuple(where[0])]) else "an infinite value"
-        more = f" ({len(where) - 1} more bad cells)" if len(where) > 1 else ""
-        raise BadInput(f"{what} has {kind} at row {r}, column {c}{more}; impute or drop those "
-                       f"rows before training or predicting")
-
-
-def as_rows(data: Any, what: str = "X") -> np.ndarray:
-    """np.asarray(data), or BadInput naming the row when the rows are ragged or a cell of a
-    table is not a number (numpy's own messages name neither)."""
-    try:
-        arr = np.asarray(data)
-    except (ValueError, TypeError) as exc:
-        raise BadInput(f"{what} {_odd_row(data)}; give every row the same number of features "
-                       f"({str(exc)[:80]})") from None
-    if arr.dtype == object and arr.ndim >= 2 and arr.size:
-        for i, row in enumerate(arr.reshape(len(arr), -1)):
-            for j, v in enumerate(row):
-                if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
-                    raise BadInput(f"{what} row {i}, column {j} holds a {type(v).__name__} "
-                                   f"({str(v)[:30]!r}); every cell of a table must be a number")
-    return arr
-
-
-def _odd_row(data: Any) -> str:
-    """Which row breaks the table: the first whose shape differs from row 0's."""
-    try:
-        rows = list(data)
-    except TypeError:
-        return "cannot be read as rows"
-    first: tuple | None = None
-    for i, row in enumerate(rows):
-        try:
-            shape = np.shape(row) if not isinstance(row, (str, bytes)) else ()
-        except (ValueError, TypeError):
-            return f"row {i} is itself ragged"
-        if first is None:
-            first = shape
-        elif shape != first:
-            return f"is ragged: row {i} has shape {list(shape)}, row 0 has {list(first)}"
-    return "has rows of different shapes"
 
 
 # --------------------------------------------------------------------------- packed
