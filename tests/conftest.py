@@ -9,14 +9,17 @@ import pytest
 pytest_plugins = ["vdev_fixtures"]
 
 _ENV = ("OPENMIND_API_BASE", "OPENMIND_API_KEY", "OPENAI_API_KEY", "OPENMIND_INFER_URL",
-        "OPENMIND_INFER_TOKEN", "OPENMIND_SERIAL_PORT", "OPENMIND_ASSUME", "OPENMIND_PROBE_TIMEOUT")
+        "OPENMIND_INFER_TOKEN", "OPENMIND_SERIAL_PORT", "OPENMIND_ASSUME", "OPENMIND_PROBE_TIMEOUT",
+        "OPENMIND_TRUST", "OPENMIND_REMOTE", "OPENMIND_REMOTE_WRITE", "OPENMIND_REMOTE_TIMEOUT")
 
 
 @pytest.fixture(autouse=True)
 def openmind_home(tmp_path, monkeypatch):
-    """A private store per test, no configured resources, no cached probe results."""
+    """A private store and signing key per test (never ~/.openmind or ~/.config/openmind), no
+    configured resources or team memory, no cached probe results."""
     home = tmp_path / "openmind-home"
     monkeypatch.setenv("OPENMIND_HOME", str(home))
+    monkeypatch.setenv("OPENMIND_KEY_DIR", str(tmp_path / "openmind-keys"))
     for name in _ENV:
         monkeypatch.delenv(name, raising=False)
     from openmind import config
@@ -33,9 +36,11 @@ def openmind_home(tmp_path, monkeypatch):
 
 def _forget_benched() -> None:
     """Endpoints and ports benched by an earlier test (pty paths get reused) start fresh."""
+    from openmind.memory import team
     from openmind.pathways.cloud import http, oip
     from openmind.pathways.device import unbench
 
+    team.reset()
     http.reset()
     oip._meta.clear()
     unbench()

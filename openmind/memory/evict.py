@@ -25,9 +25,6 @@ from openmind.memory.store import changed, connect
 GC_LOCK_TIMEOUT_S = 10.0
 # Temporary files of writes that died are removed after this long.
 STALE_TEMP_S = 3600.0
-# A blob touched this close to (or after) a sweep's start is not the sweep's to judge: file
-# times on some file systems have a coarse grain.
-FRESH_SLACK_S = 2.0
 
 
 def _warn(what: str, exc: BaseException) -> None:
@@ -124,7 +121,7 @@ def _candidates(folder: Path, start: float) -> list[Path]:
         if path.name.startswith(".tmp-"):
             if mtime < start - STALE_TEMP_S:
                 found.append(path)
-        elif mtime < start - FRESH_SLACK_S:
+        elif mtime < start:  # one written (or touched) since the sweep began is not its to judge
             found.append(path)
     return found
 
