@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-# the firmware host build as a device on a pty (fixtures vdev, noisy_vdev, vdev_binary)
-pytest_plugins = ["vdev_fixtures"]
+# the firmware host build as a device on a pty (fixtures vdev, noisy_vdev, vdev_binary); the
+# team tier's S3 server on loopback, shared directory and machines (moto_endpoint, machines)
+pytest_plugins = ["vdev_fixtures", "team_fixtures"]
 
 _ENV = ("OPENMIND_API_BASE", "OPENMIND_API_KEY", "OPENAI_API_KEY", "OPENMIND_INFER_URL",
         "OPENMIND_INFER_TOKEN", "OPENMIND_SERIAL_PORT", "OPENMIND_ASSUME", "OPENMIND_PROBE_TIMEOUT",
