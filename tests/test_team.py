@@ -70,20 +70,16 @@ def test_an_upload_killed_halfway_is_invisible_to_B(machines, tmp_path):
     assert not any("team" in w for w in cell["warnings"]), cell["warnings"]
 
 
-def test_nothing_published_names_a_machine_path(machines, team_remote):
+def test_nothing_published_names_a_machine_path(machines, team_remote, monkeypatch):
     a = machines("a", write=True)
     a.run([{"do": "cell", "code": CELL}, {"do": "model", "name": MODEL}])
     from openmind.memory.remote import open_remote
 
+    for k, v in team_remote.items():
+        monkeypatch.setenv(k, v)
     store = open_remote(team_remote["OPENMIND_REMOTE"], 5.0)
-    env = os.environ.copy()
-    os.environ.update({k: v for k, v in team_remote.items() if k.startswith("AWS_")})
-    try:
-        listed = list(store.list(""))
-        texts = [store.get(item.path) or b"" for item in listed if item.path.endswith(".json")]
-    finally:
-        os.environ.clear()
-        os.environ.update(env)
+    listed = list(store.list(""))
+    texts = [store.get(item.path) or b"" for item in listed if item.path.endswith(".json")]
     assert {p.path.split("/")[0] for p in listed} == {"blobs", "entries", "names"}
     for needle in (str(a.root), str(Path.home()), str(a.keys)):
         assert all(needle not in p.path for p in listed)
