@@ -11,13 +11,13 @@ import stat
 
 import numpy as np
 import pytest
+from team_machine import data
 
 import openmind
 from openmind.cli import main as cli
 from openmind.memory import keys, team
 from openmind.memory.blobs import MemoryWarning, blob_dir, entries, put
 from openmind.memory.store import connect
-from team_machine import data
 
 
 class Boom:
