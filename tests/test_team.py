@@ -3,10 +3,14 @@ sharing moto's S3 server on 127.0.0.1 or a shared directory."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import time
 from pathlib import Path
 
+import numpy as np
+import pytest
 from team_fixtures import wait_until
 
 CELL = "w = np.arange(12.0).reshape(3, 4) * 2\nlabel = {'kind': 'fitted', 'n': 3}\nprint('trained')"
@@ -84,3 +88,91 @@ def test_nothing_published_names_a_machine_path(machines, team_remote, monkeypat
     for needle in (str(a.root), str(Path.home()), str(a.keys)):
         assert all(needle not in p.path for p in listed)
         assert all(needle.encode() not in t for t in texts)
+
+
+class _Silent:
+    """A TCP server on 127.0.0.1 that accepts connections and never answers: a hung remote."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.accepted: list = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                self.accepted.append(self.sock.accept()[0])
+            except OSError:
+                return
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+
+def test_a_remote_that_hangs_costs_one_timeout_then_is_benched(monkeypatch):
+    import warnings
+
+    import openmind
+    from openmind.flow.journal import journal
+    from openmind.flow.resources import probe
+
+    silent = _Silent()
+    for k, v in {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value", "AWS_ENDPOINT_URL": silent.url,
+                 "OPENMIND_REMOTE": "s3://bucket/team", "OPENMIND_REMOTE_TIMEOUT": "0.5"}.items():
+        monkeypatch.setenv(k, v)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = openmind.run_cell("x = 1", {})
+    assert not first.cached and len(silent.accepted) >= 1
+    said = [str(w.message) for w in caught if "benched" in str(w.message)]
+    assert len(said) == 1 and "failed to look up an entry" in said[0] and "s3cr3t" not in said[0]
+    seen = len(silent.accepted)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        second = openmind.run_cell("y = 2", {})
+    assert not second.cached and len(silent.accepted) == seen and not caught  # not asked again
+    assert "the team's memory s3://bucket/team failed to look up an entry (ReadTimeoutError" \
+        in probe().memory.reason
+    assert "benched for 300 s" in probe().memory.reason
+    assert "benched for 300 s" in json.dumps(journal(1)[0])
+
+
+def test_team_gc_spares_pending_uploads_and_fresh_blobs(monkeypatch, tmp_path):
+    import openmind
+    from openmind.memory import team
+
+    shared = tmp_path / "shared"
+    monkeypatch.setenv("OPENMIND_REMOTE", shared.as_uri())
+    monkeypatch.setenv("OPENMIND_REMOTE_WRITE", "1")
+    openmind.run_cell("kept = np.arange(5)", {"np": np})
+    blobs = shared / "blobs"
+    (live,) = list(blobs.iterdir())
+    old = time.time() - 7200
+    for name in ("orphan", "uploading", "fresh"):
+        (blobs / f"{name}.safetensors").write_bytes(b"x")
+        if name != "fresh":
+            os.utime(blobs / f"{name}.safetensors", (old, old))
+    (shared / "pending").mkdir(exist_ok=True)
+    (shared / "pending" / "w1.json").write_text(json.dumps({"blob": "uploading.safetensors"}))
+    os.utime(live, (old, old))
+    assert team.gc() == {"entries": 0, "blobs": 1}
+    assert sorted(p.name for p in blobs.iterdir()) == sorted(
+        [live.name, "uploading.safetensors", "fresh.safetensors"])
+    assert team.gc(older_than=0) == {"entries": 1, "blobs": 1}  # evicted by publish time
+    assert not (shared / "entries" / "cell").exists() or not any((shared / "entries" / "cell").iterdir())
+    assert not list((shared / "names").rglob("*.json"))
+
+
+def test_only_a_publishing_machine_runs_team_gc(monkeypatch, tmp_path):
+    from openmind.errors import BadInput
+    from openmind.memory import team
+
+    monkeypatch.setenv("OPENMIND_REMOTE", (tmp_path / "s").as_uri())
+    with pytest.raises(BadInput, match="OPENMIND_REMOTE_WRITE=1"):
+        team.gc()

@@ -120,7 +120,9 @@ class S3Remote:
         return f"{self.prefix}/{path}" if self.prefix else path
 
     def _missing(self, exc: Exception) -> bool:
-        code = str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+        response = getattr(exc, "response", None)
+        code = str(((response or {}).get("Error") or {}).get("Code", "")) if isinstance(
+            response, dict) else ""
         return code in ("NoSuchKey", "404", "NotFound")
 
     def get(self, path: str) -> bytes | None:

@@ -36,7 +36,7 @@ def probe_memory() -> Resource:
 
     shared = team.state()  # the team tier (OPENMIND_REMOTE): its url, and why it is benched
     if shared is not None:
-        reason += f"; team memory {shared['benched'] or shared['url']}"
+        reason += f"; {shared['benched']}" if shared["benched"] else f"; team memory {shared['url']}"
     return Resource.present("memory", reason, "ready", models=models, signals=signals,
                             predictions=predictions, bytes=total, home=str(root), team=shared)
 
