@@ -75,14 +75,15 @@ def key_dir() -> Path:
     return Path(raw).expanduser() if raw else Path.home() / ".config" / "openmind"
 
 
-def trust_file() -> Path | None:
+def trust_file() -> str | None:
     """OPENMIND_TRUST: a file of public keys (one a line, as `openmind key` prints them) whose
-    signatures this machine accepts besides its own; default `trust` in the key directory."""
+    signatures this machine accepts besides its own; default `trust` in the key directory, when
+    there is one. A string: every restore asks, so no path objects are made on the way."""
     raw = os.environ.get("OPENMIND_TRUST", "").strip()
     if raw:
-        return Path(raw).expanduser()
-    default = key_dir() / "trust"
-    return default if default.exists() else None
+        return os.path.expanduser(raw)
+    default = os.path.join(key_dir(), "trust")
+    return default if os.path.exists(default) else None
 
 
 def remote_url() -> str | None:

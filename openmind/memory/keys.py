@@ -73,21 +73,21 @@ def _check_owner_only(path: Path, what: str, mode: int) -> None:
                          f"{stat.S_IMODE(st.st_mode):o}); run `{fix}` (or `openmind key` after it)")
 
 
-_memo: dict[str, Signer] = {}
+_memo: dict[tuple[str | None, str | None], Signer] = {}
 _lock = threading.Lock()
 
 
 def own() -> Signer:
     """This machine's signing key: made on first use (owner-only), checked, read once per process
     (per key directory). Raises KeyProblem, saying how to fix it, when it cannot be used."""
-    folder = key_dir()
-    cached = _memo.get(str(folder))
+    stamp = (os.environ.get("OPENMIND_KEY_DIR"), os.environ.get("HOME"))
+    cached = _memo.get(stamp)  # every restore asks: no path work on a hit
     if cached is not None:
         return cached
     with _lock:
-        cached = _memo.get(str(folder))
+        cached = _memo.get(stamp)
         if cached is None:
-            cached = _memo[str(folder)] = _load_or_make(folder)
+            cached = _memo[stamp] = _load_or_make(key_dir())
     return cached
 
 
@@ -170,36 +170,37 @@ def parse_trust(text: str, source: str = "the trust file") -> tuple[set[bytes], 
     return keys, problems
 
 
-_trust_memo: tuple[tuple[str, int, int], frozenset[bytes]] | None = None
+_trust_memo: tuple[tuple[Any, ...], frozenset[bytes]] | None = None
 
 
 def trusted() -> frozenset[bytes]:
     """The public keys whose signatures this machine accepts: its own and OPENMIND_TRUST's. A
-    trust file others may write is ignored with a warning (adding a key grants code execution)."""
+    trust file others may write is ignored with a warning (adding a key grants code execution).
+    The file is read again when it changes (one stat a call)."""
     global _trust_memo
     mine = own().public
     path = trust_file()
     if path is None:
         return frozenset({mine})
     try:
-        st = path.stat()
+        st = os.stat(path)
     except OSError as exc:
         warnings.warn(f"openmind: the trust file {path} cannot be read ({exc.strerror}); only this "
                       f"machine's own key is trusted", UserWarning, stacklevel=3)
         return frozenset({mine})
-    stamp = (str(path), st.st_mtime_ns, st.st_size)
+    stamp = (str(path), st.st_mtime_ns, st.st_size, st.st_ino, st.st_mode, st.st_uid, mine)
     if _trust_memo is not None and _trust_memo[0] == stamp:
-        return _trust_memo[1] | {mine}
+        return _trust_memo[1]
     if st.st_mode & 0o022 or st.st_uid not in (os.geteuid(), 0):
         warnings.warn(f"openmind: the trust file {path} can be changed by other users (mode "
                       f"{stat.S_IMODE(st.st_mode):o}); it is ignored until you run `chmod 644 "
                       f"{path}`", UserWarning, stacklevel=3)
         return frozenset({mine})
-    keys, problems = parse_trust(path.read_text(errors="replace"), str(path))
+    keys, problems = parse_trust(Path(path).read_text(errors="replace"), path)
     for problem in problems:
         warnings.warn(f"openmind: {problem}; that line is ignored", UserWarning, stacklevel=3)
-    _trust_memo = (stamp, frozenset(keys))
-    return frozenset(keys) | {mine}
+    _trust_memo = (stamp, frozenset(keys) | {mine})
+    return _trust_memo[1]
 
 
 def canonical_meta(meta: dict[str, Any]) -> str:
@@ -244,13 +245,21 @@ def verify(record: Any, kind: str, name: str, key: str, blob: str | None, size: 
     if public not in trusted():
         raise Refused(f"it is signed by key {key_id(public)}, which this machine does not trust "
                       f"(add that machine's `openmind key` line to OPENMIND_TRUST to accept it)")
-    try:
-        Ed25519PublicKey.from_public_bytes(public).verify(
-            sig, message(kind, name, key, blob, size, meta, at))
-    except (InvalidSignature, ValueError):
-        raise Refused(f"its signature does not verify: the payload, its metadata or its place "
-                      f"(kind, name, key) changed after key {key_id(public)} signed it") from None
+    signed = message(kind, name, key, blob, size, meta, at)
+    seen = (public, sig, hashlib.sha256(signed).digest())
+    if seen not in _verified:  # a check is pure: one per entry and process (hits stay fast)
+        try:
+            Ed25519PublicKey.from_public_bytes(public).verify(sig, signed)
+        except (InvalidSignature, ValueError):
+            raise Refused(f"its signature does not verify: the payload, its metadata or its place "
+                          f"(kind, name, key) changed after key {key_id(public)} signed it") from None
+        if len(_verified) >= 4096:
+            _verified.clear()
+        _verified.add(seen)
     return key_id(public)
+
+
+_verified: set[tuple[bytes, bytes, bytes]] = set()
 
 
 def forget() -> None:
