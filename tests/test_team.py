@@ -176,3 +176,13 @@ def test_only_a_publishing_machine_runs_team_gc(monkeypatch, tmp_path):
     monkeypatch.setenv("OPENMIND_REMOTE", (tmp_path / "s").as_uri())
     with pytest.raises(BadInput, match="OPENMIND_REMOTE_WRITE=1"):
         team.gc()
+
+
+def test_a_malformed_remote_is_a_reason_not_a_crash(monkeypatch):
+    import openmind
+    from openmind.memory.blobs import MemoryWarning
+
+    monkeypatch.setenv("OPENMIND_REMOTE", "ftp://somewhere/dir")
+    with pytest.warns(MemoryWarning, match="unknown scheme 'ftp'.*benched"):
+        assert not openmind.run_cell("x = 1", {}).cached
+    assert openmind.run_cell("x = 1", {}).cached  # local memory still works

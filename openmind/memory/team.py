@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -43,7 +44,7 @@ FRESH_SLACK_S = 5.0  # blobs this close to a team gc's start are never judged by
 
 _lock = threading.Lock()
 _benched: dict[str, tuple[float, str]] = {}  # url -> (until, reason)
-_clients: dict[tuple[str, float], Any] = {}
+_clients: dict[tuple[str, float, int], Any] = {}
 _last_refusal: str | None = None
 
 
@@ -62,11 +63,17 @@ def _url() -> str | None:
 
 
 def _client(url: str) -> Any:
-    key = (url, remote_timeout())
-    with _lock:
-        if key not in _clients:
-            _clients[key] = open_remote(url, key[1])
-        return _clients[key]
+    """The remote's client, made once per process (a forked child makes its own); a remote that
+    cannot be set up (a malformed URL, no boto3) is benched with the reason, like a failure."""
+    try:
+        key = (url, remote_timeout(), os.getpid())
+        with _lock:
+            if key not in _clients:
+                _clients[key] = open_remote(url, key[1])
+            return _clients[key]
+    except (BadInput, ImportError) as exc:
+        _bench(url, "open", exc)
+        raise _Down from None
 
 
 def _bench(url: str, what: str, exc: BaseException) -> None:
@@ -221,8 +228,8 @@ def pull_name(kind: str, name: str) -> int:
     url = _url() if kind in TEAM_KINDS else None
     if url is None:
         return 0
-    remote = _client(url)
     try:
+        remote = _client(url)
         listed = _call(url, "list versions", lambda: list(remote.list(_name_dir(kind, name))))
         with connect() as con:
             here = {r[0] for r in con.execute("SELECT key FROM memory WHERE kind=? AND name=?",
