@@ -119,7 +119,10 @@ class Machine:
                                 text=True)
 
     def run(self, actions: list[dict[str, Any]], timeout: float = 300) -> dict[str, Any]:
-        proc = self.start(actions)
+        return self.result(self.start(actions), timeout)
+
+    @staticmethod
+    def result(proc: subprocess.Popen, timeout: float = 300) -> dict[str, Any]:
         out, err = proc.communicate(timeout=timeout)
         line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
         assert proc.returncode == 0 and line, f"machine failed ({proc.returncode}): {err[-3000:]}"

@@ -71,6 +71,24 @@ def stall_uploads(flag: Path) -> None:
     threading.excepthook = lambda args: None
 
 
+def gate_manifests(flag: Path, go: Path) -> None:
+    """Stop this machine's publishing after its blob is up, before its manifest: touch `flag`,
+    then wait for `go` (a team gc runs in between)."""
+    from openmind.memory import remote
+
+    def gated(put: Any) -> Any:
+        def inner(self: Any, path: str, payload: bytes) -> None:
+            if path.startswith("entries/") and not go.exists():
+                flag.write_text("blob up")
+                while not go.exists():
+                    time.sleep(0.02)
+            return put(self, path, payload)
+        return inner
+
+    remote.S3Remote.put = gated(remote.S3Remote.put)
+    remote.DirRemote.put = gated(remote.DirRemote.put)
+
+
 def act(spec: dict[str, Any]) -> dict[str, Any]:
     import openmind
 
@@ -88,6 +106,9 @@ def act(spec: dict[str, Any]) -> dict[str, Any]:
         m = openmind.train_or_load(spec["name"], X, y, epochs=2, hidden=[8], progress=False)
         return {"cached": bool(m.info.get("cached")), "decision": m.route.decision.value,
                 "reason": m.route.reason, "value": float(m.predict(X[:8]).sum())}
+    if spec["do"] == "gated":
+        gate_manifests(Path(spec["flag"]), Path(spec["go"]))
+        return act({"do": "cell", "code": spec["code"]})
     if spec["do"] == "stall":
         stall_uploads(Path(spec["flag"]))
         return act({"do": "cell", "code": spec["code"]})

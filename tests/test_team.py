@@ -186,3 +186,27 @@ def test_a_malformed_remote_is_a_reason_not_a_crash(monkeypatch):
     with pytest.warns(MemoryWarning, match="unknown scheme 'ftp'.*benched"):
         assert not openmind.run_cell("x = 1", {}).cached
     assert openmind.run_cell("x = 1", {}).cached  # local memory still works
+
+
+def test_team_gc_never_deletes_a_blob_a_writer_is_still_publishing(machines, team_remote, tmp_path,
+                                                                   monkeypatch):
+    from openmind.memory import team
+
+    a, b = machines("a", write=True), machines("b")
+    flag, go = tmp_path / "blob-up", tmp_path / "go"
+    proc = a.start([{"do": "gated", "flag": str(flag), "go": str(go), "code": CELL}])
+    try:
+        wait_until(lambda: flag.exists() or proc.poll() is not None, 240, "A's blob to be up")
+        assert proc.poll() is None
+        if team_remote["OPENMIND_REMOTE"].startswith("file:"):  # old: only the marker protects it
+            old = time.time() - 7200
+            for blob in (tmp_path / "shared" / "blobs").iterdir():
+                os.utime(blob, (old, old))
+        for k, v in {**team_remote, "OPENMIND_REMOTE_WRITE": "1"}.items():
+            monkeypatch.setenv(k, v)
+        assert team.gc() == {"entries": 0, "blobs": 0}  # another publisher's gc, meanwhile
+    finally:
+        go.write_text("")
+    published = a.result(proc)
+    b.trust(published["key"])
+    assert b.run([{"do": "cell", "code": CELL}])["results"][0]["cached"]
