@@ -63,7 +63,7 @@ def test_a_key_planted_in_the_store_signs_nothing(openmind_home, monkeypatch, tm
     first = openmind.run_cell(cell, {})
     planted = tmp_path / "pwned"
     mine = os.environ["OPENMIND_KEY_DIR"]
-    monkeypatch.setenv("OPENMIND_KEY_DIR", str(openmind_home / "keys"))  # the attacker's, in the store
+    monkeypatch.setenv("OPENMIND_KEY_DIR", str(tmp_path / "mallory"))  # the attacker's own key
     _rewrite(first.key, lambda a: _pickle(a, "model", pickle.dumps(Boom(str(planted)))), resign=True)
     (openmind_home / "signing.key").write_bytes(os.urandom(32))  # the old scheme's key file
     monkeypatch.setenv("OPENMIND_KEY_DIR", mine)
@@ -76,6 +76,13 @@ def test_a_key_planted_in_the_store_signs_nothing(openmind_home, monkeypatch, tm
 def _tiny_model():
     X, y = data()
     return openmind.train_or_load("tamper", X, y, epochs=2, hidden=[8], progress=False)
+
+
+def test_a_key_directory_inside_the_store_is_refused(openmind_home, monkeypatch):
+    monkeypatch.setenv("OPENMIND_KEY_DIR", str(openmind_home / "keys"))
+    with pytest.warns(MemoryWarning, match="inside OPENMIND_HOME.*Point OPENMIND_KEY_DIR elsewhere"):
+        openmind.run_cell("x = 1", {})
+    assert entries() == [] and not (openmind_home / "keys").exists()
 
 
 def test_a_repointed_weight_blob_is_refused(recwarn):

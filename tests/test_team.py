@@ -210,3 +210,19 @@ def test_team_gc_never_deletes_a_blob_a_writer_is_still_publishing(machines, tea
     published = a.result(proc)
     b.trust(published["key"])
     assert b.run([{"do": "cell", "code": CELL}])["results"][0]["cached"]
+
+
+def test_partial_degraded_or_failed_results_are_never_published(monkeypatch, tmp_path):
+    from openmind.memory.blobs import put
+
+    shared = tmp_path / "shared"
+    monkeypatch.setenv("OPENMIND_REMOTE", shared.as_uri())
+    monkeypatch.setenv("OPENMIND_REMOTE_WRITE", "1")
+    arrays = {"w": np.ones(4)}
+    for n, meta in enumerate([{"complete": False, "stopped": "budget"}, {"degraded": "stand-in"},
+                              {"error": "ValueError"}, {"partial": "2 of 9 epochs"}]):
+        assert put("model", "m", f"bad-{n}-key", arrays, meta) is not None  # kept here
+    put("labels", "m", "labels-key", arrays, {})  # not a shared kind
+    assert not shared.exists() or not list(shared.rglob("*.json"))
+    put("model", "m", "good-key", arrays, {"complete": True})
+    assert sorted(p.name for p in (shared / "entries").rglob("*.json")) == ["good-key.json"]

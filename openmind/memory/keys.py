@@ -95,6 +95,11 @@ def _load_or_make(folder: Path) -> Signer:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+    store = Path(os.environ.get("OPENMIND_HOME") or Path.home() / ".openmind").expanduser()
+    if folder.resolve().is_relative_to(store.resolve()):
+        raise KeyProblem(f"the key directory {folder} is inside OPENMIND_HOME ({store}): whoever "
+                         f"can write the store could replace the key. Point OPENMIND_KEY_DIR "
+                         f"elsewhere (default ~/.config/openmind)")
     if not folder.exists():
         private_dir(folder)
     _check_owner_only(folder, "key directory", 0o700)
