@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -30,10 +32,13 @@ def test_a_cell_and_a_model_kept_on_A_are_hits_on_B(machines):
     assert model["cached"] and model["value"] == made_model["value"]
     for hit in (cell, model):
         assert f"from the team's memory, published by {key_id} at " in hit["reason"]
-    # backfilled: B keeps them without the team store
+    # backfilled: B keeps them without the team store, and says where they came from
     del b.env["OPENMIND_REMOTE"]
     again = b.run([{"do": "cell", "code": CELL}, {"do": "model", "name": MODEL}])
     assert all(r["cached"] for r in again["results"])
+    listing = subprocess.run([sys.executable, "-m", "openmind.cli", "memory", "ls"], env=b.environ(),
+                             capture_output=True, text=True, timeout=120).stdout
+    assert listing.count(f"from the team, published by {key_id}") == 2, listing
 
 
 def test_a_reader_without_trust_in_A_reruns_and_says_why(machines):

@@ -86,6 +86,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if e.meta.get("complete") is False:
             extra = (extra + f"  partial ({e.meta.get('stopped')} after {e.meta.get('epochs_done')}"
                      f" of {e.meta.get('epochs')} epochs)").strip()
+        if e.origin:  # fetched from the team's memory: whose key published it
+            extra = (extra + f"  from the team, published by {e.signer}").strip()
         print(f"{e.key[:12]:<12} {e.kind:<11} {e.name[:20]:<20} {e.size:>9} {e.hits:>5}  "
               f"{_when(e.created):<16}  {extra}")
     total = sum(e.size for e in rows)
