@@ -119,11 +119,13 @@ _paths: dict[Path, Path] = {}
 
 def _owner_only(path: Path) -> None:
     """The database and its -wal and -shm files readable by their owner alone (SQLite gives the
-    side files the database's mode): create it 0600, tighten one made before."""
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    except OSError:
-        return  # unwritable: sqlite reports it in the caller's terms
+    side files the database's mode): create it 0600, tighten one made before. An existing file is
+    never opened here: closing any descriptor of it would drop this process's SQLite locks."""
+    if not os.path.exists(path):
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError:
+            pass  # made meanwhile, or unwritable: sqlite reports it in the caller's terms
     for suffix in ("", "-wal", "-shm"):
         private(Path(f"{path}{suffix}"))
 
