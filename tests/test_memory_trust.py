@@ -245,3 +245,13 @@ def test_the_key_is_read_once_per_process():
     path = openmind.config.key_dir() / keys.KEY_FILE
     path.write_bytes(b"garbage")  # changed on disk after the first read: not read again
     assert keys.own() is first and put("cell", "n", "k" * 8, {"a": np.ones(2)}) is not None
+
+
+def test_gc_verify_evicts_entries_no_trusted_key_signed(capsys):
+    signed = openmind.run_cell("x = {'v': 1}", {})
+    legacy = openmind.run_cell("x = {'v': 2}", {})
+    with connect(write=True) as con:  # as a store kept before entries were signed
+        con.execute("UPDATE memory SET sig=NULL WHERE key=?", (legacy.key,))
+    assert cli(["memory", "gc"]) == 0 and len(entries()) == 2  # a cheap gc reads no signature
+    assert cli(["memory", "gc", "--verify"]) == 0
+    assert [e.key for e in entries()] == [signed.key]

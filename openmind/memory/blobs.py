@@ -3,7 +3,9 @@
 The SQLite index (store.py) maps a key to a safetensors blob named by the hash of its bytes, so
 identical content is stored once. Writes are atomic (temp file + fsync + rename, then the index
 row); a blob that is missing or corrupt is a miss with a warning, never a crash; an unwritable
-store warns and the caller keeps its freshly computed result.
+store warns and the caller keeps its freshly computed result. Every entry is signed with this
+machine's Ed25519 key over the whole entry (keys.py) and checked when its payload is read; the
+team tier (team.py) reads through a shared store where OPENMIND_REMOTE names one.
 """
 
 from __future__ import annotations

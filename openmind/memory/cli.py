@@ -46,7 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--keep-broken", action="store_true",
                    help="keep entries whose blob is missing or truncated")
     q.add_argument("--verify", action="store_true",
-                   help="also read every blob and evict entries whose content does not match its hash")
+                   help="also read every blob and evict entries whose content does not match its "
+                        "hash, or that no trusted key signed (e.g. kept before entries were signed)")
     q.add_argument("--team", action="store_true",
                    help="gc the team's memory (OPENMIND_REMOTE; on a machine that publishes): "
                         "--older-than evicts by publish time, then unreferenced blobs go")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from openmind.config import home
 from openmind.errors import BadInput
+from openmind.memory import keys
 from openmind.memory.blobs import MemoryWarning, _intact, blob_dir
 from openmind.memory.store import changed, connect
 
@@ -51,18 +52,26 @@ def remove(key: str) -> int:
     return n
 
 
-def _broken(folder: Path, blob: str | None, size: int, meta: str, verify: bool) -> bool:
-    """An index row whose blob is missing, of the wrong size, or (verify) not its hash, or whose
-    metadata is not a JSON object."""
+def _broken(folder: Path, r: sqlite3.Row, verify: bool) -> bool:
+    """An index row whose blob is missing, of the wrong size, or (verify) not its hash or not
+    signed by a trusted key over this entry, or whose metadata is not a JSON object."""
+    blob, size = r["blob"], r["size"]
     if not blob:
         return True
     path = folder / blob
     try:
-        if path.stat().st_size != size or not isinstance(json.loads(meta), dict):
+        meta = json.loads(r["meta"])
+        if path.stat().st_size != size or not isinstance(meta, dict):
             return True
     except (OSError, TypeError, ValueError):
         return True
-    return verify and not _intact(path, blob)
+    if not verify:
+        return False
+    try:
+        keys.verify(json.loads(r["sig"] or "null"), r["kind"], r["name"], r["key"], blob, size, meta)
+    except (keys.Refused, keys.KeyProblem, ValueError):
+        return True  # unsigned (kept before signing), untrusted or moved: a miss forever
+    return not _intact(path, blob)
 
 
 def _evict(con: sqlite3.Connection, max_bytes: int | None, older_than: float | None,
@@ -70,8 +79,8 @@ def _evict(con: sqlite3.Connection, max_bytes: int | None, older_than: float | N
     evicted = 0
     if broken or verify:
         folder = blob_dir()
-        for r in con.execute("SELECT key, blob, size, meta FROM memory").fetchall():
-            if _broken(folder, r["blob"], r["size"], r["meta"], verify):
+        for r in con.execute("SELECT key, kind, name, blob, size, meta, sig FROM memory").fetchall():
+            if _broken(folder, r, verify):
                 con.execute("DELETE FROM memory WHERE key=?", (r["key"],))
                 evicted += 1
     if older_than is not None:
