@@ -231,3 +231,32 @@ def test_partial_degraded_or_failed_results_are_never_published(monkeypatch, tmp
     assert not shared.exists() or not list(shared.rglob("*.json"))
     put("model", "m", "good-key", arrays, {"complete": True})
     assert sorted(p.name for p in (shared / "entries").rglob("*.json")) == ["good-key.json"]
+
+
+def test_a_shared_directory_that_hangs_costs_one_timeout_then_is_benched(monkeypatch, tmp_path):
+    import warnings
+
+    import openmind
+    from openmind.memory.blobs import remove
+
+    key = openmind.run_cell("x = 1", {}).key
+    remove(key)  # a local miss from now on
+    hung = tmp_path / "shared" / "entries" / "cell" / f"{key}.json"
+    hung.parent.mkdir(parents=True)
+    os.mkfifo(hung)  # opening it for reading blocks, as a file on a hung NFS mount does
+    monkeypatch.setenv("OPENMIND_REMOTE", (tmp_path / "shared").as_uri())
+    monkeypatch.setenv("OPENMIND_REMOTE_TIMEOUT", "0.5")
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            t0 = time.monotonic()
+            assert not openmind.run_cell("x = 1", {}).cached
+            first = time.monotonic() - t0
+        said = [str(w.message) for w in caught]
+        assert any("gave no answer within 0.5 s" in w and "benched" in w for w in said), said
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert not openmind.run_cell("y = 2", {}).cached  # benched: not asked again
+        assert not caught and first >= 0.5
+    finally:
+        os.close(os.open(hung, os.O_WRONLY | os.O_NONBLOCK))  # let the abandoned read finish

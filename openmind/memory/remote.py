@@ -7,8 +7,10 @@ parts (an upload killed halfway is never an object). A directory needs no librar
 to a temporary name (host, pid and a random part, so two NFS writers never collide) and is
 renamed into place, so a reader sees the whole object or none.
 
-Both answer the same five calls on paths relative to the store's root; a missing object is
-None, any other failure raises (the team tier benches the remote on it).
+Both answer the same calls on paths relative to the store's root; a missing object is None,
+any other failure raises (the team tier benches the remote on it). Each call is bounded by the
+timeout: botocore's connect and read timeouts for S3; for a directory (a hung NFS mount blocks
+in the kernel) the call runs in a daemon thread that is given up on.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import contextlib
 import io
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,22 +40,57 @@ class Listed:
     mtime: float  # the store's own clock: the file's mtime, or S3's LastModified
 
 
-class DirRemote:
-    """A shared directory."""
+def bounded(limit: float, fn: Any, *args: Any) -> Any:
+    """fn(*args), or TimeoutError after `limit` seconds. A file system call cannot be cancelled
+    (a hung NFS mount), so it runs in a daemon thread that is left to finish on its own."""
+    box: dict[str, Any] = {}
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def run() -> None:
+        try:
+            box["value"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller as is
+            box["error"] = exc
+
+    worker = threading.Thread(target=run, daemon=True, name="openmind-remote")
+    worker.start()
+    worker.join(limit)
+    if worker.is_alive():
+        raise TimeoutError(f"the shared directory gave no answer within {limit:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
+class DirRemote:
+    """A shared directory. Every call is bounded by the timeout (blobs by BYTES_PER_S more)."""
+
+    BYTES_PER_S = 8 * 2**20  # the slowest transfer rate a blob is given time for
+
+    def __init__(self, root: Path, timeout: float = 5.0) -> None:
+        self.root, self.timeout = root, timeout
 
     def _at(self, path: str) -> Path:
         return self.root / path
 
+    def _limit(self, size: int = 0) -> float:
+        return self.timeout + size / self.BYTES_PER_S
+
     def get(self, path: str) -> bytes | None:
+        found = self.stat(path)
+        if found is None:
+            return None
+        return bounded(self._limit(found.size), self._get, path)
+
+    def _get(self, path: str) -> bytes | None:
         try:
             return self._at(path).read_bytes()
         except FileNotFoundError:
             return None
 
     def put(self, path: str, data: bytes) -> None:
+        bounded(self._limit(len(data)), self._put, path, data)
+
+    def _put(self, path: str, data: bytes) -> None:
         target = self._at(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}")
@@ -68,6 +106,9 @@ class DirRemote:
 
     def touch(self, path: str) -> bool:
         """Refresh an object's time (so a team gc that began before sees it as new); False when absent."""
+        return bool(bounded(self._limit(), self._touch, path))
+
+    def _touch(self, path: str) -> bool:
         try:
             os.utime(self._at(path))
             return True
@@ -75,6 +116,9 @@ class DirRemote:
             return False
 
     def stat(self, path: str) -> Listed | None:
+        return bounded(self._limit(), self._stat, path)
+
+    def _stat(self, path: str) -> Listed | None:
         try:
             st = self._at(path).stat()
         except FileNotFoundError:
@@ -82,6 +126,9 @@ class DirRemote:
         return Listed(path, st.st_size, st.st_mtime)
 
     def list(self, prefix: str) -> Iterator[Listed]:
+        return iter(bounded(self._limit(), lambda: list(self._list(prefix))))
+
+    def _list(self, prefix: str) -> Iterator[Listed]:
         base = self._at(prefix)
         if not base.is_dir():
             return
@@ -95,6 +142,9 @@ class DirRemote:
                     yield Listed(full.relative_to(self.root).as_posix(), st.st_size, st.st_mtime)
 
     def delete(self, path: str) -> None:
+        bounded(self._limit(), self._delete, path)
+
+    def _delete(self, path: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self._at(path).unlink()
 
@@ -181,7 +231,7 @@ def open_remote(url: str, timeout: float) -> Any:
         if parts.netloc not in ("", "localhost"):
             raise BadInput(f"OPENMIND_REMOTE {url!r}: a shared directory is file:///absolute/path "
                            f"(three slashes)")
-        return DirRemote(Path(unquote(parts.path)))
+        return DirRemote(Path(unquote(parts.path)), timeout)
     if parts.scheme == "s3":
         if not parts.netloc:
             raise BadInput(f"OPENMIND_REMOTE {url!r}: an S3 store is s3://bucket/prefix")
