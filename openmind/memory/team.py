@@ -46,6 +46,7 @@ _lock = threading.Lock()
 _benched: dict[str, tuple[float, str]] = {}  # url -> (until, reason)
 _clients: dict[tuple[str, float, int], Any] = {}
 _last_refusal: str | None = None
+_refused: set[tuple[bytes, frozenset[bytes]]] = set()  # manifests refused under a trust set
 
 
 class _Down(Exception):
@@ -110,6 +111,7 @@ def reset() -> None:
     with _lock:
         _benched.clear()
         _clients.clear()
+        _refused.clear()
     _last_refusal = None
 
 
@@ -192,9 +194,16 @@ def _checked(raw: bytes, kind: str, key: str | None, name: str | None) -> Entry 
 
 
 def _backfill(url: str, raw: bytes, kind: str, key: str | None, name: str | None = None) -> bool:
-    """Check a manifest, fetch its blob, check that, and keep both here."""
+    """Check a manifest, fetch its blob, check that, and keep both here. A manifest refused once
+    is not judged (nor warned about) again in this process until it or the trust file changes."""
+    seen = (hashlib.sha256(raw).digest(), keys.trusted())
+    if seen in _refused:
+        return False
     entry = _checked(raw, kind, key, name)
     if entry is None:
+        if len(_refused) >= 1024:
+            _refused.clear()
+        _refused.add(seen)
         return False
     data = _call(url, "fetch a blob", _client(url).get, f"blobs/{entry.blob}")
     if data is None or hashlib.sha256(data).hexdigest() + ".safetensors" != entry.blob \
