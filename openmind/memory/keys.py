@@ -87,7 +87,12 @@ def own() -> Signer:
     with _lock:
         cached = _memo.get(stamp)
         if cached is None:
-            cached = _memo[stamp] = _load_or_make(key_dir())
+            folder = key_dir()
+            try:
+                cached = _memo[stamp] = _load_or_make(folder)
+            except OSError as exc:
+                raise KeyProblem(f"the key directory {folder} cannot be used ({exc.strerror}); "
+                                 f"point OPENMIND_KEY_DIR at a directory you can write") from None
     return cached
 
 
