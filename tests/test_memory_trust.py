@@ -11,6 +11,8 @@ import stat
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from team_machine import data
 
 import openmind
@@ -255,3 +257,26 @@ def test_gc_verify_evicts_entries_no_trusted_key_signed(capsys):
     assert cli(["memory", "gc"]) == 0 and len(entries()) == 2  # a cheap gc reads no signature
     assert cli(["memory", "gc", "--verify"]) == 0
     assert [e.key for e in entries()] == [signed.key]
+
+
+_text = st.text(min_size=1, max_size=20)
+_meta = st.dictionaries(st.text(max_size=8), st.one_of(st.integers(), st.floats(allow_nan=False),
+                                                       st.text(max_size=8), st.booleans()), max_size=4)
+_FIELDS = ("kind", "name", "key", "blob", "size", "meta")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entry=st.fixed_dictionaries({"kind": _text, "name": _text, "key": _text, "blob": _text,
+                                    "size": st.integers(0, 2**40), "meta": _meta}),
+       field=st.sampled_from(_FIELDS), other=st.data())
+def test_a_signature_holds_for_its_entry_and_no_other(entry, field, other):
+    """Property: a signature verifies for exactly the entry it was made for; changing any one
+    field (the payload's hash, its size, metadata, kind, name or key) makes it refused."""
+    sig = keys.sign(**entry)
+    assert keys.verify(sig, **entry) == keys.own().id
+    strategy = {"size": st.integers(0, 2**40), "meta": _meta}.get(field, _text)
+    changed = other.draw(strategy.filter(lambda v: v != entry[field]
+                                         and keys.canonical_meta({"v": v}) !=
+                                         keys.canonical_meta({"v": entry[field]})))
+    with pytest.raises(keys.Refused, match="does not verify"):
+        keys.verify(sig, **{**entry, field: changed})
