@@ -1,4 +1,5 @@
-"""`openmind memory ls|show|rm|gc`: list, inspect and evict muscle-memory entries."""
+"""`openmind memory ls|show|rm|gc`: list, inspect and evict muscle-memory entries;
+`openmind key`: this machine's public signing key, for teammates' trust files."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ def parse_size(text: str) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("key", help="this machine's public signing key, one line for a trust file")
+    p.set_defaults(func=cmd_key)
     p = sub.add_parser("memory", help="muscle memory: list, inspect and evict cached entries")
     msub = p.add_subparsers(dest="memory_command", required=True)
     q = msub.add_parser("ls", help="list entries, newest first")
@@ -43,8 +46,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--keep-broken", action="store_true",
                    help="keep entries whose blob is missing or truncated")
     q.add_argument("--verify", action="store_true",
-                   help="also read every blob and evict entries whose content does not match its hash")
+                   help="also read every blob and evict entries whose content does not match its "
+                        "hash, or that no trusted key signed (e.g. kept before entries were signed)")
+    q.add_argument("--team", action="store_true",
+                   help="gc the team's memory (OPENMIND_REMOTE; on a machine that publishes): "
+                        "--older-than evicts by publish time, then unreferenced blobs go")
     q.set_defaults(func=cmd_gc)
+
+
+def cmd_key(args: argparse.Namespace) -> int:
+    """Print `ed25519 <base64> <key id> <user@host>`: append it to a teammate's OPENMIND_TRUST
+    file and their machine restores what this one publishes."""
+    from openmind.memory.keys import public_line
+
+    print(public_line())
+    return 0
 
 
 def _when(ts: float) -> str:
@@ -71,6 +87,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
         if e.meta.get("complete") is False:
             extra = (extra + f"  partial ({e.meta.get('stopped')} after {e.meta.get('epochs_done')}"
                      f" of {e.meta.get('epochs')} epochs)").strip()
+        if e.origin:  # fetched from the team's memory: whose key published it
+            extra = (extra + f"  from the team, published by {e.signer}").strip()
         print(f"{e.key[:12]:<12} {e.kind:<11} {e.name[:20]:<20} {e.size:>9} {e.hits:>5}  "
               f"{_when(e.created):<16}  {extra}")
     total = sum(e.size for e in rows)
@@ -109,6 +127,12 @@ def cmd_gc(args: argparse.Namespace) -> int:
     from openmind.memory.blobs import gc
     from openmind.units import parse_duration
 
+    if args.team:
+        from openmind.memory import team
+
+        done = team.gc(parse_duration(args.older_than, "--older-than") if args.older_than else None)
+        print(f"team memory: evicted {done['entries']} entries, deleted {done['blobs']} blobs")
+        return 0
     n = gc(max_bytes=parse_size(args.max_bytes) if args.max_bytes else None,
            older_than=parse_duration(args.older_than, "--older-than") if args.older_than else None,
            broken=not args.keep_broken, verify=args.verify)
