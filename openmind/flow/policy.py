@@ -129,6 +129,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("workers", "count", "int | None", None,
            "train: data-parallel processes (DDP; gloo on CPU, NCCL on GPUs; unset: one, or one "
            "per GPU when the probe sees several)", metavar="N"),
+    Option("max_age", "duration", "float | None", None,
+           "ingest: the oldest last good copy served when the source is unreachable, e.g. 1h, 7d "
+           "(unset: any age)", metavar="DURATION"),
 )
 OPTION: Mapping[str, Option] = {o.name: o for o in OPTIONS}
 

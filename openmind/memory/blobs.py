@@ -28,7 +28,9 @@ KINDS = ("model", "predictions", "pattern", "cell",
          # issue 16: validation figures, health flags (shed/pinned), the label queue, C headers
          "validation", "health", "labels", "header",
          # issue 11: the samples a device capture had read when Ctrl-C stopped it
-         "capture")
+         "capture",
+         # issue 31: the last good copy of an ingested source (its bytes)
+         "ingest")
 
 
 @dataclass(frozen=True)
