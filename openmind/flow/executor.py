@@ -127,8 +127,9 @@ def execute(
         attach_route(result, route)
         return result, route
     error = AllPathwaysFailed(intent if not plan.intent.name else f"{intent} '{plan.intent.name}'", attempts)
-    if not plan.candidates and plan.excluded:
-        lines = [str(error), "  why no pathway was possible:"]
+    if plan.excluded:
+        lines = [str(error), "  why no other pathway was tried:" if plan.candidates
+                 else "  why no pathway was possible:"]
         lines += [f"   - {p.value}: {r}" for p, r in plan.excluded]
         error.args = (redact("\n".join(lines)),)
     run.finish(attempts, error=str(error))
