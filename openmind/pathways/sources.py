@@ -47,7 +47,11 @@ class Source:
     def identity(self) -> tuple[Any, ...]:
         """What makes two calls the same source (the copy in memory is found by it)."""
         params = sorted((str(k), str(v)) for k, v in (self.params or {}).items())
-        return (self.kind, self.shown, self.query, params, self.fmt)
+        shown = self.shown
+        if self.kind == "sql":  # postgresql+psycopg:// and postgresql:// are the same database
+            scheme, _, rest = shown.partition("://")
+            shown = scheme.split("+", 1)[0].lower() + "://" + rest
+        return (self.kind, shown, self.query, params, self.fmt)
 
     @property
     def label(self) -> str:
