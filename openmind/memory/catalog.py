@@ -76,7 +76,7 @@ class Memory:
 
 def binds(entry: Entry) -> list[str]:
     """The names a cell entry bound (kept or not), without openmind's own slots."""
-    names = list((entry.meta.get("values") or {})) + list((entry.meta.get("unkept") or {}))
+    names = list(entry.meta.get("values") or {}) + list(entry.meta.get("unkept") or {})
     return sorted({n for n in names if not n.startswith("__")})
 
 
