@@ -101,7 +101,9 @@ class Option:
             kw["type"] = int
         if self.metavar:
             kw["metavar"] = self.metavar
-        return (f"--{self.name}",), kw
+        dashed = self.name.replace("_", "-")  # --max-age as well as --max_age
+        return (f"--{self.name}",) + ((f"--{dashed}",) if dashed != self.name else ()), \
+            {**kw, "dest": self.name}
 
 
 OPTIONS: tuple[Option, ...] = (
