@@ -189,7 +189,8 @@ def shown_url(url: str) -> str:
     netloc = parts.netloc.rpartition("@")[2]
     query = "&".join(f"{k}={'***' if _SECRET_PARAM.search(k) else quote(v, safe='/:,')}"
                      for k, v in parse_qsl(parts.query, keep_blank_values=True))
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    # joined by hand: urlunsplit folds sqlite:////abs/path.db into sqlite://abs/path.db
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 class RedactingFilter(logging.Filter):

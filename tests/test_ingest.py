@@ -323,3 +323,26 @@ def test_the_copy_in_memory_is_what_was_fetched(tmp_path, rows):
     kept = openmind.ingest(str(path), name="h")
     assert kept.route.degraded and kept.equals(fetched)
     assert [tuple(r) for r in kept.itertuples(index=False)] == rows
+
+
+# --------------------------------------------------------------------------- the magic
+
+
+def test_the_magic_takes_ingest_and_max_age(tmp_path):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from openmind.jupyter.magics import OpenmindMagics
+
+    doc = OpenmindMagics.openmind.__doc__
+    assert "ingest" in doc and "--max-age" in doc and "ingest: the oldest last good copy" in doc
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "openmind.jupyter")
+    ip.user_ns.update(openmind=openmind, path=str(tmp_path / "m.csv"))
+    (tmp_path / "m.csv").write_bytes(_csv([(1, 2)]))
+    ip.run_cell_magic("openmind", "ingest --max-age 2h --quiet", "df = openmind.ingest(path)")
+    (tmp_path / "m.csv").unlink()
+    ip.run_cell_magic("openmind", "ingest --max_age 2h --quiet", "df = openmind.ingest(path)")
+    first, second = openmind.journal(2)[::-1]
+    assert first["intent"] == second["intent"] == "ingest"
+    assert first["policy"]["max_age"] == second["policy"]["max_age"] == 7200.0
+    assert second["degraded"] and ip.user_ns["df"].route.decision is Decision.CACHED

@@ -353,11 +353,10 @@ def _ingest(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Can
     pathway the cell pathway journals for a cell that reads the same file itself."""
     what = it.name or "the source"
     copy = bool(it.ancestor) and memory_on(res)
-    how = {"url": "a conditional request (ETag / Last-Modified)",
-           "file": "its content hash", "sql": "its result's content hash"}.get(it.data_kind, "")
+    how = "a conditional request" if it.data_kind == "url" else "its content hash"
     out = [Candidate(Pathway.FULL_TRAIN, Decision.HARDCODE,
-                     f"fetching {what}" + (f"; unchanged against the copy in memory by {how}"
-                                           " serves the copy" if copy else ""),
+                     f"fetching {what}" + (f" (by {how}: the copy in memory serves if unchanged)"
+                                           if copy else ""),
                      {"conditional": copy})]
     age = f"{human_duration(it.age_s)} old" if it.age_s is not None else "of unknown age"
     if not memory_on(res):

@@ -168,7 +168,8 @@ class _Run:
         arrays = {f"part/{i:04d}": np.frombuffer(p, dtype=np.uint8) for i, p in enumerate(got.parts)}
         content = fingerprint(*arrays.values())
         if self.copy is not None and self.copy.entry.meta.get("content") == content:
-            return self._unchanged("the same content as the copy in memory", value, arrays, got)
+            return self._unchanged("unchanged: the same content as the copy in memory", value,
+                                   arrays, got)
         now = time.time()
         meta = {"source": self.src.shown, "source_id": self.source_id, "origin": self.src.kind,
                 "format": got.fmt, "names": got.names[:1000], "content": content,
@@ -217,11 +218,10 @@ class _Run:
         value = _parse(hit[0], self.copy.entry.meta)
         self.content, self.meta = self.copy.entry.meta.get("content"), self.copy.entry.meta
         age = human_duration(self.copy.age(time.time()))
-        note = f"the copy is {age} old"
         degraded = None
         if self.tried:
             degraded = f"the last good copy, {age} old: the source did not answer ({self.tried})"
-        return Served(_wrap(value), degraded=degraded, note=note)
+        return Served(_wrap(value), degraded=degraded)
 
     def summary(self, value: Any) -> dict[str, Any]:
         meta = self.meta or {}

@@ -13,6 +13,7 @@ from typing import Any
 
 from openmind.errors import BadInput
 from openmind.memory.blobs import KINDS, Entry, entries, remove
+from openmind.units import human_time
 
 # the store's kind -> the word a user sees (the others keep the store's word)
 WORDS = {"pattern": "signal"}
@@ -69,7 +70,8 @@ class Memory:
 
     def __str__(self) -> str:
         n = len(self.versions)
-        extra = ", ".join(f"{k}: {v}" for k, v in self.detail.items() if v not in (None, "", []))
+        shown = {k: human_time(v) if k == "checked" else v for k, v in self.detail.items()}
+        extra = ", ".join(f"{k}: {v}" for k, v in shown.items() if v not in (None, "", []))
         return (f"{self.kind} '{self.name}' ({n} version{'s' if n != 1 else ''})"
                 + (f": {extra}" if extra else ""))
 

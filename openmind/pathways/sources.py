@@ -162,7 +162,7 @@ def fetch_url(src: Source, *, etag: str | None = None, last_modified: str | None
                                        + (f": {exc}" if str(exc) else ""))) from None
     if resp.status_code == 304:
         return Fetched([], [], src.fmt or "", etag, last_modified,
-                       unchanged="304 Not Modified: unchanged since the copy in memory")
+                       unchanged="304 Not Modified: the copy in memory is current")
     if resp.status_code >= 400:
         raise SourceUnreachable(f"{src.shown} answered HTTP {resp.status_code} "
                                 f"{resp.reason_phrase}".strip())
