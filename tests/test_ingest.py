@@ -346,3 +346,32 @@ def test_the_magic_takes_ingest_and_max_age(tmp_path):
     assert first["intent"] == second["intent"] == "ingest"
     assert first["policy"]["max_age"] == second["policy"]["max_age"] == 7200.0
     assert second["degraded"] and ip.user_ns["df"].route.decision is Decision.CACHED
+
+
+def test_fresh_downloads_anew_without_a_conditional_request(origin):
+    url = origin.url + "/f.csv"
+    openmind.ingest(url)
+    again = openmind.ingest(url, fresh=True)
+    assert again.route.decision is Decision.HARDCODE
+    assert "if-none-match" not in origin.requests[-1] and origin.bodies_sent == 2
+
+
+_secret = st.text(st.sampled_from("abcdefghijkXYZ0123456789-_.~!$&'()*+,;=%@:/?#"), min_size=6,
+                  max_size=24).filter(lambda s: s.strip() == s)
+
+
+@settings(max_examples=60, deadline=None)
+@given(_secret, _secret)
+def test_a_dsn_password_or_url_token_never_survives_redaction(password, token):
+    from urllib.parse import quote
+
+    from openmind.config import redact, register_source
+
+    dsn = f"postgresql://reader:{quote(password, safe='')}@db.example:5432/sales?sslmode=require"
+    url = f"https://api.example/v1/data.csv?access_token={quote(token, safe='')}&day=3"
+    for raw, secret in ((dsn, password), (url, token)):
+        shown = register_source(raw)
+        assert secret not in shown and quote(secret, safe="") not in shown
+        text = redact(f"failed: {raw} ({secret})")
+        assert secret not in text and quote(secret, safe="") not in text
+    assert "db.example:5432/sales" in register_source(dsn) and "day=3" in register_source(url)

@@ -352,7 +352,7 @@ def _ingest(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Can
     Fetching is `full_train`/HARDCODE: the read and parse run on this machine's compute, the
     pathway the cell pathway journals for a cell that reads the same file itself."""
     what = it.name or "the source"
-    copy = bool(it.ancestor) and memory_on(res)
+    copy = bool(it.ancestor) and memory_on(res) and not pol.fresh  # fresh: download anew
     how = "a conditional request" if it.data_kind == "url" else "its content hash"
     out = [Candidate(Pathway.FULL_TRAIN, Decision.HARDCODE,
                      f"fetching {what}" + (f" (by {how}: the copy in memory serves if unchanged)"

@@ -167,7 +167,8 @@ class _Run:
             raise PathwayUnavailable(self.tried) from None
         arrays = {f"part/{i:04d}": np.frombuffer(p, dtype=np.uint8) for i, p in enumerate(got.parts)}
         content = fingerprint(*arrays.values())
-        if self.copy is not None and self.copy.entry.meta.get("content") == content:
+        if cand.params.get("conditional") and self.copy is not None \
+                and self.copy.entry.meta.get("content") == content:
             return self._unchanged("unchanged: the same content as the copy in memory", value,
                                    arrays, got)
         now = time.time()
