@@ -375,3 +375,22 @@ def test_a_dsn_password_or_url_token_never_survives_redaction(password, token):
         text = redact(f"failed: {raw} ({secret})")
         assert secret not in text and quote(secret, safe="") not in text
     assert "db.example:5432/sales" in register_source(dsn) and "day=3" in register_source(url)
+
+
+def test_a_damaged_copy_is_a_miss_never_served(origin):
+    from openmind.memory.blobs import MemoryWarning, blob_dir
+
+    url = origin.url + "/c.csv"
+    first = openmind.ingest(url)
+    (entry,) = entries("ingest")
+    path = blob_dir() / entry.blob
+    path.write_bytes(b"\0" * path.stat().st_size)  # same size, other bytes
+    with pytest.warns(MemoryWarning, match="unreadable"):
+        again = openmind.ingest(url)  # the 304 names a copy that no longer verifies: ask again
+    assert again.route.decision is Decision.HARDCODE and again.equals(first)
+    assert origin.bodies_sent == 2 and origin.requests[-1].get("if-none-match") is None
+    path = blob_dir() / entries("ingest")[0].blob
+    path.write_bytes(b"\0" * path.stat().st_size)
+    origin.status = 500
+    with pytest.warns(MemoryWarning), pytest.raises(AllPathwaysFailed, match="unreadable"):
+        openmind.ingest(url)
