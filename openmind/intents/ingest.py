@@ -150,12 +150,19 @@ class _Run:
     meta: dict[str, Any] | None = None
 
     def fetch(self, cand: Candidate) -> Served:
-        """Read the source (conditionally when a copy is kept); unchanged content serves the copy."""
+        """Read the source (conditionally when a copy is kept); unchanged content serves the copy.
+        Whatever stops it (but the caller's own mistake) makes a later copy degraded."""
         try:
-            got = self._read(cand)
-        except PathwayUnavailable as exc:
-            self.tried = str(exc)
+            return self._fetch(cand)
+        except BadInput:
             raise
+        except Exception as exc:
+            self.tried = str(exc) if isinstance(exc, PathwayUnavailable) \
+                else f"{type(exc).__name__}: {exc}"
+            raise
+
+    def _fetch(self, cand: Candidate) -> Served:
+        got = self._read(cand)
         if got.unchanged:
             return self._unchanged(got.unchanged, None, None, got)
         try:
@@ -163,8 +170,8 @@ class _Run:
         except BadInput:
             raise
         except Exception as exc:  # content that does not parse is not a good copy
-            self.tried = f"{self.src.shown} sent content that is not {got.fmt}: {type(exc).__name__}: {exc}"
-            raise PathwayUnavailable(self.tried) from None
+            raise PathwayUnavailable(f"{self.src.shown} sent content that is not {got.fmt}: "
+                                     f"{type(exc).__name__}: {exc}") from None
         arrays = {f"part/{i:04d}": np.frombuffer(p, dtype=np.uint8) for i, p in enumerate(got.parts)}
         content = fingerprint(*arrays.values())
         if cand.params.get("conditional") and self.copy is not None \
