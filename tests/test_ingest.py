@@ -394,3 +394,42 @@ def test_a_damaged_copy_is_a_miss_never_served(origin):
     origin.status = 500
     with pytest.warns(MemoryWarning), pytest.raises(AllPathwaysFailed, match="unreadable"):
         openmind.ingest(url)
+
+
+# --------------------------------------------------------------------------- the rule (pure)
+
+
+def _res(memory: bool = True):
+    from openmind import Resource, Resources
+
+    given = {"host": Resource.present("host", "2 cores", cores=2),
+             "memory": Resource.present("memory", "ready") if memory
+             else Resource.absent("memory", "masked", "masked")}
+    return Resources.none(**given)
+
+
+@settings(max_examples=80, deadline=None)
+@given(copy=st.booleans(), memory=st.booleans(), age=st.none() | st.floats(0, 1e7),
+       max_age=st.none() | st.floats(1e-3, 1e7), fresh=st.booleans(),
+       fallback=st.sampled_from(["auto", "cached", "none"]),
+       strategy=st.sampled_from(["adaptive", "local", "cloud", "cached"]),
+       kind=st.sampled_from(["file", "url", "sql"]))
+def test_the_ingest_rule(copy, memory, age, max_age, fresh, fallback, strategy, kind):
+    it = openmind.Intent.of("ingest", name="src", data_kind=kind, ancestor=copy,
+                            age_s=age if copy else None)
+    plan = openmind.route(it, resources=_res(memory), max_age=max_age, fresh=fresh,
+                          fallback=fallback, strategy=strategy)
+    steps = [(c.pathway, c.decision) for c in plan]
+    fetch, kept = (Pathway.FULL_TRAIN, Decision.HARDCODE), (Pathway.MUSCLE_MEMORY, Decision.CACHED)
+    too_old = max_age is not None and age is not None and age > max_age
+    usable = copy and memory and not too_old
+    expect = [] if strategy == "cached" else [fetch]
+    if usable and fallback != "none" or (usable and strategy == "cached" and fallback == "none"):
+        expect.append(kept)
+    assert steps == expect
+    if fetch in steps:  # a conditional request only against a copy memory can serve
+        assert plan.first.params["conditional"] == (copy and memory and not fresh)
+    if copy and memory and too_old:
+        assert any("older than max_age" in r for _, r in plan.excluded)
+    if kept in steps:  # the copy never jumps ahead of the source (strategy=cloud)
+        assert steps[-1] == kept and plan.candidates[-1].params["ancestor"]
