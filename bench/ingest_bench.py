@@ -4,7 +4,7 @@ on 127.0.0.1, measured in the same run: the anchor is httpx GET + pandas.read_cs
 Prints seconds per call and the ratio to the anchor for: a fetch whose content changed (download,
 parse, keep the copy), an unchanged source (a conditional request answered 304: nothing
 downloaded, the copy read from memory and parsed), and the source down (the last good copy).
-Usage: python bench/ingest_bench.py [megabytes of CSV, default 20]
+Usage: python bench/ingest_bench.py [--mb MEGABYTES] (of CSV, default 20)
 """
 
 from __future__ import annotations
@@ -73,4 +73,8 @@ def main(megabytes: float = 20.0) -> None:
 
 
 if __name__ == "__main__":
-    main(float(sys.argv[1]) if len(sys.argv) > 1 else 20.0)
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--mb", type=float, default=20.0, help="megabytes of CSV (default 20)")
+    main(parser.parse_args().mb)

@@ -36,7 +36,7 @@ def test_run_prints_one_line_per_decision_and_fails_on_a_cell_error(tmp_path, ca
     path = make(tmp_path, SENSE_CELL, "x = 1", SENSE_CELL.replace("30s", "1m") + "\n1 / 0",
                 "print('never runs')")
     out = tmp_path / "executed.ipynb"
-    status = main(["run", str(path), "-o", str(out), "--timeout", "60s"])
+    status = main(["run", str(path), "-o", str(out), "--timeout", "60s", "--no-memory"])
     text = capsys.readouterr().out
     assert status == 1
     lines = [ln for ln in text.splitlines() if ln.startswith("  cell")]
