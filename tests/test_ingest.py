@@ -433,3 +433,16 @@ def test_the_ingest_rule(copy, memory, age, max_age, fresh, fallback, strategy, 
         assert any("older than max_age" in r for _, r in plan.excluded)
     if kept in steps:  # the copy never jumps ahead of the source (strategy=cloud)
         assert steps[-1] == kept and plan.candidates[-1].params["ancestor"]
+
+
+def test_the_same_file_name_in_two_folders_is_two_sources(tmp_path, monkeypatch):
+    for folder, rows in (("a", [(1, 1)]), ("b", [(2, 2), (3, 3)])):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "d.csv").write_bytes(_csv(rows))
+    monkeypatch.chdir(tmp_path / "a")
+    assert len(openmind.ingest("d.csv")) == 1
+    monkeypatch.chdir(tmp_path / "b")
+    df = openmind.ingest("d.csv")  # another file: fetched, not the copy of a/d.csv
+    assert df.route.decision is Decision.HARDCODE and len(df) == 2
+    (tmp_path / "b" / "d.csv").unlink()
+    assert len(openmind.ingest("d.csv")) == 2  # b's own last good copy

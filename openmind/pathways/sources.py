@@ -48,7 +48,9 @@ class Source:
         """What makes two calls the same source (the copy in memory is found by it)."""
         params = sorted((str(k), str(v)) for k, v in (self.params or {}).items())
         shown = self.shown
-        if self.kind == "sql":  # postgresql+psycopg:// and postgresql:// are the same database
+        if self.kind == "file":  # data.csv in two folders is two sources
+            shown = os.path.abspath(os.path.expanduser(self.raw))
+        elif self.kind == "sql":  # postgresql+psycopg:// and postgresql:// are the same database
             scheme, _, rest = shown.partition("://")
             shown = scheme.split("+", 1)[0].lower() + "://" + rest
         return (self.kind, shown, self.query, params, self.fmt)
