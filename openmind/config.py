@@ -151,8 +151,18 @@ _secrets_memo: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 # Secrets met at run time rather than in the environment: the password of a database URL or a
 # token in a URL's query that a call was given (`register_source`). Only ever added to.
 _REGISTERED: set[str] = set()
-# A query parameter whose name says it carries a credential (token=, api_key=, X-Amz-Signature=).
-_SECRET_PARAM = re.compile(r"(?i)(token|key|secret|passw|pwd|auth|sig|credential|session)")
+# Words that make a query parameter a credential (token=, api_key=, apiKey=, X-Amz-Signature=).
+_CREDENTIAL_WORDS = frozenset({"token", "key", "apikey", "secret", "password", "passwd", "pwd",
+                               "pass", "auth", "authorization", "sig", "signature", "credential",
+                               "credentials", "session", "sessionid", "jwt", "bearer"})
+
+
+def secret_param(name: str) -> bool:
+    """Does a query parameter's name say it carries a credential? Its words (split at '_', '-',
+    '.' and camelCase) hold one of the credential words, or one ends in token/key/secret."""
+    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
+    return any(w in _CREDENTIAL_WORDS or w.endswith(("token", "key", "secret", "password"))
+               for w in words if w)
 
 
 def source_secrets(url: str) -> list[str]:
@@ -164,7 +174,7 @@ def source_secrets(url: str) -> list[str]:
     except ValueError:
         return found
     for name, value in parse_qsl(query, keep_blank_values=False):
-        if _SECRET_PARAM.search(name):
+        if secret_param(name):
             found += [value, quote(value, safe="")]
     return [f for f in found if f]
 
@@ -187,7 +197,7 @@ def shown_url(url: str) -> str:
     except ValueError:
         return "<a malformed URL>"
     netloc = parts.netloc.rpartition("@")[2]
-    query = "&".join(f"{k}={'***' if _SECRET_PARAM.search(k) else quote(v, safe='/:,')}"
+    query = "&".join(f"{k}={'***' if secret_param(k) else quote(v, safe='/:,')}"
                      for k, v in parse_qsl(parts.query, keep_blank_values=True))
     # joined by hand: urlunsplit folds sqlite:////abs/path.db into sqlite://abs/path.db
     return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")

@@ -377,6 +377,15 @@ def test_a_dsn_password_or_url_token_never_survives_redaction(password, token):
     assert "db.example:5432/sales" in register_source(dsn) and "day=3" in register_source(url)
 
 
+def test_only_credential_named_query_values_are_secrets():
+    from openmind.config import redact, register_source
+
+    shown = register_source("https://h.example/x.csv?design=bluegreen&apiKey=K3y-v4lue&"
+                            "X-Amz-Signature=s1gnature0&page=12")
+    assert shown == "https://h.example/x.csv?design=bluegreen&apiKey=***&X-Amz-Signature=***&page=12"
+    assert redact("bluegreen K3y-v4lue s1gnature0") == "bluegreen *** ***"
+
+
 def test_a_damaged_copy_is_a_miss_never_served(origin):
     from openmind.memory.blobs import MemoryWarning, blob_dir
 
