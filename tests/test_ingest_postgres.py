@@ -143,3 +143,14 @@ def test_postgres_refusing_a_password_is_the_last_copy_and_never_shows_it(pg):
         openmind.ingest(pg.url(password=wrong), query="SELECT x FROM tiny", fallback="none")
     for text in (str(refused.route), str(err.value), json.dumps(openmind.journal(5), default=str)):
         assert wrong not in text and PASSWORD not in text
+
+
+def test_postgres_slower_than_the_timeout_is_the_last_copy(pg):
+    pg.sql("CREATE TABLE IF NOT EXISTS delay (d double precision)", "DELETE FROM delay",
+           "INSERT INTO delay VALUES (0)")
+    q = "SELECT 1 AS one FROM (SELECT pg_sleep(d) FROM delay) AS s"
+    kept = openmind.ingest(pg.url(), query=q, name="slow")
+    assert list(kept["one"]) == [1]
+    pg.sql("UPDATE delay SET d = 60")  # the same query now takes a minute
+    slow = openmind.ingest(pg.url(), query=q, name="slow", timeout="1s")
+    assert slow.route.decision is Decision.CACHED and "statement timeout" in slow.route.degraded

@@ -151,7 +151,7 @@ def fetch_url(src: Source, *, etag: str | None = None, last_modified: str | None
     (If-None-Match / If-Modified-Since), and a 304 answer downloads nothing."""
     import httpx
 
-    headers = {"Accept-Encoding": "gzip"}
+    headers = {}
     if etag:
         headers["If-None-Match"] = etag
     if last_modified:
@@ -223,7 +223,9 @@ def _sqlalchemy(src: Source, scheme: str, wait: float) -> tuple[list[str], list[
     if scheme.startswith("postgresql"):
         if scheme == "postgresql" and _has("psycopg") and not _has("psycopg2"):
             url = "postgresql+psycopg" + url[len("postgresql"):]
+        # a database that does not answer in time counts as unreachable: connecting and the query
         connect["connect_timeout"] = max(1, math.ceil(wait))
+        connect["options"] = f"-c statement_timeout={max(1, int(wait * 1000))}"
     try:
         engine = sa.create_engine(url, poolclass=NullPool, connect_args=connect)
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
