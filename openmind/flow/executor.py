@@ -115,8 +115,7 @@ def execute(
             continue
         result = served.value
         attempts.append(Attempt(served.pathway or cand.pathway, served.decision or cand.decision,
-                                cand.reason, "ok",
-                                None, (time.perf_counter() - t0) * 1000))
+                                cand.reason, "ok", None, (time.perf_counter() - t0) * 1000))
         summary = {}
         if summarize is not None:
             try:
