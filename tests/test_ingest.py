@@ -95,8 +95,9 @@ def test_max_age_bounds_the_copy(tmp_path):
 def test_glob_concatenates_and_a_removed_file_is_a_change(tmp_path):
     for i in range(3):
         (tmp_path / f"part-{i}.csv").write_bytes(_csv([(i, i * 10)]))
-    df = openmind.ingest(str(tmp_path / "part-*.csv"), name="parts")
+    df = openmind.ingest(str(tmp_path / "part-*.csv"))
     assert list(df["a"]) == [0, 1, 2] and df.route.pathway is Pathway.FULL_TRAIN
+    assert df.route.summary["name"] == "part-all.csv"  # the name a glob is remembered by
     (tmp_path / "part-1.csv").unlink()
     df = openmind.ingest(str(tmp_path / "part-*.csv"), name="parts")
     assert list(df["a"]) == [0, 2] and df.route.decision is Decision.HARDCODE
@@ -455,3 +456,25 @@ def test_the_same_file_name_in_two_folders_is_two_sources(tmp_path, monkeypatch)
     assert df.route.decision is Decision.HARDCODE and len(df) == 2
     (tmp_path / "b" / "d.csv").unlink()
     assert len(openmind.ingest("d.csv")) == 2  # b's own last good copy
+
+
+_cell = st.one_of(st.none(), st.integers(-2**53, 2**53), st.text(max_size=12),
+                  st.floats(allow_nan=False, allow_infinity=False, width=64))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(_cell, _cell), min_size=0, max_size=20))
+def test_a_query_result_kept_is_the_result_fetched(tmp_path, rows):
+    db = tmp_path / "p.db"
+    db.unlink(missing_ok=True)
+    with sqlite3.connect(db) as con:
+        con.execute("CREATE TABLE t (x, y)")  # no declared types: each cell keeps its own
+        con.executemany("INSERT INTO t VALUES (?, ?)", rows)
+    con.close()
+    src = f"sqlite:///{db}"
+    fetched = openmind.ingest(src, query="SELECT x, y FROM t ORDER BY rowid", name="p")
+    assert [list(r) for r in fetched.astype(object).where(fetched.notna(), None).itertuples(
+        index=False)] == [list(r) for r in rows]
+    db.unlink()
+    kept = openmind.ingest(src, query="SELECT x, y FROM t ORDER BY rowid", name="p")
+    assert kept.route.degraded and kept.equals(fetched)

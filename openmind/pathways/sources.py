@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 import math
 import os
+import re
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,7 +65,8 @@ class Source:
         if self.kind == "url":
             parts = urlsplit(self.shown)
             return os.path.basename(parts.path.rstrip("/")) or parts.hostname or "url"
-        return os.path.basename(self.raw.rstrip("/")) or self.raw
+        base = os.path.basename(self.raw.rstrip("/")) or self.raw
+        return re.sub(r"(\[[^\]]*\]|[*?])+", "all", base)  # a glob: part-*.csv -> part-all.csv
 
 
 @dataclass

@@ -46,7 +46,7 @@ def check_format(fmt: Any) -> str:
 
 def format_of(name: str, media_type: str | None = None) -> str | None:
     """The format a file or URL path names by its suffix, else its Content-Type; None if neither."""
-    low = name.lower().split("?", 1)[0]
+    low = name.lower()  # a file name, a glob or a URL's path (its query is not part of it)
     if low.endswith(".gz"):
         low = low[:-3]
     for suffix, fmt in _SUFFIX.items():
