@@ -14,7 +14,7 @@ import re
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 from openmind.errors import BadInput
 
@@ -158,12 +158,13 @@ def secrets() -> list[str]:
     echoes back carries base64('user:pass')). Recomputed only when one of the variables changed:
     every journal record and route reason is redacted, so this runs on every call."""
     global _secrets_memo
-    raw = tuple(os.environ.get(v, "") for v in SECRET_VARS + URL_VARS)
+    raw = tuple(os.environ.get(v, "") for v in SECRET_VARS + URL_VARS) + (str(len(_REGISTERED)),)
     if _secrets_memo is not None and _secrets_memo[0] == raw:
         return list(_secrets_memo[1])
     found: list[str] = [v.strip() for v in raw[:len(SECRET_VARS)]]
-    for value in raw[len(SECRET_VARS):]:
+    for value in raw[len(SECRET_VARS):-1]:
         found += url_secrets(value)
+    found += sorted(_REGISTERED)
     found = [f for f in found if len(f) >= 4]
     encoded = []
     for f in found:
@@ -175,6 +176,59 @@ def secrets() -> list[str]:
 
 
 _secrets_memo: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+# Secrets met at run time rather than in the environment: the password of a database URL or a
+# token in a URL's query that a call was given (`register_source`). Only ever added to.
+_REGISTERED: set[str] = set()
+# Words that make a query parameter a credential (token=, api_key=, apiKey=, X-Amz-Signature=).
+_CREDENTIAL_WORDS = frozenset({"token", "key", "apikey", "secret", "password", "passwd", "pwd",
+                               "pass", "auth", "authorization", "sig", "signature", "credential",
+                               "credentials", "session", "sessionid", "jwt", "bearer"})
+
+
+def secret_param(name: str) -> bool:
+    """Does a query parameter's name say it carries a credential? Its words (split at '_', '-',
+    '.' and camelCase) hold one of the credential words, or one ends in token/key/secret."""
+    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
+    return any(w in _CREDENTIAL_WORDS or w.endswith(("token", "key", "secret", "password"))
+               for w in words if w)
+
+
+def source_secrets(url: str) -> list[str]:
+    """The secret parts of a source URL or database DSN: its userinfo (as `url_secrets`) and the
+    values of query parameters named like credentials (token=, api_key=, password=...)."""
+    found = url_secrets(url)
+    try:
+        query = urlsplit(url.strip()).query
+    except ValueError:
+        return found
+    for name, value in parse_qsl(query, keep_blank_values=False):
+        if secret_param(name):
+            found += [value, quote(value, safe="")]
+    return [f for f in found if f]
+
+
+def register_source(url: str) -> str:
+    """Make `redact` hide the secrets of a URL or DSN a call was given (journal, cards, logs,
+    errors) from now on, and return the URL as it may be shown: no userinfo, credential-named
+    query values as '***'."""
+    found = [f for f in source_secrets(url) if len(f) >= 4]
+    if found and not _REGISTERED.issuperset(found):
+        with _lock:
+            _REGISTERED.update(found)
+    return shown_url(url)
+
+
+def shown_url(url: str) -> str:
+    """A URL or DSN without its userinfo and with credential-named query values as '***'."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return "<a malformed URL>"
+    netloc = parts.netloc.rpartition("@")[2]
+    query = "&".join(f"{k}={'***' if secret_param(k) else quote(v, safe='/:,')}"
+                     for k, v in parse_qsl(parts.query, keep_blank_values=True))
+    # joined by hand: urlunsplit folds sqlite:////abs/path.db into sqlite://abs/path.db
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 class RedactingFilter(logging.Filter):

@@ -33,7 +33,9 @@ KINDS = ("model", "predictions", "pattern", "cell",
          # issue 11: the samples a device capture had read when Ctrl-C stopped it
          "capture",
          # issue 30: a notebook run's manifest (what each cell decided), for --resume and --replay
-         "run")
+         "run",
+         # issue 31: the last good copy of an ingested source (its bytes)
+         "ingest")
 
 
 @dataclass(frozen=True)
