@@ -132,7 +132,7 @@ class Kernels:
         self.key = tuple(id(a) for a in self.layers)
         self._folded: Folded | None = None
         self._exact: list[tuple[np.ndarray, int, np.ndarray, np.ndarray, bool]] | None = None
-        self._codes: list[np.ndarray] | None = None
+        self._codes: list[Any] | None = None  # native.TernaryLayer (imported on first use)
 
     def fast(self, X: np.ndarray) -> np.ndarray:
         """Raw rows -> scores by BLAS (not bit-exact: BLAS sums in its own order), with weights
@@ -168,22 +168,13 @@ class Kernels:
         return h
 
     def ternary(self, X: np.ndarray) -> np.ndarray:
-        """Raw rows -> scores by the 2-bit SIMD kernel (int8 activations; approximate).
-        Without a compiler: the BLAS path."""
+        """Raw rows -> scores by the 2-bit ternary kernel (int8 activations; approximate).
+        Without a compiler numpy computes the same bits, slower."""
         from openmind.pathways.ternary import native
 
-        handle = native.lib()
-        if handle is None:
-            return self.fast(X)
-        h = standardize(X, self.mean, self.inv_std)
         if self._codes is None:
-            self._codes = [native.ternary_codes(a.trits) for a in self.layers]
-        for codes, a in zip(self._codes, self.layers, strict=True):
-            y = native.ternary_dot(handle, codes, h)
-            y *= a.scale
-            y += a.bias
-            h = np.maximum(y, 0, out=y) if a.relu else y
-        return h
+            self._codes = [native.TernaryLayer(a.trits, a.scale, a.bias, a.relu) for a in self.layers]
+        return native.ternary_forward(native.lib(), self._codes, X, self.mean, self.inv_std)
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
