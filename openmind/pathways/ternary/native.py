@@ -23,6 +23,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +161,32 @@ def layer_exact(handle: ctypes.CDLL, h: np.ndarray, wt: np.ndarray, out: int, sc
     return y
 
 
+SPLIT_MACS = 1 << 22  # below this many multiply-adds a layer runs on one thread whatever set_threads says
+_threads = 1
+_executor: ThreadPoolExecutor | None = None
+
+
+def set_threads(n: int) -> None:
+    """Threads the ternary kernel may use on a big layer. Default 1: on a machine whose other cores
+    are busy, work split across them waits for the slowest (benchmarks pin both sides to n)."""
+    global _threads, _executor
+    if n < 1:
+        raise ValueError(f"threads must be >= 1, got {n}")
+    with _lock:
+        _threads = int(n)
+        if _executor is not None:
+            _executor.shutdown(wait=False)
+            _executor = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    with _lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(_threads, thread_name_prefix="omkernel")
+        return _executor
+
+
 QG, QK = 16, 16  # the ternary kernel's output group and input block (omkernel.c)
 _EXACT_F32 = 2**24 // 127  # inputs up to this: a float32 matmul of the int8 dot is exact
 
@@ -247,12 +274,17 @@ def ternary_layer(handle: ctypes.CDLL | None, layer: TernaryLayer, h: np.ndarray
     rows = h.shape[0]
     y = np.empty((rows, layer.out), dtype=np.float32)
     codes, og, kg = layer.codes_ptr()
-    rc = handle.omk_ternary_layer(
-        codes, layer.out, kg, h.ctypes.data, rows, layer.inp,
-        None if mean is None else mean.ctypes.data, None if inv_std is None else inv_std.ctypes.data,
-        layer.scale.ctypes.data, 1 if layer.scale.size > 1 else 0, layer.bias.ctypes.data,
-        1 if layer.relu else 0, y.ctypes.data, 0, og)
-    if rc != 0:
+    args = (codes, layer.out, kg, h.ctypes.data, rows, layer.inp,
+            None if mean is None else mean.ctypes.data, None if inv_std is None else inv_std.ctypes.data,
+            layer.scale.ctypes.data, 1 if layer.scale.size > 1 else 0, layer.bias.ctypes.data,
+            1 if layer.relu else 0, y.ctypes.data)
+    n = min(_threads, og) if rows * layer.inp * layer.out >= SPLIT_MACS else 1
+    if n <= 1:
+        rcs = [handle.omk_ternary_layer(*args, 0, og)]
+    else:  # ctypes lets go of the GIL: each thread takes a run of output groups
+        cuts = [og * i // n for i in range(n + 1)]
+        rcs = list(_pool().map(lambda i: handle.omk_ternary_layer(*args, cuts[i], cuts[i + 1]), range(n)))
+    if any(rcs):
         raise MemoryError(f"ternary kernel: no memory for {rows} rows of {layer.inp} inputs")
     return y
 
