@@ -9,7 +9,9 @@ in int32; FIELD-NOTES "Honest baselines"); fp32 is what a user has without quant
 Targets (issue 29): batch 1 >= 3x int8, batch 64 >= 1x int8.
 
 Prints the SIMD level the kernel runs with, the thread count all three use (torch.set_num_threads,
-BLAS, native.set_threads), weight bytes, and each path's error against fp32.
+BLAS, native.set_threads), weight bytes, and each path's error against fp32. On one thread the
+clock is the calling thread's CPU time (all three run there; a shared machine's other tenants
+distort it least), else wall time.
 
 Run: python bench/ternary_bench.py [--threads 1] [--size 4096] [--batches 1,64]
 (on a shared machine pin it: taskset -c 0 python bench/ternary_bench.py)
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 import warnings
 
 import numpy as np
@@ -64,7 +67,9 @@ def main() -> int:
     q8 = int8_dynamic(w, b)
     print(f"{machine()}; torch {torch.__version__}, quantized engine {torch.backends.quantized.engine}; "
           f"{args.threads} thread(s) for torch, BLAS and the kernel")
-    print(f"ternary kernel SIMD: {native.simd_level()} {native.reason()}")
+    clock = time.thread_time if args.threads == 1 else time.perf_counter
+    print(f"ternary kernel SIMD: {native.simd_level()} {native.reason()}; clock: "
+          f"{'CPU time of the calling thread' if args.threads == 1 else 'wall'}")
     print(f"weights: fp32 {w.numel() * 4 / 2**20:.0f} MiB, int8 {w.numel() / 2**20:.0f} MiB, "
           f"packed ternary {model.nbytes / 2**20:.1f} MiB")
     print(f"{'shape':<16} {'ternary ms':>10} {'int8 ms':>9} {'fp32 ms':>9} {'vs int8':>8} {'vs fp32':>8}"
@@ -85,7 +90,7 @@ def main() -> int:
         errs = [float(np.abs(got - ref).max() / np.abs(ref).max())
                 for got in (model.scores_ternary(x), int8().numpy())]
         t = per_call({"tern": lambda x=x: model.scores_ternary(x), "int8": int8, "fp32": fp32},
-                     blocks=9, block_s=0.1)
+                     blocks=9, block_s=0.1, clock=clock)
         print(f"{n}x{n} x{batch:<5} {t['tern'] * 1e3:>10.3f} {t['int8'] * 1e3:>9.3f} {t['fp32'] * 1e3:>9.3f} "
               f"{t['int8'] / t['tern']:>7.2f}x {t['fp32'] / t['tern']:>7.2f}x {errs[0]:>9.4f} {errs[1]:>9.4f}")
     return 0

@@ -125,18 +125,18 @@ def test_ternary_kernel_is_the_exact_int8_dot_and_numpy_gives_its_bits(out, inp,
     rng = np.random.default_rng(seed)
     trits = rng.integers(-1, 2, size=(out, inp)).astype(np.int8)
     scale = rng.uniform(0.01, 0.5, size=out if per_row else 1).astype(F32)
-    layer = native.TernaryLayer(trits, scale, rng.normal(size=out).astype(F32), relu)
     h = (rng.normal(size=(rows, inp)) * rng.uniform(0.01, 100)).astype(F32)
     mean, inv = rng.normal(size=inp).astype(F32), rng.uniform(0.5, 2, size=inp).astype(F32)
-    std = (mean, inv) if standardize else (None, None)
-    got = native.ternary_layer(handle, layer, h, *std)
-    assert got.tobytes() == native.ternary_layer(None, layer, h, *std).tobytes()
+    std = (mean, inv) if standardize else None
+    layer = native.TernaryLayer(trits, scale, rng.normal(size=out).astype(F32), relu, std)
+    got = native.ternary_layer(handle, layer, h)
+    assert got.tobytes() == native.ternary_layer(None, layer, h).tobytes()
     # the integer dot itself: scale 1, bias 0, no relu leaves dot * step
-    plain = native.TernaryLayer(trits, np.ones(1, F32), np.zeros(out, F32), False)
+    plain = native.TernaryLayer(trits, np.ones(1, F32), np.zeros(out, F32), False, std)
     hs = (h - mean) * inv if standardize else h
     q, _, step = native.quantize_rows(hs, inp)
     want = q.astype(np.int64) @ trits.T.astype(np.int64)
-    dot = native.ternary_layer(handle, plain, h, *std) / step[:, None]
+    dot = native.ternary_layer(handle, plain, h) / step[:, None]
     np.testing.assert_array_equal(np.rint(dot).astype(np.int64), want)
 
 

@@ -205,17 +205,21 @@ def ternary_codes(trits: np.ndarray) -> np.ndarray:
 
 class TernaryLayer:
     """One layer prepared for the ternary kernel: the 2-bit codes (compiled kernel) or the trits as
-    float32 (numpy fallback, built on first use), with the layer's scale, bias and ReLU."""
+    float32 (numpy fallback), each built on first use, with the layer's scale, bias and ReLU, and
+    for a first layer the input standardisation (mean, inv_std) the kernel applies on the way in."""
 
-    def __init__(self, trits: np.ndarray, scale: np.ndarray, bias: np.ndarray, relu: bool) -> None:
+    def __init__(self, trits: np.ndarray, scale: np.ndarray, bias: np.ndarray, relu: bool,
+                 standardize: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.out, self.inp = trits.shape
         self.trits = trits
         self.scale = np.ascontiguousarray(scale, np.float32).reshape(-1)
         self.bias = np.ascontiguousarray(bias, np.float32).reshape(-1)
         self.relu = bool(relu)
+        self.standardize = None if standardize is None else (
+            np.ascontiguousarray(standardize[0], np.float32), np.ascontiguousarray(standardize[1], np.float32))
         self._codes: np.ndarray | None = None
         self._tt: np.ndarray | None = None
-        self._ptr: tuple[int, int, int] | None = None
+        self._args: tuple | None = None
 
     @property
     def codes(self) -> np.ndarray:
@@ -223,12 +227,17 @@ class TernaryLayer:
             self._codes = ternary_codes(self.trits)
         return self._codes
 
-    def codes_ptr(self) -> tuple[int, int, int]:
-        """The codes' address, groups and blocks (an array's .ctypes costs a microsecond a call)."""
-        if self._ptr is None:
+    def kernel_args(self) -> tuple:
+        """omk_ternary_layer's per-layer arguments, addresses taken once (an array's .ctypes costs
+        a microsecond a call; the arrays live as long as the layer): (codes, out, blocks, in,
+        mean, inv_std, scale, per_row, bias, relu), then the number of output groups."""
+        if self._args is None:
             codes = self.codes
-            self._ptr = (codes.ctypes.data, codes.shape[0], codes.shape[1])
-        return self._ptr
+            mean, inv = (None, None) if self.standardize is None else (a.ctypes.data for a in self.standardize)
+            self._args = ((codes.ctypes.data, self.out, codes.shape[1], self.inp, mean, inv,
+                           self.scale.ctypes.data, 1 if self.scale.size > 1 else 0, self.bias.ctypes.data,
+                           1 if self.relu else 0), codes.shape[0])
+        return self._args
 
     def trits_t(self) -> np.ndarray:
         """Trits [in, out] as float32 (float64 past _EXACT_F32 inputs): BLAS sums them exactly."""
@@ -259,43 +268,37 @@ def _epilogue(dot: np.ndarray, step: np.ndarray, layer: TernaryLayer) -> np.ndar
     return y
 
 
-def ternary_layer(handle: ctypes.CDLL | None, layer: TernaryLayer, h: np.ndarray,
-                  mean: np.ndarray | None = None, inv_std: np.ndarray | None = None) -> np.ndarray:
-    """relu?((int8(h') . trits) * step * scale + bias), h' = (h - mean) * inv_std when mean is given:
-    float32 [rows, out]. The compiled kernel with a handle, numpy without; the same bits either way
-    (the int8 dot is exact in both, the float steps are the same operations in the same order)."""
+def ternary_layer(handle: ctypes.CDLL | None, layer: TernaryLayer, h: np.ndarray) -> np.ndarray:
+    """relu?((int8(h') . trits) * step * scale + bias), h' = (h - mean) * inv_std for a layer that
+    standardises, else h: float32 [rows, out]. The compiled kernel with a handle, numpy without;
+    the same bits either way (the int8 dot is exact in both, the float steps are the same
+    operations in the same order)."""
     h = np.ascontiguousarray(h, dtype=np.float32)
     if handle is None:
-        if mean is not None:
-            h = (h - mean) * inv_std
+        if layer.standardize is not None:  # the format's step 1
+            h = (h - layer.standardize[0]) * layer.standardize[1]
         q, _, step = quantize_rows(h, layer.inp)
         tt = layer.trits_t()
         return _epilogue(q.astype(tt.dtype) @ tt, step, layer)
+    (codes, out, kg, inp, *rest), og = layer.kernel_args()
     rows = h.shape[0]
-    y = np.empty((rows, layer.out), dtype=np.float32)
-    codes, og, kg = layer.codes_ptr()
-    args = (codes, layer.out, kg, h.ctypes.data, rows, layer.inp,
-            None if mean is None else mean.ctypes.data, None if inv_std is None else inv_std.ctypes.data,
-            layer.scale.ctypes.data, 1 if layer.scale.size > 1 else 0, layer.bias.ctypes.data,
-            1 if layer.relu else 0, y.ctypes.data)
-    n = min(_threads, og) if rows * layer.inp * layer.out >= SPLIT_MACS else 1
+    y = np.empty((rows, out), dtype=np.float32)
+    args = (codes, out, kg, h.ctypes.data, rows, inp, *rest, y.ctypes.data)
+    n = min(_threads, og) if rows * inp * out >= SPLIT_MACS else 1
     if n <= 1:
         rcs = [handle.omk_ternary_layer(*args, 0, og)]
     else:  # ctypes lets go of the GIL: each thread takes a run of output groups
         cuts = [og * i // n for i in range(n + 1)]
         rcs = list(_pool().map(lambda i: handle.omk_ternary_layer(*args, cuts[i], cuts[i + 1]), range(n)))
     if any(rcs):
-        raise MemoryError(f"ternary kernel: no memory for {rows} rows of {layer.inp} inputs")
+        raise MemoryError(f"ternary kernel: no memory for {rows} rows of {inp} inputs")
     return y
 
 
-def ternary_forward(handle: ctypes.CDLL | None, layers: Sequence[TernaryLayer], X: np.ndarray,
-                    mean: np.ndarray, inv_std: np.ndarray) -> np.ndarray:
-    """Raw rows through every layer (the standardisation done in the first layer's call)."""
-    mean = np.ascontiguousarray(mean, dtype=np.float32)
-    inv_std = np.ascontiguousarray(inv_std, dtype=np.float32)
-    h = ternary_layer(handle, layers[0], X, mean, inv_std)
-    for layer in layers[1:]:
+def ternary_forward(handle: ctypes.CDLL | None, layers: Sequence[TernaryLayer], X: np.ndarray) -> np.ndarray:
+    """Raw rows through every layer (the first one standardises them on the way in)."""
+    h = X
+    for layer in layers:
         h = ternary_layer(handle, layer, h)
     return h
 

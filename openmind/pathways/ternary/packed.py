@@ -173,8 +173,10 @@ class Kernels:
         from openmind.pathways.ternary import native
 
         if self._codes is None:
-            self._codes = [native.TernaryLayer(a.trits, a.scale, a.bias, a.relu) for a in self.layers]
-        return native.ternary_forward(native.lib(), self._codes, X, self.mean, self.inv_std)
+            self._codes = [native.TernaryLayer(a.trits, a.scale, a.bias, a.relu,
+                                               (self.mean, self.inv_std) if i == 0 else None)
+                           for i, a in enumerate(self.layers)]
+        return native.ternary_forward(native.lib(), self._codes, X)
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
