@@ -149,6 +149,27 @@ def test_ternary_numpy_path_is_exact_past_float32_integers():
     assert small.trits_t().dtype == F32
 
 
+def test_ternary_kernel_split_across_threads_gives_the_same_bits():
+    """A big layer's output groups split between threads (native.set_threads): each thread writes
+    its own columns, so the result is the one-thread result bit for bit; a small layer stays on one."""
+    handle = native.lib()
+    assert handle is not None, native.reason()
+    rng = np.random.default_rng(8)
+    layer = native.TernaryLayer(rng.integers(-1, 2, size=(200, 300)).astype(np.int8),
+                                rng.uniform(0.1, 1, 200).astype(F32), rng.normal(size=200).astype(F32), True)
+    h = rng.normal(size=(80, 300)).astype(F32)
+    assert 80 * 300 * 200 >= native.SPLIT_MACS
+    one = native.ternary_layer(handle, layer, h)
+    native.set_threads(3)
+    try:
+        assert native.ternary_layer(handle, layer, h).tobytes() == one.tobytes()
+        assert native.ternary_layer(handle, layer, h[:2]).tobytes() == one[:2].tobytes()
+    finally:
+        native.set_threads(1)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        native.set_threads(0)
+
+
 def test_default_predict_is_fast_and_exact_is_the_device():
     rng = np.random.default_rng(5)
     model = random_model(rng, (30, 50, 4))
