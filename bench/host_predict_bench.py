@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from benchlib import machine, per_call, pin_threads
+from benchlib import bench_clock, machine, per_call, pin_threads
 
 ROOT = Path(__file__).resolve().parent.parent
 F32 = np.float32
@@ -127,8 +127,9 @@ def main() -> int:
     from openmind.pathways.ternary import native
     from openmind.pathways.ternary.packed import forward
 
+    clock, clock_name = bench_clock(args.threads)
     print(f"{machine()}; torch {torch.__version__}, numpy {np.__version__}, {args.threads} thread(s); "
-          f"compiled kernel: {native.simd_level()} {native.reason()}")
+          f"compiled kernel: {native.simd_level()} {native.reason()}; clock: {clock_name}")
     rng = np.random.default_rng(0)
     X, y = load_digits(return_X_y=True)
     Xtr, Xte, *_ = train_test_split(X.astype(F32), y, test_size=0.2, random_state=0, stratify=y)
@@ -149,7 +150,7 @@ def main() -> int:
                 assert (twin(rows) == model.predict(rows)).mean() > 0.95
             fns = {"om": lambda rows=rows, m=model: m.predict(rows)}
             fns.update({k: (lambda rows=rows, tw=tw: tw(rows)) for k, tw in twins.items()})
-            t = per_call(fns)
+            t = per_call(fns, clock=clock)
             print(f"{label:<16} {batch:>5} {t['om'] * 1e3:>12.4f} {t['folded'] * 1e3:>10.4f} "
                   f"{t['written'] * 1e3:>11.4f} {t['folded'] / t['om']:>9.2f}x {t['written'] / t['om']:>10.2f}x")
 
@@ -170,7 +171,7 @@ def main() -> int:
         if fw is not None:
             fwr, _ = firmware_scores(digits, rows)
             fns["fw"] = fwr
-        t = per_call(fns, blocks=9)
+        t = per_call(fns, blocks=9, clock=clock)
         extra = f"   {t['fw'] * 1e3:.4f} ({t['fw'] / t['new']:.1f}x slower than exact)" if "fw" in t else ""
         print(f"{len(rows):>5} {t['new'] * 1e3:>10.4f} {t['old'] * 1e3:>14.4f} {t['old'] / t['new']:>6.1f}x{extra}")
     return 0

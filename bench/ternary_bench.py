@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 import warnings
 
 import numpy as np
-from benchlib import machine, per_call, pin_threads
+from benchlib import bench_clock, machine, per_call, pin_threads
 
 
 def int8_dynamic(w, b):
@@ -67,9 +66,8 @@ def main() -> int:
     q8 = int8_dynamic(w, b)
     print(f"{machine()}; torch {torch.__version__}, quantized engine {torch.backends.quantized.engine}; "
           f"{args.threads} thread(s) for torch, BLAS and the kernel")
-    clock = time.thread_time if args.threads == 1 else time.perf_counter
-    print(f"ternary kernel SIMD: {native.simd_level()} {native.reason()}; clock: "
-          f"{'CPU time of the calling thread' if args.threads == 1 else 'wall'}")
+    clock, clock_name = bench_clock(args.threads)
+    print(f"ternary kernel SIMD: {native.simd_level()} {native.reason()}; clock: {clock_name}")
     print(f"weights: fp32 {w.numel() * 4 / 2**20:.0f} MiB, int8 {w.numel() / 2**20:.0f} MiB, "
           f"packed ternary {model.nbytes / 2**20:.1f} MiB")
     print(f"{'shape':<16} {'ternary ms':>10} {'int8 ms':>9} {'fp32 ms':>9} {'vs int8':>8} {'vs fp32':>8}"
