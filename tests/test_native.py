@@ -149,6 +149,32 @@ def test_ternary_numpy_path_is_exact_past_float32_integers():
     assert small.trits_t().dtype == F32
 
 
+@pytest.mark.parametrize("level", ["", "avx2", "portable"])
+def test_ternary_kernel_rows_of_zeros_infs_and_nans_match_numpy(monkeypatch, level):
+    """A zero row quantises with step 1; a row an overflowing layer filled with inf or NaN gives
+    NaN outputs; the other rows are untouched, on every SIMD path and in numpy alike."""
+    monkeypatch.setenv("OPENMIND_SIMD", level)
+    native.reset()
+    try:
+        handle = native.lib()
+        assert handle is not None, native.reason()
+        rng = np.random.default_rng(9)
+        layer = native.TernaryLayer(rng.integers(-1, 2, size=(40, 70)).astype(np.int8),
+                                    rng.uniform(0.1, 1, 40).astype(F32), rng.normal(size=40).astype(F32), True)
+        h = rng.normal(size=(6, 70)).astype(F32)
+        h[1] = 0
+        h[2, 5] = np.inf
+        h[3, 69] = -np.inf
+        h[4, 0] = np.nan
+        got, want = native.ternary_layer(handle, layer, h), native.ternary_layer(None, layer, h)
+        np.testing.assert_array_equal(got, want)
+        assert np.isnan(got[2:5]).all() and np.isfinite(got[[0, 1, 5]]).all()
+        assert (got[1] == np.maximum(layer.bias, 0)).all()  # a zero row: relu(bias)
+    finally:
+        monkeypatch.delenv("OPENMIND_SIMD")
+        native.reset()
+
+
 def test_ternary_kernel_split_across_threads_gives_the_same_bits():
     """A big layer's output groups split between threads (native.set_threads): each thread writes
     its own columns, so the result is the one-thread result bit for bit; a small layer stays on one."""

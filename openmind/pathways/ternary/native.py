@@ -249,12 +249,19 @@ class TernaryLayer:
 
 def quantize_rows(h: np.ndarray, ldq: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """int8 activations (absmax per row, zero-padded to ldq), their row sums and steps: what
-    omk_quantize computes, bit for bit (float32 division, round half to even)."""
+    omkernel.c computes, bit for bit (float32 division, round half to even). A row holding an inf
+    or NaN (a layer overflowed) gets q = 0 and step NaN, so its outputs are NaN."""
     rows, inp = h.shape
-    amax = np.abs(h).max(axis=1) if inp else np.zeros(rows, np.float32)
-    step = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        amax = np.abs(h).max(axis=1) if inp else np.zeros(rows, np.float32)
+        finite = np.isfinite(amax)
+        step = np.where(amax > 0, amax / np.float32(127), np.float32(1)).astype(np.float32)
+        step[~finite] = 1
+        vals = np.rint(h / step[:, None])
+    vals[~finite] = 0
+    step[~finite] = np.nan
     q = np.zeros((rows, ldq), dtype=np.int8)
-    q[:, :inp] = np.rint(h / step[:, None])
+    q[:, :inp] = vals
     return q, q.sum(axis=1, dtype=np.int32), step
 
 

@@ -199,7 +199,8 @@ static void tern_portable(TERN_ARGS)
 }
 
 /* one row: absmax, step = absmax / 127 (1 for a zero row), q = rint(h / step) zero-padded to ldq,
- * the row's sum */
+ * the row's sum. A row holding an inf or NaN (a layer overflowed) gets q = 0 and step = NaN: its
+ * outputs are NaN, as numpy's are. */
 #define QUANT_ARGS const float *h, int in, int ldq, int8_t *q, int32_t *qsum, float *step
 
 static inline __attribute__((always_inline)) void quant_tail(
@@ -222,15 +223,29 @@ static inline __attribute__((always_inline)) void quant_finish(
     *step = st;
 }
 
+/* h * 0 is 0 for a finite h, NaN for inf or NaN: z stays 0 only on a finite row */
+static inline __attribute__((always_inline)) int quant_nonfinite(
+    float z, int ldq, int8_t *q, int32_t *qsum, float *step)
+{
+    int i;
+    if (z == 0.0f) return 0;
+    for (i = 0; i < ldq; i++) q[i] = 0;
+    *qsum = 0;
+    *step = NAN;
+    return 1;
+}
+
 static inline __attribute__((always_inline)) void quant_body(QUANT_ARGS)
 {
-    float amax = 0.0f, st;
+    float amax = 0.0f, z = 0.0f, st;
     int32_t sum = 0;
     int i;
     for (i = 0; i < in; i++) {
         float a = fabsf(h[i]);
         if (a > amax) amax = a;
+        z = z + h[i] * 0.0f;
     }
+    if (quant_nonfinite(z, ldq, q, qsum, step)) return;
     st = amax > 0.0f ? amax / 127.0f : 1.0f;
     quant_tail(h, 0, in, st, q, &sum);
     quant_finish(in, ldq, q, sum, st, qsum, step);
@@ -250,17 +265,24 @@ AVX2_TARGET static void quant_avx2(QUANT_ARGS)
 
 AVX512_TARGET static void quant_avx512(QUANT_ARGS)
 {
-    __m512 mx = _mm512_setzero_ps(), vs;
+    __m512 mx = _mm512_setzero_ps(), vz = _mm512_setzero_ps(), vs;
     __m512i vsum = _mm512_setzero_si512();
-    float amax, st;
+    float amax, z, st;
     int32_t sum;
     int i;
-    for (i = 0; i + 16 <= in; i += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(h + i)));
+    for (i = 0; i + 16 <= in; i += 16) {
+        __m512 v = _mm512_loadu_ps(h + i);
+        mx = _mm512_max_ps(mx, _mm512_abs_ps(v));
+        vz = _mm512_add_ps(vz, _mm512_mul_ps(v, _mm512_setzero_ps()));
+    }
     amax = _mm512_reduce_max_ps(mx);
+    z = _mm512_reduce_add_ps(vz);
     for (; i < in; i++) {
         float a = fabsf(h[i]);
         if (a > amax) amax = a;
+        z = z + h[i] * 0.0f;
     }
+    if (quant_nonfinite(z, ldq, q, qsum, step)) return;
     st = amax > 0.0f ? amax / 127.0f : 1.0f;
     vs = _mm512_set1_ps(st);
     for (i = 0; i + 16 <= in; i += 16) {
@@ -401,7 +423,7 @@ static void tern_vnni(TERN_ARGS)
     const size_t ldq = (size_t)kg * QK;
     int32_t d[4 * QG > 6 * QG ? 4 * QG : 6 * QG];
     /* a chunk of groups whose weights stay in L2 while every row block passes over them */
-    int chunk = (int)(256 * 1024 / ((size_t)kg * 64)), c0, c1, g, r0, t;
+    int chunk = kg > 0 ? (int)(256 * 1024 / ((size_t)kg * 64)) : VN_MAX_CHUNK, c0, c1, g, r0, t;
     if (chunk < 4) chunk = 4;
     if (chunk > VN_MAX_CHUNK) chunk = VN_MAX_CHUNK;
     for (c0 = g0; c0 < g1; c0 = c1) {
@@ -499,12 +521,14 @@ int omk_ternary_layer(const uint8_t *W, int out, int kg, const float *H, int row
 {
     const size_t ldq = (size_t)kg * QK, hn = mean != NULL ? (size_t)in : 0;
     const int level = omk_simd_level();
-    char *mem = malloc((size_t)rows * (ldq + 8) + hn * sizeof(float));
+    char *mem;
     int32_t *qsum;
     float *step, *hs;
     int8_t *Q;
     int r;
     size_t i;
+    if (rows <= 0) return 0;
+    mem = malloc((size_t)rows * (ldq + 8) + hn * sizeof(float));
     if (mem == NULL) return -1;
     qsum = (int32_t *)mem;
     step = (float *)(mem + (size_t)rows * 4);
