@@ -6,6 +6,11 @@ loads it with ctypes; with no compiler (or OPENMIND_NATIVE=0) it returns None an
 numpy kernels, which compute the same bits, only slower. `reason()` says why it is missing.
 OPENMIND_SIMD=avx2 (avx512, or portable) caps the instruction set, to compare the paths on one machine.
 
+Two kernels: `layer_exact` (the device's arithmetic bit for bit) and `ternary_layer` (speed: 2-bit
+weights, int8 activations per row, an exact int32 dot, AVX-512 VNNI where the CPU has it). The
+ternary kernel is approximate against float32 (activations rounded to 8 bits) but deterministic:
+every SIMD path and the numpy fallback give the same bits.
+
 The flags are the firmware's (-std=c99 -ffp-contract=off, no -ffast-math), so the exact kernel's
 float arithmetic is the device's; SIMD comes from per-function targets chosen by cpuid at run time,
 so one library is correct on any x86-64 and the fastest its CPU allows.
