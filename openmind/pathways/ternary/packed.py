@@ -132,7 +132,7 @@ class Kernels:
         self.key = tuple(id(a) for a in self.layers)
         self._folded: Folded | None = None
         self._exact: list[tuple[np.ndarray, int, np.ndarray, np.ndarray, bool]] | None = None
-        self._codes: list[Any] | None = None  # native.TernaryLayer (imported on first use)
+        self._ternary: list[Any] | None = None  # native.TernaryLayer (imported on first use)
 
     def fast(self, X: np.ndarray) -> np.ndarray:
         """Raw rows -> scores by BLAS (not bit-exact: BLAS sums in its own order), with weights
@@ -172,11 +172,11 @@ class Kernels:
         Without a compiler numpy computes the same bits, slower."""
         from openmind.pathways.ternary import native
 
-        if self._codes is None:
-            self._codes = [native.TernaryLayer(a.trits, a.scale, a.bias, a.relu,
-                                               (self.mean, self.inv_std) if i == 0 else None)
-                           for i, a in enumerate(self.layers)]
-        return native.ternary_forward(native.lib(), self._codes, X)
+        if self._ternary is None:
+            self._ternary = [native.TernaryLayer(a.trits, a.scale, a.bias, a.relu,
+                                                 (self.mean, self.inv_std) if i == 0 else None)
+                             for i, a in enumerate(self.layers)]
+        return native.ternary_forward(native.lib(), self._ternary, X)
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
