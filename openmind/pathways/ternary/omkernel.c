@@ -387,35 +387,9 @@ static void vnni_gemv4(const uint8_t *W, int kg, const int8_t *Q, int32_t *D)
         for (t = 0; t < (R); t++) tern_store(d + t * QG, r0 + t, g, STORE_ARGS); \
     } while (0)
 
-#define VN_MAX_CHUNK 64  /* groups a chunk, at most (the accumulators of a row block: 16 KiB) */
-#ifndef VN_KC
-#define VN_KC 64  /* input blocks a pass: 4 KiB of a group's weights, 1 KiB of each row */
+#ifndef VN_L2
+#define VN_L2 (256 * 1024)  /* bytes of weights a chunk of groups: they stay in L2 for every row block */
 #endif
-
-/* VN_R rows from r0 against groups c0..c1-1, the inputs in passes of VN_KC blocks: a pass's
- * activations (VN_R KiB) stay in L1 while the chunk's groups go by; the partial dots add up
- * exactly in int32. */
-VNNI_TARGET
-static void vnni_block(const uint8_t *W, int kg, const int8_t *Q, size_t ldq, int r0, int c0, int c1,
-                       int out, const int32_t *qsum, const float *step, const float *scale,
-                       int per_row, const float *bias, int relu, float *Y)
-{
-    int32_t acc[VN_MAX_CHUNK * VN_R * QG], d[VN_R * QG];
-    int k0, g, t, i;
-    for (k0 = 0; k0 < kg; k0 += VN_KC) {
-        int kn = kg - k0 < VN_KC ? kg - k0 : VN_KC;
-        for (g = c0; g < c1; g++) {
-            int32_t *a = acc + (size_t)(g - c0) * VN_R * QG;
-            vnni_rows(W + ((size_t)g * kg + k0) * 64, kn, Q + (size_t)r0 * ldq + (size_t)k0 * QK, ldq,
-                      VN_R, k0 == 0 ? a : d);
-            if (k0 > 0)
-                for (i = 0; i < VN_R * QG; i++) a[i] += d[i];
-        }
-    }
-    for (g = c0; g < c1; g++)
-        for (t = 0; t < VN_R; t++)
-            tern_store(acc + ((size_t)(g - c0) * VN_R + t) * QG, r0 + t, g, STORE_ARGS);
-}
 
 VNNI_TARGET
 static void tern_vnni(TERN_ARGS)
@@ -423,12 +397,12 @@ static void tern_vnni(TERN_ARGS)
     const size_t ldq = (size_t)kg * QK;
     int32_t d[4 * QG > 6 * QG ? 4 * QG : 6 * QG];
     /* a chunk of groups whose weights stay in L2 while every row block passes over them */
-    int chunk = kg > 0 ? (int)(256 * 1024 / ((size_t)kg * 64)) : VN_MAX_CHUNK, c0, c1, g, r0, t;
+    int chunk = kg > 0 ? (int)(VN_L2 / ((size_t)kg * 64)) : g1, c0, c1, g, r0, t;
     if (chunk < 4) chunk = 4;
-    if (chunk > VN_MAX_CHUNK) chunk = VN_MAX_CHUNK;
     for (c0 = g0; c0 < g1; c0 = c1) {
         c1 = c0 + chunk < g1 ? c0 + chunk : g1;
-        for (r0 = 0; r0 + VN_R <= rows; r0 += VN_R) vnni_block(W, kg, Q, ldq, r0, c0, c1, STORE_ARGS);
+        for (r0 = 0; r0 + VN_R <= rows; r0 += VN_R)
+            for (g = c0; g < c1; g++) VNNI_ROWS(VN_R);
         switch (rows - r0) {
         case 1:
             for (g = c0; g + 4 <= c1; g += 4) {
