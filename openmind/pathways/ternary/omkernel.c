@@ -297,15 +297,13 @@ AVX512_TARGET static void quant_avx512(QUANT_ARGS)
     quant_finish(in, ldq, q, sum, st, qsum, step);
 }
 
-/* The dot for up to 6 rows against one group, or 1 row against 4 groups (the GEMV), over all the
+/* The dot for up to 4 rows against one group, or 1 row against 4 groups (the GEMV), over all the
  * inputs, with four accumulators per (row, group): field s is masked in place (the code times 4^s,
  * at most 128: still an unsigned byte), so decoding costs one AND a field, and acc_s holds 4^s
  * times that field's dot, summed back exactly at the end: acc0 + acc1/4 + acc2/16 + acc3/64
  * (|acc3| <= 128 * 127 * 4 * kg fits int32 for any in < 2^16). Accumulators are named variables,
- * not an array: GCC keeps those in registers (an array of them it copies and spills). */
-#ifndef VN_R
-#define VN_R 4  /* rows a tile: 4 x 4 accumulators leave GCC room to keep them all in registers */
-#endif
+ * not an array: GCC keeps those in registers (an array of them it copies and spills). 4 rows a
+ * tile: 16 accumulators, and 5 or 6 rows measured no faster. */
 #define VN_DECL(i) __m512i a##i##0 = _mm512_setzero_si512(), a##i##1 = a##i##0, a##i##2 = a##i##0, \
     a##i##3 = a##i##0
 #define VN_BX(r, s) ((const int32_t *)(Q + (size_t)(r) * ldq + (size_t)k * QK + 4 * (s)))
@@ -331,15 +329,13 @@ static inline __attribute__((always_inline)) VNNI_TARGET __m512i dpbusd_m(__m512
         if (R > 1) VN_DOT(1, s, q, VN_BX(1, s)); \
         if (R > 2) VN_DOT(2, s, q, VN_BX(2, s)); \
         if (R > 3) VN_DOT(3, s, q, VN_BX(3, s)); \
-        if (R > 4) VN_DOT(4, s, q, VN_BX(4, s)); \
-        if (R > 5) VN_DOT(5, s, q, VN_BX(5, s)); \
     } while (0)
 
 static inline __attribute__((always_inline)) VNNI_TARGET void vnni_rows(
     const uint8_t *W, int kg, const int8_t *Q, size_t ldq, int R, int32_t *D)
 {
     VN_MASKS;
-    VN_DECL(0); VN_DECL(1); VN_DECL(2); VN_DECL(3); VN_DECL(4); VN_DECL(5);
+    VN_DECL(0); VN_DECL(1); VN_DECL(2); VN_DECL(3);
     int k;
     for (k = 0; k < kg; k++) {
         const __m512i v = _mm512_loadu_si512((const void *)(W + (size_t)k * 64));
@@ -349,8 +345,6 @@ static inline __attribute__((always_inline)) VNNI_TARGET void vnni_rows(
     if (R > 1) _mm512_storeu_si512((void *)(D + QG), VN_SUM(1));
     if (R > 2) _mm512_storeu_si512((void *)(D + 2 * QG), VN_SUM(2));
     if (R > 3) _mm512_storeu_si512((void *)(D + 3 * QG), VN_SUM(3));
-    if (R > 4) _mm512_storeu_si512((void *)(D + 4 * QG), VN_SUM(4));
-    if (R > 5) _mm512_storeu_si512((void *)(D + 5 * QG), VN_SUM(5));
 }
 
 /* one field s for one row against groups 0..3 */
@@ -395,14 +389,14 @@ VNNI_TARGET
 static void tern_vnni(TERN_ARGS)
 {
     const size_t ldq = (size_t)kg * QK;
-    int32_t d[4 * QG > 6 * QG ? 4 * QG : 6 * QG];
+    int32_t d[4 * QG];
     /* a chunk of groups whose weights stay in L2 while every row block passes over them */
     int chunk = kg > 0 ? (int)(VN_L2 / ((size_t)kg * 64)) : g1, c0, c1, g, r0, t;
     if (chunk < 4) chunk = 4;
     for (c0 = g0; c0 < g1; c0 = c1) {
         c1 = c0 + chunk < g1 ? c0 + chunk : g1;
-        for (r0 = 0; r0 + VN_R <= rows; r0 += VN_R)
-            for (g = c0; g < c1; g++) VNNI_ROWS(VN_R);
+        for (r0 = 0; r0 + 4 <= rows; r0 += 4)
+            for (g = c0; g < c1; g++) VNNI_ROWS(4);
         switch (rows - r0) {
         case 1:
             for (g = c0; g + 4 <= c1; g += 4) {
@@ -413,12 +407,6 @@ static void tern_vnni(TERN_ARGS)
             break;
         case 2: for (g = c0; g < c1; g++) VNNI_ROWS(2); break;
         case 3: for (g = c0; g < c1; g++) VNNI_ROWS(3); break;
-#if VN_R > 4
-        case 4: for (g = c0; g < c1; g++) VNNI_ROWS(4); break;
-#endif
-#if VN_R > 5
-        case 5: for (g = c0; g < c1; g++) VNNI_ROWS(5); break;
-#endif
         default: break;
         }
     }
