@@ -5,14 +5,20 @@ store. Each round is journaled as it ends (clients, rows, bytes sent, accuracy).
 `listen=None` the clients are processes on this machine, each with a slice of the data; with
 `listen="0.0.0.0:8080"` the server waits for clients on other machines, which join with
 `openmind colony join HOST:8080 --data rows.npz`; the data given here is then the server's own
-evaluation set. The CLI commands `openmind colony serve|join` are registered here.
+evaluation set. `devices` adds serial devices that learn on the device (protocol 3): each is joined
+by an `openmind colony join ... --device PORT` process with its own rows, and each round's journal
+row says what every device learned. The CLI commands `openmind colony serve|join` are registered here.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import tempfile
 import time
 import uuid
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,13 +38,16 @@ SPLITS = ("dirichlet", "label", "iid")
 def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, rounds: int = 10,
              local_epochs: int = 2, split: str = "dirichlet", alpha: float = 0.5,
              listen: str | None = None, eval_fraction: float = 0.2, join_timeout: float = 120.0,
-             round_timeout: float = 600.0, **options: Any) -> TernaryModel:
+             round_timeout: float = 600.0, devices: Sequence[tuple[str, Any, Any]] = (),
+             **options: Any) -> TernaryModel:
     """Train `name` over a federated colony with Flower; return the model, a new version in
     muscle memory.
 
     clients, rounds, local_epochs: the colony's shape. split ('dirichlet' with `alpha`, 'label',
     'iid'): how the rows are sliced among local clients (non-IID by default). listen: None for
     local client processes on 127.0.0.1; HOST:PORT to wait for clients on other machines.
+    devices: (serial port, X, y) per device that joins as a client and learns the model's last
+    layer on the device (docs/protocol-v3.md); they count on top of `clients`.
     options: training config (hidden, lr, batch_size, seed, scale; defaults hidden=64,
     lr=0.01, annealed over the rounds) and policy (fallback, ...). The model returned is the
     round with the best accuracy on the server's rows (held out from the clients' slices).
@@ -79,8 +88,9 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
     intent = Intent.of("train", name=name, rows=int(len(X)), shape=tuple(int(s) for s in X.shape),
                        data_kind=kind, ancestor=ancestor is not None)
     cands = [Candidate(Pathway.FULL_TRAIN, Decision.HARDCODE,
-                       f"federated training of '{name}' on Flower: {rounds} rounds with {where}, "
-                       f"ternary-coded updates (trits + a scale per row)",
+                       f"federated training of '{name}' on Flower: {rounds} rounds with {where}"
+                       + (f" and {len(devices)} devices learning on the device" if devices else "") + ", "
+                       "ternary-coded updates (trits + a scale per row)",
                        {"federated": True, "clients": clients, "rounds": rounds})]
     if ancestor is not None and pol.fallback != "none":
         cands.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
@@ -92,24 +102,26 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
         _journal_round(name, row)
 
     def run(cand: Candidate) -> TernaryModel:
-        colony = fed.serve(spec, X[held], y_idx[held], clients=clients, rounds=rounds,
-                           listen=address, on_round=on_round, local=local,
-                           join_timeout=join_timeout, round_timeout=round_timeout)
+        colony = _serve_with_devices(fed, spec, X[held], y_idx[held], devices, clients=clients,
+                                     rounds=rounds, listen=address, on_round=on_round, local=local,
+                                     join_timeout=join_timeout, round_timeout=round_timeout)
         best = next((r for r in colony.rounds if r["round"] == colony.best_round), {})
         sent = sum(r.get("bytes_sent", 0) for r in colony.rounds)
         fp32 = sum(r.get("fp32_bytes", 0) for r in colony.rounds)
         info = {"federated": True, "clients": clients, "rounds": len(colony.rounds),
                 "local_epochs": local_epochs, "split": split, "eval_accuracy": best.get("accuracy"),
+                "start_accuracy": colony.start_accuracy,
                 "eval_rows": int(len(held)), "bytes_sent": int(sent), "fp32_bytes": int(fp32),
                 "train_seconds": round(colony.seconds, 3), "fingerprint": fp, "key": key,
                 "cached": False, "best_round": colony.best_round,
-                "round_accuracy": [r.get("accuracy") for r in colony.rounds]}
+                "round_accuracy": [r.get("accuracy") for r in colony.rounds],
+                "devices": [d for r in colony.rounds[-1:] for d in r.get("devices", [])]}
         if ancestor is not None:
             info["parent"] = ancestor[1].key
-        short = [r["round"] for r in colony.rounds if r.get("clients", 0) < clients]
+        short = [r["round"] for r in colony.rounds if r.get("clients", 0) < clients + len(devices)]
         if short or len(colony.rounds) < rounds:
             info["incomplete"] = (f"{len(colony.rounds)} of {rounds} rounds ran; rounds with fewer "
-                                  f"than {clients} clients: {short}")
+                                  f"than {clients + len(devices)} clients: {short}")
         model = fed.model_of(spec, colony.weights, name=name, info=info)
         arrays, meta = model.to_arrays()
         meta["fingerprint"] = fp
@@ -142,7 +154,8 @@ def _journal_round(name: str, row: dict[str, Any]) -> None:
     reason = (f"federated round {row['round']}/{row['rounds']}: {row.get('clients', 0)} clients, "
               f"{row.get('rows', 0)} rows, {row.get('bytes_sent', 0)} bytes of ternary updates"
               + (f" ({ratio:.0f}x fewer than fp32)" if ratio else "")
-              + (f", accuracy {acc:.3f}" if acc is not None else ""))
+              + (f", accuracy {acc:.3f}" if acc is not None else "")
+              + "".join(f"; {device_text(d)}" for d in row.get("devices", [])))
     try:
         append({"intent": "train", "name": name, "ok": bool(row.get("clients")),
                 "pathway": Pathway.FULL_TRAIN.value, "decision": Decision.HARDCODE.value,
@@ -150,6 +163,49 @@ def _journal_round(name: str, row: dict[str, Any]) -> None:
                 "summary": {"federated_round": row}, "error": None})
     except Exception:  # an unwritable journal must not stop the colony
         pass
+
+
+def device_text(d: dict[str, Any]) -> str:
+    """What a device learned in a round, in words (journal, CLI)."""
+    def pct(v: Any) -> str:
+        return f"{v:.3f}" if isinstance(v, (int, float)) else "?"
+    return (f"device {d.get('port')} learned from {d.get('samples')} samples in {d.get('steps')} steps, "
+            f"held-out accuracy {pct(d.get('accuracy_before'))} -> {pct(d.get('accuracy_after'))} "
+            f"on its {d.get('held_out')} rows, serial {d.get('serial_sent')} B down / "
+            f"{d.get('serial_received')} B up, update {d.get('update_bytes')} B, "
+            f"RAM {d.get('device_ram')} B ({d.get('head_ram')} B learning)")
+
+
+def _serve_with_devices(fed: Any, spec: Any, X_eval: np.ndarray, y_eval: np.ndarray,
+                        devices: Sequence[tuple[str, Any, Any]], *, clients: int, **kw: Any) -> Any:
+    """fed.serve with one `colony join --device` process per device started next to it."""
+    if not devices:
+        return fed.serve(spec, X_eval, y_eval, clients=clients, **kw)
+    from openmind.pathways.colony.devclient import start_device_clients
+
+    with tempfile.TemporaryDirectory(prefix="openmind-devices-") as tmp:
+        procs = start_device_clients(kw["listen"], [(p, np.asarray(X), np.asarray(y)) for p, X, y in devices],
+                                     Path(tmp))
+        try:
+            return fed.serve(spec, X_eval, y_eval, clients=clients + len(devices), **kw)
+        finally:
+            for p in procs:
+                with contextlib.suppress(Exception):
+                    p.wait(timeout=10)
+                if p.poll() is None:
+                    p.kill()
+                    p.wait(timeout=5)
+
+
+def _journal_device(d: dict[str, Any]) -> None:
+    """The joining machine's journal row for a round its device learned."""
+    from openmind.flow.journal import append
+
+    with contextlib.suppress(Exception):  # an unwritable journal must not stop the device
+        append({"intent": "train", "name": f"colony device {d.get('port')}", "ok": True,
+                "pathway": Pathway.HARDWARE_IN_LOOP.value, "decision": Decision.HARDCODE.value,
+                "reason": f"federated round {d.get('round')}: {device_text(d)}", "duration_ms": 0,
+                "summary": {"device_round": d}, "error": None})
 
 
 # --------------------------------------------------------------------------- CLI
@@ -190,6 +246,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--data", required=True, help=".npz with arrays X and y, or a .csv")
     j.add_argument("--label", help="the label column of a .csv (default: the last)")
     j.add_argument("--wait", type=float, default=60.0, help="seconds to keep trying to connect")
+    j.add_argument("--device", help="a serial port: the device learns on its own (protocol 3)")
+    j.add_argument("--cid", type=int, default=0, help="this client's id (orders the aggregation)")
+    j.add_argument("--lr-log2", type=int, default=5, help="the device's learning rate, 2^-N")
     j.set_defaults(func=cmd_join)
     s = csub.add_parser("serve", help="run a colony's server and wait for clients to join")
     s.add_argument("name", help="the model's name in muscle memory")
@@ -207,8 +266,21 @@ def cmd_join(args: argparse.Namespace) -> int:
     from openmind.pathways.colony.federated import join
 
     X, y = _load_rows(args.data, args.label)
+    if args.device:
+        from openmind.pathways.colony.devclient import join_device
+
+        print(f"joining the colony at {args.address} with the device at {args.device} and {len(X)} rows")
+
+        def report(d: dict[str, Any]) -> None:
+            print(f"round {d['round']}: {device_text(d)}", flush=True)
+            _journal_device(d)
+
+        join_device(args.address, args.device, X, y, cid=args.cid, wait_s=args.wait,
+                    lr_log2=args.lr_log2, on_round=report)
+        print("the colony's server ended the run")
+        return 0
     print(f"joining the colony at {args.address} with {len(X)} rows")
-    join(args.address, X, y, wait_s=args.wait)
+    join(args.address, X, y, cid=args.cid, wait_s=args.wait)
     print("the colony's server ended the run")
     return 0
 

@@ -337,6 +337,7 @@ class Colony:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     best_round: int = 0                # by accuracy on the server's rows (like early stopping)
+    start_accuracy: float | None = None  # the starting global model's, on the same rows
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -389,13 +390,18 @@ def serve(spec: Spec, X_eval: np.ndarray, y_eval_idx: np.ndarray, *, clients: in
                     avg[2 * i + 1] += share * db
                     sent += len(buf)
             state["weights"] = [w + d for w, d in zip(state["weights"], avg, strict=True)]
-            state["pending"] = {"round": server_round, "clients": len(results),
+            from openmind.pathways.colony.devclient import device_reports  # devices' own reports
+            devices = [d for _p, r in results if (d := device_reports(r.metrics)) is not None]
+            state["pending"] = {"round": server_round, "clients": len(results), "devices": devices,
                                 "failures": len(failures), "rows": int(total),
                                 "bytes_sent": int(sent), "fp32_bytes": int(fp32 * len(results)),
                                 "bytes_received": int(fp32 * len(results))}
             return ndarrays_to_parameters(state["weights"]), {}
 
     def evaluate(server_round: int, weights: list[np.ndarray], config: dict) -> Any:
+        if server_round == 0 and len(X_eval):  # the model every client starts from
+            start = model_of(spec, state["weights"], name=None, info={})
+            colony.start_accuracy = float(np.mean(start.predict_index(X_eval) == y_eval_idx))
         if server_round == 0 or state["pending"] is None:
             return None
         model = model_of(spec, state["weights"], name=None, info={})

@@ -1,0 +1,196 @@
+"""A device as a federation client: a Flower client whose training happens on a serial device.
+
+`openmind colony join HOST:PORT --device /dev/ttyUSB0 --data rows.npz` runs this client on the
+machine the device is plugged into (a laptop with the virtual device, a Raspberry Pi with an
+ESP32). Each round it loads the global model onto the device (the packed model with `MODEL`,
+the latent weights of its last layer with `LEARN LOAD`, docs/protocol-v3.md), scores the
+device's held-out rows, lets the device learn from its training rows for the round's local
+epochs, scores again, and reads the device's packed update. That update is already the colony's
+update format (an `OMTU` layer): it is checked with the same decoder the server uses and sent as
+is; the frozen layers' updates are zero. The server aggregates it like any client's.
+
+Each round's report (rows, steps, held-out accuracy before/after, bytes over the serial link both
+ways, the device's RAM) travels in the fit metrics as JSON under "device".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from openmind.errors import BadInput
+from openmind.pathways.colony.federated import (
+    TENSOR_TYPE,
+    Spec,
+    decode_layer,
+    encode_layer,
+    flower,
+    model_of,
+)
+from openmind.pathways.device import Link
+from openmind.pathways.learnlink import Learner, Scaling, frac_for, head_for, hidden_of, shift_for
+from openmind.pathways.ternary import learn
+from openmind.pathways.ternary.fit import split_indices
+
+LR_LOG2 = 5  # the device's learning rate, 2^-5 (docs/protocol-v3.md)
+
+
+@dataclass
+class DeviceState:
+    """What a device client keeps between rounds: the weight scale (fixed, so the residual the
+    device carries keeps its units) and how many rounds it took part in."""
+
+    port: str
+    lr_log2: int = LR_LOG2
+    held_fraction: float = 0.2
+    frac_w: int | None = None
+    rounds: int = 0
+    reports: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _accuracy(got: dict[str, int]) -> float | None:
+    return round(got["correct"] / got["rows"], 4) if got.get("rows") else None
+
+
+def device_round(state: DeviceState, spec: Spec, weights: list[np.ndarray], X: np.ndarray,
+                 y_idx: np.ndarray, rnd: int) -> tuple[list[bytes], dict[str, Any]]:
+    """One round on the device: (the update tensors for Flower, the round's report)."""
+    W, b = weights[-2], weights[-1]
+    if W.size > learn.MAX_WEIGHTS or W.shape[0] > learn.MAX_OUTPUTS:
+        raise BadInput(f"the device learns a last layer of at most {learn.MAX_WEIGHTS} weights and "
+                       f"{learn.MAX_OUTPUTS} outputs; this colony's is {W.shape[0]}x{W.shape[1]}")
+    train, held = split_indices(y_idx, state.held_fraction, int(spec.cfg["seed"]))
+    model = model_of(spec, weights, name=None, info={})
+    packed = model.packed()
+    if state.frac_w is None:
+        state.frac_w = frac_for(W)
+    scaling = Scaling(state.frac_w, shift_for(hidden_of(packed, X[train]), state.frac_w), state.lr_log2)
+    blob = head_for(W, b, scaling, seed=1 + rnd, carry=state.rounds > 0)
+    rng = np.random.default_rng(int(spec.cfg["seed"]) + 1000 * rnd)
+    with Link(state.port) as link:
+        dev = Learner(link)
+        dev.hello()
+        dev.load_model(model.pack())
+        dev.load_head(blob)
+        before = dev.evaluate(X[held], y_idx[held]) if len(held) else {}
+        steps = 0
+        for _ in range(spec.local_epochs):
+            order = rng.permutation(train)
+            steps = dev.train(X[order], y_idx[order])["steps"]
+        after = dev.evaluate(X[held], y_idx[held]) if len(held) else {}
+        update, counters = dev.update()
+    decode_layer(update, W.shape)  # the server's own check: a broken update never leaves here
+    zeros = [encode_layer(np.zeros_like(weights[i]), np.zeros_like(weights[i + 1]))
+             for i in range(0, len(weights) - 2, 2)]
+    state.rounds += 1
+    report = {"round": rnd, "port": state.port, "samples": int(len(train)), "held_out": int(len(held)),
+              "epochs": spec.local_epochs, "steps": int(steps), "accuracy_before": _accuracy(before),
+              "accuracy_after": _accuracy(after), "update_bytes": len(update),
+              "serial_sent": dev.sent, "serial_received": dev.received,
+              "head_ram": int(dev.info.get("head_ram", 0)), "device_ram": int(dev.info.get("device_ram", 0)),
+              "shift_q": scaling.shift_q, "frac_w": scaling.frac_w, "lr_log2": scaling.lr_log2,
+              "train_correct": counters["correct"]}
+    state.reports.append(report)
+    return [*zeros, update], report
+
+
+def make_device_client(port: str, X: np.ndarray, y: np.ndarray, cid: int = 0, *,
+                       lr_log2: int = LR_LOG2, held_fraction: float = 0.2,
+                       on_round: Callable[[dict[str, Any]], None] | None = None) -> Any:
+    """A Flower client whose rounds run on the device at `port`, on the rows (X, y)."""
+    fl = flower()
+    from flwr.common import (
+        Code,
+        EvaluateRes,
+        FitRes,
+        GetParametersRes,
+        Parameters,
+        Status,
+        parameters_to_ndarrays,
+    )
+
+    state = DeviceState(port, lr_log2, held_fraction)
+
+    class DeviceClient(fl.client.Client):
+        def get_parameters(self, ins: Any) -> Any:
+            return GetParametersRes(status=Status(Code.OK, "ok"),
+                                    parameters=Parameters(tensors=[], tensor_type=TENSOR_TYPE))
+
+        def fit(self, ins: Any) -> Any:
+            spec = Spec.from_json(str(ins.config["spec"]))
+            Xc = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
+            if Xc.shape[1] != spec.n_features:
+                raise BadInput(f"this device's rows have {Xc.shape[1]} features, the colony's model "
+                               f"takes {spec.n_features}")
+            rnd = int(ins.config.get("round", 0))
+            tensors, report = device_round(state, spec, parameters_to_ndarrays(ins.parameters), Xc,
+                                           spec.indices(y), rnd)
+            if on_round is not None:
+                on_round(report)
+            return FitRes(status=Status(Code.OK, "ok"),
+                          parameters=Parameters(tensors=tensors, tensor_type=TENSOR_TYPE),
+                          num_examples=report["samples"],
+                          metrics={"bytes": sum(len(t) for t in tensors), "cid": cid,
+                                   "device": json.dumps(report)})
+
+        def evaluate(self, ins: Any) -> Any:
+            return EvaluateRes(status=Status(Code.OK, "ok"), loss=0.0, num_examples=0, metrics={})
+
+    return DeviceClient()
+
+
+def join_device(address: str, port: str, X: np.ndarray, y: np.ndarray, *, cid: int = 0,
+                wait_s: float = 60.0, lr_log2: int = LR_LOG2,
+                on_round: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """Join the colony at `address` with the device at `port` learning on (X, y)."""
+    flower()
+    from flwr.compat.client.app import start_client
+
+    start_client(server_address=address, insecure=True, max_wait_time=wait_s,
+                 client=make_device_client(port, X, y, cid, lr_log2=lr_log2, on_round=on_round))
+
+
+def device_reports(metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """A client's device report from its fit metrics, or None (a Python client, or a report
+    that is not a JSON object: a broken peer's metrics are not trusted)."""
+    raw = metrics.get("device")
+    if not isinstance(raw, str) or len(raw) > 4096:
+        return None
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+
+
+def start_device_clients(address: str, devices: list[tuple[str, np.ndarray, np.ndarray]], folder: Path,
+                         first_cid: int = 1000) -> list[Any]:
+    """One `openmind colony join ADDRESS --device PORT` process per (port, X, y), as a user would
+    start it next to each device; they retry until the server at `address` listens."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "FLWR_TELEMETRY_ENABLED": "0",
+           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    procs = []
+    for k, (port, X, y) in enumerate(devices):
+        path = folder / f"device-{k}.npz"
+        np.savez(path, X=np.asarray(X, np.float32), y=np.asarray(y))
+        log = open(folder / f"device-{k}.log", "wb")  # noqa: SIM115 (closed with the folder)
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "openmind.cli", "colony", "join", address, "--device", port,
+             "--data", str(path), "--cid", str(first_cid + k)],
+            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
+    return procs
+
+
+__all__ = ["DeviceState", "device_reports", "device_round", "join_device", "make_device_client",
+           "start_device_clients"]
