@@ -14,25 +14,12 @@ from openmind.flow.journal import journal
 
 pytest.importorskip("flwr")
 
-from openmind.pathways.colony import federated as fed  # noqa: E402
-
-
-def device_slices(X: np.ndarray, y: np.ndarray, seed: int = 0):
-    """The Python client's rows (a random third: every class), then two devices' (X, y): the rest
-    split with a label skew (Dirichlet 0.5 per class), each device's rows with its own Gaussian
-    sensor noise (sigma 1 and 2, on pixel values 0..16)."""
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(X))
-    mine, rest = order[: len(X) // 3], order[len(X) // 3:]
-    parts = [rest[p] for p in fed.slices(y[rest], 2, "dirichlet", alpha=0.5, seed=seed)]
-    devices = [(X[p] + rng.normal(0, sigma, X[p].shape).astype(np.float32), y[p])
-               for p, sigma in zip(parts, (1.0, 2.0), strict=True)]
-    return (X[mine], y[mine]), devices
+from openmind.pathways.colony.devclient import simulated_slices  # noqa: E402
 
 
 def test_two_devices_and_a_python_client_improve_on_the_starting_model(vdev_binary, digits_split):
     Xtr, _Xte, ytr, _yte = digits_split
-    (Xp, yp), devices = device_slices(np.asarray(Xtr, np.float32), np.asarray(ytr))
+    (Xp, yp), devices = simulated_slices(np.asarray(Xtr, np.float32), np.asarray(ytr))
     with VDev(vdev_binary) as d1, VDev(vdev_binary) as d2:
         model = openmind.federate("digits-devices", Xp, yp, clients=1, rounds=3, local_epochs=2,
                                   devices=[(d1.port, *devices[0]), (d2.port, *devices[1])],

@@ -171,8 +171,9 @@ def device_text(d: dict[str, Any]) -> str:
         return f"{v:.3f}" if isinstance(v, (int, float)) else "?"
     return (f"device {d.get('port')} learned from {d.get('samples')} samples in {d.get('steps')} steps, "
             f"held-out accuracy {pct(d.get('accuracy_before'))} -> {pct(d.get('accuracy_after'))} "
-            f"on its {d.get('held_out')} rows, serial {d.get('serial_sent')} B down / "
-            f"{d.get('serial_received')} B up, update {d.get('update_bytes')} B, "
+            f"on its {d.get('held_out')} rows, serial {d.get('serial_sent')} B down "
+            f"({d.get('serial_model')} B of model) / {d.get('serial_received')} B up, "
+            f"update {d.get('update_bytes')} B, "
             f"RAM {d.get('device_ram')} B ({d.get('head_ram')} B learning)")
 
 

@@ -77,6 +77,7 @@ def device_round(state: DeviceState, spec: Spec, weights: list[np.ndarray], X: n
         dev.hello()
         dev.load_model(model.pack())
         dev.load_head(blob)
+        model_bytes = dev.sent  # the global model down; the rest is rows and their answers
         before = dev.evaluate(X[held], y_idx[held]) if len(held) else {}
         steps = 0
         for _ in range(spec.local_epochs):
@@ -91,7 +92,7 @@ def device_round(state: DeviceState, spec: Spec, weights: list[np.ndarray], X: n
     report = {"round": rnd, "port": state.port, "samples": int(len(train)), "held_out": int(len(held)),
               "epochs": spec.local_epochs, "steps": int(steps), "accuracy_before": _accuracy(before),
               "accuracy_after": _accuracy(after), "update_bytes": len(update),
-              "serial_sent": dev.sent, "serial_received": dev.received,
+              "serial_sent": dev.sent, "serial_received": dev.received, "serial_model": model_bytes,
               "head_ram": int(dev.info.get("head_ram", 0)), "device_ram": int(dev.info.get("device_ram", 0)),
               "shift_q": scaling.shift_q, "frac_w": scaling.frac_w, "lr_log2": scaling.lr_log2,
               "train_correct": counters["correct"]}
@@ -136,7 +137,7 @@ def make_device_client(port: str, X: np.ndarray, y: np.ndarray, cid: int = 0, *,
                           parameters=Parameters(tensors=tensors, tensor_type=TENSOR_TYPE),
                           num_examples=report["samples"],
                           metrics={"bytes": sum(len(t) for t in tensors), "cid": cid,
-                                   "device": json.dumps(report)})
+                                   "frozen": len(tensors) - 1, "device": json.dumps(report)})
 
         def evaluate(self, ins: Any) -> Any:
             return EvaluateRes(status=Status(Code.OK, "ok"), loss=0.0, num_examples=0, metrics={})
@@ -170,6 +171,24 @@ def device_reports(metrics: dict[str, Any]) -> dict[str, Any] | None:
 
 
 
+def simulated_slices(X: np.ndarray, y: np.ndarray, noise: tuple[float, ...] = (0.2, 0.4),
+                     seed: int = 0) -> tuple[tuple[np.ndarray, np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
+    """Rows for a colony of one Python client and len(noise) devices, as sensors would give them:
+    the client gets a random third (every class), the devices split the rest with a label skew
+    (Dirichlet 0.5 per class) and each adds its own Gaussian sensor noise, sigma in `noise` times
+    each feature's standard deviation."""
+    from openmind.pathways.colony.federated import slices
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(X))
+    mine, rest = order[: len(X) // 3], order[len(X) // 3:]
+    parts = [rest[p] for p in slices(np.asarray(y)[rest], len(noise), "dirichlet", alpha=0.5, seed=seed)]
+    spread = np.asarray(X, np.float64).std(axis=0)
+    devices = [((X[p] + rng.normal(0, 1, X[p].shape) * sigma * spread).astype(np.float32), y[p])
+               for p, sigma in zip(parts, noise, strict=True)]
+    return (X[mine], y[mine]), devices
+
+
 def start_device_clients(address: str, devices: list[tuple[str, np.ndarray, np.ndarray]], folder: Path,
                          first_cid: int = 1000) -> list[Any]:
     """One `openmind colony join ADDRESS --device PORT` process per (port, X, y), as a user would
@@ -193,4 +212,4 @@ def start_device_clients(address: str, devices: list[tuple[str, np.ndarray, np.n
 
 
 __all__ = ["DeviceState", "device_reports", "device_round", "join_device", "make_device_client",
-           "start_device_clients"]
+           "simulated_slices", "start_device_clients"]

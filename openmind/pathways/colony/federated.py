@@ -376,16 +376,23 @@ def serve(spec: Spec, X_eval: np.ndarray, y_eval_idx: np.ndarray, *, clients: in
             # in client order, not arrival order: the same colony gives the same model
             results = sorted(results, key=lambda pr: int(pr[1].metrics.get("cid", 0)))
             total = sum(r.num_examples for _, r in results)
+            # a client that trained only the last layers (a device: metrics "frozen" = the layers
+            # it kept) counts in the average of those layers only
+            n_layers = len(state["weights"]) // 2
+            frozen = [min(f if isinstance(f := r.metrics.get("frozen", 0), int) and f > 0 else 0,
+                          n_layers - 1) for _, r in results]
+            totals = [sum(r.num_examples for (_, r), f in zip(results, frozen, strict=True) if f <= i)
+                      for i in range(n_layers)]
             avg = [np.zeros_like(w) for w in state["weights"]]
             sent = 0
-            for _proxy, res in results:
+            for (_proxy, res), kept in zip(results, frozen, strict=True):
                 if res.parameters.tensor_type != TENSOR_TYPE:
                     raise BadInput(f"a client sent {res.parameters.tensor_type!r} parameters, "
                                    f"not ternary updates")
-                share = res.num_examples / total
                 for i, buf in enumerate(res.parameters.tensors):
                     w = state["weights"][2 * i]
                     dw, db = decode_layer(buf, w.shape)
+                    share = res.num_examples / totals[i] if i >= kept else 0.0
                     avg[2 * i] += share * dw
                     avg[2 * i + 1] += share * db
                     sent += len(buf)
