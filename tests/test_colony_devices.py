@@ -31,7 +31,7 @@ def test_two_devices_and_a_python_client_improve_on_the_starting_model(vdev_bina
     for r in rows:
         for d in r["devices"]:
             print(f"round {r['round']}: {openmind.intents.federate.device_text(d)}")
-    assert info["eval_accuracy"] > info["start_accuracy"] + 0.2
+    assert info["eval_accuracy"] > info["start_accuracy"] + 0.4
     for r in rows:
         assert len(r["devices"]) == 2
         for d in r["devices"]:

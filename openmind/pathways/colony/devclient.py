@@ -61,9 +61,6 @@ def device_round(state: DeviceState, spec: Spec, weights: list[np.ndarray], X: n
                  y_idx: np.ndarray, rnd: int) -> tuple[list[bytes], dict[str, Any]]:
     """One round on the device: (the update tensors for Flower, the round's report)."""
     W, b = weights[-2], weights[-1]
-    if W.size > learn.MAX_WEIGHTS or W.shape[0] > learn.MAX_OUTPUTS:
-        raise BadInput(f"the device learns a last layer of at most {learn.MAX_WEIGHTS} weights and "
-                       f"{learn.MAX_OUTPUTS} outputs; this colony's is {W.shape[0]}x{W.shape[1]}")
     train, held = split_indices(y_idx, state.held_fraction, int(spec.cfg["seed"]))
     model = model_of(spec, weights, name=None, info={})
     packed = model.packed()
@@ -75,6 +72,11 @@ def device_round(state: DeviceState, spec: Spec, weights: list[np.ndarray], X: n
     with Link(state.port) as link:
         dev = Learner(link)
         dev.hello()
+        most, outs = dev.info.get("max_weights", learn.MAX_WEIGHTS), dev.info.get("max_outputs", learn.MAX_OUTPUTS)
+        if W.size > most or W.shape[0] > outs:
+            raise BadInput(f"{state.port} learns a last layer of at most {most} weights and {outs} "
+                           f"outputs (its HELLO 3); this colony's is {W.shape[0]}x{W.shape[1]}: "
+                           f"a narrower last hidden layer fits")
         dev.load_model(model.pack())
         dev.load_head(blob)
         model_bytes = dev.sent  # the global model down; the rest is rows and their answers
