@@ -184,6 +184,56 @@ def test_device_learns_from_its_own_sensor_stream(vdev):
     assert zlib.crc32(update) and np.abs(dw).sum() > 0
 
 
+LEARN_KEYS = ("hello", "proto", "learn", "ok", "got", "done", "rows", "correct", "bad", "steps", "u", "b",
+              "bytes", "crc", "parts", "error", "msg", "windows")
+
+
+def test_learner_survives_any_device_answer():
+    """Protocol 3's host commands against a device answering arbitrary lines: each returns or
+    raises DeviceError, never another exception; an update is only returned when it checks out."""
+    import json
+
+    from hypothesis import HealthCheck
+    from hostile_device import HostileDevice
+
+    from openmind.pathways import device
+
+    values = st.one_of(st.none(), st.booleans(), st.integers(-5, 2**40), st.text(max_size=8),
+                       st.lists(st.integers(0, 3), max_size=3), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+    answers = st.dictionaries(st.sampled_from(LEARN_KEYS), values, max_size=6).map(lambda o: json.dumps(o).encode())
+    ops = {
+        "hello": lambda d: d.hello(),
+        "head": lambda d: d.load_head(b"\x01" * 150),
+        "train": lambda d: d.train(np.ones((3, 2), np.float32), np.array([0, 1, 0])),
+        "update": lambda d: d.update(),
+        "live": lambda d: d.live("temperature", 1, 2),
+    }
+    dev = HostileDevice(script=[])
+    seen = {"n": 0}
+
+    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.lists(st.one_of(answers, st.binary(max_size=40).filter(lambda b: b"\n" not in b)), max_size=5),
+           st.sampled_from(sorted(ops)))
+    def run(lines, op):
+        seen["n"] += 1
+        device.unbench()
+        dev.script = lines
+        try:
+            with Link(dev.port) as link:
+                got = ops[op](Learner(link, timeout=0.05))
+        except DeviceError:
+            return
+        if op == "update":
+            data, counters = got
+            assert isinstance(data, bytes) and all(isinstance(v, int) for v in counters.values())
+
+    try:
+        run()
+    finally:
+        dev.close()
+    print(f"\nfuzz learner: {seen['n']} inputs, 0 crashes")
+
+
 def test_firmware_limits_agree_with_the_reference():
     import re
 

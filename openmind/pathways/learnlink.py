@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from openmind.errors import BadInput
-from openmind.pathways.device import CHUNK_BYTES, DeviceError, Link, as_count
+from openmind.pathways.device import CHUNK_BYTES, DeviceError, Link, _int_fields, as_count
 from openmind.pathways.ternary import learn
 from openmind.pathways.ternary.packed import PackedModel, forward
 
@@ -106,7 +106,7 @@ class Learner:
         if self.link.proto < PROTO or not isinstance(info.get("learn"), dict):
             raise DeviceError(f"{self.link.port} speaks protocol {self.link.proto}: it infers but does "
                               f"not learn (flash firmware 0.3.0 or later)", code="proto")
-        self.info = {k: v for k, v in info["learn"].items() if isinstance(v, (int, str))}
+        self.info = {**_int_fields(info["learn"]), "rule": str(info["learn"].get("rule", "?"))[:40]}
         return info
 
     def load_model(self, blob: bytes) -> dict[str, Any]:
