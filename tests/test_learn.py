@@ -193,8 +193,8 @@ def test_learner_survives_any_device_answer():
     raises DeviceError, never another exception; an update is only returned when it checks out."""
     import json
 
-    from hypothesis import HealthCheck
     from hostile_device import HostileDevice
+    from hypothesis import HealthCheck
 
     from openmind.pathways import device
 
