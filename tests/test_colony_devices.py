@@ -32,6 +32,8 @@ def test_two_devices_and_a_python_client_improve_on_the_starting_model(vdev_bina
         for d in r["devices"]:
             print(f"round {r['round']}: {openmind.intents.federate.device_text(d)}")
     assert info["eval_accuracy"] > info["start_accuracy"] + 0.4
+    assert len(info["device_learning"]) == 2 and all("learned from" in t for t in info["device_learning"])
+    assert model.summary()["devices"] == rows[-1]["devices"]  # the card and journal show them
     for r in rows:
         assert len(r["devices"]) == 2
         for d in r["devices"]:

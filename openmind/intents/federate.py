@@ -116,6 +116,7 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
                 "cached": False, "best_round": colony.best_round,
                 "round_accuracy": [r.get("accuracy") for r in colony.rounds],
                 "devices": [d for r in colony.rounds[-1:] for d in r.get("devices", [])]}
+        info["device_learning"] = [device_text(d) for d in info["devices"]]  # the card's words
         if ancestor is not None:
             info["parent"] = ancestor[1].key
         short = [r["round"] for r in colony.rounds if r.get("clients", 0) < clients + len(devices)]
