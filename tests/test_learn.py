@@ -50,6 +50,29 @@ def test_learning_step_under_qemu_rv32imc_equals_the_python_reference():
     assert text == learn.transcript(3)
 
 
+@pytest.mark.skipif(bool(RV_TOOLS), reason=f"{', '.join(RV_TOOLS)} not installed")
+def test_whole_samples_under_qemu_rv32imc_learn_like_the_reference(tmp_path, digits_model):
+    """Frozen float32 layers in soft float, quantiser, steps and update on rv32imc (the bench
+    program, 40 digits rows learned twice) give the reference's update and held-out count."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("learn_bench", FIRMWARE.parent / "bench" / "learn_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    model, Xte, yte = digits_model
+    packed, X, y = model.packed(), np.asarray(Xte[:40], np.float32), np.asarray(yte[:40])
+    last = packed.layers[-1]
+    frac = frac_for(last.weights())
+    blob = head_for(last.weights(), last.bias, Scaling(frac, shift_for(hidden_of(packed, X), frac), 5), 3, False)
+    path = tmp_path / "bench.h"
+    path.write_text(bench.header(model.pack(), blob, X, y))
+    out = make("learn-bench-rv32", LEARN_BENCH_H=str(path)).stdout
+    ref = reference(packed, blob, np.concatenate([X, X]), np.concatenate([y, y]))
+    right = sum(ref.forward(learn.quantize(h, ref.shift_q))[0] == t for h, t in zip(hidden_of(packed, X), y, strict=True))
+    assert f"update crc {zlib.crc32(ref.update()):08x}" in out
+    assert f"correct {right} steps 80" in out
+
+
 def test_make_learn_check_compares_host_rv32_and_python():
     import sys
 

@@ -3,7 +3,8 @@
  * step), per held-out row scored, per update, and per inference row as the anchor, plus the RAM
  * the learning state takes. BENCH_HEADER (written by bench/learn_bench.py) holds om_model_blob[],
  * om_head_blob[], OM_ROWS rows om_rows[][n_inputs] and om_labels[]. Builds on the host too
- * (instret then reads 0). */
+ * (instret then reads 0). It learns every row twice, so its last lines (held-out rows right,
+ * the update's CRC-32) check the whole sample path on rv32imc against the Python reference. */
 #include <stdio.h>
 #include <string.h>
 
@@ -84,5 +85,6 @@ int main(void)
            (unsigned long long)t_sample, (unsigned long long)t_eval, (unsigned long long)t_update);
     printf("ram head %lu device %lu update_bytes %ld correct %u steps %lu\n", (unsigned long)sizeof(om_head_t),
            (unsigned long)sizeof(om_device_t), n, correct, (unsigned long)dev.head.steps);
+    printf("update crc %08lx\n", (unsigned long)om_crc32(0, upd, n > 0 ? (size_t)n : 0u));
     return 0;
 }
