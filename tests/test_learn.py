@@ -207,6 +207,45 @@ def test_device_learns_from_its_own_sensor_stream(vdev):
     assert zlib.crc32(update) and np.abs(dw).sum() > 0
 
 
+def test_device_and_reference_refuse_the_same_head_blobs(vdev, digits_head):
+    """Random damage to a head blob (a flipped byte, a cut, a wrong field): the device takes it
+    exactly when the Python reference does, and a refused head leaves the device's head as it was."""
+    model, packed, scaling, X, y = digits_head
+    last = packed.layers[-1]
+    good = head_for(last.weights(), last.bias, scaling, seed=5, carry=False)
+    rng = np.random.default_rng(1)
+    blobs = []
+    for _ in range(40):
+        b = bytearray(good)
+        k = int(rng.integers(0, 24))  # the header's bytes, where a flip changes a field
+        b[k] ^= 1 << int(rng.integers(0, 8))
+        blobs.append(bytes(b))
+    blobs += [good[:-1], good + b"\0", good[:20] + b"\x00\x80" + good[22:]]  # -32768 is not a weight
+    with Link(vdev.port) as link:
+        dev = Learner(link)
+        dev.hello()
+        dev.load_model(model.pack())
+        dev.load_head(good)
+        for blob in blobs:
+            try:
+                learn.Head.load(blob)
+                ok_py = True
+            except BadInput:
+                ok_py = False
+            try:
+                dev.load_head(blob)
+                ok_dev = True
+            except DeviceError as exc:
+                assert exc.code == "args"
+                ok_dev = False
+            assert ok_dev == ok_py, blob[:24].hex()
+            if ok_dev:
+                dev.load_head(good)
+        assert dev.evaluate(X[:50], y[:50])["correct"] == sum(
+            learn.Head.load(good).forward(learn.quantize(h, scaling.shift_q))[0] == t
+            for h, t in zip(hidden_of(packed, X[:50]), y[:50], strict=True))
+
+
 LEARN_KEYS = ("hello", "proto", "learn", "ok", "got", "done", "rows", "correct", "bad", "steps", "u", "b",
               "bytes", "crc", "parts", "error", "msg", "windows")
 
