@@ -45,7 +45,7 @@ def row_text(r: dict) -> str:
     acc = r.get("accuracy")
     return (f"round {r['round']}: {r['clients']} clients, held-out accuracy {acc:.3f}, "
             f"up {r.get('bytes_sent', 0):,} B of ternary updates, down {r.get('bytes_received', 0):,} B "
-            f"of fp32 global model")
+            f"of fp32 global model, {r.get('seconds', 0):.1f} s")
 
 
 def main() -> None:
