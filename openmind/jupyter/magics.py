@@ -42,6 +42,7 @@ from openmind.jupyter.options import (
     status_parser,
     usage,
 )
+from openmind.jupyter.tracebacks import failed_by, own_error, show_bad_input, user_frames
 from openmind.memory.store import db_path
 from openmind.vocab import IntentKind
 
@@ -97,6 +98,7 @@ class OpenmindMagics(_PolicyTraits):
     @line_cell_magic
     def openmind(self, line: str, cell: str | None = None) -> Any:
         """openmind magics (`%openmind?` for every option)."""
+        __tracebackhide__ = True  # noqa: F841 - IPython hides this frame in the user's traceback
         if cell is not None:
             return self.run_intent_cell(line, cell)
         word, _, rest = line.strip().partition(" ")
@@ -127,6 +129,7 @@ class OpenmindMagics(_PolicyTraits):
         return opts
 
     def run_intent_cell(self, line: str, cell: str) -> Any:
+        __tracebackhide__ = True  # noqa: F841
         start = time.perf_counter()
         try:
             return self._run_intent_cell(line, cell)
@@ -136,6 +139,7 @@ class OpenmindMagics(_PolicyTraits):
                                 "overhead_ms": total - self._body_ms}
 
     def _run_intent_cell(self, line: str, cell: str) -> Any:
+        __tracebackhide__ = True  # noqa: F841
         self._body_ms = 0.0
         args = parse_options(cell_parser, line)
         try:
@@ -160,10 +164,13 @@ class OpenmindMagics(_PolicyTraits):
             t0 = time.perf_counter()
             try:
                 value = self._execute(cell, intent)
-            except BaseException:
-                self._body_ms = (time.perf_counter() - t0) * 1000  # the user's error: show what was decided, then raise it as is
-                self._report_safely(intent, args, count, failed=True)
-                raise
+            except BaseException as exc:
+                self._body_ms = (time.perf_counter() - t0) * 1000
+                # show what was decided, then raise the error; the user's own, from their lines
+                self._report_safely(intent, args, count, failed=exc)
+                if not own_error(exc):
+                    raise
+                raise exc.with_traceback(user_frames(exc.__traceback__))  # noqa: B904
             self._body_ms = (time.perf_counter() - t0) * 1000
             self._report_safely(intent, args, count, failed=False)
             return value
@@ -179,9 +186,13 @@ class OpenmindMagics(_PolicyTraits):
             self._seen = (db, max(seen, *(int(r["id"]) for r in rows)))
         return [r for r in rows if (r.get("cell") or {}).get("execution_count") == count]
 
-    def _report_safely(self, intent: str, args: Any, count: int | None, failed: bool) -> None:
+    def _report_safely(self, intent: str, args: Any, count: int | None,
+                       failed: BaseException | bool) -> None:
         try:
-            self._report(intent, args, self._records(count), failed)
+            records = self._records(count)
+            if own_error(failed):  # the cell's own code raised: its traceback says so, no card
+                records = [r for r in records if not failed_by(r, failed)]
+            self._report(intent, args, records, bool(failed))
         except Exception as exc:  # a card must never cost the user the cell
             _warn(f"%%openmind: could not show the decision card ({type(exc).__name__}: {exc})")
 
@@ -287,7 +298,8 @@ def _calls_openmind(tree: ast.Module, ns: dict[str, Any]) -> bool:
                 return True
         elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             base = ns.get(node.value.id)
-            is_module = (base is None and node.value.id in aliases) or \
+            # an unbound `openmind.x` still means openmind (a NameError to raise as the user's)
+            is_module = (base is None and node.value.id in aliases | {"openmind"}) or \
                 (type(base).__name__ == "module" and ours(base))
             if is_module and node.attr not in CELL_API:
                 return True
@@ -327,41 +339,6 @@ def _short_warning(showwarning: Any) -> Any:
 
     show.openmind_previous = showwarning  # type: ignore[attr-defined]
     return show
-
-
-def _user_line(shell: Any, tb: Any) -> str:
-    """Where in the user's own code the error came from: 'line 2: x = f(...)'."""
-    import linecache
-    import os
-
-    import openmind
-
-    ours = os.path.dirname(os.path.abspath(openmind.__file__))
-    cells = getattr(shell.compile, "_filename_map", {})
-    found = ""
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        name, lineno = code.co_filename, tb.tb_lineno
-        if name in cells or not (os.path.abspath(name).startswith(ours) or "site-packages" in name):
-            # a cell's file name maps to a prompt number that is off by one on some IPython
-            # versions, so a cell is named by its line only
-            where = f"line {lineno}" if name in cells else f"{os.path.basename(name)}, line {lineno}"
-            src = linecache.getline(name, lineno).strip()
-            found = f"{where}: {src}" if src else where
-        tb = tb.tb_next
-    return found
-
-
-def show_bad_input(shell: Any, etype: type, value: BaseException, tb: Any,
-                   tb_offset: int | None = None) -> list[str]:
-    """IPython's custom exception handler for BadInput: the message and the user's line that
-    led to it, not a traceback through openmind's own frames (`%xmode verbose` + %tb for those)."""
-    stb = [f"\x1b[0;31m{etype.__name__}\x1b[0m: {value}"]
-    where = _user_line(shell, tb)
-    if where:
-        stb.append(f"  from {where}")
-    shell._showtraceback(etype, value, stb)
-    return stb
 
 
 def _warn(message: str) -> None:
@@ -423,6 +400,10 @@ def load_ipython_extension(ip: Any) -> None:
     ip.events.register("pre_run_cell", hooks.pre)
     ip.events.register("post_run_cell", hooks.post)
     ip._openmind_magics = (magics, hooks)
+    if "openmind" not in ip.user_ns:  # `openmind.train_or_load(...)` right after %load_ext
+        import openmind
+
+        ip.push({"openmind": openmind}, interactive=False)
     if not hasattr(warnings.showwarning, "openmind_previous"):
         warnings.showwarning = _short_warning(warnings.showwarning)
     if not ip.custom_exceptions:  # never replace a handler someone else set
