@@ -357,3 +357,16 @@ def api_url(base: str, path: str) -> str:
     if not base.endswith("/v1"):
         base += "/v1"
     return f"{base}/{path.lstrip('/')}"
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine reaches ('localhost', 127.0.0.0/8, ::1).
+    '', '0.0.0.0' and '::' mean every interface; any other name may resolve anywhere."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,5 +1,8 @@
 """Write notebooks/quickstart.ipynb, ebb_and_flow.ipynb and ingest.ipynb from the cell sources below.
 
+Each notebook names its own models (`digits`; `room_comfort`; the colony notebook's `room_warm`
+and `bc`): two notebooks sharing a name with different features would fine-tune one from the other.
+
 The notebooks are committed without outputs; edit them here (reviewable Python) and re-run
 `python scripts/make_notebooks.py`, or edit them in JupyterLab and keep the outputs cleared.
 """
@@ -72,7 +75,7 @@ The trained model is in local memory, so inference runs right here on the CPU (`
 cell again and the predictions for the same data come straight from memory (`CACHED`)."""),
     ("code", """%%openmind infer
 predictions = openmind.infer_adaptive(model, X_test)
-print("first predictions:", list(predictions.values[:10]))"""),
+print("first predictions:", predictions.values[:10].tolist())"""),
     ("md", """## What happened
 
 Every decision is in the journal (the JupyterLab sidebar shows it live):"""),
@@ -128,7 +131,7 @@ X_sim, y_sim = windows(simulated)
 print(simulated.source, X_sim.shape, np.bincount(y_sim))"""),
     ("md", "## 2. Train on the simulation"),
     ("code", """%%openmind train
-model = openmind.train_or_load("room", X_sim, y_sim)"""),
+model = openmind.train_or_load("room_comfort", X_sim, y_sim)"""),
     ("md", """## 3. Validate on real data
 
 `--source auto` reads the ESP32 (or the virtual device) when it offers `temperature`; otherwise the
@@ -145,13 +148,13 @@ real"""),
 
 Real captures are fitted into a pattern in muscle memory; the next simulation of `temperature` is
 drawn from that pattern (`muscle_memory/HYBRID`, "fitted on real captures") instead of the prior.
-Retraining `room` on it starts from the model of step 2 (`fine_tune/HYBRID` when the data is small)."""),
+Retraining `room_comfort` on it starts from the model of step 2 (`fine_tune/HYBRID` when the data is small)."""),
     ("code", """%%openmind sense --source simulate
 recalibrated = openmind.sense_or_simulate("temperature", duration="1h", rate="1Hz")
 X_cal, y_cal = windows(recalibrated)
 print(recalibrated.source, X_cal.shape)"""),
     ("code", """%%openmind train
-model = openmind.train_or_load("room", X_cal, y_cal)
+model = openmind.train_or_load("room_comfort", X_cal, y_cal)
 print(f"accuracy on the step-3 data: {float((model.predict(X_real) == y_real).mean()):.1%}")"""),
     ("md", """## 6. Meet reality again
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nbformat as nbf
@@ -93,6 +94,8 @@ def test_quickstart_runs_twice_and_the_second_train_is_a_cached_hit(tmp_path):
     assert [(c["intent"], c["pathway"]) for c in shown] == [
         ("train", "full_train"), ("sense", "muscle_memory"), ("infer", "muscle_memory")]
     assert "synthetic" in next(c["reason"] for c in shown if c["intent"] == "sense")
+    printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    assert re.search(r"first predictions: \[\d+(, \d+){9}\]\n", printed), printed  # not np.int64(4)
 
     second = run_notebook(quickstart_path(), timeout=300)
     assert second.ok, second.error
@@ -148,3 +151,14 @@ def test_ingest_notebook_ingests_trains_validates_and_monitors(tmp_path):
                    if c.cell_type == "code" for o in c.outputs)
     assert "304 Not Modified" in text and "first drift at reading" in text
     assert "ingest 'readings' (2 versions)" not in text and "ingest 'readings'" in text
+
+
+def test_each_notebook_names_its_own_models():
+    """Two shipped notebooks training one name with different features would fine-tune one from
+    the other (a failed fine-tune on whichever runs second): every model name belongs to one."""
+    owners: dict[str, str] = {}
+    for path in sorted(NOTEBOOKS.glob("*.ipynb")):
+        source = "\n".join(c.source for c in nbf.read(path, as_version=4).cells if c.cell_type == "code")
+        for name in set(re.findall(r"openmind\.(?:train_or_load|federate)\(\s*[\"']([^\"']+)", source)):
+            assert owners.setdefault(name, path.name) == path.name, f"{name!r}: {owners[name]} and {path.name}"
+    assert {"digits", "room_comfort", "room_warm", "bc"} <= set(owners)

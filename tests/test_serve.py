@@ -54,7 +54,20 @@ def test_health_and_metadata(served):
     assert meta["outputs"][1]["shape"] == [-1, 10]
 
 
-@pytest.mark.parametrize("path", ["/v2/health/ready", "/v2", "/v2/models/digits",
+def test_the_model_list_answers_the_served_names_as_kserve_does(served):
+    """GET /v2/models: KServe's `{"models": [names]}` (it was a 404), described in the API."""
+    srv, *_ = served
+    for path in ("/v2/models", "/v2/models/"):
+        r = httpx.get(srv.url + path, headers=auth(), timeout=5)
+        assert r.status_code == 200 and r.json() == {"models": ["digits"]}
+    assert httpx.get(srv.url + "/v2/models", timeout=5).status_code == 401  # the token still holds
+    spec = httpx.get(srv.url + "/v2/openapi.json", timeout=5).json()
+    answer = spec["paths"]["/v2/models"]["get"]["responses"]["200"]["content"]["application/json"]
+    schema = spec["components"]["schemas"][answer["schema"]["$ref"].rpartition("/")[2]]
+    assert schema["properties"]["models"] == {"type": "array", "items": {"type": "string"}}
+
+
+@pytest.mark.parametrize("path", ["/v2/health/ready", "/v2", "/v2/models", "/v2/models/digits",
                                   "/v2/models/digits/infer", "/v2/anything"])
 @pytest.mark.parametrize("token", [None, "wrong-token"])
 def test_every_route_needs_the_token(served, path, token):
@@ -228,7 +241,7 @@ def test_the_description_is_generated_from_the_served_routes():
     spec = openapi_spec()
     described = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops}
     assert described == {(op.path, op.method) for op in OPERATIONS if op.operation_id}
-    assert len(described) == 9
+    assert len(described) == 10
     routes = make_app().routes
     for path, method in described:
         concrete = path.replace("{model_name}", "digits").replace("{model_version}", "1")

@@ -395,18 +395,30 @@ def _journal(d: Deployment, model: Any, how: str) -> None:
 
 
 def register(sub: Any) -> None:
-    """`openmind deploy MODEL.bin TARGET [--port P]`: packed bytes to a header or the device."""
-    p = sub.add_parser("deploy", help="write a packed model as a C header or upload it to the ESP32")
-    p.add_argument("model", help="a file of packed model bytes (TernaryModel.pack())")
-    p.add_argument("target", help="path ending in .h, 'esp32', or serial:<port>")
+    """`openmind deploy MODEL TARGET [--port P]`: a model from memory or a file of packed bytes to
+    a header, the device or a server."""
+    p = sub.add_parser("deploy", help="write a model as a C header, upload it to the ESP32 or "
+                                      "publish it to an OIP server")
+    p.add_argument("model", help="a model name in muscle memory (its newest version; `openmind memory "
+                                 "ls` lists them), or a file of packed model bytes (TernaryModel.pack())")
+    p.add_argument("target", help="path ending in .h, 'esp32', serial:<port>, 'oip', or 'auto' (routed)")
     p.add_argument("--port", default=None)
     p.set_defaults(func=_cmd_deploy)
 
 
 def _cmd_deploy(args: Any) -> int:
-    try:
-        blob = Path(args.model).read_bytes()
-    except OSError as exc:
-        raise BadInput(f"cannot read the model file {args.model!r}: {exc.strerror}") from None
-    print(deploy(blob, args.target, port=args.port))
+    from openmind.intents.infer import model_known
+
+    path = Path(args.model).expanduser()
+    if path.is_file():
+        try:
+            model: Any = path.read_bytes()
+        except OSError as exc:
+            raise BadInput(f"cannot read the model file {args.model!r}: {exc.strerror}") from None
+    elif args.model.strip() and model_known(args.model):
+        model = args.model  # deploy() takes the name's newest healthy version
+    else:
+        raise BadInput(f"{args.model!r} is neither a file of packed model bytes nor a model name in "
+                       f"muscle memory; `openmind memory ls --kind model` lists the names")
+    print(deploy(model, args.target, port=args.port))
     return 0

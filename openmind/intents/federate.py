@@ -29,6 +29,7 @@ from openmind.flow.router import Candidate, Intent, Plan
 from openmind.intents.trainrequest import prepare
 from openmind.memory.blobs import fingerprint, key_for, latest, put
 from openmind.pathways.ternary.packed import TernaryModel
+from openmind.units import plural
 from openmind.vocab import Decision, Pathway
 
 if TYPE_CHECKING:
@@ -84,10 +85,10 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
         parts = fed.slices(y_idx[keep], clients, split, alpha, cfg["seed"])
         run.local = [(X[keep][p], y[keep][p]) for p in parts]
         run.listen = f"127.0.0.1:{free_port()}"
-        where = f"{clients} client processes on this machine ({split} slices of {len(keep)} rows)"
+        where = f"{plural(clients, 'client process', 'client processes')} on this machine ({split} slices of {len(keep)} rows)"
     else:
         held = np.arange(len(X))
-        where = f"{clients} clients joining at {listen}"
+        where = f"{plural(clients, 'client')} joining at {listen}"
     fp = fingerprint(X, y)
     job = _Federation(name, spec, X[held], y_idx[held], run, split, fp,
                       key_for("federate", name, fp, cfg, clients, rounds, local_epochs, split,
@@ -186,8 +187,8 @@ def _journal_round(name: str, row: dict[str, Any]) -> None:
 
     acc = row.get("accuracy")
     ratio = row["fp32_bytes"] / row["bytes_sent"] if row.get("bytes_sent") else None
-    reason = (f"federated round {row['round']}/{row['rounds']}: {row.get('clients', 0)} clients, "
-              f"{row.get('rows', 0)} rows, {row.get('bytes_sent', 0)} bytes of ternary updates"
+    reason = (f"federated round {row['round']}/{row['rounds']}: {plural(row.get('clients', 0), 'client')}, "
+              f"{plural(row.get('rows', 0), 'row')}, {row.get('bytes_sent', 0)} bytes of ternary updates"
               + (f" ({ratio:.0f}x fewer than fp32)" if ratio else "")
               + (f", accuracy {acc:.3f}" if acc is not None else "")
               + "".join(f"; {device_text(d)}" for d in row.get("devices", [])))
@@ -269,7 +270,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("name", help="the model's name in muscle memory")
     s.add_argument("--data", required=True, help="the server's evaluation rows (.npz or .csv)")
     s.add_argument("--label", help="the label column of a .csv (default: the last)")
-    s.add_argument("--listen", default="0.0.0.0:8080", help="HOST:PORT (default 0.0.0.0:8080)")
+    s.add_argument("--listen", default="127.0.0.1:8080",
+                   help="HOST:PORT (default 127.0.0.1:8080: clients on this machine only). The "
+                        "colony's gRPC channel has no token and no TLS, so another address (e.g. "
+                        "0.0.0.0:8080) also needs --insecure: use it on a trusted network or behind "
+                        "a TLS tunnel (ssh -L, a TLS proxy)")
+    s.add_argument("--insecure", action="store_true",
+                   help="allow --listen beyond loopback (anyone who reaches the port can join)")
     s.add_argument("--clients", type=int, default=2)
     s.add_argument("--rounds", type=int, default=10)
     s.add_argument("--local-epochs", type=int, default=2)
@@ -284,7 +291,7 @@ def cmd_join(args: argparse.Namespace) -> int:
     if args.device:
         from openmind.pathways.colony.devclient import join_device
 
-        print(f"joining the colony at {args.address} with the device at {args.device} and {len(X)} rows")
+        print(f"joining the colony at {args.address} with the device at {args.device} and {plural(len(X), 'row')}")
 
         def report(d: dict[str, Any]) -> None:
             print(f"round {d['round']}: {device_text(d)}", flush=True)
@@ -294,19 +301,29 @@ def cmd_join(args: argparse.Namespace) -> int:
                     lr_log2=args.lr_log2, on_round=report)
         print("the colony's server ended the run")
         return 0
-    print(f"joining the colony at {args.address} with {len(X)} rows")
+    print(f"joining the colony at {args.address} with {plural(len(X), 'row')}")
     join(args.address, X, y, cid=args.cid, wait_s=args.wait)
     print("the colony's server ended the run")
     return 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from openmind.config import is_loopback
+
+    host = args.listen.rpartition(":")[0]
+    if not is_loopback(host) and not args.insecure:
+        shown = host or "'' (every interface)"
+        raise BadInput(f"refusing to listen on {shown}: the colony's gRPC channel has no token or "
+                       f"TLS, so anyone who reaches the port could join and send updates. Listen on "
+                       f"127.0.0.1 (clients on this machine or through an ssh/TLS tunnel), or pass "
+                       f"--insecure on a trusted network")
     X, y = _load_rows(args.data, args.label)
-    print(f"colony '{args.name}': waiting for {args.clients} clients at {args.listen} "
+    print(f"colony '{args.name}': waiting for {plural(args.clients, 'client')} at {args.listen} "
           f"(on each: openmind colony join THIS_HOST:{args.listen.rpartition(':')[2]} --data FILE)")
     model = federate(args.name, X, y, clients=args.clients, rounds=args.rounds,
                      local_epochs=args.local_epochs, listen=args.listen, hidden=args.hidden)
     print(model.route.reason if getattr(model, "route", None) else "")
     print(f"accuracy on the server's rows: {model.info.get('eval_accuracy')}; "
-          f"{model.info.get('bytes_sent')} bytes of ternary updates in {model.info.get('rounds')} rounds")
+          f"{model.info.get('bytes_sent')} bytes of ternary updates in "
+          f"{plural(int(model.info.get('rounds') or 0), 'round')}")
     return 0

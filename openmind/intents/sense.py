@@ -32,7 +32,7 @@ from openmind.pathways.pattern import (
     prior,
     save,
 )
-from openmind.units import parse_duration, parse_rate
+from openmind.units import parse_duration, parse_rate, plural
 from openmind.vocab import Decision, Pathway, Route, check_name
 
 MAX_SAMPLES = 10_000_000
@@ -153,7 +153,7 @@ class Signal:
     def __repr__(self) -> str:
         how = f"{self.route.pathway.value}/{self.route.decision.value}" if self.route else self.source
         extra = f", note={self.note!r}" if self.note else ""
-        return (f"Signal({self.name!r}, {len(self)} samples at {self.rate_hz:g} Hz [{self.unit}], "
+        return (f"Signal({self.name!r}, {plural(len(self), 'sample')} at {self.rate_hz:g} Hz [{self.unit}], "
                 f"source={self.source!r}, via {how}{extra})")
 
 

@@ -44,6 +44,7 @@ from openmind.jupyter.options import (
 )
 from openmind.jupyter.tracebacks import failed_by, own_error, show_bad_input, user_frames
 from openmind.memory.store import db_path
+from openmind.units import plural
 from openmind.vocab import IntentKind
 
 
@@ -235,7 +236,8 @@ class OpenmindMagics(_PolicyTraits):
             display(DecisionCard(rec, label=args.model, assumed=off,
                                  note=note if rec.get("intent") != intent else None))
         if len(records) > self.max_cards:
-            print(f"openmind: {len(records) - self.max_cards} more decisions in this cell: %openmind log")
+            print(f"openmind: {plural(len(records) - self.max_cards, 'more decision', 'more decisions')} in this "
+                  f"cell: %openmind log")
 
     # ------------------------------------------------------------------ line
 

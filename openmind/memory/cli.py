@@ -9,6 +9,7 @@ import json
 import re
 
 from openmind.errors import BadInput
+from openmind.units import plural
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
@@ -113,7 +114,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
         print(f"{m.key[:12]:<12} {m.kind:<11} {m.name[:24]:<24} {len(m.versions):>4} {m.size:>9} "
               f"{m.hits:>5}  {_when(m.created):<16}  {_info(m)}")
     count = sum(len(m.versions) for m in rows)
-    print(f"{count} entries, {sum(m.size for m in rows)} bytes")
+    print(f"{plural(count, 'entry', 'entries')}, {plural(sum(m.size for m in rows), 'byte')}")
     return 0
 
 
@@ -140,12 +141,12 @@ def cmd_rm(args: argparse.Namespace) -> int:
 
     if matching(args.key):  # a name first: `openmind memory rm digits` forgets every version
         n = forget(args.key)
-        print(f"forgot '{args.key}': removed {n} entr{'y' if n == 1 else 'ies'}")
+        print(f"forgot '{args.key}': removed {plural(n, 'entry', 'entries')}")
         return 0
     n = remove(args.key)
     if n == 0:
         raise BadInput(f"no entry with a key starting {args.key!r} (see `openmind memory ls`)")
-    print(f"removed {n} entr{'y' if n == 1 else 'ies'}")
+    print(f"removed {plural(n, 'entry', 'entries')}")
     return 0
 
 
@@ -162,5 +163,5 @@ def cmd_gc(args: argparse.Namespace) -> int:
     n = gc(max_bytes=parse_size(args.max_bytes) if args.max_bytes else None,
            older_than=parse_duration(args.older_than, "--older-than") if args.older_than else None,
            broken=not args.keep_broken, verify=args.verify)
-    print(f"evicted {n} entr{'y' if n == 1 else 'ies'}")
+    print(f"evicted {plural(n, 'entry', 'entries')}")
     return 0

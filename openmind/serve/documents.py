@@ -61,6 +61,12 @@ class _RepositoryModel(TypedDict, total=False):
 RepositoryIndex = list[_RepositoryModel]
 
 
+class ModelList(TypedDict):
+    """GET /v2/models, as KServe's model server answers it: the names of the models served."""
+
+    models: list[str]
+
+
 class RequestInput(TypedDict, total=False):
     name: Required[str]
     shape: Required[list[Annotated[int, {"minimum": 0}]]]

@@ -63,6 +63,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("/v2/", "GET", "server_meta"),
     Operation("/v2/repository/index", "POST", "repo_index", operation_id="repositoryIndex",
               answers=documents.RepositoryIndex),
+    Operation("/v2/models", "GET", "model_list", operation_id="modelList", answers=documents.ModelList),
+    Operation("/v2/models/", "GET", "model_list"),
     Operation(MODEL + "/ready", "GET", "model_ready", operation_id="modelReady", answers=documents.ModelReady),
     Operation(MODEL, "GET", "model_meta", operation_id="modelMetadata", answers=documents.ModelMetadata),
     Operation(MODEL + "/", "GET", "model_meta"),
@@ -193,6 +195,10 @@ class Routes:
 
     async def repo_index(self, request: Request) -> Response:
         return _json([{"name": n, "version": "1", "state": "READY"} for n in self.registry.names()])
+
+    async def model_list(self, request: Request) -> Response:
+        """KServe's `{"models": [names]}` (Triton's index is POST /v2/repository/index)."""
+        return _json({"models": self.registry.names()})
 
     async def openapi(self, request: Request) -> Response:
         return Response(self._spec, media_type="application/json")

@@ -4,7 +4,6 @@ port under uvicorn's supervisor), and the bind rule (beyond loopback only with a
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import os
@@ -12,6 +11,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 
+from openmind.config import is_loopback
 from openmind.errors import BadInput
 from openmind.serve.routes import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY, Registry, make_app
 
@@ -73,17 +73,6 @@ def app_from_env() -> Starlette:
 
 def log_to_stderr() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
-
-def is_loopback(host: str) -> bool:
-    """True for an address only this machine reaches ('localhost', 127.0.0.0/8, ::1).
-    '', '0.0.0.0' and '::' mean every interface; any other name may resolve anywhere."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_bind(host: str, token: str | None, insecure: bool) -> None:

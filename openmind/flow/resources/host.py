@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from openmind.flow.resources.base import Resource
+from openmind.units import plural
 
 
 def _cgroup_memory_limit() -> int | None:
@@ -64,7 +65,7 @@ def probe_host() -> Resource:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return Resource.present(
         "host",
-        f"{cores} cores, {available / 2**30:.1f} of {total / 2**30:.1f} GiB RAM free"
+        f"{plural(cores, 'core')}, {available / 2**30:.1f} of {total / 2**30:.1f} GiB RAM free"
         + (" (cgroup limit)" if limit is not None and limit == total else ""),
         cores=cores,
         ram_total=total,
