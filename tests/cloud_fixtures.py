@@ -34,7 +34,10 @@ def _trained_arrays() -> tuple[dict, dict]:
             arrays, entry = latest("model", "digits")
             _TRAINED["digits"] = ({k: v.copy() for k, v in arrays.items()}, dict(entry.meta), entry.key)
         finally:
-            os.environ["OPENMIND_HOME"] = old or ""
+            if old is None:  # "" would mean the default home, the user's ~/.openmind
+                os.environ.pop("OPENMIND_HOME", None)
+            else:
+                os.environ["OPENMIND_HOME"] = old
     return _TRAINED["digits"]
 
 

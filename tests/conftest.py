@@ -1,9 +1,29 @@
-"""Shared fixtures: every test gets its own OPENMIND_HOME and a clean probe cache and mask."""
+"""Shared fixtures: every test gets its own OPENMIND_HOME and a clean probe cache and mask.
+
+The session never touches the user's own `~/.openmind`: before any fixture runs (a module- or
+session-scoped one is set up before the per-test home below) and before any subprocess starts,
+OPENMIND_HOME, OPENMIND_KEY_DIR and HOME point into this session's temporary folder; the build
+caches stay where they were (XDG_CACHE_HOME). A default home that appears in the session's HOME
+fails the run (`_the_default_home_is_never_used`).
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
 import numpy as np
 import pytest
+
+REAL_HOME = Path(os.path.expanduser("~"))
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="openmind-tests-"))
+os.environ.setdefault("XDG_CACHE_HOME", str(REAL_HOME / ".cache"))  # compiled kernels, torch: shared
+os.environ["HOME"] = str(SESSION_DIR / "user")
+os.environ["OPENMIND_HOME"] = str(SESSION_DIR / "openmind-home")
+os.environ["OPENMIND_KEY_DIR"] = str(SESSION_DIR / "keys")
+(SESSION_DIR / "user").mkdir()
 
 # the firmware host build as a device on a pty (fixtures vdev, noisy_vdev, vdev_binary); the
 # team tier's S3 server on loopback, shared directory and machines (moto_endpoint, machines)
@@ -14,15 +34,17 @@ _ENV = ("OPENMIND_API_BASE", "OPENMIND_API_KEY", "OPENAI_API_KEY", "OPENMIND_INF
         "OPENMIND_TRUST", "OPENMIND_REMOTE", "OPENMIND_REMOTE_WRITE", "OPENMIND_REMOTE_TIMEOUT")
 
 
-def pytest_configure(config) -> None:
-    """A signing key directory for the whole session, before any fixture runs: module- and
-    session-scoped fixtures that keep something in memory (a served model) never make one in
-    ~/.config/openmind. Each test then gets its own (below)."""
-    import os
-    import tempfile
-
-    if not os.environ.get("OPENMIND_KEY_DIR"):
-        os.environ["OPENMIND_KEY_DIR"] = tempfile.mkdtemp(prefix="openmind-test-keys-")  # 0700
+@pytest.fixture(scope="session", autouse=True)
+def _the_default_home_is_never_used():
+    """Every store of the session is a temporary one: the default home (`~/.openmind` of the
+    session's HOME) must not exist at the end; it would be the user's on a real run."""
+    default = Path(os.path.expanduser("~")) / ".openmind"
+    yield SESSION_DIR
+    used = default.exists()
+    shutil.rmtree(SESSION_DIR, ignore_errors=True)
+    if used:
+        pytest.fail(f"something wrote to the default OPENMIND_HOME ({default}): a fixture or test "
+                    f"ran without OPENMIND_HOME set (it would have been the user's ~/.openmind)")
 
 
 @pytest.fixture(autouse=True)

@@ -224,12 +224,12 @@ def served(tmp_path_factory):
     from tests.cloud_fixtures import store_digits_model
 
     home = tmp_path_factory.mktemp("serve-fuzz-home")
-    old = os.environ.get("OPENMIND_HOME")
-    os.environ["OPENMIND_HOME"] = str(home)
+    mp = pytest.MonkeyPatch()  # undone whether OPENMIND_HOME was set before or not
+    mp.setenv("OPENMIND_HOME", str(home))
     try:
         store_digits_model("digits")
     finally:
-        os.environ["OPENMIND_HOME"] = old or ""
+        mp.undo()
     with ServeProcess(home=str(home), token=TOKEN) as sp:
         yield sp
 
