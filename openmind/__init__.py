@@ -60,6 +60,7 @@ _LAZY = {
     "monitor": "openmind.intents.monitor",
     "label_queue": "openmind.intents.label",
     "label": "openmind.intents.label",
+    "forget_labels": "openmind.intents.label",
     "run_cell": "openmind.intents.cell",
     "remember": "openmind.intents.cell",
     "CellResult": "openmind.intents.cell",

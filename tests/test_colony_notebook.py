@@ -48,3 +48,13 @@ def test_the_colony_notebook_detects_fine_tunes_validates_and_sheds(tmp_path):
     assert ("deploy", "muscle_memory", "HYBRID") in routes
     before, after = map(float, re.search(r"abstained rows: before ([\d.]+), after ([\d.]+)", everything).groups())
     assert after > before
+    # a second run in the same store keeps the active-learning story, its trainings from memory
+    again = run_notebook(NOTEBOOK, timeout=300, output=tmp_path / "again.ipynb")
+    assert again.ok, again.error
+    second = "\n".join(text(c) for c in nbf.read(tmp_path / "again.ipynb", as_version=4).cells
+                       if c.cell_type == "code")
+    story = r"queued (\d+) abstained rows .*\n.*abstained rows: before ([\d.]+), after ([\d.]+)"
+    assert re.search(story, second).groups() == re.search(story, everything).groups()
+    bc = [(r["pathway"], r["decision"]) for r in again.decisions() if r["name"] == "bc" and r["intent"] == "train"]
+    assert bc == [("muscle_memory", "CACHED")] * 2
+    assert "healthy: False | shed:" in second and "infer used the shed version: False" in second

@@ -252,6 +252,21 @@ def model_known(name: str) -> bool:
     return bool(entries("model", name))
 
 
+def _queue_unsure(local: Any, name: str, X: np.ndarray, proba: np.ndarray,
+                  unsure: np.ndarray | None) -> None:
+    """The rows a model is unsure of wait for a label (openmind.label_queue), whether the answer
+    was computed or came from memory: a colony's in each member's queue (their next train
+    learns), a model's in its own."""
+    from openmind.intents.label import queue_abstentions
+
+    colony = getattr(local, "colony", None)
+    if unsure is not None and colony is not None:
+        for member in {m.name for m in colony.members if m.name}:
+            queue_abstentions(member, X, proba, unsure=unsure)
+    elif unsure is None:
+        queue_abstentions(name, X, proba)
+
+
 # --------------------------------------------------------------------------- predictions
 
 
@@ -392,23 +407,20 @@ class _Inference:
         if self.cached is None:
             raise PathwayUnavailable("cached predictions vanished")
         arrays, _entry = self.cached
-        return self._served(Predictions(arrays["values"], arrays.get("probabilities"), self.name,
-                                        "muscle memory", abstained=arrays.get("abstained")))
+        out = Predictions(arrays["values"], arrays.get("probabilities"), self.name,
+                          "muscle memory", abstained=arrays.get("abstained"))
+        if out.probabilities is not None:  # answered from memory, the unsure rows still wait
+            _queue_unsure(self.local, self.name, self.X, out.probabilities, out.abstained)
+        return self._served(out)
 
     def local_model(self, cand: Candidate) -> Predictions | Served:
-        from openmind.intents.label import queue_abstentions
-
         local, name, X = self.local, self.name, self.X
         if local is None:
             raise PathwayUnavailable(f"'{name}' could not be loaded from local memory")
         if self.kind != "tabular":
             raise PathwayUnavailable(f"'{name}' takes numbers, the data is text")
         values, proba, used, unsure = local.answer(X, cand.params.get("device", "cpu"))
-        if unsure is not None:  # a colony's unsure rows wait for labels in each member's queue
-            for member in {m.name for m in local.colony.members if m.name}:  # (their next train learns)
-                queue_abstentions(member, X, proba, unsure=unsure)
-        else:
-            queue_abstentions(name, X, proba)  # unsure rows wait for a label (openmind.label_queue)
+        _queue_unsure(local, name, X, proba, unsure)
         note = local.meta.pop("_cuda_fallback", None)
         src = f"local {used}" + (f" ({note})" if note else "")
         if self.cache_key and self.memory:

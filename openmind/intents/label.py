@@ -4,7 +4,7 @@ the next `train_or_load` of that model, which fine-tunes on them.
 A binary ternary model abstains with the trit 0 (`predict_trits`: top probability below the
 confidence); a multi-class model abstains the same way (`uncertain`). `infer_adaptive`, `validate`
 and `monitor` queue what they abstain on; `label_queue(name)` lists it, `label(name, rows, labels)`
-answers it. The queue lives in the SQLite index, so it survives restarts.
+answers it, `forget_labels(name)` empties it. The queue lives in the SQLite index, so it survives restarts.
 """
 
 from __future__ import annotations
@@ -81,6 +81,13 @@ def label(name: str, rows: Any, labels: Any) -> int:
     if not len(X):
         return 0
     return store.add(name, X, y)
+
+
+def forget_labels(name: str) -> int:
+    """Forget every queued and labelled row of `name` (a fresh start for its active learning:
+    the next `train_or_load(name, ...)` trains on its own data alone). Returns how many rows."""
+    _check_name(name)
+    return store.forget(name)
 
 
 def _check_name(name: Any) -> None:

@@ -141,3 +141,17 @@ def join(name: str, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
         return X, y, 0
     return (np.concatenate([X, LX.astype(X.dtype, copy=False)]),
             np.concatenate([y, np.asarray(Ly).astype(y.dtype, copy=False)]), len(LX))
+
+
+def forget(name: str) -> int:
+    """Remove the whole label queue of `name`, pending and labelled rows; returns how many rows
+    went (each once, as `label_queue` and the labelled rows list it). Later training of `name` no longer joins them (its versions stay in memory)."""
+    from openmind.memory.blobs import remove
+
+    done = labelled(name)
+    rows = len(pending(name)) + (len(done[0]) if done is not None else 0)
+    for e in entries("labels", name):
+        remove(e.key)
+    _KNOWN.pop((str(home()), name), None)
+    return rows
+
