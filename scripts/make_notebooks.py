@@ -138,7 +138,7 @@ model = openmind.train_or_load("room_comfort", X_sim, y_sim)"""),
 card says why not and the data is simulated again (so the score below is not a real validation).
 The card's `sim→real distance` shows how far the simulation was from this capture, and how far the
 pattern refitted on it is."""),
-    ("code", """%%openmind sense --source auto --timeout 5s
+    ("code", """%%openmind sense --source auto
 real = openmind.sense_or_simulate("temperature", duration=real_duration, rate=rate)
 X_real, y_real = windows(real)
 score = float((model.predict(X_real) == y_real).mean())
@@ -160,7 +160,7 @@ print(f"accuracy on the step-3 data: {float((model.predict(X_real) == y_real).me
 
 A second real capture: the simulation it is compared with is now the pattern fitted on step 3's
 capture, so the distance between simulation and reality shrinks (ebb and flow)."""),
-    ("code", """%%openmind sense --source auto --timeout 5s
+    ("code", """%%openmind sense --source auto
 again = openmind.sense_or_simulate("temperature", duration="12s" if board.virtual else "10min", rate=rate)
 first, second = (s.calibration.get("distance_before") for s in (real, again))
 if first is not None and second is not None:

@@ -53,8 +53,8 @@ def test_the_colony_notebook_detects_fine_tunes_validates_and_sheds(tmp_path):
     assert again.ok, again.error
     second = "\n".join(text(c) for c in nbf.read(tmp_path / "again.ipynb", as_version=4).cells
                        if c.cell_type == "code")
-    story = r"queued (\d+) abstained rows .*\n.*abstained rows: before ([\d.]+), after ([\d.]+)"
-    assert re.search(story, second).groups() == re.search(story, everything).groups()
+    story = re.compile(r"queued (\d+) abstained rows.*?abstained rows: before ([\d.]+), after ([\d.]+)", re.S)
+    assert story.search(second).groups() == story.search(everything).groups()
     bc = [(r["pathway"], r["decision"]) for r in again.decisions() if r["name"] == "bc" and r["intent"] == "train"]
     assert bc == [("muscle_memory", "CACHED")] * 2
     assert "healthy: False | shed:" in second and "infer used the shed version: False" in second

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -146,3 +148,27 @@ def test_cli_sense_json(capsys):
     assert out["route"]["pathway"] == "muscle_memory"
     assert main(["sense", "light", "--duration", "soon"]) == 2
     assert "duration" in capsys.readouterr().err
+
+
+def test_a_timeout_cuts_a_longer_capture_keeps_what_it_read_and_says_so(online):
+    """The seed's `duration="1h"` under `timeout="1s"`: back in about the timeout, not an hour;
+    the samples read are real, kept in memory (a capture, the pattern refitted), the rest
+    simulated from them, and the result is degraded with the cut as its reason."""
+    from openmind.memory.blobs import entries
+
+    t0 = time.monotonic()
+    sig = sense_or_simulate("temperature", duration="1h", rate="20Hz", timeout="1s")
+    took = time.monotonic() - t0
+    assert took < 60, took  # an hour asked; the timeout and the handshake are what it takes
+    assert (sig.route.pathway, sig.route.decision) == (Pathway.HARDWARE_IN_LOOP, Decision.HARDCODE)
+    assert len(sig) == 72_000 and sig.real_count == 20 and sig.real[:20].all()
+    assert sig.source == "hardware+simulated" and np.isfinite(sig.values).all()
+    assert sig.route.degraded.startswith("partial: 71980 of 72000 samples simulated (cut at the 1.0 s timeout")
+    rec = openmind.journal(1)[0]
+    assert rec["degraded"] == sig.route.degraded and "cut at the 1.0 s timeout" in rec["summary"]["note"]
+    [kept] = entries("capture", "temperature")
+    assert kept.meta["received"] == 20 and kept.key == sig.calibration["capture"]
+    assert sig.calibration["samples"] == 20 and sig.calibration["key"]  # the pattern refitted on them
+    # a capture that fits the timeout is not cut
+    whole = sense_or_simulate("temperature", duration="0.5s", rate="20Hz", timeout="2s")
+    assert whole.source == "hardware" and whole.route.degraded is None and len(whole) == 10

@@ -123,7 +123,8 @@ OPTIONS: tuple[Option, ...] = (
            "sense: auto, device (hardware only) or simulate (never the device)",
            words=("auto", "device", "simulate")),
     Option("timeout", "duration", "float | None", None,
-           "how long a device or network pathway may take before it counts as failed",
+           "how long a device or network pathway may take before it counts as failed; a "
+           "device capture longer than this is cut (what it read kept, the result degraded)",
            metavar="DURATION"),
     Option("strict", "flag", "bool", False,
            "refuse a degraded result (a cached model of other data, a partial run, a synthetic "

@@ -32,7 +32,7 @@ from openmind.pathways.pattern import (
     prior,
     save,
 )
-from openmind.units import parse_duration, parse_rate, plural
+from openmind.units import human_duration, parse_duration, parse_rate, plural
 from openmind.vocab import Decision, Pathway, Route, check_name
 
 MAX_SAMPLES = 10_000_000
@@ -162,7 +162,10 @@ def sense_or_simulate(signal: str, duration: str | float = "1h", rate: str | flo
                       progress: bool | None = None, seed: int | None = None, **options: Any) -> Signal:
     """Sense `signal` for `duration` at `rate` from the device if it offers it; otherwise simulate
     it from its fitted pattern, else a built-in prior (synthetic). `source`: auto | device | simulate.
-    `source` and `timeout` (default 5 s a device command) left as None take the cell's policy.
+    `source` and `timeout` left as None take the cell's policy. A `timeout` bounds how long the
+    device may take: each command, and the capture itself: a longer capture is cut there, what it
+    read is kept (a capture in memory, the signal's pattern refitted) and the rest simulated from
+    it, marked degraded. Without one a command may take 5 s and the capture its duration.
 
     Policy keywords (fallback, strategy, prefer, ...) pass through to the router.
     """
@@ -190,7 +193,7 @@ def sense_or_simulate(signal: str, duration: str | float = "1h", rate: str | flo
     plan = route(Intent.of("sense", name=signal, pattern=fitted is not None,
                            prior=signal in PRIOR_SIGNALS),
                  resources=resources, policy=pol)
-    job = _Sensing(signal, hz, count, wait, progress, seed)
+    job = _Sensing(signal, hz, count, wait, progress, seed, limit=pol.timeout)
 
     def simulate(cand: Candidate) -> Signal:
         kind = cand.params.get("source")
@@ -218,6 +221,15 @@ class _Sensing:
     timeout: float
     progress: bool | None
     seed: int | None
+    limit: float | None = None  # the call's timeout: a capture longer than this is cut
+
+    def capturable(self) -> tuple[int, str | None]:
+        """How many samples to ask the device for, and why not all: the capture fits the timeout."""
+        if self.limit is None or self.count / self.hz <= self.limit:
+            return self.count, None
+        n = max(1, min(self.count, int(self.limit * self.hz)))
+        return n, (f"cut at the {human_duration(self.limit)} timeout: {human_duration(self.count / self.hz)} "
+                   f"asked, {plural(n, 'sample')} requested from the device")
 
     def times(self, start: float) -> np.ndarray:
         return start + np.arange(self.count) / self.hz
@@ -245,7 +257,8 @@ class _Sensing:
         if top and self.hz > float(top):
             raise PathwayUnavailable(f"the device streams '{self.signal}' at most at {top} Hz; "
                                      f"{self.hz:g} Hz was asked")
-        bar = self._bar()
+        asked, cut = self.capturable()
+        bar = self._bar(asked)
         unit, start = "", time.time()
         try:
             with Link(port) as link:
@@ -254,7 +267,7 @@ class _Sensing:
                              if isinstance(s, dict) and s.get("name") == self.signal), "")
                 start = time.time()
                 step = max(1, int(self.hz / 10))
-                cap = link.capture(self.signal, self.hz, self.count, self.timeout,
+                cap = link.capture(self.signal, self.hz, asked, self.timeout,
                                    on_sample=(lambda k: bar.update(k - bar.n) if k % step == 0 else None)
                                    if bar else None)
         except KeyboardInterrupt as exc:
@@ -273,14 +286,17 @@ class _Sensing:
             raise PathwayUnavailable(cap.error or "the device sent no sample")
         n, real_values = cap.n, cap.values
         calibration = calibrate(self.signal, unit, start + n / self.hz, real_values)
-        sig = self.gaps_filled(cap, start, unit, calibration)
+        if cut:  # what the cut capture read is kept, as a Ctrl-C'd one is
+            calibration["capture"] = self.keep_capture(cap, unit, start, refit=False)
+        sig = self.gaps_filled(cap, start, unit, calibration, cut)
         if sig.source == "hardware+simulated":  # not all of what was asked is real
             missing = int((~sig.real).sum())
             return Served(sig, degraded=f"partial: {missing} of {self.count} samples simulated "
-                                        f"({cap.error or 'lost in transit'})")
+                                        f"({cut or cap.error or 'lost in transit'})")
         return sig
 
-    def gaps_filled(self, cap: Any, start: float, unit: str, calibration: dict[str, Any]) -> Signal:
+    def gaps_filled(self, cap: Any, start: float, unit: str, calibration: dict[str, Any],
+                    cut: str | None = None) -> Signal:
         """The asked number of samples whatever the device did: real ones where it sent them
         (`real` True), the gaps (lost in transit, or after the device died) simulated from the
         pattern just fitted to the real part and marked `real` False, so len(values) is always
@@ -299,32 +315,33 @@ class _Sensing:
             values[~real] = pat.simulate(t[~real], self.seed)
         how = ("pattern just fitted to the real samples" if pat is not None and not pat.synthetic
                else "prior" if pat is not None else "nothing (NaN)")
-        why = "; ".join(x for x in (cap.error, f"{cap.lost} samples lost in transit" if cap.lost else "")
+        why = "; ".join(x for x in (cut, cap.error, f"{cap.lost} samples lost in transit" if cap.lost else "")
                         if x)
         note = (f"{why}; the {missing} missing of {self.count} samples are simulated from the {how} "
                 f"(Signal.real marks the {self.count - missing} real ones)")
         return Signal(self.signal, t, values, unit, "hardware+simulated", self.hz, real,
                       lost=cap.lost, skipped_lines=cap.skipped, note=note, calibration=calibration)
 
-    def keep_capture(self, cap: Any, unit: str, start: float) -> str | None:
-        """Store a capture's real samples (kind "capture") and fit the signal's pattern to them;
-        returns the capture's key (None when the store could not keep it)."""
+    def keep_capture(self, cap: Any, unit: str, start: float, *, refit: bool = True) -> str | None:
+        """Store a capture's real samples (kind "capture") and fit the signal's pattern to them
+        (unless done already); returns the capture's key (None when the store could not keep it)."""
         t, v = start + cap.n / self.hz, cap.values
-        calibrate(self.signal, unit, t, v)
+        if refit:
+            calibrate(self.signal, unit, t, v)
         key = key_for("capture", self.signal, start, int(cap.received))
         entry = put("capture", self.signal, key, {"times": t, "values": v},
                     {"unit": unit, "rate_hz": self.hz, "requested": self.count,
                      "received": int(cap.received), "error": cap.error})
         return key if entry is not None else None
 
-    def _bar(self):
-        seconds = self.count / self.hz
+    def _bar(self, count: int):
+        seconds = count / self.hz
         show = self.progress if self.progress is not None else seconds >= PROGRESS_AFTER_S
         if not show:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=self.count, desc=f"sensing {self.signal}", unit="sample", leave=False)
+        return tqdm(total=count, desc=f"sensing {self.signal}", unit="sample", leave=False)
 
 
 def calibrate(signal: str, unit: str, times: np.ndarray, values: np.ndarray) -> dict[str, Any]:
@@ -360,7 +377,7 @@ def register(sub: Any) -> None:
     p.add_argument("signal")
     p.add_argument("--duration", default="10s", help="e.g. 500ms, 90s, 1h (default 10s)")
     p.add_argument("--rate", default="1Hz", help="e.g. 1Hz, 10/s, 1kHz (default 1Hz)")
-    add_policy_arguments(p, ("source", "timeout"), source="auto", timeout="5s")
+    add_policy_arguments(p, ("source", "timeout"), source="auto")  # no timeout: the whole capture
     p.add_argument("--json", action="store_true", help="times and values as JSON")
     p.set_defaults(func=_cmd_sense)
 
