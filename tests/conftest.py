@@ -9,6 +9,7 @@ fails the run (`_the_default_home_is_never_used`).
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -24,6 +25,8 @@ os.environ["HOME"] = str(SESSION_DIR / "user")
 os.environ["OPENMIND_HOME"] = str(SESSION_DIR / "openmind-home")
 os.environ["OPENMIND_KEY_DIR"] = str(SESSION_DIR / "keys")
 (SESSION_DIR / "user").mkdir()
+# removed at exit, after what registered later (IPython writes its history then)
+atexit.register(shutil.rmtree, SESSION_DIR, ignore_errors=True)
 
 # the firmware host build as a device on a pty (fixtures vdev, noisy_vdev, vdev_binary); the
 # team tier's S3 server on loopback, shared directory and machines (moto_endpoint, machines)
@@ -40,9 +43,7 @@ def _the_default_home_is_never_used():
     session's HOME) must not exist at the end; it would be the user's on a real run."""
     default = Path(os.path.expanduser("~")) / ".openmind"
     yield SESSION_DIR
-    used = default.exists()
-    shutil.rmtree(SESSION_DIR, ignore_errors=True)
-    if used:
+    if default.exists():
         pytest.fail(f"something wrote to the default OPENMIND_HOME ({default}): a fixture or test "
                     f"ran without OPENMIND_HOME set (it would have been the user's ~/.openmind)")
 
