@@ -12,7 +12,7 @@ from typing import Any
 from openmind.flow.intent import Candidate, Intent
 from openmind.flow.policy import Policy
 from openmind.flow.resources import Resources
-from openmind.units import human_duration
+from openmind.units import human_duration, plural
 from openmind.vocab import Decision, IntentKind, Pathway
 
 # A budget at or below this many seconds is "small": fine-tune an ancestor rather than retrain.
@@ -52,14 +52,14 @@ def _has_model(intent: Intent, res: Resources, fact: bool | None) -> bool:
 def compute(res: Resources, est_seconds: float | None = None) -> tuple[str, str]:
     """(device, description) of the compute a train would use: the GPU when there is one,
     unless the train is known to be so small that the CPU finishes first."""
+    cores = res.host.details.get("cores")
+    cpu = f"CPU ({plural(cores, 'core') if isinstance(cores, int) else '? cores'}"
     if res.gpu.available and est_seconds is not None and est_seconds < GPU_MIN_TRAIN_S:
-        cores = res.host.details.get("cores", "?")
-        return "cpu", (f"CPU ({cores} cores): a GPU is here, but ~{est_seconds:.1f}s of CPU work "
+        return "cpu", (f"{cpu}): a GPU is here, but ~{est_seconds:.1f}s of CPU work "
                        f"is less than starting CUDA and moving the data costs")
     if res.gpu.available:
         return "cuda", f"CUDA GPU ({res.gpu.reason})"
-    cores = res.host.details.get("cores", "?")
-    return "cpu", f"CPU ({cores} cores; no GPU: {res.gpu.reason})"
+    return "cpu", f"{cpu}; no GPU: {res.gpu.reason})"
 
 
 def _llm(res: Resources) -> bool:
