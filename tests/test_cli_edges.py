@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 import openmind
 from openmind.cli import build_parser
+from openmind.flow.rules import compute
 from openmind.jupyter.run import CellDecisions, RunResult, report
 from openmind.units import plural
 
@@ -95,3 +96,12 @@ def test_plural_says_one_thing_once_and_many_things_in_the_plural(n):
     text = plural(n, "entry", "entries")
     assert text == (f"{n} entry" if n == 1 else f"{n} entries")
     assert plural(n, "decision").endswith("decision" if n == 1 else "decisions")
+
+
+def test_a_one_core_machine_is_said_as_one_core():
+    """The reason every CPU train prints ('CPU (1 core; no GPU: ...)') in log lines and cards."""
+    res = openmind.Resources.none()  # a host of 1 core
+    device, where = compute(res)
+    assert device == "cpu" and where.startswith("CPU (1 core; no GPU: ")
+    route = openmind.route(openmind.Intent.of("train", name="tiny", rows=10), resources=res)
+    assert [c.reason for c in route.candidates] == ["training 'tiny' on CPU (1 core; no GPU: not given)"]
