@@ -4,7 +4,7 @@ The session never touches the user's own `~/.openmind`: before any fixture runs 
 session-scoped one is set up before the per-test home below) and before any subprocess starts,
 OPENMIND_HOME, OPENMIND_KEY_DIR and HOME point into this session's temporary folder; the build
 caches stay where they were (XDG_CACHE_HOME). A default home that appears in the session's HOME
-fails the run (`_the_default_home_is_never_used`).
+fails the run (`session_homes`, which also tells a test the user's real home and this folder).
 """
 
 from __future__ import annotations
@@ -38,11 +38,12 @@ _ENV = ("OPENMIND_API_BASE", "OPENMIND_API_KEY", "OPENAI_API_KEY", "OPENMIND_INF
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _the_default_home_is_never_used():
-    """Every store of the session is a temporary one: the default home (`~/.openmind` of the
-    session's HOME) must not exist at the end; it would be the user's on a real run."""
+def session_homes():
+    """(the user's real home, this session's folder). Every store of the session is a temporary
+    one: the default home (`~/.openmind` of the session's HOME) must not exist at the end; it
+    would be the user's on a real run."""
     default = Path(os.path.expanduser("~")) / ".openmind"
-    yield SESSION_DIR
+    yield REAL_HOME, SESSION_DIR
     if default.exists():
         pytest.fail(f"something wrote to the default OPENMIND_HOME ({default}): a fixture or test "
                     f"ran without OPENMIND_HOME set (it would have been the user's ~/.openmind)")

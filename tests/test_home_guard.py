@@ -13,7 +13,6 @@ import pytest
 
 import openmind
 from openmind.config import home
-from tests.conftest import REAL_HOME, SESSION_DIR
 
 
 @pytest.fixture(scope="module")
@@ -27,19 +26,21 @@ def trained_early():
     return home(), model
 
 
-def test_a_module_fixture_trains_into_the_sessions_home_not_the_users(trained_early):
+def test_a_module_fixture_trains_into_the_sessions_home_not_the_users(trained_early, session_homes):
+    real, session = session_homes
     where, model = trained_early
-    assert where.is_relative_to(SESSION_DIR) and not where.is_relative_to(REAL_HOME / ".openmind")
+    assert where.is_relative_to(session) and not where.is_relative_to(real / ".openmind")
     assert model.route is not None
     default = Path(os.path.expanduser("~")) / ".openmind"  # HOME is the session's too
-    assert default.is_relative_to(SESSION_DIR) and not default.exists()
+    assert default.is_relative_to(session) and not default.exists()
 
 
-def test_subprocesses_inherit_the_sessions_homes(openmind_home):
+def test_subprocesses_inherit_the_sessions_homes(openmind_home, session_homes):
     """The CLI and kernels the tests start see a temporary HOME and OPENMIND_HOME as well."""
     out = subprocess.run([sys.executable, "-c", "import os, openmind.config as c; "
                           "print(os.path.expanduser('~')); print(c.home())"],
                          env=dict(os.environ), capture_output=True, text=True, timeout=60, check=True)
     user, store = out.stdout.split("\n")[:2]
-    assert Path(user).is_relative_to(SESSION_DIR) and Path(store) == openmind_home
-    assert os.environ["OPENMIND_KEY_DIR"].startswith(str(SESSION_DIR))
+    session = session_homes[1]
+    assert Path(user).is_relative_to(session) and Path(store) == openmind_home
+    assert os.environ["OPENMIND_KEY_DIR"].startswith(str(session))
