@@ -41,6 +41,6 @@ def test_subprocesses_inherit_the_sessions_homes(openmind_home, session_homes):
                           "print(os.path.expanduser('~')); print(c.home())"],
                          env=dict(os.environ), capture_output=True, text=True, timeout=60, check=True)
     user, store = out.stdout.split("\n")[:2]
-    session = session_homes[1]
+    real, session = session_homes
     assert Path(user).is_relative_to(session) and Path(store) == openmind_home
-    assert os.environ["OPENMIND_KEY_DIR"].startswith(str(session))
+    assert not Path(os.environ["OPENMIND_KEY_DIR"]).is_relative_to(real / ".config")  # keys too
