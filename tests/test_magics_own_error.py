@@ -5,6 +5,7 @@ the user's own code raises in a `%%openmind` cell reads as theirs, not as a rout
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import nbformat as nbf
 import pytest
@@ -89,3 +90,21 @@ def test_an_own_code_error_after_a_routed_call_keeps_that_calls_card(ip):
                                  "1 / 0")
     assert isinstance(result.error_in_exec, ZeroDivisionError)
     assert [(c["intent"], c["ok"]) for c in cards] == [("sense", True)]
+
+
+@pytest.mark.slow
+def test_the_readmes_quickstart_runs_as_written_on_a_real_kernel(tmp_path):
+    """README.md's quickstart cells, as printed (no `import openmind` after `%load_ext`)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    cells = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    assert len(cells) >= 3 and cells[0].startswith("%load_ext openmind.jupyter")
+    assert not any(re.search(r"^import openmind\b", c, flags=re.M) for c in cells)
+    nb = nbf.v4.new_notebook()
+    nb.cells = [nbf.v4.new_code_cell(c) for c in cells]
+    nbf.write(nb, tmp_path / "readme.ipynb")
+    result = run_notebook(tmp_path / "readme.ipynb", timeout=300)
+    assert result.error is None, result.error
+    intents = [r["intent"] for r in result.decisions()]
+    assert "train" in intents and "infer" in intents
+    assert all(r["ok"] for r in result.decisions())
