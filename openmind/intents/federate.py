@@ -311,7 +311,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from openmind.config import is_loopback
 
     host = args.listen.rpartition(":")[0]
-    if not is_loopback(host) and not args.insecure:
+    if not is_loopback(host) and not args.insecure and not getattr(args, "certificates", None):
         shown = host or "'' (every interface)"
         raise BadInput(f"refusing to listen on {shown}: the colony's gRPC channel has no token or "
                        f"TLS, so anyone who reaches the port could join and send updates. Listen on "
