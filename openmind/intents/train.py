@@ -228,7 +228,7 @@ class _Training:
         y_idx = np.asarray(y_idx, dtype=np.int64).reshape(-1)
         job = FitJob(len(classes), cfg if epochs is None else {**cfg, "epochs": epochs}, mean,
                      inv_std, device=device, budget=self.req.policy.budget, init=parent,
-                     progress=self.req.progress, prior=self.prior,
+                     progress=_progress_view(self.req.progress), prior=self.prior,
                      desc=f"{'fine-tune' if parent else 'train'} {self.req.name}")
         run = _Run(job, cfg, classes, X, device_note=device_note, note=note,
                    parent_key=parent_key, done=done)
@@ -391,3 +391,13 @@ def _train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resou
     if fit_device:
         model.info["fit_device"] = fit_note
     return model
+
+
+def _progress_view(wanted: bool) -> Any:
+    """The epochs' bar: the notebook face's (ends in the card's state and colour), else tqdm in
+    a terminal (True), or none."""
+    if not wanted:
+        return False
+    from openmind.intents.present import live_view
+
+    return live_view("epochs", None, otherwise=True)

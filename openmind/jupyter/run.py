@@ -180,7 +180,10 @@ def report(result: RunResult, name: str, out: TextIO | None = None) -> int:
     """Print the decision lines (and the error); the exit status of `openmind run`."""
     out = out or sys.stdout
     lines = result.lines()
-    print(f"openmind run {name}: {len(lines)} decisions in {len(result.cells)} cells", file=out)
+    from openmind.jupyter.words import plural
+
+    print(f"openmind run {name}: {plural(len(lines), 'decision')} in {plural(len(result.cells), 'cell')}",
+          file=out)
     for line in lines:
         print("  " + line, file=out)
     if result.error is not None:
