@@ -218,7 +218,6 @@ class OpenmindMagics(_PolicyTraits):
         if not self.show_card or args.quiet:
             return
         from openmind.config import assumed
-
         from openmind.jupyter.words import folded, plural
 
         off = [k for k, v in assumed().items() if v == "off"]

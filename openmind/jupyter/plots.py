@@ -93,7 +93,8 @@ def card_picture(intent: str, summary: Mapping[str, Any], journal_id: Any = None
     with its value axis (once per cell: the signal's own display then shows none)."""
     if intent == "train" and len(summary.get("val_history") or []) > 1:
         hist = [float(v) for v in summary["val_history"]]
-        chart = line_chart(hist, x0=1, dx=1, x_fmt=lambda x: f"epoch {x:.0f}",
+        epochs = int(summary.get("epochs") or len(hist))
+        chart = line_chart(hist, x0=1, dx=(epochs - 1) / (len(hist) - 1), x_fmt=lambda x: f"epoch {x:.0f}",
                            y_fmt=lambda v: f"{v * 100:.0f}%", size=(300, 64),
                            title="validation accuracy per epoch", cls="openmind-chart openmind-curve")
         return f"<div style='margin:.1em 0 .1em 1em'>{chart}</div>"
@@ -227,23 +228,35 @@ def signal_html(sig: Any) -> str:
             f"{_e(sig.source)} via {_e(how)}{chart}</div>")
 
 
+def _pct(value: Any) -> str:
+    return f"{value * 100:.1f}%" if isinstance(value, (int, float)) else str(value)
+
+
+def _3g(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) else "—"
+
+
 def validation_html(val: Any) -> str:
     """A validation: accuracy first, then calibration and abstention, the verdict, the
     confusion matrix as a shaded grid and per-class precision/recall."""
     f = val.figures
-    pr = " · ".join(f"{_e(k)}: precision {f['precision'][k]}, recall {f['recall'][k]}"
-                    for k in f.get("precision", {}))
+    cell = "padding:0 .5em;text-align:right"
+    pr = "".join(f"<tr><td style='{cell}'>{_e(k)}</td><td style='{cell}'>{_3g(f['precision'][k])}</td>"
+                 f"<td style='{cell}'>{_3g(f['recall'][k])}</td></tr>" for k in f.get("precision", {}))
+    pr = (f"<table style='border-collapse:collapse;margin-top:.3em;color:{_FG}'><tr style='color:{_FG2}'>"
+          f"<th style='{cell}'>class</th><th style='{cell}'>precision</th><th style='{cell}'>recall</th>"
+          f"</tr>{pr}</table>") if pr else ""
     color = _WARN if val.healthy is False else _FG
     acc = f.get("accuracy")
     return (f"<div class='openmind-validation' style='font-family:{_FONT};color:{_FG}'>"
             f"<div><b>{_e(val.name)}</b> {_e(val.version or '')}: accuracy "
-            f"<b>{_e(f'{acc * 100:.1f}%' if isinstance(acc, (int, float)) else acc)}</b> on {f.get('rows')} rows"
-            f" · calibration error {f.get('ece')} · abstained {f.get('abstention')}</div>"
+            f"<b>{_e(_pct(acc))}</b> on {f.get('rows')} rows"
+            f" · calibration error {f.get('ece')} · abstained {_e(_pct(f.get('abstention')))}</div>"
             f"<div style='color:{color}'>{_e(val.verdict)}</div>"
             f"<div style='display:flex;gap:1em;align-items:flex-start'>"
-            f"{heatmap(f.get('labels', []), f.get('confusion', []))}"
-            f"<div style='font-size:90%;color:{_FG2}'>rows: true class, columns: predicted"
-            f"<br>{pr}</div></div></div>")
+            f"<div style='flex:none'>{heatmap(f.get('labels', []), f.get('confusion', []))}</div>"
+            f"<div style='font-size:90%;color:{_FG2}'>rows: the true class, columns: the predicted one"
+            f"{pr}</div></div></div>")
 
 
 def predictions_html(pred: Any) -> str:

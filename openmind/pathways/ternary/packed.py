@@ -396,6 +396,9 @@ class TernaryModel(PackedModel):
                "architecture": "-".join([str(self.n_features_in_)] + [str(a.shape[0]) for a in self.layers]),
                "packed_bytes": self.nbytes, "fp32_bytes": self.fp32_nbytes()}
         out.update({k: v for k, v in self.info.items() if k not in out and k != "val_history"})
+        hist = list(self.info.get("val_history") or [])
+        if len(hist) > 1:  # the card's training curve: at most 50 points of it
+            out["val_history"] = hist[:: -(-len(hist) // 50)] + ([hist[-1]] if len(hist) > 50 else [])
         return out
 
     def __repr__(self) -> str:
