@@ -35,6 +35,10 @@ export interface IDecision {
   reason?: string | null;
   ok: boolean;
   degraded?: string | boolean | null;
+  /** what the server's words make of it: `cell → clf, preds`, plain words, ok/degraded/drift/failed */
+  title?: string;
+  words?: string | null;
+  state?: string;
   duration_ms?: number;
   error?: string | null;
   attempts?: IAttempt[];
@@ -109,6 +113,7 @@ export interface IMemoryEntry {
   key: string;
   kind: string;
   name: string;
+  label?: string;
   size: number;
   used: number;
   created: number;

@@ -93,6 +93,27 @@ export function humanBytes(n: number | undefined | null): string {
   return i === 0 ? `${n.toFixed(0)} B` : `${parseFloat(n.toPrecision(3))} ${units[i]}`;
 }
 
+/** RAM as the resources badge and the cards say it: 512 MiB, 23.5 GiB (powers of 1024). */
+export function humanRam(n: number | undefined | null): string {
+  if (n === undefined || n === null || !isFinite(n)) {
+    return '?';
+  }
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (Math.abs(n) >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n.toFixed(0)} B` : `${n.toFixed(1)} ${units[i]}`;
+}
+
+/** What names each kernel's meters: its notebook's file name, and the kernel's short id when
+ * another kernel has the same name (a notebook and its console, two views of one file). */
+export function kernelNames(kernels: { id: string; name: string; path: string }[]): string[] {
+  const base = kernels.map(k => (k.path ? basename(k.path) : k.name || k.id.slice(0, 8)));
+  return base.map((b, i) => (base.filter(x => x === b).length > 1 ? `${b} · kernel ${kernels[i].id.slice(0, 4)}` : b));
+}
+
 function humanDuration(ms: number): string {
   if (ms < 1000) {
     return `${ms.toFixed(0)} ms`;
@@ -347,23 +368,27 @@ export class OpenmindPanel extends Widget {
     const cores = m.limits.cpu_cores;
     const ram = m.limits.ram_bytes;
     const cpuTip = `limit: ${cores} cores (${m.limits.cpu_from}); 100% = one core`;
-    const ramTip = `limit: ${humanBytes(ram)} (${m.limits.ram_from})`;
+    const ramTip = `limit: ${humanRam(ram)} (${m.limits.ram_from})`;
     const proc = (who: string, p: { cpu_percent?: number; rss_bytes?: number }, extra: string) => {
       const cpu = p.cpu_percent ?? 0;
+      const head = el('div', 'jp-openmind-meter-who', who);
+      head.title = extra.trim();
       this._meters.append(
-        meter(`${who} CPU`, cpu / 100 / cores, `${cpu.toFixed(0)}% of ${cores} cores`, `${extra}${cpuTip}`),
-        meter(`${who} RAM`, (p.rss_bytes ?? 0) / ram, `${humanBytes(p.rss_bytes)} of ${humanBytes(ram)}`, `${extra}${ramTip}`)
+        head,
+        meter('CPU', cpu / 100 / cores, `${cpu.toFixed(0)}% of ${cores} cores`, `${extra}${cpuTip}`),
+        meter('RAM', (p.rss_bytes ?? 0) / ram, `${humanRam(p.rss_bytes)} of ${humanRam(ram)}`, `${extra}${ramTip}`)
       );
     };
-    proc('server', m.server, 'the Jupyter server process\n');
-    for (const k of m.kernels) {
-      const who = k.path ? basename(k.path) : k.name || k.id.slice(0, 8);
+    proc('server', m.server, 'the Jupyter server process (without its kernels)\n');
+    const names = kernelNames(m.kernels);
+    m.kernels.forEach((k, i) => {
+      const who = names[i];
       if (k.reason) {
         this._meters.append(el('div', 'jp-openmind-meter-none', `${who}: ${k.reason}`));
-        continue;
+        return;
       }
-      proc(who, k, `kernel ${k.name} (${k.execution_state || '?'}) for ${k.path || k.id}\n`);
-    }
+      proc(who, k, `kernel ${k.name} ${k.id.slice(0, 8)} (${k.execution_state || '?'}) for ${k.path || k.id}, with its subprocesses\n`);
+    });
     if (m.gpu.devices.length) {
       for (const g of m.gpu.devices) {
         const who = `GPU ${g.index}`;
@@ -372,7 +397,7 @@ export class OpenmindPanel extends Widget {
           meter(
             `${who} mem`,
             g.memory_used_bytes / g.memory_total_bytes,
-            `${humanBytes(g.memory_used_bytes)} of ${humanBytes(g.memory_total_bytes)}`,
+            `${humanRam(g.memory_used_bytes)} of ${humanRam(g.memory_total_bytes)}`,
             g.name
           )
         );
@@ -397,7 +422,7 @@ export class OpenmindPanel extends Widget {
       item.dataset.key = e.key;
       item.dataset.kind = e.kind;
       const what = el('span', 'jp-openmind-memory-what');
-      what.append(el('span', 'jp-openmind-memory-kind', e.kind), document.createTextNode(' ' + e.name));
+      what.append(el('span', 'jp-openmind-memory-kind', e.kind), document.createTextNode(' ' + (e.label || e.name)));
       const facts = el('span', 'jp-openmind-memory-facts', `${humanBytes(e.size)} · ${ago(e.used)}`);
       const evict = el('button', 'jp-openmind-evict jp-mod-styled', 'evict');
       evict.title = `remove ${e.kind} '${e.name}' from muscle memory (key ${e.key.slice(0, 12)}…); the next call computes it again`;
@@ -415,7 +440,7 @@ export class OpenmindPanel extends Widget {
         }
       });
       item.title =
-        `${e.kind} '${e.name}'\n${humanBytes(e.size)}, used ${plural(e.hits, 'time')}, ` +
+        `${e.kind} '${e.label || e.name}'\n${humanBytes(e.size)}, used ${plural(e.hits, 'time')}, ` +
         `last ${new Date(e.used * 1000).toLocaleString()}\nstored ${new Date(e.created * 1000).toLocaleString()}`;
       item.append(what, facts, evict);
       list.append(item);
@@ -481,7 +506,10 @@ export class OpenmindPanel extends Widget {
       el('span', 'jp-openmind-state', state === 'running' ? 'running…' : state)
     );
     const path = nb.context?.path || '';
-    const where = el('div', 'jp-openmind-where', `${basename(path)} · cell ${index + 1}`);
+    // the prompt's own notation: [*] while it runs, then the number its decision will carry
+    const count = cell.model.executionCount;
+    const prompt = state === 'running' || count === null || count === undefined ? '[*]' : `[${count}]`;
+    const where = el('div', 'jp-openmind-where', `${basename(path)} · ${prompt}`);
     const why = error
       ? `${error.ename}: ${error.evalue}`
       : state === 'queued'
@@ -521,7 +549,7 @@ export class OpenmindPanel extends Widget {
     item.dataset.id = String(rec.id);
     const degraded =
       rec.ok && rec.degraded ? (typeof rec.degraded === 'string' ? rec.degraded : 'not what was asked for') : '';
-    const state = !rec.ok ? 'failed' : degraded ? 'degraded' : 'ok';
+    const state = rec.state || (!rec.ok ? 'failed' : degraded ? 'degraded' : 'ok');
     item.classList.add(`jp-mod-${state}`);
     item.dataset.state = state;
     const cell = rec.cell || {};
@@ -531,10 +559,13 @@ export class OpenmindPanel extends Widget {
 
     const top = el('div', 'jp-openmind-decision-top');
     top.append(
-      el('span', 'jp-openmind-intent', [rec.intent, rec.name].filter(Boolean).join(' ')),
+      el('span', 'jp-openmind-intent', rec.title || [rec.intent, rec.name].filter(Boolean).join(' ')),
       el('span', 'jp-openmind-time', clock(rec.ts))
     );
     const how = el('div', 'jp-openmind-how');
+    if (rec.ok && rec.words) {
+      how.append(el('span', 'jp-openmind-words', rec.words));
+    }
     if (rec.ok) {
       const pathway = el('span', 'jp-openmind-pathway', rec.pathway || '?');
       pathway.title = this._tip(rec.pathway) || this._tip('pathway');
@@ -552,7 +583,8 @@ export class OpenmindPanel extends Widget {
     const reason = el(
       'div',
       'jp-openmind-reason',
-      [rec.reason || rec.error || '', degraded].filter(Boolean).join(' · ')
+      // why it is degraded first: a long reason must not push it past the cut
+      [degraded ? `degraded: ${degraded}` : '', rec.reason || rec.error || ''].filter(Boolean).join(' · ')
     );
     reason.title = reason.textContent || '';
     const where = el('div', 'jp-openmind-where');
@@ -573,7 +605,7 @@ export class OpenmindPanel extends Widget {
       .map(a => `${a.outcome === 'ok' ? '✓' : '✗'} ${a.pathway}/${a.decision}${a.error ? ': ' + a.error : ''}`)
       .join('\n');
     item.title = [
-      `${rec.intent}${rec.name ? ' ' + rec.name : ''} at ${new Date(rec.ts * 1000).toLocaleString()}`,
+      `${rec.title || rec.intent + (rec.name ? ' ' + rec.name : '')} at ${new Date(rec.ts * 1000).toLocaleString()}`,
       cell.notebook ? `notebook: ${cell.notebook}` : '',
       rec.reason || '',
       degraded ? `degraded: ${degraded}` : '',

@@ -33,6 +33,7 @@ from openmind.errors import BadInput
 from openmind.flow.journal import journal, rename_notebook
 from openmind.flow.resources import probe
 from openmind.jupyter.card import GLOSSARY, plain
+from openmind.jupyter.words import plain_words, state, title, without_no_gpu
 
 T = TypeVar("T")
 
@@ -131,8 +132,10 @@ def _place(rec: dict[str, Any], root: str) -> None:
         inside = not rel.startswith("..")
         cell["path"] = rel.replace(os.sep, "/") if inside else None
         cell["notebook"] = cell["path"] or os.path.basename(full)
-    if rec.get("reason"):
-        rec["reason"] = plain(rec["reason"])
+    if rec.get("reason"):  # the GPU badge says "no GPU" once; the items say what matters to them
+        rec["reason"] = without_no_gpu(plain(rec["reason"]))
+    degraded = rec.get("degraded") if rec.get("ok") else None
+    rec["title"], rec["words"], rec["state"] = title(rec), plain_words(rec), state(rec, degraded)
 
 
 async def on_contents_event(root: str, data: dict[str, Any]) -> int:
@@ -154,8 +157,8 @@ class MemoryHandler(_OpenmindHandler):
         from openmind.memory.blobs import entries
 
         rows = await _off_loop(entries)
-        items = [{"key": e.key, "kind": e.kind, "name": e.name, "size": e.size, "used": e.used,
-                  "created": e.created, "hits": e.hits} for e in rows]
+        items = [{"key": e.key, "kind": e.kind, "name": e.name, "label": _label(e), "size": e.size,
+                  "used": e.used, "created": e.created, "hits": e.hits} for e in rows]
         self._send({"entries": items, "bytes": sum(e.size for e in rows)})
 
     @tornado.web.authenticated
@@ -174,6 +177,14 @@ class MemoryHandler(_OpenmindHandler):
 
         invalidate("memory")
         self._send({"removed": removed, "key": key})
+
+
+def _label(entry: Any) -> str:
+    """A memory entry as a person knows it: a cell by its first line (its name is a code id),
+    anything else by its name."""
+    if entry.kind == "cell":
+        return str((entry.meta or {}).get("first_line") or f"cell {entry.name[:8]}")
+    return str(entry.name)
 
 
 class MetersHandler(_OpenmindHandler):

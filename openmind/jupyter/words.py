@@ -149,8 +149,9 @@ def figures(intent: str, summary: Mapping[str, Any], record: Mapping[str, Any] |
                ("inputs", str(s.get("inputs")) if s.get("inputs") is not None else None),
                ("outputs", str(s.get("outputs")) if s.get("outputs") is not None else None)]
     else:
-        out = [(k.replace("_", " "), human_field(k, v)) for k, v in s.items()
-               if k not in HIDDEN and isinstance(v, (str, int, float, bool))][:4]
+        out = [(k.replace("_", " "), human_field(k, v)) for k, v in s.items()  # ids are no figures
+               if k not in HIDDEN and isinstance(v, (str, int, float, bool))
+               and not (isinstance(v, str) and _HEX_ID.match(v))][:4]
     return [(k, v) for k, v in out if v not in (None, "", "None")]
 
 
