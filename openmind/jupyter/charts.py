@@ -184,6 +184,8 @@ def progress_html(s: dict[str, Any]) -> str:
     else:
         words = f"{epoch} epoch{'s' if epoch != 1 else ''} in {human_duration(float(s.get('elapsed') or 0))}"
     acc = (s.get("figures") or {}).get("val_accuracy")
+    if state != "running" and s.get("curve"):
+        acc = max(s["curve"])  # the kept model is the best epoch's, as the card says
     if acc is not None:
         words += f" · accuracy {float(acc) * 100:.1f}%"
     color = STATE_COLOR.get(state, LINE)
