@@ -186,7 +186,6 @@ def test_the_epoch_bar_follows_the_budget_and_ends_in_the_cards_state():
     never run); it ends full in the state the card will show (a budget stop: degraded, in the
     warning colour), with no stop reason in it; an early stop ends green."""
     from openmind.jupyter.charts import progress_html
-    from openmind.pathways.ternary.fit import FitOutcome, stop_reason
     from openmind.pathways.ternary.progress import EpochReport, expected_total
 
     assert expected_total(10, 400, 5.0, 25.0) == 50  # 0.5 s an epoch, 20 s left: 40 more
@@ -220,9 +219,3 @@ def test_the_epoch_bar_follows_the_budget_and_ends_in_the_cards_state():
     ok.end("early_stop")
     assert ok.view.states[-1]["state"] == "ok"
     assert "--jp-success-color1" in progress_html(ok.view.states[-1])
-    out = FitOutcome(None, device="cpu", held_out=True)
-    out.epochs, out.best_epoch, out.stopped = 52, 44, "budget"
-    cfg = {"epochs": 80, "patience": 8}
-    assert stop_reason(out, cfg, 30.0) == "stopped at the time budget (30.0 s) at epoch 52 of 80"
-    out.stopped = "epochs"
-    assert stop_reason(out, cfg) is None

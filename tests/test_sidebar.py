@@ -333,7 +333,7 @@ def test_decision_appears_in_sidebar(lab, tmp_path):
             seen_after = time.monotonic() - done
             assert seen_after < 8, f"the decision took {seen_after:.1f}s to reach the panel"
             text = item.inner_text()
-            assert "sense temperature" in text
+            assert "sense 'temperature'" in text
             assert "muscle_memory" in text and "HYBRID" in text
             assert "sidebar.ipynb" in text and f"[{count}]" in text
             assert "prior" in item.locator(".jp-openmind-reason").inner_text()
@@ -498,7 +498,7 @@ def test_sidebar_running_failed_memory_meters_and_renames(lab, tmp_path):
             page.wait_for_timeout(1000)  # the layout restorer may reopen the panel itself
             if not panel.is_visible():
                 tab.click()
-            train = panel.locator(".jp-openmind-decision[data-id]", has_text="train tiny").first
+            train = panel.locator(".jp-openmind-decision[data-id]", has_text="train 'tiny'").first
             train.wait_for(timeout=15_000)
             assert "renamed.ipynb" in train.inner_text() and "live.ipynb" not in train.inner_text()
             assert page.locator(".jp-NotebookPanel").count() == 0

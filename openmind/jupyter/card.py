@@ -359,8 +359,16 @@ class DecisionCard:
                 f"style='font-family:{_FONT};font-size:var(--jp-ui-font-size1,13px);color:{_FG};"
                 f"background:{_BG};border:1px solid {_BORDER};border-left:4px solid "
                 f"{STATE_COLOR[self.state]};border-radius:4px;padding:.3em .7em;margin:.2em 0;"
-                f"max-width:60em;line-height:1.5'>{self._head_html()}{self._face_lines()}{body}"
-                f"{picture}</div>")
+                f"max-width:60em;line-height:1.5'>{self._laid_out(picture, body)}</div>")
+
+    def _laid_out(self, picture: str, body: str) -> str:
+        """The lines, and the chart: a training curve beside them (the card stays short), a
+        signal below them (it needs the width)."""
+        lines = f"{self._head_html()}{self._face_lines()}{body}"
+        if not picture or self.record.get("intent") != "train":
+            return lines + picture
+        return (f"<div style='display:flex;gap:.8em;align-items:flex-start'><div style='flex:1 1 auto;"
+                f"min-width:0'>{lines}</div><div style='flex:none'>{picture}</div></div>")
 
     def _details_html(self) -> str:
         """Everything behind the disclosure: why in full, attempts, alternatives, result, where."""

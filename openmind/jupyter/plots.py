@@ -95,9 +95,9 @@ def card_picture(intent: str, summary: Mapping[str, Any], journal_id: Any = None
         hist = [float(v) for v in summary["val_history"]]
         epochs = int(summary.get("epochs") or len(hist))
         chart = line_chart(hist, x0=1, dx=(epochs - 1) / (len(hist) - 1), x_fmt=lambda x: f"epoch {x:.0f}",
-                           y_fmt=lambda v: f"{v * 100:.0f}%", size=(300, 64),
+                           y_fmt=lambda v: f"{v * 100:.0f}%", size=(220, 54),
                            title="validation accuracy per epoch", cls="openmind-chart openmind-curve")
-        return f"<div style='margin:.1em 0 .1em 1em'>{chart}</div>"
+        return f"<div style='margin:.1em 0'>{chart}</div>"
     prev = summary.get("preview")
     if intent == "sense" and isinstance(prev, Mapping) and prev.get("values"):
         vals = list(prev.get("values") or [])

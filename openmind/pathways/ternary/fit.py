@@ -377,14 +377,3 @@ def _grow(net: nn.Sequential, out: FitOutcome, epoch: int, Xv: torch.Tensor, yv:
     for e in out.extinctions:
         if e["epoch"] == epoch:
             e.update(val_loss_before=round(before, 4), val_loss_after=round(after, 4))
-
-
-def stop_reason(out: FitOutcome, cfg: dict[str, Any], seconds: float | None = None) -> str | None:
-    """Why training ended before its last epoch, in plain words (None when it ran them all)."""
-    if out.stopped == "early_stop":
-        return (f"stopped early at epoch {out.epochs} of {cfg['epochs']}: no better for "
-                f"{cfg['patience']} epochs (best: epoch {out.best_epoch})")
-    if out.stopped == "budget":
-        spent = f" ({seconds:.1f} s)" if seconds is not None else ""
-        return f"stopped at the time budget{spent} at epoch {out.epochs} of {cfg['epochs']}"
-    return None
