@@ -178,3 +178,18 @@ def test_a_monitor_cell_shows_one_chart_with_axes_one_drift_sentence_and_no_warn
     assert html.count("Page–Hinkley on the error stream") == 1 + 1  # the card's list, the mark's hover
     cards = [o for o in outputs if "openmind-card" in o.get("data", {}).get("text/html", "")]
     assert len(cards) == 1 and "data-state='drift'" in cards[0]["data"]["text/html"]
+
+
+def test_a_column_constant_but_for_its_last_value_warns_nothing():
+    """Digit pixels are mostly zero: a window whose first n-1 values are constant made numpy
+    print "invalid value encountered in divide" on red under the monitor cell."""
+    import warnings
+
+    import numpy as np
+
+    from openmind.intents.monitor import _lag1
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert _lag1(np.array([0.0, 0, 0, 0, 1])) == 0.0
+        assert _lag1(np.array([1.0, 0, 0, 0, 0])) == 0.0
