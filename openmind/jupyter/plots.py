@@ -332,7 +332,7 @@ def journal_html(records: list[dict[str, Any]], card: Callable[[dict[str, Any]],
             f"<td style='{cell};text-align:right'>{_e(_ms(r.get('duration_ms')))}</td>"
             f"<td style='{cell}'>{_e(d.brief)}</td></tr>")
     head = "".join(f"<th style='{cell}'>{h}</th>" for h in
-                   ("#", "time", "cell", "intent", "route", "took", "why"))
+                   ("#", "time", "cell", "what", "route", "took", "why"))
     return (f"<table class='openmind-log' style='border-collapse:collapse;color:{_FG};"
             f"background:{_BG}'><thead><tr style='color:{_FG2}'>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
