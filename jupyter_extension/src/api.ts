@@ -39,6 +39,7 @@ export interface IDecision {
   title?: string;
   words?: string | null;
   state?: string;
+  pills?: boolean;
   duration_ms?: number;
   error?: string | null;
   attempts?: IAttempt[];

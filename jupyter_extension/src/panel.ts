@@ -566,18 +566,22 @@ export class OpenmindPanel extends Widget {
     if (rec.ok && rec.words) {
       how.append(el('span', 'jp-openmind-words', rec.words));
     }
-    if (rec.ok) {
+    if (rec.ok && rec.pills !== false) {
       const pathway = el('span', 'jp-openmind-pathway', rec.pathway || '?');
       pathway.title = this._tip(rec.pathway) || this._tip('pathway');
       const kind = el('span', 'jp-openmind-decision-kind', rec.decision || '?');
       kind.title = this._tip(rec.decision);
       how.append(pathway, kind);
-      if (degraded) {
-        const d = el('span', 'jp-openmind-state', 'degraded');
-        d.title = degraded;
-        how.append(d);
-      }
-    } else {
+    }
+    if (rec.ok && degraded) {
+      const d = el('span', 'jp-openmind-state', 'degraded');
+      d.title = degraded;
+      how.append(d);
+    }
+    if (state === 'drift') {
+      how.append(el('span', 'jp-openmind-state', 'drift'));
+    }
+    if (!rec.ok) {
       how.append(el('span', 'jp-openmind-pathway jp-mod-failed', 'all pathways failed'));
     }
     const reason = el(

@@ -39,7 +39,7 @@ from openmind.jupyter.plots import (
     comparison_lines,
     journal_html,
 )
-from openmind.jupyter.words import figures, plain_words, result_rows, title, without_no_gpu
+from openmind.jupyter.words import figures, pills, plain_words, result_rows, title, without_no_gpu
 from openmind.jupyter.words import state as state_of
 from openmind.units import human_time
 from openmind.vocab import Route
@@ -150,7 +150,7 @@ class DecisionCard:
     @property
     def pills(self) -> bool:
         """Whether pathway/decision follow the words (a written file needs none)."""
-        return self.record.get("intent") != "deploy"
+        return pills(self.record)
 
     @property
     def route_text(self) -> str:

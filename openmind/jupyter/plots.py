@@ -327,9 +327,9 @@ def journal_html(records: list[dict[str, Any]], card: Callable[[dict[str, Any]],
         rows.append(
             f"<tr><td style='{cell}'>{_e(r.get('id', ''))}</td><td style='{cell}'>{when}</td>"
             f"<td style='{cell}'>{_e(c.get('execution_count') if c.get('execution_count') is not None else '')}</td>"
-            f"<td style='{cell}'>{_e(d.title)}</td>"
+            f"<td style='{cell};white-space:nowrap'>{_e(d.title)}</td>"
             f"<td style='{cell};font-family:{_MONO}'>{_dot(STATE_COLOR[d.state], d.state)} {_e(d.route_text)}</td>"
-            f"<td style='{cell};text-align:right'>{_e(_ms(r.get('duration_ms')))}</td>"
+            f"<td style='{cell};text-align:right;white-space:nowrap'>{_e(_ms(r.get('duration_ms')))}</td>"
             f"<td style='{cell}'>{_e(d.brief)}</td></tr>")
     head = "".join(f"<th style='{cell}'>{h}</th>" for h in
                    ("#", "time", "cell", "what", "route", "took", "why"))

@@ -119,6 +119,11 @@ def plain_words(record: Mapping[str, Any]) -> str | None:
     return None
 
 
+def pills(record: Mapping[str, Any]) -> bool:
+    """Whether pathway/decision follow the plain words (a written file needs none)."""
+    return record.get("intent") != "deploy"
+
+
 def figures(intent: str, summary: Mapping[str, Any], record: Mapping[str, Any] | None = None
             ) -> list[tuple[str, str]]:
     """The three or four (label, value) figures that matter for this intent's result."""
