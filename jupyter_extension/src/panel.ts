@@ -107,11 +107,12 @@ export function humanRam(n: number | undefined | null): string {
   return i === 0 ? `${n.toFixed(0)} B` : `${n.toFixed(1)} ${units[i]}`;
 }
 
-/** What names each kernel's meters: its notebook's file name, and the kernel's short id when
- * another kernel has the same name (a notebook and its console, two views of one file). */
+/** What names each kernel's meters: its notebook's file name; its whole path when another
+ * kernel's notebook has the same file name; and the kernel's short id when even that is shared. */
 export function kernelNames(kernels: { id: string; name: string; path: string }[]): string[] {
   const base = kernels.map(k => (k.path ? basename(k.path) : k.name || k.id.slice(0, 8)));
-  return base.map((b, i) => (base.filter(x => x === b).length > 1 ? `${b} · kernel ${kernels[i].id.slice(0, 4)}` : b));
+  const full = kernels.map((k, i) => (base.filter(x => x === base[i]).length > 1 && k.path ? k.path : base[i]));
+  return full.map((f, i) => (full.filter(x => x === f).length > 1 ? `${f} · kernel ${kernels[i].id.slice(0, 4)}` : f));
 }
 
 function humanDuration(ms: number): string {
@@ -403,7 +404,9 @@ export class OpenmindPanel extends Widget {
         );
       }
     } else {
-      const none = el('div', 'jp-openmind-meter-none', m.gpu.reason || 'no GPU');
+      // why there is none is the gpu badge's to say (once); here it is a tooltip
+      const none = el('div', 'jp-openmind-meter-none', /nvidia-ml-py/.test(m.gpu.reason || '') ? 'no GPU meter' : 'no GPU');
+      none.title = m.gpu.reason || '';
       none.dataset.meter = 'gpu';
       this._meters.append(none);
     }
