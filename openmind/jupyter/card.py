@@ -28,6 +28,7 @@ from openmind.jupyter.plots import (
     _FG2,
     _FONT,
     _MONO,
+    _OK,  # noqa: F401 - the state colours, for the tests that check a card's border
     _WARN,
     STATE_COLOR,
     Shown,  # noqa: F401 - the magics take it from here

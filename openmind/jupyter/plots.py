@@ -18,7 +18,10 @@ from typing import Any
 from openmind.intents import present
 from openmind.jupyter.charts import (
     DRIFT,
+    FAIL,
+    OK,
     STATE_COLOR,
+    WARN,
     heatmap,
     line_chart,
     progress_html,
@@ -30,9 +33,7 @@ _FG = "var(--jp-ui-font-color1, inherit)"
 _FG2 = "var(--jp-ui-font-color2, inherit)"  # secondary text (>= 4.5:1 in both themes, checked in the browser test)
 _BORDER = "var(--jp-border-color2, rgba(128,128,128,.35))"
 _BG = "var(--jp-layout-color1, transparent)"
-_OK = "var(--jp-success-color1, #2e7d32)"
-_FAIL = "var(--jp-error-color1, #c62828)"
-_WARN = "var(--jp-warn-color1, #b26a00)"
+_OK, _FAIL, _WARN = OK, FAIL, WARN  # the state colours: one definition (charts.py)
 _MONO = "var(--jp-code-font-family, monospace)"
 _FONT = "var(--jp-ui-font-family, inherit)"
 
