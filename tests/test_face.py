@@ -193,3 +193,30 @@ def test_a_column_constant_but_for_its_last_value_warns_nothing():
         warnings.simplefilter("error")
         assert _lag1(np.array([0.0, 0, 0, 0, 1])) == 0.0
         assert _lag1(np.array([1.0, 0, 0, 0, 0])) == 0.0
+
+
+@given(st.integers(1, 500), st.integers(1, 500), st.floats(0.001, 100), st.one_of(st.none(), st.floats(0.1, 100)))
+def test_the_bar_total_is_never_past_what_was_asked_nor_before_where_it_is(epoch, epochs, elapsed, budget):
+    from openmind.pathways.ternary.progress import expected_total
+
+    epoch = min(epoch, epochs)
+    total = expected_total(epoch, epochs, elapsed, budget)
+    assert epoch <= total <= epochs
+    if budget is None:
+        assert total == epochs
+    elif elapsed >= budget:
+        assert total == epoch  # the budget is spent: this epoch is the last
+
+
+@given(st.lists(st.one_of(st.none(), st.floats(-1e6, 1e6)), max_size=300))
+def test_a_chart_of_any_values_is_one_svg_with_its_axes_or_nothing(values):
+    from openmind.jupyter.charts import line_chart
+
+    svg = line_chart(values, marks=[(0.0, "red", "m")])
+    finite = [v for v in values if v is not None]
+    if not finite:
+        assert svg == ""
+        return
+    assert svg.startswith("<svg") and svg.endswith("</svg>") and svg.count("<svg") == 1
+    assert svg.count("<text") == 5  # low and high, first, middle and last
+    assert "nan" not in svg and "inf" not in svg

@@ -76,7 +76,10 @@ def title(record: Mapping[str, Any]) -> str:
     """`cell → clf, preds` for the user's own code (what it binds), else `train 'digits'`."""
     if is_cell(record):
         names = str((record.get("summary") or {}).get("names") or "")
-        return f"cell → {names}" if names and names != "-" else "cell"
+        if names and names != "-":
+            return f"cell → {names}"
+        name = str(record.get("name") or "")
+        return name if name.startswith("@remember") else "cell"  # a remembered function by name
     what = str(record.get("intent") or "?")
     return what + (f" '{record['name']}'" if record.get("name") else "")
 
@@ -199,7 +202,7 @@ def _cell_figures(s: Mapping[str, Any]) -> list[tuple[str, str | None]]:
     """Own code: the names restored (or bound), when the kept run was made and the time saved."""
     names = str(s.get("names") or "-")
     if "made_at" not in s:
-        return [("bound", names if names != "-" else "nothing"),
+        return [("bound", names if names != "-" else None),
                 ("ran", human_duration(float(s["seconds"])) if s.get("seconds") is not None else None)]
     out: list[tuple[str, str | None]] = [("names restored", names if names != "-" else "none"),
                                          ("made", human_time(s["made_at"]) if s.get("made_at") else None)]
