@@ -34,6 +34,7 @@ class EpochReport:
     def __init__(self, view: Any, desc: str, epochs: int, budget: float | None) -> None:
         self.view, self.desc, self.epochs, self.budget = view, desc, epochs, budget
         self.start = time.perf_counter()
+        self.ended = False
         self.epoch = 0
         self.figures: dict[str, float] = {}
         self.curve: list[float] = []
@@ -57,7 +58,16 @@ class EpochReport:
             self.curve.append(round(float(figures["val_accuracy"]), 4))
         self._send()
 
+    def restart(self) -> None:
+        """The loop starts now (the bar showed while torch loaded): pace and budget count from here."""
+        self.start = time.perf_counter()
+
     def end(self, stopped: str) -> None:
+        """The run's end, in its state's colour; only the first end counts (the loop's, else the
+        caller's when the run never reached the loop)."""
+        if self.ended:
+            return
+        self.ended = True
         self._send(stopped, force=True)
         close = getattr(self.view, "close", None)
         if close is not None:
@@ -95,7 +105,11 @@ class TqdmView:
 
 
 def reporter(progress: Any, desc: str, epochs: int, budget: float | None) -> EpochReport:
-    """The run's report: to the caller's view (an object with `update`), tqdm when True, or none."""
+    """The run's report: the caller's own report (shown before the loop), its view (an object
+    with `update`), tqdm when True, or none."""
+    if isinstance(progress, EpochReport):
+        progress.restart()
+        return progress
     if hasattr(progress, "update"):
         view = progress
     else:
