@@ -131,7 +131,7 @@ def test_ctrl_c_stops_the_call_keeps_a_partial_version_and_the_next_call_resumes
 
 
 def test_routing_with_injected_gpu_trains_on_cpu_and_says_why(monkeypatch):
-    from openmind.flow import router
+    from openmind.flow import rules
     from openmind.pathways.ternary.fit import pick_device
 
     res = Resources.none(gpu=gpu_present([{"index": 0, "name": "Injected A100",
@@ -140,7 +140,7 @@ def test_routing_with_injected_gpu_trains_on_cpu_and_says_why(monkeypatch):
     small = train_or_load("gpu-model", X, y, resources=res, **SMALL)
     assert small.route.pathway == Pathway.FULL_TRAIN
     assert "a GPU is here" in small.route.reason and small.info["device"] == "cpu"  # too small for it
-    monkeypatch.setattr(router, "GPU_MIN_TRAIN_S", 0.0)  # as if the train were big enough
+    monkeypatch.setattr(rules, "GPU_MIN_TRAIN_S", 0.0)  # as if the train were big enough
     model = train_or_load("gpu-model", X, y, resources=res, fresh=True, **SMALL)
     assert "CUDA GPU" in model.route.reason  # routed to the GPU; this machine has no CUDA
     assert model.info["device"] == "cpu" and "CUDA" in model.info["device_note"]

@@ -114,7 +114,6 @@ export interface IMemoryEntry {
   key: string;
   kind: string;
   name: string;
-  label?: string;
   size: number;
   used: number;
   created: number;

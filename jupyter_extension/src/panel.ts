@@ -425,7 +425,7 @@ export class OpenmindPanel extends Widget {
       item.dataset.key = e.key;
       item.dataset.kind = e.kind;
       const what = el('span', 'jp-openmind-memory-what');
-      what.append(el('span', 'jp-openmind-memory-kind', e.kind), document.createTextNode(' ' + (e.label || e.name)));
+      what.append(el('span', 'jp-openmind-memory-kind', e.kind), document.createTextNode(' ' + e.name));
       const facts = el('span', 'jp-openmind-memory-facts', `${humanBytes(e.size)} · ${ago(e.used)}`);
       const evict = el('button', 'jp-openmind-evict jp-mod-styled', 'evict');
       evict.title = `remove ${e.kind} '${e.name}' from muscle memory (key ${e.key.slice(0, 12)}…); the next call computes it again`;
@@ -443,7 +443,7 @@ export class OpenmindPanel extends Widget {
         }
       });
       item.title =
-        `${e.kind} '${e.label || e.name}'\n${humanBytes(e.size)}, used ${plural(e.hits, 'time')}, ` +
+        `${e.kind} '${e.name}'\n${humanBytes(e.size)}, used ${plural(e.hits, 'time')}, ` +
         `last ${new Date(e.used * 1000).toLocaleString()}\nstored ${new Date(e.created * 1000).toLocaleString()}`;
       item.append(what, facts, evict);
       list.append(item);

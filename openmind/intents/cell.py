@@ -284,8 +284,9 @@ class _CellJob:
         result = CellResult(value, names, kept.outputs, True, degraded, error, kept.entry.key,
                             None, kept.unkept, time.perf_counter() - t0, made=kept.entry.created,
                             ran_seconds=kept.entry.meta.get("seconds"))
-        # the executor puts the reason on the route and in the journal row it writes
-        return Served(result, degraded=degraded) if degraded else result
+        # the executor puts the reason (and where the memory came from) on the route and journal
+        note = kept.entry.origin  # "from the team's memory, published by <key id> at <time>"
+        return Served(result, degraded=degraded, note=note) if degraded or note else result
 
     def run(self, cand: Candidate) -> CellResult:
         calls = _journal.appended()

@@ -1,6 +1,7 @@
 """The federated server: Flower's gRPC server runs the rounds, `TernaryFedAvg` decodes each
-client's ternary-coded update and averages them weighted by rows (FedAvg), `_Tally` evaluates the
-global model on the server's rows after each round and keeps the best round. The codec, the
+client's ternary-coded update and averages them weighted by rows (FedAvg; a client that trained
+only the last layers, a device, counts in those layers' average only), `_Tally` evaluates the
+starting model and the global model after each round on the server's rows and keeps the best round. The codec, the
 model's spec and the client are `federated.py`'s.
 """
 
@@ -38,6 +39,7 @@ class Colony:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     best_round: int = 0                # by accuracy on the server's rows (like early stopping)
+    start_accuracy: float | None = None  # the starting global model's, on the same rows
 
 
 @dataclass
@@ -86,24 +88,34 @@ class _Tally:
         # in client order, not arrival order: the same colony gives the same model
         results = sorted(results, key=lambda pr: int(pr[1].metrics.get("cid", 0)))
         total = sum(r.num_examples for _, r in results)
+        kept, totals = _layer_counts(results, len(self.weights) // 2)
         avg = [np.zeros_like(w) for w in self.weights]
         sent = 0
-        for _proxy, res in results:
+        for (_proxy, res), frozen in zip(results, kept, strict=True):
             if res.parameters.tensor_type != TENSOR_TYPE:
                 raise BadInput(f"a client sent {res.parameters.tensor_type!r} parameters, "
                                f"not ternary updates")
-            share = res.num_examples / total
             for i, buf in enumerate(res.parameters.tensors):
                 dw, db = decode_layer(buf, self.weights[2 * i].shape)
+                share = res.num_examples / totals[i] if i >= frozen else 0.0
                 avg[2 * i] += share * dw
                 avg[2 * i + 1] += share * db
                 sent += len(buf)
         self.weights = [w + d for w, d in zip(self.weights, avg, strict=True)]
-        self.pending = {"round": server_round, "clients": len(results), "failures": failures,
-                        "rows": int(total), "bytes_sent": int(sent),
+        from openmind.pathways.colony.devclient import device_reports  # devices' own reports
+
+        devices = [d for _p, r in results if (d := device_reports(r.metrics)) is not None]
+        self.pending = {"round": server_round, "clients": len(results), "devices": devices,
+                        "failures": failures, "rows": int(total), "bytes_sent": int(sent),
                         "fp32_bytes": int(self.fp32 * len(results)),
                         "bytes_received": int(self.fp32 * len(results))}
         return True
+
+    def evaluate_start(self) -> None:
+        """The accuracy of the model every client starts from, on the server's rows."""
+        if len(self.X_eval):
+            start = model_of(self.spec, self.weights, name=None, info={})
+            self.colony.start_accuracy = float(np.mean(start.predict_index(self.X_eval) == self.y_eval_idx))
 
     def evaluate(self, server_round: int) -> float | None:
         """The round's accuracy on the server's rows, reported with the round's figures."""
@@ -134,6 +146,18 @@ class _Tally:
         return colony
 
 
+def _layer_counts(results: list, n_layers: int) -> tuple[list[int], list[int]]:
+    """Per client, how many leading layers it kept frozen (metrics "frozen": a device that
+    trained only the last layers), and per layer the rows of the clients that trained it: a
+    client counts in the average of the layers it trained only, so a device does not dilute the
+    feature layers."""
+    kept = [min(f if isinstance(f := r.metrics.get("frozen", 0), int) and f > 0 else 0, n_layers - 1)
+            for _, r in results]
+    totals = [sum(r.num_examples for (_, r), f in zip(results, kept, strict=True) if f <= i)
+              for i in range(n_layers)]
+    return kept, totals
+
+
 def _strategy(fl: Any, tally: _Tally) -> Any:
     """Flower's FedAvg with ternary updates decoded and averaged by `tally`."""
     from flwr.common import ndarrays_to_parameters
@@ -145,7 +169,10 @@ def _strategy(fl: Any, tally: _Tally) -> Any:
             return ndarrays_to_parameters(tally.weights), {}
 
     def evaluate(server_round: int, weights: list[np.ndarray], config: dict) -> Any:
-        if server_round == 0 or tally.pending is None:
+        if server_round == 0:  # the model every client starts from
+            tally.evaluate_start()
+            return None
+        if tally.pending is None:
             return None
         return 0.0, {"accuracy": tally.evaluate(server_round) or 0.0}
 

@@ -6,9 +6,11 @@ by the 2-bit SIMD kernel. The format itself (layers, pack, unpack) is `packed.py
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from openmind.pathways.threads import SMALL_WORK, small_work
 
 if TYPE_CHECKING:
     from openmind.pathways.ternary.packed import Layer
@@ -78,8 +80,9 @@ class Kernels:
         self.mean, self.inv_std = mean, inv_std
         self.key = tuple(id(a) for a in self.layers)
         self._folded: Folded | None = None
+        self._row_macs = 0
         self._exact: list[tuple[np.ndarray, int, np.ndarray, np.ndarray, bool]] | None = None
-        self._codes: list[np.ndarray] | None = None
+        self._ternary: list[Any] | None = None  # native.TernaryLayer (imported on first use)
 
     def fast(self, X: np.ndarray) -> np.ndarray:
         """Raw rows -> scores by BLAS (not bit-exact: BLAS sums in its own order), with weights
@@ -89,14 +92,17 @@ class Kernels:
         (relu(y + b) = max(y, -b) + b, and (g + b) @ W = g @ W + b @ W): one `maximum` a layer
         instead of an add and a maximum."""
         if self._folded is None:
-            self._folded = _fold(self.layers, self.mean, self.inv_std)
+            with small_work(0.0 if not self.layers else SMALL_WORK / 2):
+                self._folded = _fold(self.layers, self.mean, self.inv_std)
+            self._row_macs = sum(wt.shape[0] * wt.shape[1] for wt, _, _ in self._folded)
         h = X.astype(np.float32, copy=False)
-        for wt, v, relu in self._folded:
-            h = h @ wt
-            if relu:
-                np.maximum(h, v, out=h)
-            else:
-                h += v
+        with small_work(len(h) * self._row_macs if h.ndim == 2 else self._row_macs):
+            for wt, v, relu in self._folded:
+                h = h @ wt
+                if relu:
+                    np.maximum(h, v, out=h)
+                else:
+                    h += v
         return h
 
     def exact(self, h: np.ndarray) -> np.ndarray:
@@ -115,22 +121,15 @@ class Kernels:
         return h
 
     def ternary(self, X: np.ndarray) -> np.ndarray:
-        """Raw rows -> scores by the 2-bit SIMD kernel (int8 activations; approximate).
-        Without a compiler: the BLAS path."""
+        """Raw rows -> scores by the 2-bit ternary kernel (int8 activations; approximate).
+        Without a compiler numpy computes the same bits, slower."""
         from openmind.pathways.ternary import native
 
-        handle = native.lib()
-        if handle is None:
-            return self.fast(X)
-        h = standardize(X, self.mean, self.inv_std)
-        if self._codes is None:
-            self._codes = [native.ternary_codes(a.trits) for a in self.layers]
-        for codes, a in zip(self._codes, self.layers, strict=True):
-            y = native.ternary_dot(handle, codes, h)
-            y *= a.scale
-            y += a.bias
-            h = np.maximum(y, 0, out=y) if a.relu else y
-        return h
+        if self._ternary is None:
+            self._ternary = [native.TernaryLayer(a.trits, a.scale, a.bias, a.relu,
+                                                 (self.mean, self.inv_std) if i == 0 else None)
+                             for i, a in enumerate(self.layers)]
+        return native.ternary_forward(native.lib(), self._ternary, X)
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
