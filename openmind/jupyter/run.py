@@ -33,6 +33,7 @@ from openmind.jupyter.runplan import (
     new_run_id,
     replay_note,
 )
+from openmind.jupyter.words import plural
 from openmind.units import parse_duration
 
 KERNEL_NAME = "openmind-python"
@@ -238,8 +239,8 @@ def report(result: RunResult, name: str, out: TextIO | None = None) -> int:
         _report_cells(result, name, out)
     else:
         lines = result.lines()
-        print(f"openmind run {name}: {_count(len(lines), 'decision')} in "
-              f"{_count(len(result.cells), 'cell')}", file=out)
+        print(f"openmind run {name}: {plural(len(lines), 'decision')} in "
+              f"{plural(len(result.cells), 'cell')}", file=out)
         for line in lines:
             print("  " + line, file=out)
     if result.error is not None:
@@ -249,15 +250,11 @@ def report(result: RunResult, name: str, out: TextIO | None = None) -> int:
     return 0
 
 
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
 def _report_cells(result: RunResult, name: str, out: TextIO) -> None:
     """Remembering runs: a line per code cell (restored or ran, its time), the decisions of cells
     that made their own openmind calls under it, and why a replayed cell was not replayed."""
     restored = sum(o.restored for o in result.outcomes)
-    print(f"openmind run {name} (run {result.run}): {_count(len(result.outcomes), 'cell')}, "
+    print(f"openmind run {name} (run {result.run}): {plural(len(result.outcomes), 'cell')}, "
           f"{restored} restored, {len(result.outcomes) - restored} run", file=out)
     by_index = {c.index: c for c in result.cells}
     for o in result.outcomes:
