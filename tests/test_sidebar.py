@@ -431,6 +431,8 @@ def test_sidebar_running_failed_memory_meters_and_renames(lab, tmp_path):
             running = panel.locator(".jp-openmind-live .jp-mod-running", has_text="sense cell")
             running.wait_for(timeout=60_000)
             assert "running" in running.inner_text()
+            # the prompt's notation while it runs, not its position (the decision then says [n])
+            assert running.locator(".jp-openmind-where").inner_text().endswith("· [*]")
             page.screenshot(path=str(ARTIFACTS / "sidebar-running-light.png"))
             # queued behind it: the failing cell, not yet run
             assert panel.locator(".jp-openmind-live .jp-mod-running").count() == 1
