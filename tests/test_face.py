@@ -220,3 +220,12 @@ def test_a_chart_of_any_values_is_one_svg_with_its_axes_or_nothing(values):
     assert svg.startswith("<svg") and svg.endswith("</svg>") and svg.count("<svg") == 1
     assert svg.count("<text") == 5  # low and high, first, middle and last
     assert "nan" not in svg and "inf" not in svg
+
+
+def test_outside_a_cell_every_display_draws_its_chart():
+    """The one-chart-per-cell rule needs a cell: in a script the card and the signal both draw."""
+    from openmind.jupyter.card import card_for
+
+    sig = openmind.sense_or_simulate("temperature", "30s", "1Hz", source="simulate", progress=False)
+    assert "openmind-signal-chart" in card_for(sig.route)._repr_html_()
+    assert "openmind-signal-chart" in sig._repr_html_()

@@ -72,6 +72,8 @@ def drawn(key: Any, mark: bool = False) -> bool:
     """Whether `key`'s chart was drawn in the running cell already (`mark`: it is being drawn
     now), so a cell shows one chart of a thing, not one per display."""
     here = (_count(), key)
+    if here[0] is None:  # outside a shell there is no "this cell": every display draws
+        return False
     seen = here in _DRAWN
     if mark:
         if len(_DRAWN) > 512:
