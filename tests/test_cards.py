@@ -48,8 +48,11 @@ def test_train_card_is_one_line_plus_figures_with_the_rest_folded(digits):
     assert f"full_train: {GLOSSARY['full_train'].split(': ', 1)[1]}" in html.replace("&#x27;", "'")
     assert "HARDCODE: compute directly" in html
     # the details say the reason once (the attempt that gave it does not repeat it)
-    # the headline (cut to one line), its tooltip and the "why" row in full; not the attempt row
-    assert html.count(_html_escape(card.reason)) == 3
+    # its tooltip and the "why" row in full; not the attempt row; the headline says it without
+    # the "no GPU" clause (the GPU badge and %openmind status say that once)
+    assert html.count(_html_escape(card.reason)) == 2
+    assert card.brief == "training 'digits' on CPU (2 cores)" or "GPU" not in card.brief
+    assert f">{_html_escape(card.brief)}</span>" in html
     # stopped early: said in words on the figures line
     if model.info["stopped"] == "early_stop":
         assert "(stopped early)" in figs
@@ -64,8 +67,11 @@ def test_each_intent_shows_its_own_figures(digits):
     assert infer_figs.strip().startswith("rows 40 · source ")
     assert sense_figs.strip().startswith("samples 120 (0 real) · rate 1 Hz · lost 0")
     html = card_for(sig.route)._repr_html_()
-    assert "class='openmind-spark'" in html and "<polyline" in html
-    assert "all simulated" in html  # the sparkline's own title says what it draws
+    # the signal over time, with its time and value axes (once: the signal's own display then
+    # shows no second chart in the same cell)
+    assert "openmind-signal-chart" in html and "<polyline" in html and html.count("<svg class='openmind-chart") == 1
+    assert ">0 s</text>" in html and ">2 min</text>" in html  # the time axis: 120 samples at 1 Hz
+    assert "all simulated" in html  # the chart's own title says what it draws
 
 
 def test_degraded_and_failed_cards_say_so_in_their_state(digits):
@@ -151,7 +157,7 @@ html = ip.display_formatter.formatters["text/html"]
 print("card", html.lookup_by_type(Route) is not None)
 print("intents", sorted(m for m in sys.modules if m.startswith("openmind.intents.")))
 sig = openmind.sense_or_simulate("temperature", "30s", "1Hz", source="simulate", progress=False)
-print("signal", "openmind-spark" in sig._repr_html_())
+print("signal", "openmind-signal-chart" in sig._repr_html_())
 """
 
 
@@ -163,7 +169,7 @@ def test_import_openmind_under_ipython_shows_cards_without_loading_an_intent():
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
     assert lines["card"] == "True"  # the registration path ran
     assert lines["intents"] == "['openmind.intents.present']"  # the presenter table, no intent
-    assert lines["signal"] == "True"  # and a signal sensed later still draws its sparkline
+    assert lines["signal"] == "True"  # and a signal sensed later still draws its chart
 
 
 def test_a_result_without_a_face_has_no_html_and_a_silent_live_view():
@@ -175,23 +181,41 @@ def test_a_result_without_a_face_has_no_html_and_a_silent_live_view():
     assert isinstance(present.live_view("watch", None), present._Silent)  # no kernel: no chart
 
 
-def test_an_early_stop_ends_the_notebook_bar_in_success_not_red():
-    pytest.importorskip("ipywidgets")
-    from tqdm.notebook import tqdm as notebook_tqdm
+def test_the_epoch_bar_follows_the_budget_and_ends_in_the_cards_state():
+    """The bar's total is what the budget allows at the pace so far (no ETA toward epochs that
+    never run); it ends full in the state the card will show (a budget stop: degraded, in the
+    warning colour), with no stop reason in it; an early stop ends green."""
+    from openmind.jupyter.charts import progress_html
+    from openmind.pathways.ternary.progress import EpochReport, expected_total
 
-    from openmind.pathways.ternary.fit import FitOutcome, _finish_bar, stop_reason
+    assert expected_total(10, 400, 5.0, 25.0) == 50  # 0.5 s an epoch, 20 s left: 40 more
+    assert expected_total(10, 40, 5.0, 25.0) == 40  # never more than asked
+    assert expected_total(10, 400, 5.0, None) == 400
+    assert expected_total(10, 400, 30.0, 25.0) == 10  # over budget: this one is the last
 
-    cfg = {"epochs": 80, "patience": 8}
-    out = FitOutcome(None, device="cpu", held_out=True)
-    out.epochs, out.best_epoch, out.stopped = 52, 44, "early_stop"
-    bar = notebook_tqdm(total=80, desc="train digits", leave=False, display=False)
-    bar.update(52)
-    _finish_bar(bar, out, cfg, budget=False, start=0.0)
-    bar.close()
-    pbar = bar.container.children[1]
-    assert pbar.bar_style == "success" and pbar.value == pbar.max == 52
-    assert "stopped early at epoch 52 of 80: no better for 8 epochs" in bar.container.children[0].value.replace("\u2007", " ")
-    out.stopped = "budget"
-    assert stop_reason(out, cfg, 30.0) == "stopped at the time budget (30.0 s) at epoch 52 of 80"
-    out.stopped = "epochs"
-    assert stop_reason(out, cfg) is None
+    class View:
+        def __init__(self):
+            self.states = []
+
+        def update(self, state, force=False):
+            self.states.append(state)
+
+    view = View()
+    bar = EpochReport(view, "train digits", 400, 25.0)
+    bar.start -= 5.0  # as if 10 epochs took 5 s
+    bar.step(10, val_accuracy=0.9, loss=0.3)
+    running = view.states[-1]
+    assert running["state"] == "running" and 45 <= running["total"] <= 50 and running["left"] <= 20.0
+    html = progress_html(running)
+    assert "epoch 10 of ~" in html and "of ~400" not in html and "left" in html
+    bar.end("budget")
+    final = view.states[-1]
+    assert final["state"] == "degraded" and final["total"] == final["epoch"] == 10
+    html = progress_html(final)
+    assert "openmind-progress-degraded" in html and "--jp-warn-color1" in html and "width:100.0%" in html
+    assert "budget" not in html and "stopped" not in html  # the card says why, not the bar
+    ok = EpochReport(View(), "train digits", 80, None)
+    ok.step(52, val_accuracy=0.95)
+    ok.end("early_stop")
+    assert ok.view.states[-1]["state"] == "ok"
+    assert "--jp-success-color1" in progress_html(ok.view.states[-1])

@@ -35,6 +35,11 @@ export interface IDecision {
   reason?: string | null;
   ok: boolean;
   degraded?: string | boolean | null;
+  /** what the server's words make of it: `cell → clf, preds`, plain words, ok/degraded/drift/failed */
+  title?: string;
+  words?: string | null;
+  state?: string;
+  pills?: boolean;
   duration_ms?: number;
   error?: string | null;
   attempts?: IAttempt[];

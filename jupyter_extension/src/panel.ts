@@ -93,6 +93,28 @@ export function humanBytes(n: number | undefined | null): string {
   return i === 0 ? `${n.toFixed(0)} B` : `${parseFloat(n.toPrecision(3))} ${units[i]}`;
 }
 
+/** RAM as the resources badge and the cards say it: 512 MiB, 23.5 GiB (powers of 1024). */
+export function humanRam(n: number | undefined | null): string {
+  if (n === undefined || n === null || !isFinite(n)) {
+    return '?';
+  }
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (Math.abs(n) >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n.toFixed(0)} B` : `${n.toFixed(1)} ${units[i]}`;
+}
+
+/** What names each kernel's meters: its notebook's file name; its whole path when another
+ * kernel's notebook has the same file name; and the kernel's short id when even that is shared. */
+export function kernelNames(kernels: { id: string; name: string; path: string }[]): string[] {
+  const base = kernels.map(k => (k.path ? basename(k.path) : k.name || k.id.slice(0, 8)));
+  const full = kernels.map((k, i) => (base.filter(x => x === base[i]).length > 1 && k.path ? k.path : base[i]));
+  return full.map((f, i) => (full.filter(x => x === f).length > 1 ? `${f} · kernel ${kernels[i].id.slice(0, 4)}` : f));
+}
+
 function humanDuration(ms: number): string {
   if (ms < 1000) {
     return `${ms.toFixed(0)} ms`;
@@ -347,23 +369,27 @@ export class OpenmindPanel extends Widget {
     const cores = m.limits.cpu_cores;
     const ram = m.limits.ram_bytes;
     const cpuTip = `limit: ${cores} cores (${m.limits.cpu_from}); 100% = one core`;
-    const ramTip = `limit: ${humanBytes(ram)} (${m.limits.ram_from})`;
+    const ramTip = `limit: ${humanRam(ram)} (${m.limits.ram_from})`;
     const proc = (who: string, p: { cpu_percent?: number; rss_bytes?: number }, extra: string) => {
       const cpu = p.cpu_percent ?? 0;
+      const head = el('div', 'jp-openmind-meter-who', who);
+      head.title = extra.trim();
       this._meters.append(
-        meter(`${who} CPU`, cpu / 100 / cores, `${cpu.toFixed(0)}% of ${cores} cores`, `${extra}${cpuTip}`),
-        meter(`${who} RAM`, (p.rss_bytes ?? 0) / ram, `${humanBytes(p.rss_bytes)} of ${humanBytes(ram)}`, `${extra}${ramTip}`)
+        head,
+        meter('CPU', cpu / 100 / cores, `${cpu.toFixed(0)}% of ${cores} cores`, `${extra}${cpuTip}`),
+        meter('RAM', (p.rss_bytes ?? 0) / ram, `${humanRam(p.rss_bytes)} of ${humanRam(ram)}`, `${extra}${ramTip}`)
       );
     };
-    proc('server', m.server, 'the Jupyter server process\n');
-    for (const k of m.kernels) {
-      const who = k.path ? basename(k.path) : k.name || k.id.slice(0, 8);
+    proc('server', m.server, 'the Jupyter server process (without its kernels)\n');
+    const names = kernelNames(m.kernels);
+    m.kernels.forEach((k, i) => {
+      const who = names[i];
       if (k.reason) {
         this._meters.append(el('div', 'jp-openmind-meter-none', `${who}: ${k.reason}`));
-        continue;
+        return;
       }
-      proc(who, k, `kernel ${k.name} (${k.execution_state || '?'}) for ${k.path || k.id}\n`);
-    }
+      proc(who, k, `kernel ${k.name} ${k.id.slice(0, 8)} (${k.execution_state || '?'}) for ${k.path || k.id}, with its subprocesses\n`);
+    });
     if (m.gpu.devices.length) {
       for (const g of m.gpu.devices) {
         const who = `GPU ${g.index}`;
@@ -372,13 +398,15 @@ export class OpenmindPanel extends Widget {
           meter(
             `${who} mem`,
             g.memory_used_bytes / g.memory_total_bytes,
-            `${humanBytes(g.memory_used_bytes)} of ${humanBytes(g.memory_total_bytes)}`,
+            `${humanRam(g.memory_used_bytes)} of ${humanRam(g.memory_total_bytes)}`,
             g.name
           )
         );
       }
     } else {
-      const none = el('div', 'jp-openmind-meter-none', m.gpu.reason || 'no GPU');
+      // why there is none is the gpu badge's to say (once); here it is a tooltip
+      const none = el('div', 'jp-openmind-meter-none', /nvidia-ml-py/.test(m.gpu.reason || '') ? 'no GPU meter' : 'no GPU');
+      none.title = m.gpu.reason || '';
       none.dataset.meter = 'gpu';
       this._meters.append(none);
     }
@@ -481,7 +509,10 @@ export class OpenmindPanel extends Widget {
       el('span', 'jp-openmind-state', state === 'running' ? 'running…' : state)
     );
     const path = nb.context?.path || '';
-    const where = el('div', 'jp-openmind-where', `${basename(path)} · cell ${index + 1}`);
+    // the prompt's own notation: [*] while it runs, then the number its decision will carry
+    const count = cell.model.executionCount;
+    const prompt = state === 'running' || count === null || count === undefined ? '[*]' : `[${count}]`;
+    const where = el('div', 'jp-openmind-where', `${basename(path)} · ${prompt}`);
     const why = error
       ? `${error.ename}: ${error.evalue}`
       : state === 'queued'
@@ -521,7 +552,7 @@ export class OpenmindPanel extends Widget {
     item.dataset.id = String(rec.id);
     const degraded =
       rec.ok && rec.degraded ? (typeof rec.degraded === 'string' ? rec.degraded : 'not what was asked for') : '';
-    const state = !rec.ok ? 'failed' : degraded ? 'degraded' : 'ok';
+    const state = rec.state || (!rec.ok ? 'failed' : degraded ? 'degraded' : 'ok');
     item.classList.add(`jp-mod-${state}`);
     item.dataset.state = state;
     const cell = rec.cell || {};
@@ -531,28 +562,36 @@ export class OpenmindPanel extends Widget {
 
     const top = el('div', 'jp-openmind-decision-top');
     top.append(
-      el('span', 'jp-openmind-intent', [rec.intent, rec.name].filter(Boolean).join(' ')),
+      el('span', 'jp-openmind-intent', rec.title || [rec.intent, rec.name].filter(Boolean).join(' ')),
       el('span', 'jp-openmind-time', clock(rec.ts))
     );
     const how = el('div', 'jp-openmind-how');
-    if (rec.ok) {
+    if (rec.ok && rec.words) {
+      how.append(el('span', 'jp-openmind-words', rec.words));
+    }
+    if (rec.ok && rec.pills !== false) {
       const pathway = el('span', 'jp-openmind-pathway', rec.pathway || '?');
       pathway.title = this._tip(rec.pathway) || this._tip('pathway');
       const kind = el('span', 'jp-openmind-decision-kind', rec.decision || '?');
       kind.title = this._tip(rec.decision);
       how.append(pathway, kind);
-      if (degraded) {
-        const d = el('span', 'jp-openmind-state', 'degraded');
-        d.title = degraded;
-        how.append(d);
-      }
-    } else {
+    }
+    if (rec.ok && degraded) {
+      const d = el('span', 'jp-openmind-state', 'degraded');
+      d.title = degraded;
+      how.append(d);
+    }
+    if (state === 'drift') {
+      how.append(el('span', 'jp-openmind-state', 'drift'));
+    }
+    if (!rec.ok) {
       how.append(el('span', 'jp-openmind-pathway jp-mod-failed', 'all pathways failed'));
     }
     const reason = el(
       'div',
       'jp-openmind-reason',
-      [rec.reason || rec.error || '', degraded].filter(Boolean).join(' · ')
+      // why it is degraded first: a long reason must not push it past the cut
+      [degraded ? `degraded: ${degraded}` : '', rec.reason || rec.error || ''].filter(Boolean).join(' · ')
     );
     reason.title = reason.textContent || '';
     const where = el('div', 'jp-openmind-where');
@@ -573,7 +612,7 @@ export class OpenmindPanel extends Widget {
       .map(a => `${a.outcome === 'ok' ? '✓' : '✗'} ${a.pathway}/${a.decision}${a.error ? ': ' + a.error : ''}`)
       .join('\n');
     item.title = [
-      `${rec.intent}${rec.name ? ' ' + rec.name : ''} at ${new Date(rec.ts * 1000).toLocaleString()}`,
+      `${rec.title || rec.intent + (rec.name ? ' ' + rec.name : '')} at ${new Date(rec.ts * 1000).toLocaleString()}`,
       cell.notebook ? `notebook: ${cell.notebook}` : '',
       rec.reason || '',
       degraded ? `degraded: ${degraded}` : '',

@@ -83,9 +83,13 @@ class CellResult:
     unkept: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
     route: Route | None = None
+    made: float | None = None  # restored: when the kept run was made, and how long it ran then
+    ran_seconds: float | None = None
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"names": ", ".join(self.names) or "-", "seconds": round(self.seconds, 4)}
+        if self.cached:
+            out.update(made_at=self.made, original_seconds=self.ran_seconds)
         for k in ("degraded", "error", "uncacheable"):
             if getattr(self, k):
                 out[k] = getattr(self, k)
@@ -200,9 +204,20 @@ def recording() -> Iterator[list[dict[str, Any]]]:
                 del pub.publish
 
 
-def replay(outputs: list[dict[str, Any]]) -> None:
-    """Show recorded outputs again, so a cached cell looks like a run one."""
+def replay(outputs: list[dict[str, Any]], mark: dict[str, Any] | None = None) -> None:
+    """Show recorded outputs again, after a mark saying they are restored (`mark`: when they
+    were made, the error that brought them back; drawn by the face registered as "restored")."""
     pub = getattr(_shell(), "display_pub", None)
+    if mark is not None and outputs:
+        from openmind.intents.present import html_of
+
+        text = restored_text(mark)
+        html = html_of("restored", mark)
+        if pub is not None and html is not None:
+            sys.stdout.flush()
+            pub.publish(data={"text/html": html, "text/plain": text}, metadata={})
+        else:
+            print(text)
     for out in outputs:
         if "stream" in out:
             stream = sys.stderr if out["stream"] == "stderr" else sys.stdout
@@ -213,6 +228,16 @@ def replay(outputs: list[dict[str, Any]]) -> None:
                 pub.publish(data=out["display"], metadata=out.get("metadata") or {})
             else:
                 print(out["display"].get("text/plain", ""))
+
+
+def restored_text(mark: dict[str, Any]) -> str:
+    """The restored mark in words: what comes back, from when, and why."""
+    from openmind.units import human_time
+
+    made = mark.get("made")
+    when = human_time(made) if made else "in an earlier run"
+    why = f" because the cell raised {mark['error']}" if mark.get("error") else ""
+    return f"restored outputs, made {when}{why}:"
 
 
 # --------------------------------------------------------------------------- the machinery
@@ -251,13 +276,14 @@ class _CellJob:
             if kept is None:
                 raise PathwayUnavailable("the kept outputs could not be restored (see the warning)")
         names, value = self.unit.restore(kept)
-        replay(kept.outputs)
+        error = None if self.error is None else f"{type(self.error).__name__}: {self.error}"
+        replay(kept.outputs, {"made": kept.entry.created, "error": error})
         if not cand.params.get("ancestor"):
             _measured_restore(kept.entry.size, time.perf_counter() - t0)
         degraded = cand.params.get("degraded")
-        error = None if self.error is None else f"{type(self.error).__name__}: {self.error}"
         result = CellResult(value, names, kept.outputs, True, degraded, error, kept.entry.key,
-                            None, kept.unkept, time.perf_counter() - t0)
+                            None, kept.unkept, time.perf_counter() - t0, made=kept.entry.created,
+                            ran_seconds=kept.entry.meta.get("seconds"))
         # the executor puts the reason (and where the memory came from) on the route and journal
         note = kept.entry.origin  # "from the team's memory, published by <key id> at <time>"
         return Served(result, degraded=degraded, note=note) if degraded or note else result

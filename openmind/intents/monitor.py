@@ -59,7 +59,8 @@ def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS,
 def _lag1(x: np.ndarray) -> float:
     if len(x) < 3 or np.std(x) == 0:
         return 0.0
-    return float(np.clip(np.nan_to_num(np.corrcoef(x[:-1], x[1:])[0, 1]), 0.0, 0.99))
+    with np.errstate(invalid="ignore", divide="ignore"):  # one constant half: no correlation, no warning
+        return float(np.clip(np.nan_to_num(np.corrcoef(x[:-1], x[1:])[0, 1]), 0.0, 0.99))
 
 
 def ks_pvalue(reference: np.ndarray, current: np.ndarray,

@@ -48,9 +48,11 @@ def html_of(kind: str, value: Any) -> str | None:
     return None if render is None else render(value)
 
 
-def live_view(kind: str, enabled: bool | None = None) -> LiveView:
+def live_view(kind: str, enabled: bool | None = None, otherwise: Any = None) -> Any:
     """The face's live view for `kind` (`enabled`: True, False, or None for "when in a notebook");
-    one that does nothing when no face shows one."""
+    where no face shows one, `otherwise` (default: a view that does nothing)."""
     make = _LIVE.get(kind)
     view = make(enabled) if make is not None and enabled is not False else None
-    return view if view is not None else _Silent()
+    if view is not None:
+        return view
+    return _Silent() if otherwise is None else otherwise

@@ -63,6 +63,7 @@ class _Run:
     note: str | None = None
     parent_key: str | None = None
     done: int = 0
+    y_idx: np.ndarray | None = None  # the labels as class indices
 
 
 class _Training:
@@ -214,7 +215,42 @@ class _Training:
     def _train(self, cand: Candidate, X: np.ndarray, cfg: dict[str, Any], *,
                parent: TernaryModel | None = None, parent_key: str | None = None,
                note: str | None = None, epochs: int | None = None, done: int = 0) -> Served:
-        from openmind.pathways.ternary.fit import FitJob, fit, pick_device, standardization
+        from openmind.pathways.ternary.progress import reporter
+
+        desc = f"{'fine-tune' if parent else 'train'} {self.req.name}"
+        # the bar shows now, before torch loads (seconds, the first time in a session)
+        bar = reporter(_progress_view(self.req.progress), desc,
+                       int(cfg["epochs"] if epochs is None else epochs), self.req.policy.budget)
+        run = None
+        try:
+            from openmind.pathways.ternary.fit import fit
+
+            job, run = self._job(cand, X, cfg, bar, desc, parent=parent, epochs=epochs,
+                                 note=note, parent_key=parent_key, done=done)
+            train = fit
+            if cand.params.get("workers", 1) > 1:  # data-parallel: N local processes or torchrun ranks
+                from openmind.pathways.colony.distributed import trainer
+
+                train = trainer(cand.params)
+            out = train(X, run.y_idx, job)
+        except BaseException as exc:
+            bar.end("interrupted" if isinstance(exc, KeyboardInterrupt) else "error")  # unless fit did
+            cut = getattr(exc, "fit_outcome", None)
+            if run is not None and cut is not None and cut.epochs > 0:
+                try:  # keep the best weights so far as a partial version, to resume from
+                    self._keep(cut, run)
+                except Exception:  # noqa: BLE001 - keeping is best effort; the cause propagates
+                    pass
+            raise
+        bar.end(out.stopped)
+        model, meta = self._keep(out, run)
+        return Served(model, degraded=partial_reason(meta), note=note if done else None)
+
+    def _job(self, cand: Candidate, X: np.ndarray, cfg: dict[str, Any], bar: Any, desc: str, *,
+             parent: TernaryModel | None, epochs: int | None, note: str | None,
+             parent_key: str | None, done: int) -> tuple[FitJob, _Run]:
+        """The fit job (device, classes, standardisation from the parent or the data) and its run."""
+        from openmind.pathways.ternary.fit import FitJob, pick_device, standardization
 
         device, device_note = pick_device(cand.params.get("device"))
         if parent is not None:
@@ -225,30 +261,12 @@ class _Training:
         else:
             classes, y_idx = np.unique(self.req.y, return_inverse=True)
             mean, inv_std = standardization(X)
-        y_idx = np.asarray(y_idx, dtype=np.int64).reshape(-1)
         job = FitJob(len(classes), cfg if epochs is None else {**cfg, "epochs": epochs}, mean,
                      inv_std, device=device, budget=self.req.policy.budget, init=parent,
-                     progress=self.req.progress, prior=self.prior,
-                     desc=f"{'fine-tune' if parent else 'train'} {self.req.name}")
-        run = _Run(job, cfg, classes, X, device_note=device_note, note=note,
-                   parent_key=parent_key, done=done)
-        train = fit
-        if cand.params.get("workers", 1) > 1:  # data-parallel: N local processes or torchrun ranks
-            from openmind.pathways.colony.distributed import trainer
-
-            train = trainer(cand.params)
-        try:
-            out = train(X, y_idx, job)
-        except BaseException as exc:
-            cut = getattr(exc, "fit_outcome", None)
-            if cut is not None and cut.epochs > 0:
-                try:  # keep the best weights so far as a partial version, to resume from
-                    self._keep(cut, run)
-                except Exception:  # noqa: BLE001 - keeping is best effort; the cause propagates
-                    pass
-            raise
-        model, meta = self._keep(out, run)
-        return Served(model, degraded=partial_reason(meta), note=note if done else None)
+                     progress=bar, prior=self.prior, desc=desc)
+        run = _Run(job, cfg, classes, X, device_note=device_note, note=note, parent_key=parent_key,
+                   done=done, y_idx=np.asarray(y_idx, dtype=np.int64).reshape(-1))
+        return job, run
 
     def _keep(self, out: Any, run: _Run) -> tuple[TernaryModel, dict]:
         """Export a run and store it as a new version of the name (complete or partial)."""
@@ -391,3 +409,13 @@ def _train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resou
     if fit_device:
         model.info["fit_device"] = fit_note
     return model
+
+
+def _progress_view(wanted: bool) -> Any:
+    """The epochs' bar: the notebook face's (ends in the card's state and colour), else tqdm in
+    a terminal (True), or none."""
+    if not wanted:
+        return False
+    from openmind.intents.present import live_view
+
+    return live_view("epochs", None, otherwise=True)

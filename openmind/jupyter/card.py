@@ -24,23 +24,25 @@ from openmind.flow.policy import defaults as policy_defaults
 from openmind.jupyter.plots import (
     _BG,
     _BORDER,
-    _FAIL,
     _FG,
     _FG2,
     _FONT,
     _MONO,
-    _OK,
+    _OK,  # noqa: F401 - the state colours, for the tests that check a card's border
     _WARN,
+    STATE_COLOR,
     Shown,  # noqa: F401 - the magics take it from here
     _dot,
     _e,
     _ms,
+    card_picture,
     comparison_html,
     comparison_lines,
     journal_html,
-    sparkline,
 )
-from openmind.units import human_bytes, human_duration, human_rate, human_time
+from openmind.jupyter.words import figures, pills, plain_words, result_rows, title, without_no_gpu
+from openmind.jupyter.words import state as state_of
+from openmind.units import human_time
 from openmind.vocab import Route
 
 # The MIME type carrying the machine-readable decision next to the HTML and the text.
@@ -62,21 +64,6 @@ GLOSSARY: dict[str, str] = {
     "MODEL": "decision: a novel situation; ask the language model for a plan",
     "degraded": "a result, but not quite what was asked for (the reason says how)",
 }
-
-_STOPPED = {"early_stop": "stopped early", "budget": "stopped at the budget", "epochs": "all epochs"}
-# summary fields that are bookkeeping, not results (kept in the journal, not on the card)
-_HIDDEN = {"preview", "val_history", "fingerprint", "key", "comparison", "events"}
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    if isinstance(value, float):
-        text = f"{value:.4g}"
-    elif isinstance(value, (list, tuple)) and len(value) > 6:
-        text = "[" + ", ".join(_short(v, 12) for v in value[:6]) + f", … ({len(value)} items)]"
-    else:
-        text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
 
 def plain(reason: Any) -> str:
     """A reason without repeats: "CPU (no GPU: no CUDA GPU: no driver)" -> "CPU (no CUDA GPU: no
@@ -118,73 +105,6 @@ def _term(*words: Any) -> str:
             f"text-underline-offset:2px;cursor:help'>{text}</span>")
 
 
-def _percent(value: Any) -> str | None:
-    return f"{float(value) * 100:.1f}%" if isinstance(value, (int, float)) and value is not None else None
-
-
-def figures(intent: str, summary: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The three or four (label, value) figures that matter for this intent's result."""
-    s = summary
-    out: list[tuple[str, str | None]] = []
-    if intent == "train":
-        acc = s.get("val_accuracy", s.get("train_accuracy"))
-        out.append(("accuracy" if "val_accuracy" in s else "train accuracy", _percent(acc)))
-        if s.get("packed_bytes") is not None:
-            size = human_bytes(s["packed_bytes"])
-            if s.get("fp32_bytes"):
-                size += f" ({float(s['fp32_bytes']) / max(float(s['packed_bytes']), 1):.0f}× smaller than fp32)"
-            out.append(("size", size))
-        if s.get("epochs") is not None:
-            how = _STOPPED.get(str(s.get("stopped")), "")
-            best = f", best {s['best_epoch']}" if s.get("best_epoch") not in (None, s.get("epochs")) else ""
-            out.append(("epochs", f"{s['epochs']}{best}" + (f" ({how})" if how and how != "all epochs" else "")))
-        if s.get("cached"):
-            out.append(("from", "muscle memory"))
-        elif s.get("rows") is not None:
-            out.append(("rows", f"{int(s['rows']):,}"))
-    elif intent == "infer":
-        if s.get("rows") is not None:
-            out.append(("rows", f"{int(s['rows']):,}"))
-        out.append(("source", s.get("source")))
-        if s.get("classes_seen") is not None:
-            out.append(("classes seen", str(s["classes_seen"])))
-    elif intent == "sense":
-        n, real = s.get("samples"), s.get("real_samples")
-        if n is not None:
-            out.append(("samples", f"{int(n):,}" + (f" ({int(real):,} real)" if real is not None else "")))
-        out.append(("rate", human_rate(s.get("rate_hz")) if s.get("rate_hz") else None))
-        out.append(("lost", str(s.get("lost")) if s.get("lost") is not None else None))
-        cal = s.get("calibration") or {}
-        if isinstance(cal, Mapping) and cal.get("distance_before") is not None:
-            out.append(("sim→real distance", f"{cal['distance_before']:.3g} → {cal.get('distance_after', 0):.3g}"))
-        else:
-            out.append(("source", s.get("source")))
-    else:
-        out = [(k, _human_field(k, v)) for k, v in s.items()
-               if k not in _HIDDEN and isinstance(v, (str, int, float, bool))][:4]
-    return [(k, v) for k, v in out if v not in (None, "", "None")]
-
-
-def _human_field(key: str, value: Any) -> str:
-    """One result field for people: sizes in bytes, times in words, fractions as percent."""
-    if isinstance(value, bool) or value is None:
-        return str(value).lower()
-    if isinstance(value, (int, float)):
-        if key.endswith("bytes"):
-            return human_bytes(value)
-        if key.endswith(("seconds", "_s")):
-            return human_duration(value)
-        if key.endswith(("_at", "ts")) and value > 1e8:
-            return human_time(value)
-        if key.endswith("accuracy"):
-            return _percent(value) or "?"
-        if key.endswith("_hz"):
-            return human_rate(value)
-    if isinstance(value, Mapping):
-        return ", ".join(f"{k} {_human_field(str(k), v)}" for k, v in value.items() if k not in _HIDDEN)
-    return _short(value, 60)
-
-
 class DecisionCard:
     """One decision, renderable as HTML (`_repr_html_`), text (`text()`, `_repr_pretty_`) or JSON.
 
@@ -215,27 +135,49 @@ class DecisionCard:
 
     @property
     def state(self) -> str:
-        return "failed" if not self.ok else ("degraded" if self.degraded else "ok")
+        """ok, degraded, drift (a monitor that saw one) or failed."""
+        return state_of(self.record, self.degraded)
 
     @property
     def title(self) -> str:
-        r = self.record
-        what = str(r.get("intent") or "?")
-        if r.get("name"):
-            what += f" '{r['name']}'"
-        return what
+        """`train 'digits'`; for the user's own code what it binds: `cell → clf, preds`."""
+        return title(self.record)
+
+    @property
+    def words(self) -> str | None:
+        """What happened in plain words where the pills do not say it (deploy, monitor, validate)."""
+        return plain_words(self.record)
+
+    @property
+    def pills(self) -> bool:
+        """Whether pathway/decision follow the words (a written file needs none)."""
+        return pills(self.record)
 
     @property
     def route_text(self) -> str:
         r = self.record
         if not self.ok:
             return "FAILED"
-        return f"{r.get('pathway')}/{r.get('decision')}" + (" DEGRADED" if self.degraded else "")
+        route = f"{r.get('pathway')}/{r.get('decision')}" if self.pills else ""
+        text = " ".join(w for w in (self.words, route) if w)
+        return text + (" DEGRADED" if self.degraded else (" DRIFT" if self.state == "drift" else ""))
 
     @property
     def reason(self) -> str:
+        """Why, in full (the details' "why" row)."""
         r = self.record
         return plain(r.get("reason") if self.ok else (r.get("error") or r.get("reason")) or "")
+
+    @property
+    def brief(self) -> str:
+        """Why, on the card's face: without the "no GPU" clause (the GPU badge says that once)."""
+        return without_no_gpu(self.reason)
+
+    @property
+    def raised(self) -> str | None:
+        """The error that brought an earlier run's outputs back (on the card's face)."""
+        error = self.summary().get("error")
+        return str(error) if error and self.ok else None
 
     def attempts(self) -> list[dict[str, Any]]:
         return list(self.record.get("attempts") or [])
@@ -273,11 +215,11 @@ class DecisionCard:
         return dict(self.record.get("summary") or {})
 
     def figures(self) -> list[tuple[str, str]]:
-        return figures(str(self.record.get("intent") or ""), self.summary())
+        return figures(str(self.record.get("intent") or ""), self.summary(), self.record)
 
     def details(self) -> list[tuple[str, str]]:
-        """Every result field not among the figures, humanised."""
-        return [(k, _human_field(k, v)) for k, v in self.summary().items() if k not in _HIDDEN]
+        """Every result field not among the figures, in words, the telling ones first."""
+        return result_rows(self.summary(), {k for k, _ in self.figures()})
 
     def where(self) -> str:
         cell = self.record.get("cell") or {}
@@ -307,7 +249,7 @@ class DecisionCard:
     def headline(self) -> str:
         """The card's first line: intent and name, route, reason, how long, when."""
         r = self.record
-        parts = [f"openmind {self.title}", self.route_text, self.reason, _ms(r.get("duration_ms"))]
+        parts = [f"openmind {self.title}", self.route_text, self.brief, _ms(r.get("duration_ms"))]
         if r.get("ts"):
             parts.append(human_time(r["ts"]))
         return " · ".join(p for p in parts if p)
@@ -318,6 +260,8 @@ class DecisionCard:
         figs = self.figures()
         if figs:
             lines.append("  " + " · ".join(f"{k} {v}" for k, v in figs))
+        if self.raised:
+            lines.append(f"  the cell raised {self.raised}")
         if self.degraded:
             lines.append(f"  degraded: {self.degraded}")
         if self.note:
@@ -359,31 +303,38 @@ class DecisionCard:
 
     # ------------------------------------------------------------------ html
 
-    def _repr_html_(self) -> str:
+    def _head_html(self) -> str:
+        """The first line: state dot, title, plain words and pills, the reason, how long and when."""
         r = self.record
-        color = {"ok": _OK, "degraded": _WARN, "failed": _FAIL}[self.state]
-        state_tip = {"ok": "done", "degraded": GLOSSARY["degraded"], "failed": "every pathway failed"}
-        if self.ok:
-            route = _term(r.get("pathway"), r.get("decision"))
-        else:
+        tips = {"ok": "done", "degraded": GLOSSARY["degraded"], "failed": "every pathway failed",
+                "drift": "the monitor saw a drift: look at the chart and the events"}
+        if not self.ok:
             route = "<b>failed</b>"
+        else:
+            words = f"<span style='font-family:{_FONT}'>{_e(self.words)}</span> " if self.words else ""
+            route = words + (_term(r.get("pathway"), r.get("decision")) if self.pills else "")
+        flag = ""
+        if self.degraded:
+            flag = f"<b title='{_e(self.degraded)}'>{_term('degraded')}</b>"
+        elif self.state == "drift":
+            flag = f"<b class='openmind-drift' style='color:{_FG}'>drift</b>"
         when = _e(_ms(r.get("duration_ms"))) + (f" · {_e(human_time(r['ts']))}" if r.get("ts") else "")
-        head = (f"<div style='display:flex;gap:.5em;align-items:baseline;white-space:nowrap;"
-                f"min-width:0'>{_dot(color, state_tip[self.state])}"
+        return (f"<div style='display:flex;gap:.5em;align-items:baseline;white-space:nowrap;"
+                f"min-width:0'>{_dot(STATE_COLOR[self.state], tips[self.state])}"
                 f"<b>{_e(self.title)}</b>"
-                f"<span style='font-family:{_MONO};font-size:90%'>{route}</span>"
-                + (f"<b title='{_e(self.degraded)}'>{_term('degraded')}</b>" if self.degraded else "")
-                + f"<span title='{_e(self.reason)}' style='overflow:hidden;text-overflow:ellipsis;"
-                f"min-width:0;flex:1 1 auto;color:{_FG2}'>{_e(self.reason)}</span>"
+                f"<span style='font-family:{_MONO};font-size:90%'>{route}</span>{flag}"
+                f"<span title='{_e(self.reason)}' style='overflow:hidden;text-overflow:ellipsis;"
+                f"min-width:0;flex:1 1 auto;color:{_FG2}'>{_e(self.brief)}</span>"
                 f"<span style='flex:none;color:{_FG2}'>{when}</span></div>")
-        figs = self.figures()
-        spark = ""
-        prev = self.summary().get("preview")
-        if isinstance(prev, Mapping) and prev.get("values"):
-            spark = sparkline(list(prev.get("values") or []), list(prev.get("real") or [])) + " "
-        fig_html = spark + " · ".join(f"<span style='color:{_FG2}'>{_e(k)}</span> <b>{_e(v)}</b>"
-                                      for k, v in figs)
+
+    def _face_lines(self) -> str:
+        """What must be seen without opening the details: the error that brought an earlier
+        run back, why it is degraded, notes, the resources assumed absent, comparisons, events."""
         extra = []
+        if self.raised:
+            extra.append(f"<div class='openmind-raised' style='border-left:3px solid {_WARN};"
+                         f"padding-left:.4em'>the cell raised <code>{_e(self.raised)}</code>; "
+                         f"the outputs above are an earlier run's</div>")
         if self.degraded:
             extra.append(f"<div class='openmind-degraded'><b>DEGRADED</b>: {_e(self.degraded)}</div>")
         if self.note:
@@ -393,6 +344,13 @@ class DecisionCard:
             extra.append("<div>assumed absent: " + " · ".join(
                 f"<b title='{_e(why)}'>{_e(name)}</b>" for name, why in masked) + "</div>")
         extra.append(comparison_html(self.summary()))
+        return "".join(extra)
+
+    def _repr_html_(self) -> str:
+        r = self.record
+        picture = card_picture(str(r.get("intent") or ""), self.summary(), r.get("id"))
+        fig_html = " · ".join(f"<span style='color:{_FG2}'>{_e(k)}</span> <b>{_e(v)}</b>"
+                              for k, v in self.figures())
         body = (f"<details style='margin-top:.15em'><summary style='cursor:pointer;list-style-position:"
                 f"outside;margin-left:1em'>{fig_html or _e('details')}</summary>"
                 f"{self._details_html()}</details>")
@@ -400,9 +358,18 @@ class DecisionCard:
                 f"data-decision='{_e(r.get('decision'))}' data-ok='{int(self.ok)}' "
                 f"data-state='{self.state}' data-degraded='{int(bool(self.degraded))}' "
                 f"style='font-family:{_FONT};font-size:var(--jp-ui-font-size1,13px);color:{_FG};"
-                f"background:{_BG};border:1px solid {_BORDER};border-left:4px solid {color};"
-                f"border-radius:4px;padding:.3em .7em;margin:.2em 0;max-width:60em;line-height:1.5'>"
-                f"{head}{''.join(extra)}{body}</div>")
+                f"background:{_BG};border:1px solid {_BORDER};border-left:4px solid "
+                f"{STATE_COLOR[self.state]};border-radius:4px;padding:.3em .7em;margin:.2em 0;"
+                f"max-width:60em;line-height:1.5'>{self._laid_out(picture, body)}</div>")
+
+    def _laid_out(self, picture: str, body: str) -> str:
+        """The lines, and the chart: a training curve beside them (the card stays short), a
+        signal below them (it needs the width)."""
+        lines = f"{self._head_html()}{self._face_lines()}{body}"
+        if not picture or self.record.get("intent") != "train":
+            return lines + picture
+        return (f"<div style='display:flex;gap:.8em;align-items:flex-start'><div style='flex:1 1 auto;"
+                f"min-width:0'>{lines}</div><div style='flex:none'>{picture}</div></div>")
 
     def _details_html(self) -> str:
         """Everything behind the disclosure: why in full, attempts, alternatives, result, where."""
@@ -421,7 +388,7 @@ class DecisionCard:
             rows.append(("not taken", f"<span style='font-family:{_MONO}'>{_term(p)}</span>: {_e(why)}"))
         details = self.details()
         if details:
-            rows.append(("result", " · ".join(f"{_e(k)} <b>{_e(v)}</b>" for k, v in details)))
+            rows.append(("result", " · ".join(f"{_e(k)} {_e(v)}" for k, v in details)))
         pol = self.policy_items()
         if pol:
             rows.append(("policy", _e(", ".join(f"{k}={v}" for k, v in pol))))

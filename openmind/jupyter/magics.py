@@ -230,14 +230,16 @@ class OpenmindMagics(_PolicyTraits):
         if not self.show_card or args.quiet:
             return
         from openmind.config import assumed
+        from openmind.jupyter.words import folded
 
         off = [k for k, v in assumed().items() if v == "off"]
+        records = folded(records)
         for rec in records[: self.max_cards]:
             display(DecisionCard(rec, label=args.model, assumed=off,
                                  note=note if rec.get("intent") != intent else None))
         if len(records) > self.max_cards:
-            print(f"openmind: {plural(len(records) - self.max_cards, 'more decision', 'more decisions')} in this "
-                  f"cell: %openmind log")
+            print(f"openmind: {plural(len(records) - self.max_cards, 'more decision')} in this cell: "
+                  f"%openmind log")
 
     # ------------------------------------------------------------------ line
 

@@ -45,26 +45,49 @@ def limits() -> dict[str, Any]:
     return {"cpu_cores": cores, "cpu_from": cpu_from, "ram_bytes": int(ram), "ram_from": ram_from}
 
 
-def process(pid: int) -> dict[str, Any] | None:
-    """CPU (percent of one core, since the last call) and resident memory of `pid` and its
-    children (a kernel's subprocesses count as the kernel's); None when it is gone."""
+def _family(pid: int) -> list[psutil.Process] | None:
+    """`pid` and its children (a kernel's subprocesses count as the kernel's), each the same
+    Process object from call to call (cpu_percent measures since that object's last call)."""
     try:
         proc = _PROCS.get(pid)
         if proc is None or not proc.is_running():
             proc = _PROCS[pid] = psutil.Process(pid)
-        family = [proc, *proc.children(recursive=True)]
-        cpu = rss = 0.0
-        for p in family:
-            known = _PROCS.setdefault(p.pid, p)
-            try:
-                cpu += known.cpu_percent(None)
-                rss += known.memory_info().rss
-            except psutil.Error:
-                continue
-        return {"pid": pid, "cpu_percent": round(cpu, 1), "rss_bytes": int(rss)}
+        return [proc, *(_PROCS.setdefault(c.pid, c) for c in proc.children(recursive=True))]
     except psutil.Error:
         _PROCS.pop(pid, None)
         return None
+
+
+def _figures(pid: int, family: list[psutil.Process], cpu: dict[int, float]) -> dict[str, Any]:
+    rss = 0
+    for p in family:
+        try:
+            rss += p.memory_info().rss
+        except psutil.Error:
+            continue
+    return {"pid": pid, "cpu_percent": round(sum(cpu.get(p.pid, 0.0) for p in family), 1),
+            "rss_bytes": int(rss), "processes": len(family)}
+
+
+def _sample(families: list[list[psutil.Process]]) -> dict[int, float]:
+    """CPU of every process, read once per call: the server's children are its kernels, and a
+    second read of the same process right after the first would measure nothing (0 %)."""
+    cpu: dict[int, float] = {}
+    for family in families:
+        for p in family:
+            if p.pid not in cpu:
+                try:
+                    cpu[p.pid] = p.cpu_percent(None)
+                except psutil.Error:
+                    cpu[p.pid] = 0.0
+    return cpu
+
+
+def process(pid: int) -> dict[str, Any] | None:
+    """CPU (percent of one core, since the last call) and resident memory of `pid` and its
+    children; None when it is gone."""
+    family = _family(pid)
+    return None if family is None else _figures(pid, family, _sample([family]))
 
 
 def gpus() -> dict[str, Any]:
@@ -98,11 +121,18 @@ def gpus() -> dict[str, Any]:
 
 
 def meters(kernels: list[dict[str, Any]]) -> dict[str, Any]:
-    """Everything the sidebar's meters show; `kernels`: [{"id", "pid", "name", "path"}]."""
-    server = process(os.getpid()) or {}
+    """Everything the sidebar's meters show; `kernels`: [{"id", "pid", "name", "path"}]. Each
+    kernel counts its own process and children; the server counts itself and the children
+    that belong to no kernel."""
+    server = _family(os.getpid()) or []
+    fams = {k["id"]: _family(k["pid"]) if k.get("pid") else None for k in kernels}
+    theirs = {p.pid for f in fams.values() if f for p in f}
+    own = [p for p in server if p.pid not in theirs]
+    cpu = _sample([own, *(f for f in fams.values() if f)])
     rows = []
     for k in kernels:
-        figures = process(k["pid"]) if k.get("pid") else None
+        fam = fams[k["id"]]
+        figures = _figures(k["pid"], fam, cpu) if fam else None
         rows.append({**k, **(figures or {}), "reason": None if figures else "no local process"})
-    return {"ts": time.time(), "limits": limits(), "server": server, "kernels": rows,
-            "gpu": gpus()}
+    return {"ts": time.time(), "limits": limits(), "server": _figures(os.getpid(), own, cpu) if own else {},
+            "kernels": rows, "gpu": gpus()}

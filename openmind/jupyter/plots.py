@@ -11,21 +11,29 @@ only inside the functions that draw arrays.
 from __future__ import annotations
 
 import html
-import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from openmind.intents import present
+from openmind.jupyter.charts import (
+    DRIFT,
+    FAIL,
+    OK,
+    STATE_COLOR,
+    WARN,
+    heatmap,
+    line_chart,
+    progress_html,
+    sparkline,  # noqa: F401 - the cards' and the tests' sparkline
+)
 from openmind.units import human_duration, human_time
 
 _FG = "var(--jp-ui-font-color1, inherit)"
 _FG2 = "var(--jp-ui-font-color2, inherit)"  # secondary text (>= 4.5:1 in both themes, checked in the browser test)
 _BORDER = "var(--jp-border-color2, rgba(128,128,128,.35))"
 _BG = "var(--jp-layout-color1, transparent)"
-_OK = "var(--jp-success-color1, #2e7d32)"
-_FAIL = "var(--jp-error-color1, #c62828)"
-_WARN = "var(--jp-warn-color1, #b26a00)"
+_OK, _FAIL, _WARN = OK, FAIL, WARN  # the state colours: one definition (charts.py)
 _MONO = "var(--jp-code-font-family, monospace)"
 _FONT = "var(--jp-ui-font-family, inherit)"
 
@@ -47,83 +55,111 @@ def _ms(value: Any) -> str:
         return "?"
 
 
-def sparkline(values: list[float | None], real: list[int] | None = None, width: int = 120,
-              height: int = 18) -> str:
-    """A tiny inline SVG line of `values` (no dependency): real stretches solid in the theme's
-    brand colour, simulated ones dashed and grey; gaps (None) break the line."""
-    pts = [(i, v) for i, v in enumerate(values) if v is not None and math.isfinite(v)]
-    real = list(real or [0] * len(values))
-    title = (f"{len(values)} points; solid: real (from the device), dashed: simulated"
-             if any(real) else f"{len(values)} points, all simulated (dashed)")
-    if not pts:
-        return ""
-    lo, hi = min(v for _, v in pts), max(v for _, v in pts)
-    span = (hi - lo) or 1.0
-    step = (width - 2) / max(len(values) - 1, 1)
-
-    def xy(i: int, v: float) -> str:
-        return f"{1 + i * step:.1f},{height - 2 - (v - lo) / span * (height - 4):.1f}"
-
-    runs: list[tuple[int, list[str]]] = []  # (real?, points) per unbroken stretch of one kind
-    prev = None
-    for i, v in enumerate(values):
-        if v is None or not math.isfinite(v):
-            prev = None
-            continue
-        kind = int(bool(real[i])) if i < len(real) else 0
-        if prev is None or runs[-1][0] != kind or prev != i - 1:
-            start = [xy(i - 1, values[i - 1])] if prev == i - 1 else []
-            runs.append((kind, start))
-        runs[-1][1].append(xy(i, v))
-        prev = i
-    lines = "".join(
-        f"<polyline points='{' '.join(p)}' fill='none' stroke-width='1.5' "
-        + ("style='stroke:var(--jp-brand-color1,#1976d2)'/>" if kind else
-           "stroke-dasharray='3 2' style='stroke:var(--jp-ui-font-color2,#888)'/>")
-        for kind, p in runs)
-    return (f"<svg class='openmind-spark' width='{width}' height='{height}' role='img' "
-            f"style='vertical-align:middle'><title>{title}</title>{lines}</svg>")
+def _count() -> int | None:
+    """The execution count of the cell running now (None outside IPython)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return getattr(shell, "execution_count", None) if shell is not None else None
 
 
-def watch_html(w: Any, width: int = 640, height: int = 160, last: int = 2000) -> str:
-    """An inline SVG of the watched values with the events marked (no plotting library needed)."""
+_DRAWN: set[tuple[int | None, Any]] = set()  # (cell, what) charts already drawn in that cell
+
+
+def drawn(key: Any, mark: bool = False) -> bool:
+    """Whether `key`'s chart was drawn in the running cell already (`mark`: it is being drawn
+    now), so a cell shows one chart of a thing, not one per display."""
+    here = (_count(), key)
+    if here[0] is None:  # outside a shell there is no "this cell": every display draws
+        return False
+    seen = here in _DRAWN
+    if mark:
+        if len(_DRAWN) > 512:
+            _DRAWN.clear()
+        _DRAWN.add(here)
+    return seen
+
+
+def _clock(seconds: float) -> str:
+    """An axis time: 0 s, 45 s, 2 min, 1.5 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"
+
+
+def card_picture(intent: str, summary: Mapping[str, Any], journal_id: Any = None) -> str:
+    """The card's chart: a training run's validation accuracy per epoch, or a signal over time
+    with its value axis (once per cell: the signal's own display then shows none)."""
+    if intent == "train" and len(summary.get("val_history") or []) > 1:
+        hist = [float(v) for v in summary["val_history"]]
+        epochs = int(summary.get("epochs") or len(hist))
+        chart = line_chart(hist, x0=1, dx=(epochs - 1) / (len(hist) - 1), x_fmt=lambda x: f"epoch {x:.0f}",
+                           y_fmt=lambda v: f"{v * 100:.0f}%", size=(220, 54),
+                           title="validation accuracy per epoch", cls="openmind-chart openmind-curve")
+        return f"<div style='margin:.1em 0'>{chart}</div>"
+    prev = summary.get("preview")
+    if intent == "sense" and isinstance(prev, Mapping) and prev.get("values"):
+        vals = list(prev.get("values") or [])
+        rate, n = float(summary.get("rate_hz") or 1.0), int(summary.get("samples") or len(vals))
+        real = list(prev.get("real") or [0] * len(vals))
+        if journal_id is not None:
+            drawn(("journal", journal_id), mark=True)
+        return f"<div style='margin:.1em 0 .1em 1em'>{_signal_chart(vals, real, n / rate)}</div>"
+    return ""
+
+
+def _signal_chart(values: list[float | None], real: list[int], seconds: float) -> str:
+    """A signal's preview over its time span (0 s to the end) with its value axis."""
+    title = ("solid: real samples from the device; dashed: simulated" if any(real)
+             else "all simulated (dashed)")
+    return line_chart(values, real=real, dx=seconds / max(len(values) - 1, 1), x_fmt=_clock,
+                      size=(420, 80), title=title, cls="openmind-chart openmind-signal-chart")
+
+
+def watch_html(w: Any, width: int = 560, height: int = 130, last: int = 2000) -> str:
+    """The watched values over samples with value and sample axes, each drift and fine-tune
+    marked (its sentence on hover; the card lists the events once)."""
     import numpy as np
 
     vals = np.asarray(w.values[-last:], dtype=float)
     start = max(0, len(w.values) - last)
-    e = html.escape
-    head = (f"<div class='openmind-monitor'><div><b>monitor {e(w.name)}</b>: {e(w.state)} · "
-            f"{w.samples} samples · {len(w.events)} events</div>")
+    drift = next((e["sample"] for e in w.events if str(e["kind"]).endswith("drift")), None)
+    head = (f"<div class='openmind-monitor' style='color:{_FG}'><div><b>monitor {_e(w.name)}</b>: "
+            f"{_e(w.state)} · {w.samples:,} samples"
+            + (f" · <span style='color:{DRIFT}'>■</span> drift at sample {drift}" if drift is not None else "")
+            + (f" · <span style='color:{_OK}'>■</span> fine-tuned" if any(e["kind"] == "fine-tuned" for e in w.events) else "")
+            + "</div>")
     if len(vals) < 2:
         return head + "</div>"
-    lo, hi = float(vals.min()), float(vals.max())
-    span = hi - lo or 1.0
-    xs = np.linspace(0, width, len(vals))
-    ys = height - 4 - (vals - lo) / span * (height - 8)
-    step = max(1, len(vals) // width)
-    points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs[::step], ys[::step], strict=True))
-    marks = []
-    for ev in w.events:
-        i = ev["sample"] - start
-        if 0 <= i < len(vals):
-            x = xs[min(i, len(xs) - 1)]
-            color = "#2e7d32" if ev["kind"] == "fine-tuned" else "#c62828"
-            marks.append(f"<line x1='{x:.1f}' x2='{x:.1f}' y1='0' y2='{height}' stroke='{color}' "
-                         f"stroke-dasharray='4 3'><title>{e(ev['kind'])}: {e(ev['detail'])}</title></line>")
-    lines = "".join(f"<div style='font-size:90%'>{e(ev['kind'])} at sample {ev['sample']}: "
-                    f"{e(ev['detail'])}</div>" for ev in w.events[-6:])
-    return (head + f"<svg width='{width}' height='{height}' style='background:var(--jp-layout-color1,#fff);"
-            f"border:1px solid var(--jp-border-color2,#ddd)'><polyline fill='none' stroke='#1565c0' "
-            f"stroke-width='1' points='{points}'/>{''.join(marks)}</svg>"
-            f"<div style='font-size:85%;color:#666'>{lo:.3g} … {hi:.3g}</div>{lines}</div>")
+    marks = [(float(ev["sample"]), _OK if ev["kind"] == "fine-tuned" else DRIFT,
+              f"{ev['kind']} at sample {ev['sample']}: {ev['detail']}") for ev in w.events]
+    chart = line_chart(vals.tolist(), x0=start, dx=1, x_fmt=lambda x: f"sample {x:,.0f}",
+                       marks=marks, size=(width, height), title=f"{w.name}: the watched values",
+                       cls="openmind-chart openmind-monitor-chart")
+    return head + chart + "</div>"
 
 
-class _LiveChart:
-    """The chart in the notebook, updated in place while the monitor watches (IPython display)."""
+def _watch_repr(w: Any) -> str:
+    """A Watch shown as a cell's value: the chart, unless the live chart drew it in this cell."""
+    if drawn(("watch", id(w))):
+        return (f"<div class='openmind-monitor' style='color:{_FG2}'>monitor {_e(w.name)}: {_e(w.state)}"
+                f" · {w.samples:,} samples · {len(w.events)} events (chart above)</div>")
+    return watch_html(w)
 
-    def __init__(self, enabled: bool | None) -> None:
-        self.handle = None
+
+class _Live:
+    """A display updated in place while an intent works (IPython display), drawn by `render`;
+    shown at the first update, at most every `every` seconds unless forced."""
+
+    def __init__(self, enabled: bool | None, render: Callable[[Any], str], every: float = 0.3) -> None:
+        self.handle: Any = None
+        self.ok = False
         self.last = 0.0
+        self.render, self.every = render, every
         if enabled is False:
             return
         try:
@@ -134,53 +170,96 @@ class _LiveChart:
         shell = get_ipython()
         if enabled is None and (shell is None or not hasattr(shell, "kernel")):
             return
-        self._html = HTML
-        self.handle = display(HTML("<div>monitor starting…</div>"), display_id=True)
+        self._html, self._display, self.ok = HTML, display, True
 
-    def update(self, w: Any, force: bool = False) -> None:
-        if self.handle is None or (not force and time.monotonic() - self.last < 0.3):
+    def update(self, value: Any, force: bool = False) -> None:
+        if not self.ok or (not force and time.monotonic() - self.last < self.every):
             return
         self.last = time.monotonic()
-        self.handle.update(self._html(watch_html(w)))
+        page = self._html(self.render(value))
+        if self.handle is None:
+            self.handle = self._display(page, display_id=True)
+        else:
+            self.handle.update(page)
 
 
-def _live_chart(enabled: bool | None) -> _LiveChart | None:
-    """The monitor's chart in this notebook, or None outside one (or when switched off)."""
-    view = _LiveChart(enabled)
-    return view if view.handle is not None else None
+class _LiveWatch(_Live):
+    def __init__(self, enabled: bool | None) -> None:
+        super().__init__(enabled, watch_html)
+
+    def update(self, value: Any, force: bool = False) -> None:
+        super().update(value, force)
+        if self.ok:
+            drawn(("watch", id(value)), mark=True)
+
+
+def _live(kind: Callable[[bool | None], _Live]) -> Callable[[bool | None], _Live | None]:
+    def make(enabled: bool | None) -> _Live | None:
+        view = kind(enabled)
+        return view if view.ok else None
+    return make
+
+
+def restored_html(mark: Mapping[str, Any]) -> str:
+    """The line above replayed outputs: they are restored, from when, and why (warning colour
+    when an error brought them back)."""
+    made = mark.get("made")
+    when = f"made {human_time(made)}" if made else "made in an earlier run"
+    error = mark.get("error")
+    color = _WARN if error else _FG2
+    why = f" because the cell raised <code>{_e(error)}</code>" if error else ""
+    return (f"<div class='openmind-restored' data-error='{int(bool(error))}' style='font-family:{_FONT};"
+            f"color:{_FG};border-left:4px solid {color};padding:.1em .6em;margin:.1em 0'>"
+            f"<b style='color:{color}'>⟲ restored outputs</b>, {_e(when)}{why}:</div>")
 
 
 def signal_html(sig: Any) -> str:
-    """A signal in one line: its name, sparkline, samples, rate, span and where it came from."""
+    """A signal: its name, the values over time with axes (unless its card drew them in this
+    cell), samples, rate, range and where it came from."""
     import numpy as np
 
-    prev = sig.preview()
     how = f"{sig.route.pathway.value}/{sig.route.decision.value}" if sig.route else sig.source
     vals = sig.values[np.isfinite(sig.values)]
-    span = (f"{vals.min():.4g} to {vals.max():.4g} {html.escape(sig.unit)}" if len(vals) else "no values")
-    return (f"<div class='openmind-signal' style='font-family:var(--jp-ui-font-family,inherit);"
-            f"color:var(--jp-ui-font-color1,inherit)'><b>{html.escape(sig.name)}</b> "
-            f"{sparkline(prev['values'], prev['real'])} {len(sig)} samples at "
-            f"{sig.rate_hz:g} Hz ({sig.real_count} real), {span} · "
-            f"{html.escape(sig.source)} via {html.escape(how)}</div>")
+    span = (f"{vals.min():.4g} to {vals.max():.4g} {_e(sig.unit)}" if len(vals) else "no values")
+    chart = ""
+    jid = getattr(sig.route, "journal_id", None) if sig.route else None
+    if jid is None or not drawn(("journal", jid)):
+        prev = sig.preview()
+        chart = _signal_chart(prev["values"], prev["real"], len(sig) / sig.rate_hz)
+    return (f"<div class='openmind-signal' style='font-family:{_FONT};color:{_FG}'><b>{_e(sig.name)}</b> "
+            f"{len(sig):,} samples at {sig.rate_hz:g} Hz ({sig.real_count} real), {span} · "
+            f"{_e(sig.source)} via {_e(how)}{chart}</div>")
+
+
+def _pct(value: Any) -> str:
+    return f"{value * 100:.1f}%" if isinstance(value, (int, float)) else str(value)
+
+
+def _3g(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, (int, float)) else "—"
 
 
 def validation_html(val: Any) -> str:
-    """A validation: the figures, the verdict, per-class precision/recall, the confusion matrix."""
+    """A validation: accuracy first, then calibration and abstention, the verdict, the
+    confusion matrix as a shaded grid and per-class precision/recall."""
     f = val.figures
-    e = html.escape
-    head = "".join(f"<th>{e(str(v))}</th>" for v in f.get("labels", []))
-    rows = "".join(f"<tr><th>{e(str(v))}</th>" + "".join(f"<td>{n}</td>" for n in r) + "</tr>"
-                   for v, r in zip(f.get("labels", []), f.get("confusion", []), strict=False))
-    pr = ", ".join(f"{e(k)}: P {f['precision'][k]} / R {f['recall'][k]}" for k in f.get("precision", {}))
-    color = "var(--jp-warn-color0, #b45309)" if val.healthy is False else "inherit"
-    return (f"<div class='openmind-validation'><div><b>{e(val.name)}</b> {e(val.version or '')}: "
-            f"accuracy <b>{f.get('accuracy')}</b> on {f.get('rows')} rows · ECE {f.get('ece')} · "
-            f"abstention {f.get('abstention')}</div><div style='color:{color}'>{e(val.verdict)}</div>"
-            f"<div>{pr}</div><table><tr><th>true \\ predicted</th>{head}</tr>{rows}</table>"
-            + "".join(f"<div>vs {e(str(c['against']))} <code>{e(str(c['version']))}</code>: "
-                      f"{c['accuracy']} (this one {c['delta']:+})</div>" for c in val.comparison)
-            + "</div>")
+    cell = "padding:0 .5em;text-align:right"
+    pr = "".join(f"<tr><td style='{cell}'>{_e(k)}</td><td style='{cell}'>{_3g(f['precision'][k])}</td>"
+                 f"<td style='{cell}'>{_3g(f['recall'][k])}</td></tr>" for k in f.get("precision", {}))
+    pr = (f"<table style='border-collapse:collapse;margin-top:.3em;color:{_FG}'><tr style='color:{_FG2}'>"
+          f"<th style='{cell}'>class</th><th style='{cell}'>precision</th><th style='{cell}'>recall</th>"
+          f"</tr>{pr}</table>") if pr else ""
+    color = _WARN if val.healthy is False else _FG
+    acc = f.get("accuracy")
+    return (f"<div class='openmind-validation' style='font-family:{_FONT};color:{_FG}'>"
+            f"<div><b>{_e(val.name)}</b> {_e(val.version or '')}: accuracy "
+            f"<b>{_e(_pct(acc))}</b> on {f.get('rows')} rows"
+            f" · calibration error {f.get('ece')} · abstained {_e(_pct(f.get('abstention')))}</div>"
+            f"<div style='color:{color}'>{_e(val.verdict)}</div>"
+            f"<div style='display:flex;gap:1em;align-items:flex-start'>"
+            f"<div style='flex:none'>{heatmap(f.get('labels', []), f.get('confusion', []))}</div>"
+            f"<div style='font-size:90%;color:{_FG2}'>rows: the true class, columns: the predicted one"
+            f"{pr}</div></div></div>")
 
 
 def predictions_html(pred: Any) -> str:
@@ -251,12 +330,12 @@ def journal_html(records: list[dict[str, Any]], card: Callable[[dict[str, Any]],
         rows.append(
             f"<tr><td style='{cell}'>{_e(r.get('id', ''))}</td><td style='{cell}'>{when}</td>"
             f"<td style='{cell}'>{_e(c.get('execution_count') if c.get('execution_count') is not None else '')}</td>"
-            f"<td style='{cell}'>{_e(d.title)}</td>"
-            f"<td style='{cell};font-family:{_MONO}'>{_dot(_OK if d.ok else _FAIL, d.state)} {_e(d.route_text)}</td>"
-            f"<td style='{cell};text-align:right'>{_e(_ms(r.get('duration_ms')))}</td>"
-            f"<td style='{cell}'>{_e(d.reason)}</td></tr>")
+            f"<td style='{cell};white-space:nowrap'>{_e(d.title)}</td>"
+            f"<td style='{cell};font-family:{_MONO}'>{_dot(STATE_COLOR[d.state], d.state)} {_e(d.route_text)}</td>"
+            f"<td style='{cell};text-align:right;white-space:nowrap'>{_e(_ms(r.get('duration_ms')))}</td>"
+            f"<td style='{cell}'>{_e(d.brief)}</td></tr>")
     head = "".join(f"<th style='{cell}'>{h}</th>" for h in
-                   ("#", "time", "cell", "intent", "route", "took", "why"))
+                   ("#", "time", "cell", "what", "route", "took", "why"))
     return (f"<table class='openmind-log' style='border-collapse:collapse;color:{_FG};"
             f"background:{_BG}'><thead><tr style='color:{_FG2}'>{head}</tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
@@ -281,6 +360,8 @@ class Shown:
 def register_presenters() -> None:
     """Teach the intents' results their HTML (and the monitor its live chart); idempotent."""
     present.register("signal", html=signal_html)
-    present.register("watch", html=watch_html, live=_live_chart)
+    present.register("watch", html=_watch_repr, live=_live(_LiveWatch))
+    present.register("epochs", live=_live(lambda enabled: _Live(enabled, progress_html, every=0.2)))
+    present.register("restored", html=restored_html)
     present.register("validation", html=validation_html)
     present.register("predictions", html=predictions_html)

@@ -33,6 +33,7 @@ from openmind.errors import BadInput
 from openmind.flow.journal import journal, rename_notebook
 from openmind.flow.resources import probe
 from openmind.jupyter.card import GLOSSARY, plain
+from openmind.jupyter.words import pills, plain_words, state, title, without_no_gpu
 
 T = TypeVar("T")
 
@@ -131,8 +132,11 @@ def _place(rec: dict[str, Any], root: str) -> None:
         inside = not rel.startswith("..")
         cell["path"] = rel.replace(os.sep, "/") if inside else None
         cell["notebook"] = cell["path"] or os.path.basename(full)
-    if rec.get("reason"):
-        rec["reason"] = plain(rec["reason"])
+    if rec.get("reason"):  # the GPU badge says "no GPU" once; the items say what matters to them
+        rec["reason"] = without_no_gpu(plain(rec["reason"]))
+    degraded = rec.get("degraded") if rec.get("ok") else None
+    rec["title"], rec["words"], rec["state"] = title(rec), plain_words(rec), state(rec, degraded)
+    rec["pills"] = pills(rec)
 
 
 async def on_contents_event(root: str, data: dict[str, Any]) -> int:

@@ -291,7 +291,8 @@ class Joined:
 
     def fit(self, X: np.ndarray, y_idx: np.ndarray, job: FitJob) -> FitOutcome:
         """Rank 0's `fit`: send the job to the other ranks, then train its own shard with them."""
-        self.send({"do": "train", "rows": int(len(X)), "y_idx": y_idx, "job": job})
+        # the other ranks draw no bar: the job travels without this process's progress view
+        self.send({"do": "train", "rows": int(len(X)), "y_idx": y_idx, "job": replace(job, progress=False)})
         dev = self.device(job.device)
         out = fit(X, y_idx, replace(job, device=dev), _replicas(self.rank, self.world, dev))
         out.colony = {"workers": self.world, "backend": dist.get_backend(), "rendezvous": "torchrun"}

@@ -6,7 +6,8 @@ run's settings besides the rows: the train intent builds it once and every train
 N local processes, torchrun ranks) takes it whole.
 
 CUDA when the plan says so and torch sees a device, else CPU; a time budget is checked per batch;
-seeds make runs reproducible; a tqdm.auto bar shows progress (a widget in notebooks).
+seeds make runs reproducible; each epoch is reported to a progress view (`progress.py`: the
+notebook face's bar, tqdm in a terminal).
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ class FitJob:
     budget: float | None = None
     init: TernaryModel | None = None
     quantize: bool = True
-    progress: bool = True
+    progress: Any = True  # True: tqdm; False: none; or a view with update(state, force) (progress.py)
     desc: str = "train"
     prior: Any = None
 
@@ -292,7 +293,7 @@ def _epoch(model: nn.Module, opt: Any, train: Rows, order: torch.Tensor, rep: Re
 
 def _fit(X: np.ndarray, y_idx: np.ndarray, job: FitJob, start: float, deadline: float | None,
          rep: Replicas) -> FitOutcome:
-    from tqdm.auto import tqdm
+    from openmind.pathways.ternary.progress import reporter
 
     cfg = job.cfg
     torch.manual_seed(cfg["seed"])
@@ -305,8 +306,7 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, job: FitJob, start: float, deadline: 
     best: tuple[float, float] | None = None
     best_net: nn.Sequential | None = None
     last_growth = 0
-    bar = tqdm(total=cfg["epochs"], desc=job.desc, unit="epoch", disable=not job.progress,
-               leave=False)
+    bar = reporter(job.progress if rep.rank == 0 else False, job.desc, cfg["epochs"], job.budget)
     try:
         for epoch in range(1, cfg["epochs"] + 1):
             net.train()
@@ -323,8 +323,7 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, job: FitJob, start: float, deadline: 
             if best is None or (acc, -vloss) > best:
                 best, out.best_epoch = (acc, -vloss), epoch
                 best_net = copy.deepcopy(net)
-            bar.update(1)
-            bar.set_postfix(val_acc=f"{acc:.3f}", loss=f"{total / max(seen, 1):.3f}")
+            bar.step(epoch, val_accuracy=acc, loss=total / max(seen, 1))
             if out.stopped == "budget":
                 break
             if epoch - out.best_epoch >= cfg["patience"]:
@@ -336,7 +335,6 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, job: FitJob, start: float, deadline: 
                 _grow(net, out, epoch, Xv, yv, cfg)
                 model = net if rep.wrap is None else rep.wrap(net)  # DDP over the new units
                 opt, sched = _optimizer(net, cfg, sched.get_last_lr()[0], cfg["epochs"] - epoch)
-        _finish_bar(bar, out, cfg, deadline is not None and out.stopped == "budget", start)
     except BaseException as exc:
         out.stopped = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
         if best_net is not None:  # what was done so far, for the caller to keep
@@ -344,7 +342,7 @@ def _fit(X: np.ndarray, y_idx: np.ndarray, job: FitJob, start: float, deadline: 
             exc.fit_outcome = out  # type: ignore[attr-defined]
         raise
     finally:
-        bar.close()
+        bar.end(out.stopped)
     return _finish_fit(out, net, best_net, best, start)
 
 
@@ -379,29 +377,3 @@ def _grow(net: nn.Sequential, out: FitOutcome, epoch: int, Xv: torch.Tensor, yv:
     for e in out.extinctions:
         if e["epoch"] == epoch:
             e.update(val_loss_before=round(before, 4), val_loss_after=round(after, 4))
-
-
-def stop_reason(out: FitOutcome, cfg: dict[str, Any], seconds: float | None = None) -> str | None:
-    """Why training ended before its last epoch, in plain words (None when it ran them all)."""
-    if out.stopped == "early_stop":
-        return (f"stopped early at epoch {out.epochs} of {cfg['epochs']}: no better for "
-                f"{cfg['patience']} epochs (best: epoch {out.best_epoch})")
-    if out.stopped == "budget":
-        spent = f" ({seconds:.1f} s)" if seconds is not None else ""
-        return f"stopped at the time budget{spent} at epoch {out.epochs} of {cfg['epochs']}"
-    return None
-
-
-def _finish_bar(bar: Any, out: FitOutcome, cfg: dict[str, Any], budget: bool, start: float) -> None:
-    """An early or budget stop is a normal end, not an error: the bar ends complete (tqdm's
-    success state, not red) and stays, saying why it stopped."""
-    why = stop_reason(out, cfg, time.perf_counter() - start if budget else None)
-    if why is None or getattr(bar, "disable", True):
-        return
-    bar.set_description_str(f"{bar.desc.rstrip(': ')}: {why}", refresh=False)
-    bar.total = bar.n  # complete: tqdm.notebook draws a closed, unfinished bar red
-    pbar = getattr(bar, "container", None)
-    if pbar is not None:  # the notebook widget: its own maximum
-        pbar.children[1].max = max(bar.n, 1)
-    bar.leave = True
-    bar.refresh()

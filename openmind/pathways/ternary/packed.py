@@ -396,6 +396,10 @@ class TernaryModel(PackedModel):
                "architecture": "-".join([str(self.n_features_in_)] + [str(a.shape[0]) for a in self.layers]),
                "packed_bytes": self.nbytes, "fp32_bytes": self.fp32_nbytes()}
         out.update({k: v for k, v in self.info.items() if k not in out and k != "val_history"})
+        hist = list(self.info.get("val_history") or [])
+        if len(hist) > 1:  # the card's training curve: at most 50 points of it
+            n = len(hist)  # evenly spread, first and last epoch included
+            out["val_history"] = [hist[round(i * (n - 1) / 49)] for i in range(50)] if n > 50 else hist
         return out
 
     def __repr__(self) -> str:
