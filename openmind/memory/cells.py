@@ -133,6 +133,16 @@ def store(name: str, key: str, values: dict[str, Any], outputs: list[dict[str, A
     return put(KIND, name, key, arrays, {**meta, **packed})
 
 
+def keep(name: str, key: str, values: dict[str, Any], outputs: list[dict[str, Any]],
+         meta: dict[str, Any]) -> tuple[Entry | None, dict[str, str]]:
+    """`store`, all or nothing: a hit must give back everything a re-run would, so when a value
+    cannot be kept nothing is stored and (None, {name: why}) comes back."""
+    arrays, packed = pack(values, outputs)
+    if packed["unkept"]:
+        return None, dict(packed["unkept"])
+    return put(KIND, name, key, arrays, {**meta, **packed}), {}
+
+
 def _open(found: tuple[dict[str, np.ndarray], Entry] | None) -> Kept | None:
     if found is None:
         return None

@@ -1,0 +1,189 @@
+"""What one watched run of a cell (or remembered call) changed, and putting it back on a hit.
+
+After a run: the names it bound (new or rebound), the values it read and changed in place (their
+fingerprint after differs from before), the names it deleted, the names that are another name's
+object (kept as that alias, not as a copy), the module attributes it set or changed, the
+environment variables it set, the files it wrote, the random state it moved; and its trace: what
+it read at run time (cellwatch), the key's second half.
+On a hit, `apply` puts all of that back, changed values restored into the objects the notebook
+holds (cellstate.restore_into).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from openmind.config import home
+from openmind.errors import PathwayUnavailable
+from openmind.intents import cellstate, cellwatch
+from openmind.intents.cellkey import SHELL_NAMES, Fingerprinter, Uncacheable
+
+VALUE, VALUE_OF, EFFECTS = "__value__", "__value_of__", "__effects__"
+SPECIAL = frozenset({VALUE, VALUE_OF, EFFECTS})
+
+
+@dataclass
+class Before:
+    """What openmind knew of the namespace before the body ran."""
+
+    fp: Fingerprinter  # it fingerprinted the reads (and noted the globals functions reach)
+    inputs: dict[str, str]  # name read -> fingerprint ('absent': not bound)
+    objects: dict[str, Any]  # the namespace's bindings (a shallow copy)
+
+
+@dataclass
+class Ran:
+    """One run: what to keep, its value, what it read at run time, and why it cannot be kept."""
+
+    values: dict[str, Any]
+    value: Any
+    names: list[str] = field(default_factory=list)
+    trace: dict[cellwatch.Dep, str] = field(default_factory=dict)
+    why: str | None = None
+    external: list[str] = field(default_factory=list)
+
+
+def watched(call: Callable[[], Any]) -> tuple[Any, cellwatch.Watch, dict[str, Any]]:
+    """Run `call` watched: (its value, what it touched, the random state before it)."""
+    rng = cellstate.rng_states()
+    with cellwatch.watching(skip=(str(home()),)) as watch:
+        value = call()
+    return value, watch, rng
+
+
+def _ignored(name: str) -> bool:
+    return name in SHELL_NAMES or (name.startswith("_") and name.lstrip("_i").isdigit())
+
+
+def changed(value: Any, before: str, where: str) -> bool:
+    """Whether `value`'s fingerprint now differs from `before` (unfingerprintable: changed)."""
+    try:
+        return Fingerprinter().of(value, where) != before
+    except Uncacheable:
+        return True
+
+
+def after_cell(namespace: dict[str, Any], before: Before, binds: list[str], defined: set[str],
+               value: Any, watch: cellwatch.Watch, rng: dict[str, Any]) -> Ran:
+    """What a watched cell run changed in `namespace` and around it."""
+    old = before.objects
+    bound = [n for n in binds if n in namespace]
+    bound += [n for n, v in namespace.items() if old.get(n) is not v and n not in bound]
+    bound = [n for n in bound if not _ignored(n) and n not in defined]
+    reads = dict(before.inputs)
+    reads.update({n: fp for g, fp, n in _reached(before.fp) if g is namespace})
+    mutated = [n for n, fp in reads.items() if n in namespace and old.get(n) is namespace[n]
+               and n not in bound and not _ignored(n) and changed(namespace[n], fp, repr(n))]
+    owners = {id(v): n for n, v in old.items() if namespace.get(n) is v and n not in bound}
+    values: dict[str, Any] = {n: namespace[n] for n in mutated}
+    aliases: dict[str, str] = {}
+    for n in bound:
+        v = namespace[n]
+        owner = owners.setdefault(id(v), n)
+        if owner != n:
+            aliases[n] = owner
+        else:
+            values[n] = v
+    same = next((n for n in values if values[n] is value), None)
+    if same is not None:
+        values[VALUE_OF] = same
+    elif value is not None:
+        values[VALUE] = value
+    ran = after_call(value, watch, rng, before.fp, namespace)
+    ran.values.update(values)
+    effects = {"mutated": mutated, "aliases": aliases,
+               "deleted": [n for n in old if n not in namespace and not _ignored(n)]}
+    effects = {k: v for k, v in effects.items() if v}
+    if effects:
+        ran.values.setdefault(EFFECTS, {}).update(effects)
+    ran.names = bound + [n for n in mutated if n not in bound]
+    return ran
+
+
+def _reached(fp: Fingerprinter) -> list[tuple[dict[str, Any], str, str]]:
+    return [(g, digest, name) for (_, name), (g, digest) in fp.reached.items()]
+
+
+def after_call(value: Any, watch: cellwatch.Watch, rng: dict[str, Any], fp: Fingerprinter,
+               namespace: dict[str, Any] | None = None) -> Ran:
+    """What a watched run touched outside its namespace: the trace and the side effects."""
+    trace = dict(watch.deps)
+    why = watch.reasons[0] if watch.reasons else None
+    effects: dict[str, Any] = {}
+    moved = cellstate.moved(rng)
+    for which in moved:
+        trace[("rng", which)] = cellstate.rng_fingerprint(rng[which]) if which in rng else "absent"
+    if moved:
+        effects["rng"] = moved
+    files = cellstate.read_written(watch.written)
+    if files:
+        effects["files"] = files
+    if watch.env_written:
+        effects["env"] = {k: os.environ.get(k) for k in sorted(watch.env_written)}
+    places = set(watch.mod_written)
+    places |= {(d[1], d[2]) for d, f in watch.deps.items() if d[0] == "attr"
+               and hasattr(sys.modules.get(d[1]), d[2])
+               and changed(getattr(sys.modules[d[1]], d[2]), f, f"{d[1]}.{d[2]}")}
+    for g, digest, name in _reached(fp):
+        if g is not namespace and name in g and changed(g[name], digest, name):
+            module = sys.modules.get(str(g.get("__name__")))
+            if module is None or vars(module) is not g:
+                why = why or f"it changes {name!r} in globals openmind cannot find again"
+            else:
+                places.add((module.__name__, name))
+    attrs = {}
+    for mod, attr in sorted(places):
+        if hasattr(sys.modules.get(mod), attr):
+            attrs[(mod, attr)] = getattr(sys.modules[mod], attr)
+    if attrs:
+        effects["attrs"] = attrs
+    out = {EFFECTS: effects} if effects else {}
+    return Ran(out, value, [], trace, why, list(watch.external))
+
+
+def apply(kept: dict[str, Any], namespace: dict[str, Any] | None) -> list[str]:
+    """Put a kept run's effects back; return the names restored. Raises PathwayUnavailable
+    (nothing changed yet) when a module it changed is not loaded."""
+    effects = kept.get(EFFECTS) or {}
+    attrs = effects.get("attrs") or {}
+    missing = sorted({mod for mod, _ in attrs if mod not in sys.modules})
+    if missing:
+        raise PathwayUnavailable(f"the run changed module {missing[0]!r}, which is not loaded now")
+    names = [n for n in kept if n not in SPECIAL]
+    if namespace is not None:
+        mutated = set(effects.get("mutated") or ())
+        for n in names:
+            v = kept[n]
+            namespace[n] = cellstate.restore_into(namespace[n], v) if n in mutated and n in namespace else v
+        for n, owner in (effects.get("aliases") or {}).items():
+            namespace[n] = namespace[owner]
+            names.append(n)
+        for n in effects.get("deleted") or ():
+            namespace.pop(n, None)
+    for (mod, attr), v in attrs.items():
+        module = sys.modules[mod]
+        setattr(module, attr, cellstate.restore_into(getattr(module, attr, None), v))
+    for k, v in (effects.get("env") or {}).items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    cellstate.write_back(effects.get("files") or {})
+    cellstate.set_rng(effects.get("rng") or {})
+    return names
+
+
+def age_text(seconds: float) -> str:
+    """'read 3 min ago' for a hit of a run that read the network."""
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit} old"
+    return f"{seconds:.0f} s old"
+
+
+__all__ = ["Before", "EFFECTS", "Ran", "SPECIAL", "VALUE", "VALUE_OF", "after_call", "after_cell",
+           "age_text", "apply", "changed", "watched"]

@@ -1,0 +1,198 @@
+"""Putting a cell's effects back on a hit, exactly as a re-run would leave them.
+
+- values the cell changed in place (an estimator it fitted, a list it appended to, a model its
+  optimiser stepped) are restored *into* the objects the notebook holds, so every other name
+  that shares them (the optimiser's parameters, a dict holding the model) sees the change too;
+- files it wrote are written back (folders it made are made);
+- random state (numpy's global generator, `random`, torch's) is set to what the run left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import random
+import sys
+from typing import Any
+
+from openmind.memory.blobs import fingerprint
+
+# --------------------------------------------------------------------------- random state
+
+
+def rng_states() -> dict[str, Any]:
+    """The global random states that are loaded now: numpy's legacy generator, `random`, torch's
+    CPU generator and (once CUDA is initialised) its GPUs'."""
+    out: dict[str, Any] = {"random": random.getstate()}
+    np = sys.modules.get("numpy")
+    if np is not None:
+        out["numpy"] = np.random.get_state()
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        out["torch"] = torch.get_rng_state()
+        with contextlib.suppress(Exception):
+            if torch.cuda.is_initialized():
+                out["cuda"] = torch.cuda.get_rng_state_all()
+    return out
+
+
+def rng_fingerprint(state: Any) -> str:
+    """A digest of one generator's state (numpy's keys array by its bytes, others by value)."""
+    np = sys.modules.get("numpy")
+    h = hashlib.sha256()
+
+    def add(part: Any) -> None:
+        if np is not None and isinstance(part, np.ndarray):
+            h.update(fingerprint(part).encode())
+        elif hasattr(part, "numpy") and hasattr(part, "dtype"):  # a torch tensor
+            h.update(fingerprint(part.cpu().numpy()).encode())
+        elif isinstance(part, (tuple, list)):
+            for p in part:
+                add(p)
+        else:
+            h.update(repr(part).encode())
+
+    add(state)
+    return h.hexdigest()[:32]
+
+
+def moved(before: dict[str, Any]) -> dict[str, Any]:
+    """The generators whose state differs from `before`: which -> state now."""
+    now = rng_states()
+    return {k: v for k, v in now.items()
+            if k not in before or rng_fingerprint(before[k]) != rng_fingerprint(v)}
+
+
+def set_rng(states: dict[str, Any]) -> None:
+    """Set global generators to kept states (those whose library is loaded)."""
+    for which, state in states.items():
+        if which == "random":
+            random.setstate(state)
+        elif which == "numpy":
+            import numpy as np
+
+            np.random.set_state(state)
+        elif which in ("torch", "cuda"):
+            import torch
+
+            if which == "torch":
+                torch.set_rng_state(state)
+            elif torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(state)
+
+
+# --------------------------------------------------------------------------- values in place
+
+
+def restore_into(old: Any, new: Any, depth: int = 0) -> Any:
+    """Make `old` equal to `new` in place where the type allows; return what the name should be
+    bound to (`old`, updated, or `new` where no in-place restore exists)."""
+    if type(old) is not type(new) or depth > 12 or old is new:
+        return new
+    np = sys.modules.get("numpy")
+    torch = sys.modules.get("torch")
+    if np is not None and isinstance(old, np.ndarray):
+        if old.shape == new.shape and old.dtype == new.dtype and old.flags.writeable:
+            old[...] = new
+            return old
+        return new
+    if torch is not None:
+        done = _torch_into(torch, old, new, depth)
+        if done is not None:
+            return done
+    if np is not None and isinstance(old, np.random.Generator):
+        old.bit_generator.state = new.bit_generator.state
+        return old
+    if isinstance(old, random.Random):
+        old.setstate(new.getstate())
+        return old
+    if isinstance(old, list):
+        merged = [restore_into(a, b, depth + 1) for a, b in zip(old, new, strict=False)]
+        old[:] = merged + list(new[len(merged):])
+        return old
+    if isinstance(old, dict):
+        merged = {k: restore_into(old[k], v, depth + 1) if k in old else v for k, v in new.items()}
+        old.clear()
+        old.update(merged)
+        return old
+    if isinstance(old, (set, bytearray)):
+        if isinstance(old, set):
+            old.clear()
+            old.update(new)
+        else:
+            old[:] = new
+        return old
+    if hasattr(old, "__dict__") and hasattr(new, "__dict__") and not isinstance(old, type):
+        return _attrs_into(old, new, depth)
+    return new
+
+
+def _attrs_into(old: Any, new: Any, depth: int) -> Any:
+    """An object's attributes, each restored into the one it had (pandas, sklearn, user classes)."""
+    try:
+        mine, theirs = vars(old), vars(new)
+    except TypeError:
+        return new
+    merged = {k: restore_into(mine[k], v, depth + 1) if k in mine else v for k, v in theirs.items()}
+    for k in [k for k in mine if k not in theirs]:
+        del mine[k]
+    mine.update(merged)
+    return old
+
+
+def _torch_into(torch: Any, old: Any, new: Any, depth: int) -> Any:
+    if isinstance(old, torch.Tensor):
+        if old.shape == new.shape and old.dtype == new.dtype:
+            with torch.no_grad():
+                old.copy_(new.to(old.device))
+            if new.grad is None:
+                old.grad = None
+            elif old.grad is not None and old.grad.shape == new.grad.shape:
+                old.grad.copy_(new.grad.to(old.grad.device))
+            else:
+                old.grad = new.grad.to(old.device)
+            return old
+        return new
+    if isinstance(old, torch.optim.Optimizer):
+        old.load_state_dict(new.state_dict())  # by parameter position: the notebook's tensors stay
+        return old
+    return None
+
+
+# --------------------------------------------------------------------------- files
+
+
+def read_written(written: dict[str, str]) -> dict[str, bytes | None]:
+    """The files (bytes) and folders (None) a run left, in the order it made them."""
+    out: dict[str, bytes | None] = {}
+    for path, kind in written.items():
+        if kind == "dir" or os.path.isdir(path):
+            out[path] = None
+        elif os.path.isfile(path):
+            with open(path, "rb") as f:
+                out[path] = f.read()
+    return out
+
+
+def write_back(files: dict[str, bytes | None]) -> None:
+    """Put the files a run wrote back, byte for byte (folders first), as a re-run writes them."""
+    from pathlib import Path
+
+    for path, data in files.items():
+        if data is None:
+            os.makedirs(path, exist_ok=True)
+    for path, data in files.items():
+        if data is not None:
+            target = Path(path)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                if target.read_bytes() == data:
+                    continue
+            except OSError:
+                pass
+            target.write_bytes(data)
+
+
+__all__ = ["moved", "read_written", "restore_into", "rng_fingerprint", "rng_states", "set_rng",
+           "write_back"]
