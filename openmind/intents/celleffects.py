@@ -50,13 +50,14 @@ class Ran:
 def watched(call: Callable[[], Any]) -> tuple[Any, cellwatch.Watch, dict[str, Any]]:
     """Run `call` watched: (its value, what it touched, the random state before it)."""
     rng = cellstate.rng_states()
-    with cellwatch.watching(skip=(str(home()),)) as watch:
+    with cellwatch.watching(skip=(str(home()),)) as watch, cellstate.seeding(rng, watch.seeded):
         value = call()
     return value, watch, rng
 
 
 def _ignored(name: str) -> bool:
-    return name in SHELL_NAMES or (name.startswith("_") and name.lstrip("_i").isdigit())
+    return name in SHELL_NAMES or (name.startswith("_") and name.lstrip("_i").isdigit()) or \
+        (name.startswith("__") and name.endswith("__"))  # __warningregistry__, __builtins__
 
 
 def changed(value: Any, before: str, where: str) -> bool:
@@ -115,7 +116,7 @@ def after_call(value: Any, watch: cellwatch.Watch, rng: dict[str, Any], fp: Fing
     why = watch.reasons[0] if watch.reasons else None
     effects: dict[str, Any] = {}
     moved = cellstate.moved(rng)
-    for which in moved:
+    for which in [w for w in moved if w not in watch.seeded]:
         trace[("rng", which)] = cellstate.rng_fingerprint(rng[which]) if which in rng else "absent"
     if moved:
         effects["rng"] = moved

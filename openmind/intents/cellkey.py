@@ -247,9 +247,7 @@ class Fingerprinter:
 
     def _other(self, value: Any, where: str) -> str:
         try:
-            import joblib
-
-            digest = joblib.hash(value)
+            digest = _content_hash(value)
         except Exception as exc:  # noqa: BLE001 - any failure means "cannot fingerprint"
             raise Uncacheable(f"{where} ({type(value).__name__}) cannot be fingerprinted: "
                               f"{type(exc).__name__}: {exc}"[:300]) from None
@@ -329,6 +327,31 @@ class Fingerprinter:
                 continue
             h.update(name.encode() + b"=" + self.of(attr, f"{cls.__qualname__}.{name}", depth + 1).encode())
         return "cls:" + h.hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=1)
+def _hasher_class() -> type:
+    """joblib's pickling hasher, with tensors (and parameters) hashed by their values: pickling
+    a tensor writes its storage with a key that differs each time, so two equal models would
+    never have the same fingerprint."""
+    from joblib.hashing import NumpyHasher
+
+    class Hasher(NumpyHasher):
+        def save(self, obj: Any) -> None:
+            torch = sys.modules.get("torch")
+            if torch is not None and isinstance(obj, torch.Tensor):
+                t = obj.detach().cpu()
+                if t.dtype == torch.bfloat16:
+                    t = t.view(torch.int16)
+                obj = ("tensor", str(obj.dtype), type(obj).__name__, bool(obj.requires_grad),
+                       t.contiguous().numpy())
+            NumpyHasher.save(self, obj)
+
+    return Hasher
+
+
+def _content_hash(value: Any) -> str:
+    return _hasher_class()(hash_name="md5").hash(value)
 
 
 def _code_digest(code: types.CodeType, h: Any, names: list[str]) -> None:

@@ -14,6 +14,7 @@ import hashlib
 import os
 import random
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from openmind.memory.blobs import fingerprint
@@ -82,6 +83,38 @@ def set_rng(states: dict[str, Any]) -> None:
                 torch.cuda.set_rng_state_all(state)
 
 
+# Where a run seeds a generator: a run that seeds one before drawing from it does not depend on
+# the state before (a training cell that starts with `torch.manual_seed(0)` is a hit in any kernel).
+_SEEDERS = (("numpy", "numpy.random", "seed"), ("random", "random", "seed"),
+            ("torch", "torch", "manual_seed"), ("torch", "torch.random", "manual_seed"))
+
+
+@contextlib.contextmanager
+def seeding(before: dict[str, Any], seeded: set[str]) -> Iterator[None]:
+    """While the block runs, note in `seeded` each generator it seeds before drawing from it."""
+    patched: list[tuple[Any, str, Any]] = []
+    for which, modname, attr in _SEEDERS:
+        mod = sys.modules.get(modname)
+        orig = getattr(mod, attr, None) if mod is not None and which in before else None
+        if orig is None or getattr(orig, "_openmind_seed", False):
+            continue
+
+        def seed(*args: Any, _orig: Any = orig, _which: str = which, **kwargs: Any) -> Any:
+            if _which not in seeded and \
+                    rng_fingerprint(rng_states()[_which]) == rng_fingerprint(before[_which]):
+                seeded.add(_which)
+            return _orig(*args, **kwargs)
+
+        seed._openmind_seed = True  # type: ignore[attr-defined]
+        setattr(mod, attr, seed)
+        patched.append((mod, attr, orig))
+    try:
+        yield
+    finally:
+        for mod, attr, orig in reversed(patched):
+            setattr(mod, attr, orig)
+
+
 # --------------------------------------------------------------------------- values in place
 
 
@@ -128,12 +161,24 @@ def restore_into(old: Any, new: Any, depth: int = 0) -> Any:
     return new
 
 
+_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class written in Python
+
+
 def _attrs_into(old: Any, new: Any, depth: int) -> Any:
-    """An object's attributes, each restored into the one it had (pandas, sklearn, user classes)."""
+    """An object's attributes, each restored into the one it had (pandas, sklearn, user classes).
+    Only for classes written in Python all the way down: a C type keeps state `vars` cannot see."""
+    mro = [c for c in type(old).__mro__ if c is not object]
+    if not all(c.__flags__ & _HEAPTYPE for c in mro):
+        return new
+    for cls in mro:
+        for slot in [cls.__dict__["__slots__"]] if isinstance(cls.__dict__.get("__slots__"), str) \
+                else cls.__dict__.get("__slots__", ()):
+            if slot not in ("__dict__", "__weakref__") and hasattr(new, slot):
+                setattr(old, slot, getattr(new, slot))
     try:
         mine, theirs = vars(old), vars(new)
     except TypeError:
-        return new
+        return old
     merged = {k: restore_into(mine[k], v, depth + 1) if k in mine else v for k, v in theirs.items()}
     for k in [k for k in mine if k not in theirs]:
         del mine[k]
@@ -194,5 +239,5 @@ def write_back(files: dict[str, bytes | None]) -> None:
             target.write_bytes(data)
 
 
-__all__ = ["moved", "read_written", "restore_into", "rng_fingerprint", "rng_states", "set_rng",
-           "write_back"]
+__all__ = ["moved", "read_written", "restore_into", "rng_fingerprint", "rng_states", "seeding",
+           "set_rng", "write_back"]

@@ -42,6 +42,7 @@ class Watch:
     mod_written: set[tuple[str, str]] = field(default_factory=set)
     env_written: set[str] = field(default_factory=set)
     external: list[str] = field(default_factory=list)
+    seeded: set[str] = field(default_factory=set)  # generators seeded before they were drawn from
     reasons: list[str] = field(default_factory=list)
     skip: tuple[str, ...] = ()
     busy: bool = False  # the watch is fingerprinting: what that touches is openmind's, not the cell's
@@ -273,11 +274,11 @@ def _users_modules() -> list[types.ModuleType]:
         if name == "__main__" or not isinstance(mod, types.ModuleType):
             continue
         key = (name, getattr(mod, "__file__", None))
-        if key[1] is None:
+        if not isinstance(key[1], str) or not os.path.isabs(key[1]):
             continue
         users = _users_memo.get(key)
-        if users is None:
-            users = _users_memo[key] = is_users(name)
+        if users is None:  # a module of a library's package (torch.ops) is the library's
+            users = _users_memo[key] = is_users(name) and is_users(name.split(".")[0])
         if users:
             out.append(mod)
     return out
@@ -342,6 +343,7 @@ def _join(outer: Watch, inner: Watch) -> None:
     outer.mod_written |= inner.mod_written
     outer.env_written |= inner.env_written
     outer.external += inner.external
+    outer.seeded |= inner.seeded
     for reason in inner.reasons:
         outer.why(reason)
 

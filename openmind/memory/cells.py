@@ -75,6 +75,8 @@ def pack(values: dict[str, Any], outputs: list[dict[str, Any]]) -> tuple[dict[st
         got = _as_array(value)
         if got is not None:
             arrays["a/" + name], how[name] = np.ascontiguousarray(got[0]), got[1]
+            if got[0].ndim == 0:  # stored with one axis (safetensors, ascontiguousarray)
+                how[name]["scalar"] = True
             continue
         try:
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
@@ -113,11 +115,12 @@ def unpack(arrays: dict[str, np.ndarray], entry: Entry) -> Kept:
         if kind == "pickle":
             values[name] = pickle.load(io.BytesIO(payloads[name]))  # noqa: S301 - verified above
         elif kind == "numpy":
-            values[name] = arrays["a/" + name]
+            values[name] = arrays["a/" + name].reshape(()) if spec.get("scalar") else arrays["a/" + name]
         elif kind == "torch":
             if torch is None:
                 import torch
             t = torch.from_numpy(np.array(arrays["a/" + name]))
+            t = t.reshape(()) if spec.get("scalar") else t
             device = spec.get("device", "cpu")
             if device.startswith("cuda") and torch.cuda.is_available():
                 t = t.to(device)
