@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import openmind
-from openmind.intents.cellkey import Fingerprinter, Uncacheable
+from openmind.intents.cellkey import SHELL_NAMES, Fingerprinter, Uncacheable
 from openmind.intents.cellstate import rng_fingerprint, rng_states, set_rng
 
 ENV_PREFIX = "OMTEST_"
@@ -40,6 +40,7 @@ class Pattern:
     probe: str = ""  # an expression both namespaces must give the same value for (sharing, ...)
     files: dict[str, str] | None = None  # files there before the first run
     modules: dict[str, str] | None = None  # the user's modules (path under mods/ -> source)
+    restart: bool = True  # each Run All in a new kernel (the user's modules imported afresh)
 
 
 def _fp(value: Any) -> str:
@@ -52,7 +53,7 @@ def _fp(value: Any) -> str:
 
 
 def _skip(name: str) -> bool:
-    return name.startswith("__") or name in ("In", "Out")
+    return name.startswith("__") or name in SHELL_NAMES
 
 
 def state(ns: dict[str, Any], out: str, root: Path) -> dict[str, Any]:
@@ -177,12 +178,16 @@ def check(p: Pattern, root: Path, monkeypatch: Any, **kw: Any) -> Any:
     if p.change:
         exec(compile(p.change, "<change>", "exec"), {"__name__": "change"})  # noqa: S102
     setup = p.setup2 if p.setup2 is not None else p.setup
+    if p.restart:
+        forget_modules(p)
     world = World(root)
     ns = fresh(setup, monkeypatch)
     second, out = routed(p.cell, ns, **kw)
     got = state(ns, out, root)
     probe = eval(p.probe, ns) if p.probe else None  # noqa: S307
     world.restore()
+    if p.restart:
+        forget_modules(p)
     oracle_ns = fresh(setup, monkeypatch)
     want = state(oracle_ns, plain(p.cell, oracle_ns), root)
     for part in want:

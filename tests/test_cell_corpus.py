@@ -6,7 +6,6 @@ modules); a change must miss; what openmind cannot follow is uncacheable, with t
 from __future__ import annotations
 
 import pytest
-
 from cell_oracle import Pattern, check
 
 NP = "import numpy as np\n"
@@ -18,7 +17,7 @@ STEP = "loss = ((net(X) - Y) ** 2).mean()\nopt.zero_grad()\nloss.backward()\nopt
 SETTINGS = {"settings.py": "LR = 0.1\nMODE = 'slow'\n"}
 HELPERS = {"helpers.py": "LOG = []\ndef f(x):\n    return x * 2\ndef record(v):\n    LOG.append(v)\n    return len(LOG)\n"}
 PACKAGE = {"mylib/__init__.py": "from .impl import fit\n", "mylib/impl.py": "def fit(x):\n    return x + 1\n"}
-EDIT_HELPERS = "open('mods/helpers.py', 'w').write(open('mods/helpers.py').read().replace('x * 2', 'x * 20'))\n"
+EDIT_HELPERS = "src = open('mods/helpers.py').read()\nopen('mods/helpers.py', 'w').write(src.replace('x * 2', 'x * 20'))\n"
 EDIT_IMPL = "open('mods/mylib/impl.py', 'w').write('def fit(x):\\n    return x + 100\\n')\n"
 RELOAD = "import importlib, sys\n"
 
@@ -40,15 +39,17 @@ PATTERNS = [
     Pattern("user module attribute set at run time", "import settings\nsettings.LR = 0.1", "lr2 = settings.LR * 2",
             setup2="import settings\nsettings.LR = 0.01", modules=SETTINGS, expect="miss"),
     Pattern("user module edited on disk, not reloaded (runs the loaded code)", "import helpers", "v = helpers.f(3)",
-            change=EDIT_HELPERS, modules=HELPERS, expect="any"),
+            change=EDIT_HELPERS, modules=HELPERS, restart=False),
+    Pattern("user module edited on disk, kernel restarted", "import helpers", "v = helpers.f(3)",
+            change=EDIT_HELPERS, modules=HELPERS, expect="miss"),
     Pattern("user module edited on disk and reloaded", "import helpers\nimport importlib\nimportlib.reload(helpers)",
-            "v = helpers.f(3)", change=EDIT_HELPERS, modules=HELPERS, expect="miss"),
+            "v = helpers.f(3)", change=EDIT_HELPERS, modules=HELPERS, expect="miss", restart=False),
     Pattern("package submodule edited, package reloaded",
             "import importlib, mylib, mylib.impl\nimportlib.reload(mylib.impl)\nimportlib.reload(mylib)",
-            "out = mylib.fit(1)", change=EDIT_IMPL, modules=PACKAGE, expect="miss"),
+            "out = mylib.fit(1)", change=EDIT_IMPL, modules=PACKAGE, expect="miss", restart=False),
     Pattern("package submodule edited, only the submodule reloaded",
             "import importlib, mylib, mylib.impl\nimportlib.reload(mylib.impl)",
-            "out = mylib.fit(1)", change=EDIT_IMPL, modules=PACKAGE, expect="any"),
+            "out = mylib.fit(1)", change=EDIT_IMPL, modules=PACKAGE, restart=False),
     Pattern("name bound only in an if", "df = [1, 2, 3]", "if 'df' not in dir():\n    df = [0]\ntotal = sum(df)",
             setup2="df = [4, 5]", expect="miss"),
     Pattern("name bound only in a try", "data = [1, 2]", "try:\n    data\nexcept NameError:\n    data = []\nn = len(data)",
@@ -129,7 +130,7 @@ PATTERNS = [
     Pattern("deleting a file it did not make", "import os", "os.remove('old.txt')\ndone = True",
             change="open('old.txt', 'w').write('x')", files={"old.txt": "x"}, expect="uncacheable"),
     Pattern("a temporary folder made and removed", NP + "import os, tempfile\nx = np.arange(3)",
-            "with tempfile.TemporaryDirectory() as d:\n    np.save(os.path.join(d, 'a.npy'), x)\n    z = np.load(os.path.join(d, 'a.npy')).sum()"),
+            "with tempfile.TemporaryDirectory() as d:\n    np.save(os.path.join(d, 'a.npy'), x)\n    z = np.load(os.path.join(d, 'a.npy')).sum()\ndel d"),
     Pattern("print only", "a = [1, 2, 3]", "print(sum(a))"),
     Pattern("last expression shown", PD, "df.describe()"),
     Pattern("augmented assignment on an input array", NP + "x = np.ones(3)", "x += 1", probe="x.sum()"),

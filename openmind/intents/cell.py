@@ -114,6 +114,7 @@ class _Unit:
     uncacheable: str | None
     run: Callable[[bool], fx.Ran]  # track: watch the run and gather what to keep
     restore: Callable[[cells.Kept], tuple[list[str], Any]]  # -> (names restored, value)
+    define: Callable[[], None]  # before unpickling: the cell's imports, functions and classes
     max_age: float | None = None  # seconds: older entries of runs that read the network miss
     exact: Entry | None = None  # the entry that matches now (serve's lookup)
 
@@ -128,9 +129,10 @@ class _CellJob:
 
     def cached(self, cand: Candidate) -> CellResult | Served:
         t0 = time.perf_counter()
+        if cand.params.get("ancestor") and self.interrupted:
+            raise KeyboardInterrupt  # Ctrl-C always stops
+        self.unit.define()  # a kept instance of a class the cell defines unpickles as that class
         if cand.params.get("ancestor"):
-            if self.interrupted:
-                raise KeyboardInterrupt  # Ctrl-C always stops
             kept = cells.last_good(self.unit.code_id)
             if kept is None:
                 raise PathwayUnavailable("no readable earlier run of this code")
@@ -317,16 +319,18 @@ def run_cell(source: str, namespace: dict[str, Any], intent: str | IntentKind = 
         defined = set(reads_and_binds(definitions(tree))[1])
         return fx.after_cell(namespace, before, binds, defined, value, watch, rng)
 
-    def restore(kept: cells.Kept) -> tuple[list[str], Any]:
+    def define() -> None:
         defs = definitions(tree)
         if defs.body:
             exec((compiler or _compile)(defs, filename, "exec"), namespace)  # noqa: S102
+
+    def restore(kept: cells.Kept) -> tuple[list[str], Any]:
         names = fx.apply(kept.values, namespace)
         if VALUE_OF in kept.values:
             return names, namespace.get(kept.values[VALUE_OF])
         return names, kept.values.get(VALUE)
 
-    unit = _Unit(code_id, label or first_line(source), key, why, run, restore, max_age)
+    unit = _Unit(code_id, label or first_line(source), key, why, run, restore, define, max_age)
     return serve(unit, kind, pol, resources)
 
 
@@ -399,7 +403,7 @@ def _remembered(func: Callable[..., Any], args: tuple, kwargs: dict[str, Any], p
         fx.apply(kept.values, None)
         return [], kept.values.get(VALUE)
 
-    return _Unit(code_id, label, key, why, run, restore, max_age)
+    return _Unit(code_id, label, key, why, run, restore, lambda: None, max_age)
 
 
 __all__ = ["CellResult", "EARLIER_RUN", "drive", "recording", "remember", "replay", "run_cell",

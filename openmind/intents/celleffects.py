@@ -11,6 +11,8 @@ holds (cellstate.restore_into).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 from collections.abc import Callable
@@ -24,6 +26,24 @@ from openmind.intents.cellkey import SHELL_NAMES, Fingerprinter, Uncacheable
 
 VALUE, VALUE_OF, EFFECTS = "__value__", "__value_of__", "__effects__"
 SPECIAL = frozenset({VALUE, VALUE_OF, EFFECTS})
+
+
+@dataclass(frozen=True)
+class ClosedFile:
+    """A file object the run left closed (`with open(...) as f`): restored as one, closed."""
+
+    path: str
+    mode: str
+
+    def reopen(self) -> Any:
+        binary = "b" in self.mode
+        target = self.path if os.path.isfile(self.path) else os.devnull
+        f = open(target, "rb" if binary else "r")  # noqa: SIM115 - closed at once, as the run left it
+        f.close()
+        if not binary:
+            with contextlib.suppress(AttributeError):
+                f.mode = self.mode
+        return f
 
 
 @dataclass
@@ -76,7 +96,7 @@ def after_cell(namespace: dict[str, Any], before: Before, binds: list[str], defi
     bound += [n for n, v in namespace.items() if old.get(n) is not v and n not in bound]
     bound = [n for n in bound if not _ignored(n) and n not in defined]
     reads = dict(before.inputs)
-    reads.update({n: fp for g, fp, n in _reached(before.fp) if g is namespace})
+    reads.update({n: fp for g, fp, n in _reached(before.fp) + _reached(watch.fp) if g is namespace})
     mutated = [n for n, fp in reads.items() if n in namespace and old.get(n) is namespace[n]
                and n not in bound and not _ignored(n) and changed(namespace[n], fp, repr(n))]
     owners = {id(v): n for n, v in old.items() if namespace.get(n) is v and n not in bound}
@@ -84,6 +104,9 @@ def after_cell(namespace: dict[str, Any], before: Before, binds: list[str], defi
     aliases: dict[str, str] = {}
     for n in bound:
         v = namespace[n]
+        if isinstance(v, io.IOBase) and v.closed and isinstance(getattr(v, "name", None), str):
+            values[n] = ClosedFile(os.path.abspath(v.name), str(getattr(v, "mode", "r")))
+            continue
         owner = owners.setdefault(id(v), n)
         if owner != n:
             aliases[n] = owner
@@ -126,10 +149,11 @@ def after_call(value: Any, watch: cellwatch.Watch, rng: dict[str, Any], fp: Fing
     if watch.env_written:
         effects["env"] = {k: os.environ.get(k) for k in sorted(watch.env_written)}
     places = set(watch.mod_written)
+    reached = _reached(fp) + _reached(watch.fp)
     places |= {(d[1], d[2]) for d, f in watch.deps.items() if d[0] == "attr"
                and hasattr(sys.modules.get(d[1]), d[2])
                and changed(getattr(sys.modules[d[1]], d[2]), f, f"{d[1]}.{d[2]}")}
-    for g, digest, name in _reached(fp):
+    for g, digest, name in reached:
         if g is not namespace and name in g and changed(g[name], digest, name):
             module = sys.modules.get(str(g.get("__name__")))
             if module is None or vars(module) is not g:
@@ -154,11 +178,17 @@ def apply(kept: dict[str, Any], namespace: dict[str, Any] | None) -> list[str]:
     missing = sorted({mod for mod, _ in attrs if mod not in sys.modules})
     if missing:
         raise PathwayUnavailable(f"the run changed module {missing[0]!r}, which is not loaded now")
+    for k, v in (effects.get("env") or {}).items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    cellstate.write_back(effects.get("files") or {})
     names = [n for n in kept if n not in SPECIAL]
     if namespace is not None:
         mutated = set(effects.get("mutated") or ())
         for n in names:
-            v = kept[n]
+            v = kept[n].reopen() if isinstance(kept[n], ClosedFile) else kept[n]
             namespace[n] = cellstate.restore_into(namespace[n], v) if n in mutated and n in namespace else v
         for n, owner in (effects.get("aliases") or {}).items():
             namespace[n] = namespace[owner]
@@ -168,12 +198,6 @@ def apply(kept: dict[str, Any], namespace: dict[str, Any] | None) -> list[str]:
     for (mod, attr), v in attrs.items():
         module = sys.modules[mod]
         setattr(module, attr, cellstate.restore_into(getattr(module, attr, None), v))
-    for k, v in (effects.get("env") or {}).items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    cellstate.write_back(effects.get("files") or {})
     cellstate.set_rng(effects.get("rng") or {})
     return names
 

@@ -323,7 +323,7 @@ class Fingerprinter:
                 h.update(self.code(base, f"a base of {cls.__qualname__}", depth + 1).encode())
         for name, attr in sorted(vars(cls).items()):
             if name in ("__dict__", "__weakref__", "__module__", "__qualname__", "__firstlineno__",
-                        "__static_attributes__"):
+                        "__static_attributes__", "__slotnames__"):  # pickling adds __slotnames__
                 continue
             h.update(name.encode() + b"=" + self.of(attr, f"{cls.__qualname__}.{name}", depth + 1).encode())
         return "cls:" + h.hexdigest()[:32]

@@ -161,18 +161,27 @@ def restore_into(old: Any, new: Any, depth: int = 0) -> Any:
     return new
 
 
-_HEAPTYPE = 1 << 9  # Py_TPFLAGS_HEAPTYPE: a class written in Python
+def _slots(cls: type) -> list[str]:
+    raw = cls.__dict__.get("__slots__", ())
+    return [raw] if isinstance(raw, str) else list(raw)
+
+
+def _python_state(cls: type) -> bool:
+    """True when all of an instance's state is in its __dict__ and slots: no class in its line
+    adds C fields (a Cython class, pandas' BlockManager) that `vars` cannot see."""
+    mro = [c for c in cls.__mro__ if c is not object]
+    pointers = sum(len(_slots(c)) for c in mro)
+    pointers += int(cls.__dictoffset__ != 0) + int(cls.__weakrefoffset__ != 0)
+    return cls.__basicsize__ <= object.__basicsize__ + pointers * 8
 
 
 def _attrs_into(old: Any, new: Any, depth: int) -> Any:
     """An object's attributes, each restored into the one it had (pandas, sklearn, user classes).
-    Only for classes written in Python all the way down: a C type keeps state `vars` cannot see."""
-    mro = [c for c in type(old).__mro__ if c is not object]
-    if not all(c.__flags__ & _HEAPTYPE for c in mro):
+    Only for classes whose state is all attributes: a C type keeps state `vars` cannot see."""
+    if not _python_state(type(old)):
         return new
-    for cls in mro:
-        for slot in [cls.__dict__["__slots__"]] if isinstance(cls.__dict__.get("__slots__"), str) \
-                else cls.__dict__.get("__slots__", ()):
+    for cls in type(old).__mro__:
+        for slot in _slots(cls):
             if slot not in ("__dict__", "__weakref__") and hasattr(new, slot):
                 setattr(old, slot, getattr(new, slot))
     try:

@@ -43,6 +43,9 @@ class Watch:
     env_written: set[str] = field(default_factory=set)
     external: list[str] = field(default_factory=list)
     seeded: set[str] = field(default_factory=set)  # generators seeded before they were drawn from
+    fp: Fingerprinter = field(default_factory=Fingerprinter)  # notes the globals functions reach
+    rmtree_made: bool = False  # the last tree the run removed was one it made
+    gone: set[str] = field(default_factory=set)  # what it made and removed again
     reasons: list[str] = field(default_factory=list)
     skip: tuple[str, ...] = ()
     busy: bool = False  # the watch is fingerprinting: what that touches is openmind's, not the cell's
@@ -115,7 +118,7 @@ def _ignored(watch: Watch, path: str) -> bool:
 
 def _opened(watch: Watch, args: tuple) -> None:
     path = _path(args[0])
-    if path is None or _ignored(watch, path):
+    if path is None or _ignored(watch, path) or path in watch.gone:
         return
     mode, flags = args[1], args[2] if len(args) > 2 else 0
     writes = any(c in mode for c in "wxa+") if isinstance(mode, str) else bool(flags & _READ_FLAGS)
@@ -127,13 +130,22 @@ def _opened(watch: Watch, args: tuple) -> None:
         watch.written.setdefault(path, "file")
 
 
-def _removed(watch: Watch, path: str | None, what: str) -> None:
-    if path is None or _ignored(watch, path):
+def _removed(watch: Watch, args: tuple, what: str, tree: bool = False) -> None:
+    if len(args) > 1 and isinstance(args[1], int) and args[1] >= 0 and not tree:
+        # relative to a folder descriptor: shutil.rmtree at work inside the tree it was given
+        if not watch.rmtree_made:
+            watch.why(f"it {what} files openmind cannot name (openmind cannot put them back)")
         return
+    path = _path(args[0])
+    if path is None or _ignored(watch, path) or path in watch.gone:
+        return
+    if tree:
+        watch.rmtree_made = path in watch.written
     made = [p for p in watch.written if p == path or p.startswith(path + os.sep)]
     if made and path in watch.written:
         for p in made:
             del watch.written[p]
+        watch.gone.update(made)
         return
     watch.why(f"it {what} {path}, which it did not make (openmind cannot put that back)")
 
@@ -152,7 +164,8 @@ def _renamed(watch: Watch, args: tuple) -> None:
 
 def _listed(watch: Watch, args: tuple) -> None:
     path = _path(args[0] if args and args[0] is not None else ".")
-    if path is not None and not _ignored(watch, path) and path not in watch.written:
+    if path is not None and not _ignored(watch, path) and path not in watch.written \
+            and path not in watch.gone:
         watch.deps.setdefault(("dir", path), dir_fingerprint(path))
 
 
@@ -174,11 +187,11 @@ _EVENTS = {
     "os.listdir": _listed,
     "os.scandir": _listed,
     "os.mkdir": lambda w, a: (p := _path(a[0])) and not _ignored(w, p) and w.written.setdefault(p, "dir"),
-    "os.remove": lambda w, a: _removed(w, _path(a[0]), "deletes"),
-    "os.rmdir": lambda w, a: _removed(w, _path(a[0]), "deletes"),
-    "shutil.rmtree": lambda w, a: _removed(w, _path(a[0]), "deletes"),
+    "os.remove": lambda w, a: _removed(w, a, "deletes"),
+    "os.rmdir": lambda w, a: _removed(w, a, "deletes"),
+    "shutil.rmtree": lambda w, a: _removed(w, a, "deletes", tree=True),
     "os.rename": _renamed,
-    "os.truncate": lambda w, a: _removed(w, _path(a[0]), "truncates"),
+    "os.truncate": lambda w, a: _removed(w, a, "truncates"),
     "os.link": lambda w, a: w.why("it makes links between files"),
     "os.symlink": lambda w, a: w.why("it makes links between files"),
     "socket.connect": lambda w, a: w.external.append(str(a[1])[:80]),
@@ -200,7 +213,7 @@ def _first_read(watch: Watch, dep: Dep, value: Any, where: str) -> None:
         return
     watch.busy = True
     try:
-        watch.deps[dep] = Fingerprinter().of(value, where)
+        watch.deps[dep] = watch.fp.of(value, where)
     except Uncacheable as exc:
         watch.deps[dep] = "?"
         watch.why(str(exc))
