@@ -1,0 +1,139 @@
+"""What the cell pathway follows at run time (intents/cellwatch.py, celleffects.py): the network
+(a real HTTP server on 127.0.0.1), declared inputs for eval, a cell whose reads depend on a flag,
+what the journal names, and the re-run path that keeps nothing again."""
+
+from __future__ import annotations
+
+import http.server
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import openmind
+from openmind.intents import cellwatch
+from openmind.memory.blobs import entries
+from openmind.vocab import Decision
+
+
+@pytest.fixture
+def server():
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            body = b"42"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+
+
+def test_a_cell_that_reads_the_network_is_kept_as_external_and_a_hit_says_its_age(server):
+    cell = "import urllib.request\nanswer = int(urllib.request.urlopen(url).read())"
+    first = openmind.run_cell(cell, {"url": server})
+    assert not first.cached and entries("cell")[0].meta["external"] > 0
+    ns = {"url": server}
+    hit = openmind.run_cell(cell, ns)
+    assert hit.cached and ns["answer"] == 42 and hit.age is not None
+    assert "it read the network when it ran: the outputs are" in hit.route.reason
+    assert "old" in hit.route.record["summary"]["age"]
+    time.sleep(0.05)  # the entry must be older than the bound below: any age > 0.01 s
+    bounded = openmind.run_cell(cell, {"url": server}, max_age=0.01)
+    assert not bounded.cached and bounded.route.decision is Decision.HARDCODE
+
+
+def test_eval_is_uncacheable_unless_the_inputs_are_declared():
+    cell = "v = eval('a + 1')"
+    result = openmind.run_cell(cell, {"a": 1})
+    assert result.uncacheable == "it calls eval(), which reads names openmind cannot follow"
+    assert any("not cacheable: it calls eval()" in e["reason"] for e in result.route.record["plan"]["excluded"])
+    openmind.run_cell(cell, {"a": 1}, inputs=["a"])
+    ns = {"a": 1}
+    assert openmind.run_cell(cell, ns, inputs=["a"]).cached and ns["v"] == 2
+    changed = {"a": 5}
+    assert not openmind.run_cell(cell, changed, inputs=["a"]).cached and changed["v"] == 6
+    with pytest.raises(openmind.BadInput, match="inputs must be a list"):
+        openmind.run_cell(cell, {"a": 1}, inputs="a")
+
+
+def test_a_cell_whose_reads_depend_on_a_flag_keeps_one_entry_per_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.txt").write_text("1 2")
+    (tmp_path / "b.txt").write_text("3 4")
+    cell = "path = 'a.txt' if flag else 'b.txt'\nv = np.loadtxt(path).sum()"
+    for flag in (True, False):
+        assert not openmind.run_cell(cell, {"np": np, "flag": flag}).cached
+    for flag, want in ((True, 3.0), (False, 7.0)):
+        ns = {"np": np, "flag": flag}
+        assert openmind.run_cell(cell, ns).cached and ns["v"] == want
+    (tmp_path / "b.txt").write_text("30 40")
+    ns = {"np": np, "flag": False}
+    assert not openmind.run_cell(cell, ns).cached and ns["v"] == 70.0
+    ns = {"np": np, "flag": True}
+    assert openmind.run_cell(cell, ns).cached  # the other path's file did not change
+
+
+def test_a_sense_cell_that_touched_no_hardware_is_journaled_as_what_ran():
+    result = openmind.run_cell("x = 40 + 2", {}, intent="sense")
+    rec = openmind.journal(1)[0]
+    assert (rec["intent"], rec["pathway"], rec["decision"]) == ("sense", "full_train", "HARDCODE")
+    assert "hardware_in_loop" not in str(rec["plan"]) and "on CPU" in result.route.reason
+    hit = openmind.run_cell("x = 40 + 2", {}, intent="sense")
+    assert (hit.route.pathway.value, hit.route.decision.value) == ("muscle_memory", "CACHED")
+
+
+def test_running_again_over_restoring_keeps_nothing_again(monkeypatch):
+    from openmind.memory import cells
+
+    cell = "big = signal * 2\ntotal = float(big.sum())"
+    openmind.run_cell(cell, {"signal": np.ones(1000)})
+    [entry] = entries("cell")
+    monkeypatch.setattr("openmind.intents.cell._restore_rate", 1.0)  # restoring looks slow
+    kept = []
+    monkeypatch.setattr(cells, "keep", lambda *a, **k: kept.append(a) or (None, {}))
+    ns = {"signal": np.ones(1000)}
+    again = openmind.run_cell(cell, ns)
+    assert again.route.decision is Decision.HARDCODE and "quicker than restoring" in str(again.route.record["plan"])
+    assert ns["total"] == 2000.0 and kept == [] and entries("cell") == [entry]
+
+
+def test_one_audit_hook_that_records_only_while_a_remembered_cell_runs(tmp_path):
+    path = tmp_path / "seen.txt"
+    path.write_text("x")
+    assert cellwatch.active() is None
+    with cellwatch.watching() as watch:
+        path.read_text()
+    path.read_text()  # after the block: not recorded anywhere
+    assert ("file", str(path)) in watch.deps and cellwatch.active() is None
+    hooks_before = cellwatch._hooked
+    with cellwatch.watching():
+        pass
+    assert hooks_before is True and cellwatch._hooked is True  # installed once, never again
+    mod = sys.modules["openmind"]
+    assert type(mod).__name__ == "module"  # a library's module is never swapped
+
+
+def test_a_module_attribute_the_cell_sets_is_restored_on_a_hit(tmp_path, monkeypatch):
+    (tmp_path / "knobs.py").write_text("LR = 0.1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "knobs", raising=False)
+    import knobs
+
+    cell = "knobs.LR = knobs.LR / 10\nlr = knobs.LR"
+    openmind.run_cell(cell, {"knobs": knobs})
+    assert knobs.LR == pytest.approx(0.01) and type(knobs).__name__ == "module"
+    knobs.LR = 0.1  # a new Run All
+    ns = {"knobs": knobs}
+    assert openmind.run_cell(cell, ns).cached and knobs.LR == pytest.approx(0.01) and ns["lr"] == knobs.LR
+    knobs.LR = 0.5
+    assert not openmind.run_cell(cell, {"knobs": knobs}).cached and knobs.LR == pytest.approx(0.05)
