@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import uuid
 
+from cell_oracle import Pattern, check
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from cell_oracle import Pattern, check
 
 SMALL = st.integers(-5, 9)
 STATEMENTS = st.one_of(

@@ -169,6 +169,19 @@ def _listed(watch: Watch, args: tuple) -> None:
         watch.deps.setdefault(("dir", path), dir_fingerprint(path))
 
 
+def _importing() -> bool:
+    """Whether the import system is at work (scanning sys.path, reading a module's source, looking
+    up an installed distribution's version): the modules a run imports are keyed by their files
+    once imported (`_imported`), libraries by name and version, not by that."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        name = frame.f_code.co_filename
+        if name.startswith("<frozen importlib") or name.endswith(_METADATA):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _hook(event: str, args: tuple) -> None:
     watch = _active
     if watch is None or watch.busy:
@@ -177,11 +190,24 @@ def _hook(event: str, args: tuple) -> None:
     if handler is not None:
         watch.busy = True
         try:
-            handler(watch, args)
+            if event not in _READS or not _importing():
+                handler(watch, args)
         finally:
             watch.busy = False
 
 
+def _imported(watch: Watch, before: set[str]) -> None:
+    """The user's modules the run imported: inputs by the content of their files."""
+    for name in set(sys.modules) - before:
+        path = getattr(sys.modules.get(name), "__file__", None)
+        if isinstance(path, str) and os.path.isabs(path) and is_users(name) \
+                and is_users(name.split(".")[0]) and not _ignored(watch, path):
+            watch.deps.setdefault(("file", path), file_fingerprint(path))
+
+
+_READS = {"open", "os.listdir", "os.scandir"}
+_METADATA = (os.path.join("importlib", "metadata", "__init__.py"),
+             os.path.join("importlib", "metadata", "_functools.py"))
 _EVENTS = {
     "open": _opened,
     "os.listdir": _listed,
@@ -338,12 +364,14 @@ def watching(skip: tuple[str, ...] = ()) -> Iterator[Watch]:
                 _hooked = True
     parent = _active
     watch = Watch(skip=tuple(p.rstrip(os.sep) + os.sep for p in skip) + library_roots_sep())
+    loaded = set(sys.modules)
     with contextlib.nullcontext() if parent is not None else _swapped():
         _active = watch
         try:
             yield watch
         finally:
             _active = parent
+            _imported(watch, loaded)
             if parent is not None:
                 _join(parent, watch)
 
