@@ -4,6 +4,9 @@
   2. the same hit vs joblib.Memory's hit on the same function and input (the anchor users know)
   3. the parts of a hit: fingerprinting the 100 MB input, and the rest (lookup, verify, restore)
   4. the same, for a cell that also binds a 100 MB intermediate (kept, so a hit restores it)
+  5. the re-run path (an exact entry exists but running again is chosen: `fresh`, or the router's
+     "quicker than restoring"): it keeps nothing again, so it costs the plain cell plus the key
+  6. the first run (watched at run time, its outputs kept) against the plain cell
 
 Each figure is the median of --repeat runs. Run: .venv/bin/python bench/cell_bench.py
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import os
 import statistics
@@ -106,7 +110,55 @@ def main() -> int:
     print(f"cell keeping a 100 MB intermediate: re-run {rerun_big * 1000:.1f} ms; restoring it "
           f"(strategy=cached, {how_forced}) {forced_big * 1000:.1f} ms ({rerun_big / forced_big:.1f}x); "
           f"routed ({how_big}) {routed_big * 1000:.1f} ms ({rerun_big / routed_big:.1f}x)")
+    rerun_path(openmind, signal, args.repeat)
     return 0
+
+
+def rerun_path(openmind, signal: np.ndarray, repeat: int) -> None:
+    """The re-run path and the first (kept) run of CELL_BIG against the plain cell, interleaved
+    run by run (this machine's load comes and goes: each ratio compares neighbours)."""
+    import openmind.intents.cell as cell_module
+
+    quiet = contextlib.redirect_stdout(io.StringIO())
+
+    def once(fn) -> float:
+        t0 = time.perf_counter()
+        with quiet:
+            fn()
+        return time.perf_counter() - t0
+
+    def chosen() -> object:
+        saved, cell_module._restore_rate = cell_module._restore_rate, 1.0  # restoring looks slow
+        try:
+            return openmind.run_cell(CELL_BIG, {"np": np, "signal": signal})
+        finally:
+            cell_module._restore_rate = saved
+
+    with quiet:
+        openmind.run_cell(CELL_BIG, {"np": np, "signal": signal})  # the kept entry
+        assert chosen().route.decision.value == "HARDCODE"
+    runs = {
+        "plain": lambda i: exec(CELL_BIG, {"np": np, "signal": signal}),  # noqa: S102
+        "fresh": lambda i: openmind.run_cell(CELL_BIG, {"np": np, "signal": signal}, fresh=True),
+        "router": lambda i: chosen(),
+        # a new variable name: a new key, so this run keeps its outputs
+        "first": lambda i: openmind.run_cell(CELL_BIG.replace("summary", f"summary{i}"),
+                                             {"np": np, "signal": signal}),
+    }
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    order = list(runs)
+    for i in range(max(repeat, 4)):  # each kind in each place in turn: no order effect
+        for name in order[i % 4:] + order[:i % 4]:
+            gc.collect()
+            times[name].append(once(lambda n=name, k=i: runs[n](k)))
+    plain, fresh, router, first = (times[k] for k in order)
+    base = statistics.median(plain)
+    print(f"plain cell (keeps a 100 MB intermediate)  {base * 1000:9.1f} ms   (the anchor)")
+    for label, times in (("re-run path, fresh=True", fresh), ("re-run path, router chose it", router),
+                         ("first run, watched and kept", first)):
+        ratio = statistics.median(t / p for t, p in zip(times, plain, strict=True))
+        print(f"{label:<41} {statistics.median(times) * 1000:9.1f} ms   {ratio:5.2f}x the plain cell "
+              f"(median of run-by-run ratios)")
 
 
 if __name__ == "__main__":

@@ -104,6 +104,13 @@ _NAMESPACE_MAGICS = {"run", "store", "who", "whos", "who_ls", "reset", "xdel", "
                      "macro", "pinfo", "pinfo2", "psearch", "load"}
 
 
+def _explicit(name: str, call: ast.Call) -> bool:
+    """`vars(x)`, `eval(code, ns)`, `exec(code, ns)`: the names come from a value given, not from
+    the namespace the code runs in."""
+    given = len(call.args) + len(call.keywords)
+    return (name == "vars" and given >= 1) or (name in ("eval", "exec") and given >= 2)
+
+
 def dynamic_reads(tree: ast.AST) -> tuple[str | None, list[str]]:
     """(why the code reads names the AST cannot show, or None; the reads of code given to
     `%time`-like magics). `vars(x)` with an argument is an attribute read, not a namespace one."""
@@ -112,7 +119,7 @@ def dynamic_reads(tree: ast.AST) -> tuple[str | None, list[str]]:
         if not isinstance(node, ast.Call):
             continue
         func = node.func
-        if isinstance(func, ast.Name) and func.id in _DYNAMIC and not (func.id == "vars" and node.args):
+        if isinstance(func, ast.Name) and func.id in _DYNAMIC and not _explicit(func.id, node):
             return f"it calls {func.id}(), which reads names openmind cannot follow", extra
         if isinstance(func, ast.Attribute) and func.attr in ("run_line_magic", "run_cell_magic") \
                 and node.args and isinstance(node.args[0], ast.Constant):
@@ -312,7 +319,7 @@ class Fingerprinter:
                 digest = self.of(g[name], f"{name!r} (used by {fn.__qualname__})", depth + 1)
                 self.reached[(id(g), name)] = (g, digest)
                 h.update(name.encode() + b"=" + digest.encode())
-            elif name in _DYNAMIC and fn.__qualname__ not in self.dynamic:
+            elif name in _DYNAMIC and fn.__qualname__ not in self.dynamic and _reads_dynamically(fn.__code__):
                 self.dynamic.append(fn.__qualname__)
         return "fn:" + h.hexdigest()[:32]
 
@@ -327,6 +334,20 @@ class Fingerprinter:
                 continue
             h.update(name.encode() + b"=" + self.of(attr, f"{cls.__qualname__}.{name}", depth + 1).encode())
         return "cls:" + h.hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=256)
+def _reads_dynamically(code: types.CodeType) -> bool:
+    """A function that names eval/exec/globals/vars: does its source read names dynamically?
+    (Without its source, assume it does.)"""
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(code)))
+    except (OSError, TypeError, SyntaxError):
+        return True
+    return dynamic_reads(tree)[0] is not None
 
 
 @functools.lru_cache(maxsize=1)
