@@ -137,3 +137,26 @@ def test_a_module_attribute_the_cell_sets_is_restored_on_a_hit(tmp_path, monkeyp
     assert openmind.run_cell(cell, ns).cached and knobs.LR == pytest.approx(0.01) and ns["lr"] == knobs.LR
     knobs.LR = 0.5
     assert not openmind.run_cell(cell, {"knobs": knobs}).cached and knobs.LR == pytest.approx(0.05)
+
+
+def test_files_a_thread_that_was_already_running_reads_are_not_the_cells(tmp_path):
+    path, mine = tmp_path / "kernel-own.txt", tmp_path / "cells.txt"
+    path.write_text("x")
+    mine.write_text("y")
+    go, done, end = threading.Event(), threading.Event(), threading.Event()
+
+    def kernel_thread():  # like IPython's history thread: running before the cell, and after
+        go.wait(10)
+        path.read_text()
+        done.set()
+        end.wait(10)
+
+    threading.Thread(target=kernel_thread, daemon=True).start()
+    with cellwatch.watching() as watch:
+        go.set()
+        assert done.wait(10)
+        started = threading.Thread(target=mine.read_bytes)
+        started.start()  # a thread the cell starts is the cell's
+        started.join()
+    end.set()
+    assert list(watch.deps) == [("file", str(mine))]

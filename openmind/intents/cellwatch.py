@@ -46,6 +46,9 @@ class Watch:
     fp: Fingerprinter = field(default_factory=Fingerprinter)  # notes the globals functions reach
     rmtree_made: bool = False  # the last tree the run removed was one it made
     gone: set[str] = field(default_factory=set)  # what it made and removed again
+    # threads that were running before the cell (the kernel's own: history, heartbeat): what they
+    # touch is not the cell's; threads the cell starts are followed
+    others: frozenset[threading.Thread] = frozenset()  # the objects, not their reusable idents
     reasons: list[str] = field(default_factory=list)
     skip: tuple[str, ...] = ()
     busy: bool = False  # the watch is fingerprinting: what that touches is openmind's, not the cell's
@@ -187,7 +190,7 @@ def _hook(event: str, args: tuple) -> None:
     if watch is None or watch.busy:
         return
     handler = _EVENTS.get(event)
-    if handler is not None:
+    if handler is not None and threading.current_thread() not in watch.others:
         watch.busy = True
         try:
             if event not in _READS or not _importing():
@@ -363,7 +366,9 @@ def watching(skip: tuple[str, ...] = ()) -> Iterator[Watch]:
                 sys.addaudithook(_hook)
                 _hooked = True
     parent = _active
-    watch = Watch(skip=tuple(p.rstrip(os.sep) + os.sep for p in skip) + library_roots_sep())
+    me = threading.current_thread()
+    watch = Watch(skip=tuple(p.rstrip(os.sep) + os.sep for p in skip) + library_roots_sep(),
+                  others=frozenset(t for t in threading.enumerate() if t is not me))
     loaded = set(sys.modules)
     with contextlib.nullcontext() if parent is not None else _swapped():
         _active = watch
