@@ -52,7 +52,8 @@ class Before:
 
     fp: Fingerprinter  # it fingerprinted the reads (and noted the globals functions reach)
     inputs: dict[str, str]  # name read -> fingerprint ('absent': not bound)
-    objects: dict[str, Any]  # the namespace's bindings (a shallow copy)
+    ids: dict[str, int]  # name -> id of its value (ids, not the values: a cell that rebinds a
+    # big array must be able to free the old one while it runs)
 
 
 @dataclass
@@ -91,15 +92,15 @@ def changed(value: Any, before: str, where: str) -> bool:
 def after_cell(namespace: dict[str, Any], before: Before, binds: list[str], defined: set[str],
                value: Any, watch: cellwatch.Watch, rng: dict[str, Any]) -> Ran:
     """What a watched cell run changed in `namespace` and around it."""
-    old = before.objects
+    old = before.ids
     bound = [n for n in binds if n in namespace]
-    bound += [n for n, v in namespace.items() if old.get(n) is not v and n not in bound]
+    bound += [n for n, v in namespace.items() if old.get(n) != id(v) and n not in bound]
     bound = [n for n in bound if not _ignored(n) and n not in defined]
     reads = dict(before.inputs)
     reads.update({n: fp for g, fp, n in _reached(before.fp) + _reached(watch.fp) if g is namespace})
-    mutated = [n for n, fp in reads.items() if n in namespace and old.get(n) is namespace[n]
+    mutated = [n for n, fp in reads.items() if n in namespace and old.get(n) == id(namespace[n])
                and n not in bound and not _ignored(n) and changed(namespace[n], fp, repr(n))]
-    owners = {id(v): n for n, v in old.items() if namespace.get(n) is v and n not in bound}
+    owners = {i: n for n, i in old.items() if n in namespace and id(namespace[n]) == i and n not in bound}
     values: dict[str, Any] = {n: namespace[n] for n in mutated}
     aliases: dict[str, str] = {}
     for n in bound:

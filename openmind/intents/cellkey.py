@@ -360,7 +360,11 @@ def _hasher_class() -> type:
     class Hasher(NumpyHasher):
         def save(self, obj: Any) -> None:
             torch = sys.modules.get("torch")
-            if torch is not None and isinstance(obj, torch.Tensor):
+            if torch is not None and isinstance(obj, torch.optim.Optimizer):
+                # its state is keyed by the parameter tensors (hashed by id when sorted): by
+                # position instead, as state_dict() gives it
+                obj = ("optimizer", type(obj).__qualname__, obj.state_dict())
+            elif torch is not None and isinstance(obj, torch.Tensor):
                 t = obj.detach().cpu()
                 if t.dtype == torch.bfloat16:
                     t = t.view(torch.int16)
