@@ -1,15 +1,20 @@
 """The key of a cell or a remembered function: what its result depends on, fingerprinted.
 
 - its code, normalised through the AST (comments, blank lines and formatting do not count);
-- the values it reads from the namespace (names used before the cell assigns them): arrays by
-  their bytes (xxh3, as memory/blobs.py), tensors, DataFrames by their content, containers item by
-  item, other objects through joblib.hash;
+- the values it reads from the namespace (names used before the cell binds them for sure: a name
+  bound only in an `if` or a `try` is also a read): arrays by their bytes (xxh3, as
+  memory/blobs.py), tensors, DataFrames by their content, containers item by item, other objects
+  through joblib's pickling hash (tensors inside by value, optimisers by their state_dict);
 - the user's own functions and classes it reaches (defined in the notebook or in local modules),
   by their bytecode, followed transitively through the globals, closures and defaults they use,
   so editing a helper in another cell changes the key; library code counts by name and version;
-- the options and openmind's version (the caller adds those).
+  a user's module counts by what a run reads from it (cellwatch follows that at run time);
+- the options and openmind's version (the caller adds those);
+- what the run read at run time (files, module attributes, environment, random state: cellwatch),
+  the `CellKey`'s trace.
 
-A value that cannot be fingerprinted raises Uncacheable with the reason.
+A value that cannot be fingerprinted raises Uncacheable with the reason; code that reads names
+through eval/exec/globals() is reported by `dynamic_reads` (uncacheable unless inputs are declared).
 """
 
 from __future__ import annotations
