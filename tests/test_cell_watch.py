@@ -160,3 +160,21 @@ def test_files_a_thread_that_was_already_running_reads_are_not_the_cells(tmp_pat
         started.join()
     end.set()
     assert list(watch.deps) == [("file", str(mine))]
+
+
+def test_paths_under_the_working_folder_are_kept_relative_so_a_moved_notebook_hits(tmp_path, monkeypatch):
+    import shutil
+
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    first.mkdir()
+    (first / "data.txt").write_text("1 2 3")
+    monkeypatch.chdir(first)
+    cell = "v = np.loadtxt('data.txt').sum()\nnp.savetxt('out.txt', [v])"
+    openmind.run_cell(cell, {"np": np})
+    meta = entries("cell")[0].meta
+    assert meta["trace"][0][0] == ["file", "data.txt"] and str(tmp_path) not in str(meta)
+    shutil.copytree(first, moved, ignore=shutil.ignore_patterns("out.txt"))
+    monkeypatch.chdir(moved)
+    ns = {"np": np}
+    assert openmind.run_cell(cell, ns).cached and ns["v"] == 6.0
+    assert (moved / "out.txt").read_text() == (first / "out.txt").read_text()  # written back here

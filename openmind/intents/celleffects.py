@@ -136,7 +136,8 @@ def _reached(fp: Fingerprinter) -> list[tuple[dict[str, Any], str, str]]:
 def after_call(value: Any, watch: cellwatch.Watch, rng: dict[str, Any], fp: Fingerprinter,
                namespace: dict[str, Any] | None = None) -> Ran:
     """What a watched run touched outside its namespace: the trace and the side effects."""
-    trace = dict(watch.deps)
+    trace = {(d[0], cellwatch.portable(d[1])) if d[0] in ("file", "dir") else d: fp_
+             for d, fp_ in watch.deps.items()}
     why = watch.reasons[0] if watch.reasons else None
     effects: dict[str, Any] = {}
     moved = cellstate.moved(rng)
@@ -144,7 +145,7 @@ def after_call(value: Any, watch: cellwatch.Watch, rng: dict[str, Any], fp: Fing
         trace[("rng", which)] = cellstate.rng_fingerprint(rng[which]) if which in rng else "absent"
     if moved:
         effects["rng"] = moved
-    files = cellstate.read_written(watch.written)
+    files = {cellwatch.portable(p): data for p, data in cellstate.read_written(watch.written).items()}
     if files:
         effects["files"] = files
     if watch.env_written:

@@ -394,6 +394,13 @@ def _join(outer: Watch, inner: Watch) -> None:
         outer.why(reason)
 
 
+def portable(path: str) -> str:
+    """A path under the working folder as relative to it (`data/x.csv`: the same notebook on
+    another machine, or moved, reads the same files; a key carries no home folder), else as is."""
+    here = os.getcwd().rstrip(os.sep) + os.sep
+    return path[len(here):] if path.startswith(here) else path
+
+
 def library_roots_sep() -> tuple[str, ...]:
     return tuple(r.rstrip(os.sep) + os.sep for r in library_roots())
 
@@ -409,9 +416,9 @@ def current(dep: Dep, fp: Fingerprinter) -> str:
     """The fingerprint a dependency has now (to check a recorded run against the present)."""
     kind = dep[0]
     if kind == "file":
-        return file_fingerprint(dep[1])
+        return file_fingerprint(os.path.abspath(dep[1]))
     if kind == "dir":
-        return dir_fingerprint(dep[1])
+        return dir_fingerprint(os.path.abspath(dep[1]))
     if kind == "env":
         value = os.environ.get(dep[1])
         return "unset" if value is None else "=" + value
@@ -431,4 +438,4 @@ def current(dep: Dep, fp: Fingerprinter) -> str:
     return "?"
 
 
-__all__ = ["Dep", "Watch", "active", "current", "dir_fingerprint", "file_fingerprint", "watching"]
+__all__ = ["Dep", "Watch", "active", "current", "portable", "dir_fingerprint", "file_fingerprint", "watching"]
