@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from openmind.flow.policy import Policy, make_policy, split_policy
 from openmind.flow.resources import Resources
 from openmind.flow.router import EARLIER_RUN, Candidate, Intent, plan_cell
 from openmind.intents import celleffects as fx
+from openmind.intents import cellstate
 from openmind.intents.cellio import Compile, drive, parse, recording, replay, run_tree
 from openmind.intents.cellkey import (
     CellKey,
@@ -305,6 +307,7 @@ def run_cell(source: str, namespace: dict[str, Any], intent: str | IntentKind = 
     except Uncacheable as exc:
         why = why or str(exc)
     why = why or (None if inputs is not None else _dynamic_reason(fp))
+    found.update(cellstate.named_files(_strings(tree, [namespace[n] for n in reads if n in namespace])))
     code_id = normalised(tree)
     key = None if why else CellKey(code_id, tuple(sorted(found.items())), _context(pol))
     silent = source.rstrip().endswith(";")
@@ -332,6 +335,17 @@ def run_cell(source: str, namespace: dict[str, Any], intent: str | IntentKind = 
 
     unit = _Unit(code_id, label or first_line(source), key, why, run, restore, define, max_age)
     return serve(unit, kind, pol, resources)
+
+
+def _strings(tree: ast.AST | None, values: list[Any]) -> list[str]:
+    """The strings a cell's code spells and the str or path values it reads: the names it may
+    give a file reader."""
+    out = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)] \
+        if tree is not None else []
+    for value in values:
+        if isinstance(value, (str, os.PathLike)):
+            out.append(os.fspath(value) if not isinstance(value, bytes) else "")
+    return list(dict.fromkeys(s for s in out if isinstance(s, str)))
 
 
 def _compile(tree: ast.AST, filename: str, mode: str) -> Any:
@@ -382,6 +396,7 @@ def _remembered(func: Callable[..., Any], args: tuple, kwargs: dict[str, Any], p
     try:
         inputs = {"args": fp.of(list(args), "the arguments"),
                   "kwargs": fp.of(dict(kwargs), "the keyword arguments")}
+        inputs.update(cellstate.named_files(_strings(None, [*args, *kwargs.values()])))
     except Uncacheable as exc:
         why = str(exc)
     why = why or _dynamic_reason(fp)

@@ -16,7 +16,6 @@ moved it depended on it (an input) and its state after is an output.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import sys
 import threading
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openmind.intents.cellkey import Fingerprinter, Uncacheable, is_users, library_roots
+from openmind.intents.cellstate import dir_fingerprint, file_fingerprint
 
 Dep = tuple[str, ...]  # ("file", path) ("dir", path) ("env", NAME) ("attr", module, name) ("rng", which)
 
@@ -64,44 +64,6 @@ _hooked = False
 
 
 # --------------------------------------------------------------------------- files
-
-
-_file_memo: dict[str, tuple[tuple[int, ...], str]] = {}
-
-
-def file_fingerprint(path: str) -> str:
-    """The content of a file (xxh3), 'absent', or a folder's sorted listing. A memo keyed on the
-    inode, size, mtime and ctime saves re-reading an unchanged file (ctime cannot be set back)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return "absent"
-    if os.path.isdir(path):
-        return dir_fingerprint(path)
-    stamp = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
-    memo = _file_memo.get(path)
-    if memo is not None and memo[0] == stamp:
-        return memo[1]
-    from openmind.memory.blobs import _hasher
-
-    tag, h = _hasher()
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(16 << 20):
-                h.update(chunk)
-    except OSError as exc:
-        return f"unreadable:{type(exc).__name__}"
-    digest = f"{st.st_size}:{tag}{h.hexdigest()}"
-    _file_memo[path] = (stamp, digest)
-    return digest
-
-
-def dir_fingerprint(path: str) -> str:
-    try:
-        names = sorted(os.listdir(path))
-    except OSError:
-        return "absent"
-    return "dir:" + hashlib.sha256("\0".join(names).encode()).hexdigest()[:32]
 
 
 def _path(raw: Any) -> str | None:
@@ -438,4 +400,4 @@ def current(dep: Dep, fp: Fingerprinter) -> str:
     return "?"
 
 
-__all__ = ["Dep", "Watch", "active", "current", "portable", "dir_fingerprint", "file_fingerprint", "watching"]
+__all__ = ["Dep", "Watch", "active", "current", "portable", "watching"]
