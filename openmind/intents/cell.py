@@ -307,11 +307,11 @@ def run_cell(source: str, namespace: dict[str, Any], intent: str | IntentKind = 
     except Uncacheable as exc:
         why = why or str(exc)
     why = why or (None if inputs is not None else _dynamic_reason(fp))
-    found.update(cellstate.named_files(_strings(tree, [namespace[n] for n in reads if n in namespace])))
+    named = cellstate.named_files(_strings(tree, [namespace[n] for n in reads if n in namespace]))
     code_id = normalised(tree)
     key = None if why else CellKey(code_id, tuple(sorted(found.items())), _context(pol))
     silent = source.rstrip().endswith(";")
-    before = fx.Before(fp, found, {k: id(v) for k, v in namespace.items()})
+    before = fx.Before(fp, found, {k: id(v) for k, v in namespace.items()}, named)
 
     def run(track: bool) -> fx.Ran:
         body = functools.partial(run_tree, tree, namespace, filename, compiler, silent=silent)
@@ -396,18 +396,18 @@ def _remembered(func: Callable[..., Any], args: tuple, kwargs: dict[str, Any], p
     try:
         inputs = {"args": fp.of(list(args), "the arguments"),
                   "kwargs": fp.of(dict(kwargs), "the keyword arguments")}
-        inputs.update(cellstate.named_files(_strings(None, [*args, *kwargs.values()])))
     except Uncacheable as exc:
         why = str(exc)
     why = why or _dynamic_reason(fp)
     key = None if why else CellKey(code_id, tuple(sorted(inputs.items())), _context(pol))
+    named = cellstate.named_files(_strings(None, [*args, *kwargs.values()]))
 
     def run(track: bool) -> fx.Ran:
         if not track:
             value = func(*args, **kwargs)
             return fx.Ran({VALUE: value}, value)
         value, watch, rng = fx.watched(lambda: func(*args, **kwargs))
-        ran = fx.after_call(value, watch, rng, fp)
+        ran = fx.after_call(value, watch, rng, fp, named=named)
         ran.values[VALUE] = value
         if fx.changed(list(args), inputs["args"], "the arguments") or \
                 fx.changed(dict(kwargs), inputs["kwargs"], "the keyword arguments"):

@@ -54,6 +54,7 @@ class Before:
     inputs: dict[str, str]  # name read -> fingerprint ('absent': not bound)
     ids: dict[str, int]  # name -> id of its value (ids, not the values: a cell that rebinds a
     # big array must be able to free the old one while it runs)
+    named: dict[cellwatch.Dep, str] = field(default_factory=dict)  # files its code names, before
 
 
 @dataclass
@@ -118,7 +119,7 @@ def after_cell(namespace: dict[str, Any], before: Before, binds: list[str], defi
         values[VALUE_OF] = same
     elif value is not None:
         values[VALUE] = value
-    ran = after_call(value, watch, rng, before.fp, namespace)
+    ran = after_call(value, watch, rng, before.fp, namespace, before.named)
     ran.values.update(values)
     effects = {"mutated": mutated, "aliases": aliases,
                "deleted": [n for n in old if n not in namespace and not _ignored(n)]}
@@ -134,10 +135,15 @@ def _reached(fp: Fingerprinter) -> list[tuple[dict[str, Any], str, str]]:
 
 
 def after_call(value: Any, watch: cellwatch.Watch, rng: dict[str, Any], fp: Fingerprinter,
-               namespace: dict[str, Any] | None = None) -> Ran:
+               namespace: dict[str, Any] | None = None,
+               named: dict[cellwatch.Dep, str] | None = None) -> Ran:
     """What a watched run touched outside its namespace: the trace and the side effects."""
-    trace = {(d[0], cellwatch.portable(d[1])) if d[0] in ("file", "dir") else d: fp_
+    trace = {(d[0], cellstate.portable(d[1])) if d[0] in ("file", "dir") else d: fp_
              for d, fp_ in watch.deps.items()}
+    for dep, digest in (named or {}).items():
+        path = os.path.abspath(dep[1])
+        if path not in watch.written or ("file", path) in watch.deps:  # else written before read
+            trace.setdefault(dep, digest)
     why = watch.reasons[0] if watch.reasons else None
     effects: dict[str, Any] = {}
     moved = cellstate.moved(rng)
@@ -145,7 +151,7 @@ def after_call(value: Any, watch: cellwatch.Watch, rng: dict[str, Any], fp: Fing
         trace[("rng", which)] = cellstate.rng_fingerprint(rng[which]) if which in rng else "absent"
     if moved:
         effects["rng"] = moved
-    files = {cellwatch.portable(p): data for p, data in cellstate.read_written(watch.written).items()}
+    files = {cellstate.portable(p): data for p, data in cellstate.read_written(watch.written).items()}
     if files:
         effects["files"] = files
     if watch.env_written:

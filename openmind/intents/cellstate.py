@@ -255,26 +255,34 @@ def dir_fingerprint(path: str) -> str:
     return "dir:" + hashlib.sha256("\0".join(names).encode()).hexdigest()[:32]
 
 
-def named_files(names: list[str]) -> dict[str, str]:
-    """'file:<path>' -> content fingerprint for each string naming an existing file or folder
-    (a folder: each file in it by content): what a reader openmind's audit hook cannot see (C++
-    readers such as pyarrow's or HDF5's) reads by the names a cell gives it."""
-    out: dict[str, str] = {}
+def portable(path: str) -> str:
+    """A path under the working folder as relative to it (`data/x.csv`: the same notebook on
+    another machine, or moved, reads the same files; a key carries no home folder), else as is."""
+    here = os.getcwd().rstrip(os.sep) + os.sep
+    return path[len(here):] if path.startswith(here) else path
+
+
+def named_files(names: list[str]) -> dict[tuple[str, str], str]:
+    """(("file" | "tree", path) -> content fingerprint) for each string naming an existing file
+    or folder (a folder: each file in it by content): what a reader openmind's audit hook cannot
+    see (C++ readers such as pyarrow's or HDF5's) reads by the names a cell gives it."""
+    out: dict[tuple[str, str], str] = {}
     for name in names:
         if not name or len(name) > 4096 or "\0" in name or "\n" in name:
             continue
         try:
             path = os.path.abspath(name)
             if os.path.isfile(path):
-                out["file:" + name] = file_fingerprint(path)
+                out[("file", portable(path))] = file_fingerprint(path)
             elif os.path.isdir(path):
-                out["file:" + name] = _tree_fingerprint(path)
+                out[("tree", portable(path))] = tree_fingerprint(path)
         except (OSError, ValueError):
             continue
     return out
 
 
-def _tree_fingerprint(root: str, limit: int = 10_000) -> str:
+def tree_fingerprint(root: str, limit: int = 10_000) -> str:
+    """Every file under a folder, by relative path and content (at most `limit` files)."""
     h = hashlib.sha256()
     count = 0
     for folder, dirs, files in os.walk(root):
@@ -319,5 +327,5 @@ def write_back(files: dict[str, bytes | None]) -> None:
             target.write_bytes(data)
 
 
-__all__ = ["dir_fingerprint", "file_fingerprint", "moved", "named_files", "read_written", "restore_into", "rng_fingerprint", "rng_states", "seeding",
+__all__ = ["dir_fingerprint", "file_fingerprint", "moved", "named_files", "portable", "tree_fingerprint", "read_written", "restore_into", "rng_fingerprint", "rng_states", "seeding",
            "set_rng", "write_back"]

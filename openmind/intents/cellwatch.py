@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openmind.intents.cellkey import Fingerprinter, Uncacheable, is_users, library_roots
-from openmind.intents.cellstate import dir_fingerprint, file_fingerprint
+from openmind.intents.cellstate import dir_fingerprint, file_fingerprint, portable, tree_fingerprint
 
-Dep = tuple[str, ...]  # ("file", path) ("dir", path) ("env", NAME) ("attr", module, name) ("rng", which)
+Dep = tuple[str, ...]  # ("file", path) ("dir", path) ("tree", path) ("env", NAME) ("attr", module, name) ("rng", which)
 
 _READ_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 _SKIP_PREFIXES = ("/proc/", "/sys/", "/dev/")
@@ -356,13 +356,6 @@ def _join(outer: Watch, inner: Watch) -> None:
         outer.why(reason)
 
 
-def portable(path: str) -> str:
-    """A path under the working folder as relative to it (`data/x.csv`: the same notebook on
-    another machine, or moved, reads the same files; a key carries no home folder), else as is."""
-    here = os.getcwd().rstrip(os.sep) + os.sep
-    return path[len(here):] if path.startswith(here) else path
-
-
 def library_roots_sep() -> tuple[str, ...]:
     return tuple(r.rstrip(os.sep) + os.sep for r in library_roots())
 
@@ -381,6 +374,8 @@ def current(dep: Dep, fp: Fingerprinter) -> str:
         return file_fingerprint(os.path.abspath(dep[1]))
     if kind == "dir":
         return dir_fingerprint(os.path.abspath(dep[1]))
+    if kind == "tree":
+        return tree_fingerprint(os.path.abspath(dep[1]))
     if kind == "env":
         value = os.environ.get(dep[1])
         return "unset" if value is None else "=" + value
