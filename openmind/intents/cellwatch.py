@@ -298,16 +298,23 @@ def _watched_class(cls: type) -> type | None:
 
 
 @contextlib.contextmanager
-def _swapped() -> Iterator[None]:
+def _swapped(watch: Watch) -> Iterator[None]:
+    """The user's modules and os.environ watched; a module whose class cannot be swapped (a
+    custom module type) counts by its file's content instead."""
     swapped: list[tuple[Any, type]] = []
     try:
         for mod in _users_modules():
             cls = type(mod)
+            if issubclass(cls, _WatchedModule):
+                continue
             watched = _watched_class(cls)
-            if watched is not None and not issubclass(cls, _WatchedModule):
-                with contextlib.suppress(TypeError):
-                    mod.__class__ = watched
-                    swapped.append((mod, cls))
+            try:
+                if watched is None:
+                    raise TypeError("no watched class")
+                mod.__class__ = watched
+                swapped.append((mod, cls))
+            except TypeError:
+                watch.deps.setdefault(("file", mod.__file__), file_fingerprint(mod.__file__))
         if type(os.environ) is os._Environ:
             os.environ.__class__ = _WatchedEnviron
             swapped.append((os.environ, os._Environ))
@@ -332,7 +339,7 @@ def watching(skip: tuple[str, ...] = ()) -> Iterator[Watch]:
     watch = Watch(skip=tuple(p.rstrip(os.sep) + os.sep for p in skip) + library_roots_sep(),
                   others=frozenset(t for t in threading.enumerate() if t is not me))
     loaded = set(sys.modules)
-    with contextlib.nullcontext() if parent is not None else _swapped():
+    with contextlib.nullcontext() if parent is not None else _swapped(watch):
         _active = watch
         try:
             yield watch
