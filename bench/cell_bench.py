@@ -18,6 +18,7 @@ import contextlib
 import gc
 import io
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -121,44 +122,53 @@ def rerun_path(openmind, signal: np.ndarray, repeat: int) -> None:
 
     quiet = contextlib.redirect_stdout(io.StringIO())
 
-    def once(fn) -> float:
-        t0 = time.perf_counter()
+    def once(fn) -> tuple[float, float]:
+        """(wall seconds, CPU seconds of this process: steadier on a shared machine)"""
+        t0, c0 = time.perf_counter(), time.process_time()
         with quiet:
             fn()
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
-    def chosen() -> object:
+    def chosen(ns: dict) -> object:
         saved, cell_module._restore_rate = cell_module._restore_rate, 1.0  # restoring looks slow
         try:
-            return openmind.run_cell(CELL_BIG, {"np": np, "signal": signal})
+            return openmind.run_cell(CELL_BIG, ns)
         finally:
             cell_module._restore_rate = saved
 
     with quiet:
         openmind.run_cell(CELL_BIG, {"np": np, "signal": signal})  # the kept entry
-        assert chosen().route.decision.value == "HARDCODE"
-    runs = {
-        "plain": lambda i: exec(CELL_BIG, {"np": np, "signal": signal}),  # noqa: S102
-        "fresh": lambda i: openmind.run_cell(CELL_BIG, {"np": np, "signal": signal}, fresh=True),
-        "router": lambda i: chosen(),
+        assert chosen({"np": np, "signal": signal}).route.decision.value == "HARDCODE"
+    runs = {  # each gets a namespace made before and dropped after its timing, as a kernel's is
+        "plain": lambda i, ns: exec(CELL_BIG, ns),  # noqa: S102
+        "fresh": lambda i, ns: openmind.run_cell(CELL_BIG, ns, fresh=True),
+        "router": lambda i, ns: chosen(ns),
         # a new variable name: a new key, so this run keeps its outputs
-        "first": lambda i: openmind.run_cell(CELL_BIG.replace("summary", f"summary{i}"),
-                                             {"np": np, "signal": signal}),
+        "first": lambda i, ns: openmind.run_cell(CELL_BIG.replace("summary", f"summary{i}"), ns),
     }
-    times: dict[str, list[float]] = {k: [] for k in runs}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in runs}
     order = list(runs)
-    for i in range(max(repeat, 4)):  # each kind in each place in turn: no order effect
-        for name in order[i % 4:] + order[:i % 4]:
+    for i in range(max(repeat, 4)):
+        # a new order each round; the kept runs (which write ~200 MB and fsync) after the
+        # others, so their disk flushes do not land on the next measurement
+        random.Random(i).shuffle(order)
+        for name in [n for n in order if n != "first"] + ["first"]:
+            ns = {"np": np, "signal": signal}
+            times[name].append(once(lambda n=name, k=i, ns=ns: runs[n](k, ns)))
+            del ns
             gc.collect()
-            times[name].append(once(lambda n=name, k=i: runs[n](k)))
-    plain, fresh, router, first = (times[k] for k in order)
-    base = statistics.median(plain)
-    print(f"plain cell (keeps a 100 MB intermediate)  {base * 1000:9.1f} ms   (the anchor)")
-    for label, times in (("re-run path, fresh=True", fresh), ("re-run path, router chose it", router),
-                         ("first run, watched and kept", first)):
-        ratio = statistics.median(t / p for t, p in zip(times, plain, strict=True))
-        print(f"{label:<41} {statistics.median(times) * 1000:9.1f} ms   {ratio:5.2f}x the plain cell "
-              f"(median of run-by-run ratios)")
+    plain, fresh, router, first = (times[k] for k in ("plain", "fresh", "router", "first"))
+    def median(ts: list[tuple[float, float]], i: int) -> float:
+        return statistics.median(t[i] for t in ts) * 1000
+
+    print(f"plain cell (keeps a 100 MB intermediate)  {median(plain, 0):9.1f} ms wall "
+          f"{median(plain, 1):9.1f} ms CPU   (the anchor)")
+    for label, ts in (("re-run path, fresh=True", fresh), ("re-run path, router chose it", router),
+                      ("first run, watched and kept", first)):
+        wall = statistics.median(t[0] / p[0] for t, p in zip(ts, plain, strict=True))
+        cpu = statistics.median(t[1] / p[1] for t, p in zip(ts, plain, strict=True))
+        print(f"{label:<41} {median(ts, 0):9.1f} ms wall {median(ts, 1):9.1f} ms CPU   "
+              f"{wall:5.2f}x / {cpu:5.2f}x the plain cell (wall / CPU, medians of run-by-run ratios)")
 
 
 if __name__ == "__main__":
