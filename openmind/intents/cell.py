@@ -311,7 +311,8 @@ def run_cell(source: str, namespace: dict[str, Any], intent: str | IntentKind = 
     code_id = normalised(tree)
     key = None if why else CellKey(code_id, tuple(sorted(found.items())), _context(pol))
     silent = source.rstrip().endswith(";")
-    before = fx.Before(fp, found, {k: id(v) for k, v in namespace.items()}, named)
+    shapes = {n: cellstate.identities(namespace[n]) for n in found if n in namespace}
+    before = fx.Before(fp, found, {k: id(v) for k, v in namespace.items()}, named, shapes)
 
     def run(track: bool) -> fx.Ran:
         body = functools.partial(run_tree, tree, namespace, filename, compiler, silent=silent)

@@ -55,6 +55,7 @@ class Before:
     ids: dict[str, int]  # name -> id of its value (ids, not the values: a cell that rebinds a
     # big array must be able to free the old one while it runs)
     named: dict[cellwatch.Dep, str] = field(default_factory=dict)  # files its code names, before
+    shapes: dict[str, Any] = field(default_factory=dict)  # name read -> cellstate.identities
 
 
 @dataclass
@@ -121,7 +122,8 @@ def after_cell(namespace: dict[str, Any], before: Before, binds: list[str], defi
         values[VALUE] = value
     ran = after_call(value, watch, rng, before.fp, namespace, before.named)
     ran.values.update(values)
-    effects = {"mutated": mutated, "aliases": aliases,
+    same = {n: cellstate.sameness(namespace[n], before.shapes.get(n)) for n in mutated}
+    effects = {"mutated": mutated, "aliases": aliases, "same": {n: m for n, m in same.items() if m},
                "deleted": [n for n in old if n not in namespace and not _ignored(n)]}
     effects = {k: v for k, v in effects.items() if v}
     if effects:
@@ -168,12 +170,14 @@ def after_call(value: Any, watch: cellwatch.Watch, rng: dict[str, Any], fp: Fing
                 why = why or f"it changes {name!r} in globals openmind cannot find again"
             else:
                 places.add((module.__name__, name))
-    attrs = {}
+    attrs, masks = {}, {}
     for mod, attr in sorted(places):
         if hasattr(sys.modules.get(mod), attr):
-            attrs[(mod, attr)] = getattr(sys.modules[mod], attr)
+            attrs[(mod, attr)] = value_now = getattr(sys.modules[mod], attr)
+            masks[(mod, attr)] = cellstate.sameness(value_now, watch.shapes.get(("attr", mod, attr)))
     if attrs:
         effects["attrs"] = attrs
+        effects["attr_same"] = {k: m for k, m in masks.items() if m}
     out = {EFFECTS: effects} if effects else {}
     return Ran(out, value, [], trace, why, list(watch.external))
 
@@ -194,18 +198,21 @@ def apply(kept: dict[str, Any], namespace: dict[str, Any] | None) -> list[str]:
     cellstate.write_back(effects.get("files") or {})
     names = [n for n in kept if n not in SPECIAL]
     if namespace is not None:
-        mutated = set(effects.get("mutated") or ())
+        mutated, same = set(effects.get("mutated") or ()), effects.get("same") or {}
         for n in names:
             v = kept[n].reopen() if isinstance(kept[n], ClosedFile) else kept[n]
-            namespace[n] = cellstate.restore_into(namespace[n], v) if n in mutated and n in namespace else v
+            namespace[n] = cellstate.restore_into(namespace[n], v, 0, same.get(n)) \
+                if n in mutated and n in namespace else v
         for n, owner in (effects.get("aliases") or {}).items():
             namespace[n] = namespace[owner]
             names.append(n)
         for n in effects.get("deleted") or ():
             namespace.pop(n, None)
+    attr_same = effects.get("attr_same") or {}
     for (mod, attr), v in attrs.items():
         module = sys.modules[mod]
-        setattr(module, attr, cellstate.restore_into(getattr(module, attr, None), v))
+        setattr(module, attr, cellstate.restore_into(getattr(module, attr, None), v, 0,
+                                                     attr_same.get((mod, attr))))
     cellstate.set_rng(effects.get("rng") or {})
     return names
 

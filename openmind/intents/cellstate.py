@@ -118,9 +118,54 @@ def seeding(before: dict[str, Any], seeded: set[str]) -> Iterator[None]:
 # --------------------------------------------------------------------------- values in place
 
 
-def restore_into(old: Any, new: Any, depth: int = 0) -> Any:
+def _children(value: Any) -> list[tuple[Any, Any]] | None:
+    """What restore_into walks into: a list's items, a dict's values, a Python object's attributes."""
+    if isinstance(value, list):
+        return list(enumerate(value))
+    if isinstance(value, dict):
+        return list(value.items())
+    if hasattr(value, "__dict__") and not isinstance(value, type) and _python_state(type(value)):
+        return list(vars(value).items())
+    return None
+
+
+def identities(value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
+    """Before a run: the ids of what a value holds, by position (None: nothing to walk, or too
+    big), so that afterwards a child the run replaced is told from one it changed in place."""
+    budget = budget if budget is not None else [10_000]
+    kids = _children(value) if depth <= 12 else None
+    if kids is None or len(kids) > budget[0]:
+        return None
+    budget[0] -= len(kids)
+    return {k: (id(v), identities(v, depth + 1, budget)) for k, v in kids}
+
+
+def sameness(value: Any, before: Any) -> Any:
+    """After a run: for each child, (still the object it was, the same for its children)."""
+    kids = _children(value) if before is not None else None
+    if kids is None:
+        return None
+    out = {}
+    for k, v in kids:
+        was = before.get(k)
+        same = was is not None and was[0] == id(v)
+        out[k] = (same, sameness(v, was[1]) if same else None)
+    return out
+
+
+def _into(old: Any, new: Any, mask: Any, key: Any, depth: int) -> Any:
+    """One child: restored into the old one when the run changed that object in place (or when
+    openmind does not know), else the kept one, as the run replaced it."""
+    if mask is None:
+        return restore_into(old, new, depth + 1)
+    was = mask.get(key)
+    return restore_into(old, new, depth + 1, was[1]) if was and was[0] else new
+
+
+def restore_into(old: Any, new: Any, depth: int = 0, mask: Any = None) -> Any:
     """Make `old` equal to `new` in place where the type allows; return what the name should be
-    bound to (`old`, updated, or `new` where no in-place restore exists)."""
+    bound to (`old`, updated, or `new` where no in-place restore exists). `mask` (from
+    `sameness`) says which children the run changed in place and which it replaced."""
     if type(old) is not type(new) or depth > 12 or old is new:
         return new
     np = sys.modules.get("numpy")
@@ -141,11 +186,11 @@ def restore_into(old: Any, new: Any, depth: int = 0) -> Any:
         old.setstate(new.getstate())
         return old
     if isinstance(old, list):
-        merged = [restore_into(a, b, depth + 1) for a, b in zip(old, new, strict=False)]
+        merged = [_into(a, b, mask, i, depth) for i, (a, b) in enumerate(zip(old, new, strict=False))]
         old[:] = merged + list(new[len(merged):])
         return old
     if isinstance(old, dict):
-        merged = {k: restore_into(old[k], v, depth + 1) if k in old else v for k, v in new.items()}
+        merged = {k: _into(old[k], v, mask, k, depth) if k in old else v for k, v in new.items()}
         old.clear()
         old.update(merged)
         return old
@@ -157,7 +202,7 @@ def restore_into(old: Any, new: Any, depth: int = 0) -> Any:
             old[:] = new
         return old
     if hasattr(old, "__dict__") and hasattr(new, "__dict__") and not isinstance(old, type):
-        return _attrs_into(old, new, depth)
+        return _attrs_into(old, new, depth, mask)
     return new
 
 
@@ -175,7 +220,7 @@ def _python_state(cls: type) -> bool:
     return cls.__basicsize__ <= object.__basicsize__ + pointers * 8
 
 
-def _attrs_into(old: Any, new: Any, depth: int) -> Any:
+def _attrs_into(old: Any, new: Any, depth: int, mask: Any = None) -> Any:
     """An object's attributes, each restored into the one it had (pandas, sklearn, user classes).
     Only for classes whose state is all attributes: a C type keeps state `vars` cannot see."""
     if not _python_state(type(old)):
@@ -188,7 +233,7 @@ def _attrs_into(old: Any, new: Any, depth: int) -> Any:
         mine, theirs = vars(old), vars(new)
     except TypeError:
         return old
-    merged = {k: restore_into(mine[k], v, depth + 1) if k in mine else v for k, v in theirs.items()}
+    merged = {k: _into(mine[k], v, mask, k, depth) if k in mine else v for k, v in theirs.items()}
     for k in [k for k in mine if k not in theirs]:
         del mine[k]
     mine.update(merged)
@@ -327,5 +372,5 @@ def write_back(files: dict[str, bytes | None]) -> None:
             target.write_bytes(data)
 
 
-__all__ = ["dir_fingerprint", "file_fingerprint", "moved", "named_files", "portable", "tree_fingerprint", "read_written", "restore_into", "rng_fingerprint", "rng_states", "seeding",
+__all__ = ["dir_fingerprint", "file_fingerprint", "identities", "moved", "sameness", "named_files", "portable", "tree_fingerprint", "read_written", "restore_into", "rng_fingerprint", "rng_states", "seeding",
            "set_rng", "write_back"]

@@ -25,7 +25,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openmind.intents.cellkey import Fingerprinter, Uncacheable, is_users, library_roots
-from openmind.intents.cellstate import dir_fingerprint, file_fingerprint, portable, tree_fingerprint
+from openmind.intents.cellstate import (
+    dir_fingerprint,
+    file_fingerprint,
+    identities,
+    portable,
+    tree_fingerprint,
+)
 
 Dep = tuple[str, ...]  # ("file", path) ("dir", path) ("tree", path) ("env", NAME) ("attr", module, name) ("rng", which)
 
@@ -44,6 +50,7 @@ class Watch:
     external: list[str] = field(default_factory=list)
     seeded: set[str] = field(default_factory=set)  # generators seeded before they were drawn from
     fp: Fingerprinter = field(default_factory=Fingerprinter)  # notes the globals functions reach
+    shapes: dict[Dep, Any] = field(default_factory=dict)  # module attributes' children when read
     rmtree_made: bool = False  # the last tree the run removed was one it made
     gone: set[str] = field(default_factory=set)  # what it made and removed again
     # threads that were running before the cell (the kernel's own: history, heartbeat): what they
@@ -205,6 +212,7 @@ def _first_read(watch: Watch, dep: Dep, value: Any, where: str) -> None:
     watch.busy = True
     try:
         watch.deps[dep] = watch.fp.of(value, where)
+        watch.shapes[dep] = identities(value)
     except Uncacheable as exc:
         watch.deps[dep] = "?"
         watch.why(str(exc))
