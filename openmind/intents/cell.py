@@ -311,14 +311,15 @@ def run_cell(source: str, namespace: dict[str, Any], intent: str | IntentKind = 
     code_id = normalised(tree)
     key = None if why else CellKey(code_id, tuple(sorted(found.items())), _context(pol))
     silent = source.rstrip().endswith(";")
-    shapes = {n: cellstate.identities(namespace[n]) for n in found if n in namespace}
-    before = fx.Before(fp, found, {k: id(v) for k, v in namespace.items()}, named, shapes)
+    before = fx.Before(fp, found, {}, named)
 
     def run(track: bool) -> fx.Ran:
         body = functools.partial(run_tree, tree, namespace, filename, compiler, silent=silent)
         if not track:
             value = body()
             return fx.Ran({}, value, [n for n in binds if n in namespace])
+        before.ids = {k: id(v) for k, v in namespace.items()}  # only for a run that keeps
+        before.shapes = {n: cellstate.identities(namespace[n]) for n in found if n in namespace}
         value, watch, rng = fx.watched(body)
         defined = set(reads_and_binds(definitions(tree))[1])
         return fx.after_cell(namespace, before, binds, defined, value, watch, rng)
