@@ -179,7 +179,9 @@ class _CellJob:
                             self.unit.uncacheable, {}, seconds)
         if track and _journal.appended() == calls:
             self._keep(ran, outputs, result)
-        note = f"not cacheable: {result.uncacheable}" if result.uncacheable else None
+        # found while it ran (the plan already says why when it was known before)
+        found = result.uncacheable and result.uncacheable != self.unit.uncacheable
+        note = f"not cacheable: {result.uncacheable}" if found else None
         return Served(result, pathway=Pathway.FULL_TRAIN, note=note)
 
     def _keep(self, ran: fx.Ran, outputs: list[dict[str, Any]], result: CellResult) -> None:
