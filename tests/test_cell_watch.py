@@ -178,3 +178,28 @@ def test_paths_under_the_working_folder_are_kept_relative_so_a_moved_notebook_hi
     ns = {"np": np}
     assert openmind.run_cell(cell, ns).cached and ns["v"] == 6.0
     assert (moved / "out.txt").read_text() == (first / "out.txt").read_text()  # written back here
+
+
+def test_a_remembered_function_is_watched_too(tmp_path):
+    path = tmp_path / "rows.txt"
+    path.write_text("1\n2\n")
+
+    @openmind.remember
+    def total(p):
+        return sum(int(v) for v in open(p).read().split())
+
+    assert total(str(path)) == 3 and total(str(path)) == 3
+    assert total.last_route.decision is Decision.CACHED
+    path.write_text("1\n2\n30\n")
+    assert total(str(path)) == 33 and total.last_route.decision is Decision.HARDCODE
+
+    @openmind.remember
+    def grow(items):
+        items.append(len(items))
+        return len(items)
+
+    seen = [0]
+    assert grow(seen) == 2 and seen == [0, 1]
+    summary = grow.last_route.record["summary"]
+    assert summary["uncacheable"] == "it changes its arguments in place"
+    assert not any("grow" in e.meta["first_line"] for e in entries("cell"))  # nothing kept
