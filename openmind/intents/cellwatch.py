@@ -136,9 +136,9 @@ def _renamed(watch: Watch, args: tuple) -> None:
 
 def _listed(watch: Watch, args: tuple) -> None:
     path = _path(args[0] if args and args[0] is not None else ".")
-    if path is not None and not _ignored(watch, path) and path not in watch.written \
-            and path not in watch.gone:
-        watch.deps.setdefault(("dir", path), dir_fingerprint(path))
+    if path is not None and ("dir", path) not in watch.deps and not _ignored(watch, path) \
+            and path not in watch.written and path not in watch.gone:
+        watch.deps[("dir", path)] = dir_fingerprint(path)
 
 
 def _importing() -> bool:
