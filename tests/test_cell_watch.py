@@ -203,3 +203,16 @@ def test_a_remembered_function_is_watched_too(tmp_path):
     summary = grow.last_route.record["summary"]
     assert summary["uncacheable"] == "it changes its arguments in place"
     assert not any("grow" in e.meta["first_line"] for e in entries("cell"))  # nothing kept
+
+
+def test_when_openmind_cannot_work_out_what_a_run_changed_the_cell_still_stands(monkeypatch):
+    from openmind.intents import celleffects
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("bookkeeping broke")
+
+    monkeypatch.setattr(celleffects, "after_cell", broken)
+    ns: dict = {}
+    result = openmind.run_cell("v = 2 * 21", ns)
+    assert ns["v"] == 42 and not result.cached and not entries("cell")
+    assert "could not work out what it changed (RuntimeError: bookkeeping broke)" in result.route.reason

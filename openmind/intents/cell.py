@@ -324,7 +324,7 @@ def run_cell(source: str, namespace: dict[str, Any], intent: str | IntentKind = 
         before.shapes = {n: cellstate.identities(namespace[n]) for n in found if n in namespace}
         value, watch, rng = fx.watched(body)
         defined = set(reads_and_binds(definitions(tree))[1])
-        return fx.after_cell(namespace, before, binds, defined, value, watch, rng)
+        return fx.settled(lambda: fx.after_cell(namespace, before, binds, defined, value, watch, rng), value)
 
     def define() -> None:
         defs = definitions(tree)
@@ -411,7 +411,7 @@ def _remembered(func: Callable[..., Any], args: tuple, kwargs: dict[str, Any], p
             value = func(*args, **kwargs)
             return fx.Ran({VALUE: value}, value)
         value, watch, rng = fx.watched(lambda: func(*args, **kwargs))
-        ran = fx.after_call(value, watch, rng, fp, named=named)
+        ran = fx.settled(lambda: fx.after_call(value, watch, rng, fp, named=named), value)
         ran.values[VALUE] = value
         if fx.changed(list(args), inputs["args"], "the arguments") or \
                 fx.changed(dict(kwargs), inputs["kwargs"], "the keyword arguments"):

@@ -22,7 +22,7 @@ from typing import Any
 from openmind.config import home
 from openmind.errors import PathwayUnavailable
 from openmind.intents import cellstate, cellwatch
-from openmind.intents.cellkey import SHELL_NAMES, Fingerprinter, Uncacheable
+from openmind.intents.cellkey import SHELL_NAMES, Fingerprinter
 
 VALUE, VALUE_OF, EFFECTS = "__value__", "__value_of__", "__effects__"
 SPECIAL = frozenset({VALUE, VALUE_OF, EFFECTS})
@@ -87,8 +87,18 @@ def changed(value: Any, before: str, where: str) -> bool:
     """Whether `value`'s fingerprint now differs from `before` (unfingerprintable: changed)."""
     try:
         return Fingerprinter().of(value, where) != before
-    except Uncacheable:
+    except Exception:  # noqa: BLE001 - Uncacheable, or a library's own error: treat as changed
         return True
+
+
+def settled(work: Callable[[], Ran], value: Any) -> Ran:
+    """What a run changed, or (when working that out fails) a run that is not kept: the user's
+    cell ran and its result stands whatever openmind's bookkeeping does."""
+    try:
+        return work()
+    except Exception as exc:  # noqa: BLE001
+        return Ran({}, value, why=f"openmind could not work out what it changed "
+                                  f"({type(exc).__name__}: {exc})"[:300])
 
 
 def after_cell(namespace: dict[str, Any], before: Before, binds: list[str], defined: set[str],
@@ -226,4 +236,4 @@ def age_text(seconds: float) -> str:
 
 
 __all__ = ["Before", "EFFECTS", "Ran", "SPECIAL", "VALUE", "VALUE_OF", "after_call", "after_cell",
-           "age_text", "apply", "changed", "watched"]
+           "age_text", "apply", "changed", "settled", "watched"]

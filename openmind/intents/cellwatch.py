@@ -164,6 +164,8 @@ def _hook(event: str, args: tuple) -> None:
         try:
             if event not in _READS or not _importing():
                 handler(watch, args)
+        except Exception as exc:  # noqa: BLE001 - following a run must never break it
+            watch.why(f"openmind could not follow its {event} ({type(exc).__name__}: {exc})"[:300])
         finally:
             watch.busy = False
 
@@ -216,6 +218,9 @@ def _first_read(watch: Watch, dep: Dep, value: Any, where: str) -> None:
     except Uncacheable as exc:
         watch.deps[dep] = "?"
         watch.why(str(exc))
+    except Exception as exc:  # noqa: BLE001 - reading a module attribute must never fail for this
+        watch.deps[dep] = "?"
+        watch.why(f"{where} could not be fingerprinted ({type(exc).__name__}: {exc})"[:300])
     finally:
         watch.busy = False
 
