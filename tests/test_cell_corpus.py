@@ -105,6 +105,8 @@ PATTERNS = [
             "v = scale(5)", setup2="def make(k):\n    def f(x):\n        return x * k\n    return f\nscale = make(4)", expect="miss"),
     Pattern("class defined in the cell", "", "class P:\n    def __init__(self, v):\n        self.v = v\np = P(3)\nw = p.v * 2",
             probe="type(p) is P"),
+    Pattern("class attribute set by the cell", "class Config:\n    lr = 1.0", "Config.lr = 0.1\nv = Config.lr * 2",
+            expect="uncacheable"),
     Pattern("class from an earlier cell, method edited", "class Q:\n    def val(self):\n        return 1\nq = Q()",
             "r = q.val()", setup2="class Q:\n    def val(self):\n        return 2\nq = Q()", expect="miss"),
     Pattern("generator made in the cell cannot be kept", "", "gen = (i * i for i in range(5))\nfirst = next(gen)",

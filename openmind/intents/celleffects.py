@@ -15,6 +15,7 @@ import contextlib
 import io
 import os
 import sys
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,6 +114,12 @@ def after_cell(namespace: dict[str, Any], before: Before, binds: list[str], defi
     mutated = [n for n, fp in reads.items() if n in namespace and old.get(n) == id(namespace[n])
                and n not in bound and not _ignored(n) and changed(namespace[n], fp, repr(n))]
     owners = {i: n for n, i in old.items() if n in namespace and id(namespace[n]) == i and n not in bound}
+    # a function's or class's fingerprint follows the globals it reads (checked on their own);
+    # a class whose attributes the run set cannot come back (classes are pickled by name)
+    code = [n for n in mutated if isinstance(namespace[n], (type, types.FunctionType, types.ModuleType))]
+    mutated = [n for n in mutated if n not in code]
+    code = [n for n in code if isinstance(namespace[n], type)
+            and _attrs_set(before.shapes.get(n), namespace[n])]
     values: dict[str, Any] = {n: namespace[n] for n in mutated}
     aliases: dict[str, str] = {}
     for n in bound:
@@ -131,6 +138,8 @@ def after_cell(namespace: dict[str, Any], before: Before, binds: list[str], defi
     elif value is not None:
         values[VALUE] = value
     ran = after_call(value, watch, rng, before.fp, namespace, before.named)
+    if code:
+        ran.why = ran.why or f"it sets attributes of the class {code[0]!r} (a class is kept by name)"
     ran.values.update(values)
     same = {n: cellstate.sameness(namespace[n], before.shapes.get(n)) for n in mutated}
     effects = {"mutated": mutated, "aliases": aliases, "same": {n: m for n, m in same.items() if m},
@@ -140,6 +149,11 @@ def after_cell(namespace: dict[str, Any], before: Before, binds: list[str], defi
         ran.values.setdefault(EFFECTS, {}).update(effects)
     ran.names = bound + [n for n in mutated if n not in bound]
     return ran
+
+
+def _attrs_set(shape: Any, cls: type) -> bool:
+    now = cellstate.identities(cls) or {}
+    return shape is None or {k: v[0] for k, v in shape.items()} != {k: v[0] for k, v in now.items()}
 
 
 def _reached(fp: Fingerprinter) -> list[tuple[dict[str, Any], str, str]]:

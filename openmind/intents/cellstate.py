@@ -124,7 +124,9 @@ def _children(value: Any) -> list[tuple[Any, Any]] | None:
         return list(enumerate(value))
     if isinstance(value, dict):
         return list(value.items())
-    if hasattr(value, "__dict__") and not isinstance(value, type) and _python_state(type(value)):
+    if isinstance(value, type):  # its attributes, to tell whether a run set any
+        return [(k, v) for k, v in vars(value).items() if not k.startswith("__")]
+    if hasattr(value, "__dict__") and _python_state(type(value)):
         return list(vars(value).items())
     return None
 
