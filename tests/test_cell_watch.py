@@ -50,6 +50,7 @@ def test_a_cell_that_reads_the_network_is_kept_as_external_and_a_hit_says_its_ag
     time.sleep(0.05)  # the entry must be older than the bound below: any age > 0.01 s
     bounded = openmind.run_cell(cell, {"url": server}, max_age=0.01)
     assert not bounded.cached and bounded.route.decision is Decision.HARDCODE
+    assert "older than max_age (0.01 s)" in bounded.route.reason
 
 
 def test_eval_is_uncacheable_unless_the_inputs_are_declared():

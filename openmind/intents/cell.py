@@ -119,6 +119,7 @@ class _Unit:
     define: Callable[[], None]  # before unpickling: the cell's imports, functions and classes
     max_age: float | None = None  # seconds: older entries of runs that read the network miss
     exact: Entry | None = None  # the entry that matches now (serve's lookup)
+    stale: str | None = None  # why a matching entry was not restored (max_age)
 
 
 class _CellJob:
@@ -181,7 +182,7 @@ class _CellJob:
             self._keep(ran, outputs, result)
         # found while it ran (the plan already says why when it was known before)
         found = result.uncacheable and result.uncacheable != self.unit.uncacheable
-        note = f"not cacheable: {result.uncacheable}" if found else None
+        note = f"not cacheable: {result.uncacheable}" if found else self.unit.stale
         return Served(result, pathway=Pathway.FULL_TRAIN, note=note)
 
     def _keep(self, ran: fx.Ran, outputs: list[dict[str, Any]], result: CellResult) -> None:
@@ -222,6 +223,8 @@ def _match(unit: _Unit) -> tuple[Entry | None, bool]:
             continue
         born = entry.meta.get("external")
         if born and unit.max_age is not None and now - float(born) > unit.max_age:
+            unit.stale = (f"its kept outputs read the network and are {fx.age_text(now - float(born))}, "
+                          f"older than max_age ({unit.max_age:g} s)")
             continue
         return entry, True
     return None, bool(rows)
