@@ -207,3 +207,58 @@ def test_a_torch_cell_trains_on_cpu_when_gpu_is_assumed_off_and_an_injected_gpu_
     [gpu] = {c.index: c.records for c in result.cells}[4]
     assert gpu["plan"]["candidates"][0]["params"]["device"] == "cuda"
     assert "injected test GPU" in gpu["reason"]
+
+
+STALE_SETUP = """%load_ext openmind.jupyter
+import numpy as np
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+X, y = load_iris(return_X_y=True)
+clf = LogisticRegression(max_iter=300)
+np.random.seed({seed})
+import sys
+sys.path.insert(0, {mods!r})
+import helpers"""
+
+
+@pytest.mark.slow
+def test_a_second_run_all_restores_a_fitted_model_and_misses_on_a_changed_file_or_seed(tmp_path):
+    """The issue's cases through the magic in real kernels: `clf.fit` on an earlier cell's model,
+    a file read with np.loadtxt, the global random state, a user module edited between kernels,
+    a file the cell writes; and a `sense` cell journaled as what ran."""
+    data, out, mods = tmp_path / "data.txt", tmp_path / "report.txt", tmp_path / "mods"
+    data.write_text("1 2 3\n4 5 6\n")
+    mods.mkdir()
+    (mods / "helpers.py").write_text("def f(x):\n    return x * 2\n")
+    cells = [
+        STALE_SETUP,                                                         # 0
+        "%%openmind train\nclf.fit(X, y)",                                   # 1  fits in place
+        "print('predicted', clf.predict(X[:3]).tolist())",                   # 2  NotFittedError if stale
+        f"%%openmind train\narr = np.loadtxt({str(data)!r})\nprint('total', arr.sum())",  # 3
+        "%%openmind train\nr = np.random.rand()\nprint('draw', round(r, 6))",  # 4
+        "%%openmind sense\nx = 40 + 2",                                      # 5
+        "%%openmind train\nv = helpers.f(3)\nprint('v', v)",                 # 6  a user module
+        f"%%openmind train\nwith open({str(out)!r}, 'w') as f:\n    f.write('report')",  # 7
+    ]
+    first = run_notebook(make(tmp_path, "a.ipynb", STALE_SETUP.format(seed=1, mods=str(mods)), *cells[1:]),
+                         timeout=300, output=tmp_path / "a-run.ipynb")
+    assert first.ok, first.error
+    assert routes(first, [1, 3, 4, 5, 6, 7]) == [("full_train", "HARDCODE")] * 6
+    data.write_text("1 2 3\n4 5 60\n")
+    (mods / "helpers.py").write_text("def f(x):\n    return x * 20\n")
+    out.unlink()
+    second = run_notebook(make(tmp_path, "b.ipynb", STALE_SETUP.format(seed=2, mods=str(mods)), *cells[1:]),
+                          timeout=300, output=tmp_path / "b-run.ipynb")
+    assert second.ok, second.error  # the predict cell ran: the restored model is fitted
+    assert routes(second, [1, 3, 4, 5, 6, 7]) == [
+        ("muscle_memory", "CACHED"), ("full_train", "HARDCODE"), ("full_train", "HARDCODE"),
+        ("muscle_memory", "CACHED"), ("full_train", "HARDCODE"), ("muscle_memory", "CACHED")]
+    assert out.read_text() == "report"  # the file the restored cell wrote is there again
+    a = nbf.read(tmp_path / "a-run.ipynb", as_version=4)
+    b = nbf.read(tmp_path / "b-run.ipynb", as_version=4)
+    assert streams(b.cells[2]) == streams(a.cells[2]) and streams(b.cells[2]).startswith("predicted")
+    assert streams(a.cells[3]) == "total 21.0\n" and streams(b.cells[3]) == "total 75.0\n"
+    assert streams(a.cells[4]) != streams(b.cells[4])  # seed 2's draw, not seed 1's
+    assert (streams(a.cells[6]), streams(b.cells[6])) == ("v 6\n", "v 60\n")  # the edited module
+    [sense] = [c.records for c in first.cells if c.index == 5][0]
+    assert (sense["intent"], sense["pathway"]) == ("sense", "full_train")

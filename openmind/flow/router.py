@@ -24,7 +24,7 @@ from openmind.flow.rules import (
     exact_hit,
     memory_on,
 )
-from openmind.vocab import Decision, IntentKind, Pathway
+from openmind.vocab import Decision, Pathway
 
 
 @dataclass(frozen=True)
@@ -111,9 +111,9 @@ def plan(intent: Intent, res: Resources, pol: Policy) -> Plan:
 
 # --------------------------------------------------------------------------- the cell pathway
 
-# The pathway a cell's own code takes when it runs, by the intent its magic names.
-CELL_PATHWAY = {IntentKind.TRAIN: Pathway.FULL_TRAIN, IntentKind.SENSE: Pathway.HARDWARE_IN_LOOP,
-                IntentKind.INFER: Pathway.MUSCLE_MEMORY}
+# The pathway a cell's own code takes when it runs: the user's code computed here, on the CPU or
+# GPU the route allows, whatever word its magic says (`sense` touches no hardware by itself).
+CELL_PATHWAY = Pathway.FULL_TRAIN
 EARLIER_RUN = "outputs of an earlier run on other inputs"
 # How fast kept outputs come back (read, verify, copy), in bytes a second, on a modest machine,
 # when the caller has not measured it: a cell that ran quicker than its outputs restore runs again.
@@ -148,7 +148,7 @@ def plan_cell(it: Intent, res: Resources, pol: Policy) -> Plan:
             best = max(gpus, key=lambda g: g.get("memory_free") or 0)
             device = f"cuda:{best.get('index', 0)}"
             where += f", {device} has the most free memory"
-    run = CELL_PATHWAY.get(it.kind, Pathway.FULL_TRAIN)
+    run = CELL_PATHWAY
     budget = f" within the {pol.budget:g}s budget" if pol.budget else ""
     out.append(Candidate(run, Decision.HARDCODE, f"running {what} on {where}{budget}",
                          {"device": device, "budget": pol.budget}))

@@ -1,15 +1,20 @@
 """The key of a cell or a remembered function: what its result depends on, fingerprinted.
 
 - its code, normalised through the AST (comments, blank lines and formatting do not count);
-- the values it reads from the namespace (names used before the cell assigns them): arrays by
-  their bytes (xxh3, as memory/blobs.py), tensors, DataFrames by their content, containers item by
-  item, other objects through joblib.hash;
+- the values it reads from the namespace (names used before the cell binds them for sure: a name
+  bound only in an `if` or a `try` is also a read): arrays by their bytes (xxh3, as
+  memory/blobs.py), tensors, DataFrames by their content, containers item by item, other objects
+  through joblib's pickling hash (tensors inside by value, optimisers by their state_dict);
 - the user's own functions and classes it reaches (defined in the notebook or in local modules),
   by their bytecode, followed transitively through the globals, closures and defaults they use,
   so editing a helper in another cell changes the key; library code counts by name and version;
-- the options and openmind's version (the caller adds those).
+  a user's module counts by what a run reads from it (cellwatch follows that at run time);
+- the options and openmind's version (the caller adds those);
+- what the run read at run time (files, module attributes, environment, random state: cellwatch),
+  the `CellKey`'s trace.
 
-A value that cannot be fingerprinted raises Uncacheable with the reason.
+A value that cannot be fingerprinted raises Uncacheable with the reason; code that reads names
+through eval/exec/globals() is reported by `dynamic_reads` (uncacheable unless inputs are declared).
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ import sys
 import sysconfig
 import types
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from openmind.memory.blobs import fingerprint as array_fingerprint
+from openmind.memory.blobs import key_for
 
 # Names IPython keeps in the user namespace for its own bookkeeping: never a cell's input.
 SHELL_NAMES = frozenset({"In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_ih", "_oh", "_dh",
@@ -66,8 +73,15 @@ def _bound_by(node: ast.stmt) -> set[str]:
     return names
 
 
+# Top-level statements that bind their names whenever the cell goes past them; a name bound only
+# inside an `if`, a loop, a `try` or a `with` may still be the notebook's when read later.
+_SURE = (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Import, ast.ImportFrom, ast.FunctionDef,
+         ast.AsyncFunctionDef, ast.ClassDef, ast.Expr, ast.Delete)
+
+
 def reads_and_binds(tree: ast.Module) -> tuple[list[str], list[str]]:
-    """(names the code reads before binding them, names it binds at top level), in order."""
+    """(names the code reads before binding them for sure, names it may bind at top level), in
+    order. A name bound only conditionally (`if "df" not in globals(): df = ...`) is also a read."""
     bound: set[str] = set()
     reads: list[str] = []
     binds: list[str] = []
@@ -77,10 +91,52 @@ def reads_and_binds(tree: ast.Module) -> tuple[list[str], list[str]]:
                     and sub.id not in reads:
                 reads.append(sub.id)
         for name in _bound_by(stmt):
-            bound.add(name)
+            if isinstance(stmt, _SURE):
+                bound.add(name)
+            elif name not in bound and name not in reads:
+                reads.append(name)  # the value before the cell is what stays if the branch is not taken
             if name not in binds:
                 binds.append(name)
     return reads, binds
+
+
+# Calls through which a cell reads names the AST does not show.
+_DYNAMIC = {"eval", "exec", "globals", "locals", "vars"}
+# IPython line magics (as `get_ipython().run_line_magic(name, line)`) whose line is Python code
+# (its reads are the cell's), and those that reach into the namespace by themselves.
+_CODE_MAGICS = {"time", "timeit", "prun"}
+_NAMESPACE_MAGICS = {"run", "store", "who", "whos", "who_ls", "reset", "xdel", "recall", "rerun",
+                     "macro", "pinfo", "pinfo2", "psearch", "load"}
+
+
+def _explicit(name: str, call: ast.Call) -> bool:
+    """`vars(x)`, `eval(code, ns)`, `exec(code, ns)`: the names come from a value given, not from
+    the namespace the code runs in."""
+    given = len(call.args) + len(call.keywords)
+    return (name == "vars" and given >= 1) or (name in ("eval", "exec") and given >= 2)
+
+
+def dynamic_reads(tree: ast.AST) -> tuple[str | None, list[str]]:
+    """(why the code reads names the AST cannot show, or None; the reads of code given to
+    `%time`-like magics). `vars(x)` with an argument is an attribute read, not a namespace one."""
+    extra: list[str] = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        if isinstance(func, ast.Name) and func.id in _DYNAMIC and not _explicit(func.id, node):
+            return f"it calls {func.id}(), which reads names openmind cannot follow", extra
+        if isinstance(func, ast.Attribute) and func.attr in ("run_line_magic", "run_cell_magic") \
+                and node.args and isinstance(node.args[0], ast.Constant):
+            magic = str(node.args[0].value)
+            if magic in _NAMESPACE_MAGICS:
+                return f"the %{magic} magic reads names openmind cannot follow", extra
+            if magic in _CODE_MAGICS and len(node.args) > 1 and isinstance(node.args[-1], ast.Constant):
+                try:
+                    extra += reads_and_binds(ast.parse(str(node.args[-1].value)))[0]
+                except SyntaxError:
+                    return f"the %{magic} magic's code could not be read", extra
+    return None, extra
 
 
 def definitions(tree: ast.Module) -> ast.Module:
@@ -94,7 +150,8 @@ def definitions(tree: ast.Module) -> ast.Module:
 
 
 @functools.lru_cache(maxsize=1)
-def _library_roots() -> tuple[str, ...]:
+def library_roots() -> tuple[str, ...]:
+    """Where installed code lives (the standard library, site-packages): not the user's."""
     paths = sysconfig.get_paths()
     roots = {paths.get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")}
     roots |= {p for p in sys.path if p and ("site-packages" in p or "dist-packages" in p)}
@@ -116,7 +173,7 @@ def is_users(module_name: str | None) -> bool:
     if module is None or path is None:
         return module is None  # a function whose module is gone: treat it as the user's
     real = os.path.realpath(path)
-    return not any(real.startswith(root + os.sep) for root in _library_roots())
+    return not any(real.startswith(root + os.sep) for root in library_roots())
 
 
 def _version(module_name: str | None) -> str:
@@ -139,6 +196,10 @@ class Fingerprinter:
 
     def __init__(self) -> None:
         self._code: dict[int, str] = {}  # id(function or class) -> fingerprint (also marks "in progress")
+        # the globals the user's functions read, (their globals dict, name) -> fingerprint, so a
+        # run can tell which it changed; and the functions that read names dynamically
+        self.reached: dict[tuple[int, str], tuple[dict[str, Any], str]] = {}
+        self.dynamic: list[str] = []
 
     def of(self, value: Any, where: str, depth: int = 0) -> str:
         if depth > _MAX_DEPTH:
@@ -198,9 +259,7 @@ class Fingerprinter:
 
     def _other(self, value: Any, where: str) -> str:
         try:
-            import joblib
-
-            digest = joblib.hash(value)
+            digest = _content_hash(value)
         except Exception as exc:  # noqa: BLE001 - any failure means "cannot fingerprint"
             raise Uncacheable(f"{where} ({type(value).__name__}) cannot be fingerprinted: "
                               f"{type(exc).__name__}: {exc}"[:300]) from None
@@ -211,10 +270,10 @@ class Fingerprinter:
         return f"obj:{kind}:{digest}"
 
     def _module(self, module: types.ModuleType) -> str:
-        path = _module_file(module)
-        if path and is_users(module.__name__) and os.path.isfile(path):
-            with open(path, "rb") as f:
-                return f"mod:{module.__name__}:" + hashlib.sha256(f.read()).hexdigest()[:32]
+        """A user's module counts by what the run reads from it (each attribute, followed at run
+        time by cellwatch), not by its file; a library's by its version."""
+        if is_users(module.__name__):
+            return f"mod:{module.__name__}"
         return f"mod:{module.__name__}@{_version(module.__name__)}"
 
     # ---- code
@@ -262,8 +321,11 @@ class Fingerprinter:
         g = fn.__globals__
         for name in sorted(set(names)):
             if name in g and name not in SHELL_NAMES:
-                h.update(name.encode() + b"=" + self.of(g[name], f"{name!r} (used by {fn.__qualname__})",
-                                                        depth + 1).encode())
+                digest = self.of(g[name], f"{name!r} (used by {fn.__qualname__})", depth + 1)
+                self.reached[(id(g), name)] = (g, digest)
+                h.update(name.encode() + b"=" + digest.encode())
+            elif name in _DYNAMIC and fn.__qualname__ not in self.dynamic and _reads_dynamically(fn.__code__):
+                self.dynamic.append(fn.__qualname__)
         return "fn:" + h.hexdigest()[:32]
 
     def _class(self, cls: type, where: str, depth: int) -> str:
@@ -273,10 +335,53 @@ class Fingerprinter:
                 h.update(self.code(base, f"a base of {cls.__qualname__}", depth + 1).encode())
         for name, attr in sorted(vars(cls).items()):
             if name in ("__dict__", "__weakref__", "__module__", "__qualname__", "__firstlineno__",
-                        "__static_attributes__"):
+                        "__static_attributes__", "__slotnames__"):  # pickling adds __slotnames__
                 continue
             h.update(name.encode() + b"=" + self.of(attr, f"{cls.__qualname__}.{name}", depth + 1).encode())
         return "cls:" + h.hexdigest()[:32]
+
+
+@functools.lru_cache(maxsize=256)
+def _reads_dynamically(code: types.CodeType) -> bool:
+    """A function that names eval/exec/globals/vars: does its source read names dynamically?
+    (Without its source, assume it does.)"""
+    import inspect
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(code)))
+    except (OSError, TypeError, SyntaxError):
+        return True
+    return dynamic_reads(tree)[0] is not None
+
+
+@functools.lru_cache(maxsize=1)
+def _hasher_class() -> type:
+    """joblib's pickling hasher, with tensors (and parameters) hashed by their values: pickling
+    a tensor writes its storage with a key that differs each time, so two equal models would
+    never have the same fingerprint."""
+    from joblib.hashing import NumpyHasher
+
+    class Hasher(NumpyHasher):
+        def save(self, obj: Any) -> None:
+            torch = sys.modules.get("torch")
+            if torch is not None and isinstance(obj, torch.optim.Optimizer):
+                # its state is keyed by the parameter tensors (hashed by id when sorted): by
+                # position instead, as state_dict() gives it
+                obj = ("optimizer", type(obj).__qualname__, obj.state_dict())
+            elif torch is not None and isinstance(obj, torch.Tensor):
+                t = obj.detach().cpu()
+                if t.dtype == torch.bfloat16:
+                    t = t.view(torch.int16)
+                obj = ("tensor", str(obj.dtype), type(obj).__name__, bool(obj.requires_grad),
+                       t.contiguous().numpy())
+            NumpyHasher.save(self, obj)
+
+    return Hasher
+
+
+def _content_hash(value: Any) -> str:
+    return _hasher_class()(hash_name="md5").hash(value)
 
 
 def _code_digest(code: types.CodeType, h: Any, names: list[str]) -> None:
@@ -307,6 +412,30 @@ def namespace_inputs(reads: list[str], namespace: Mapping[str, Any],
     return out
 
 
+@dataclass(frozen=True)
+class CellKey:
+    """The key of one run of a cell (or remembered call): its code, the namespace values it read
+    (fingerprinted before it ran), the context (options, openmind's and Python's versions) and its
+    trace: what it read at run time (files, folders, module attributes, environment variables,
+    random state), each with its fingerprint when first read. A later run is an exact hit when
+    every one of those reads the same now."""
+
+    code_id: str
+    inputs: tuple[tuple[str, str], ...]
+    context: str
+    trace: tuple[tuple[tuple[str, ...], str], ...] = ()
+
+    def digest(self) -> str:
+        return key_for("cell", self.code_id, [list(i) for i in self.inputs], self.context,
+                       [[list(dep), fp] for dep, fp in self.trace])
+
+    def traced(self, trace: Mapping[tuple[str, ...], str]) -> CellKey:
+        return replace(self, trace=tuple(sorted(trace.items())))
+
+    def trace_json(self) -> list[list[Any]]:
+        return [[list(dep), fp] for dep, fp in self.trace]
+
+
 def first_line(source: str) -> str:
     for line in source.splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
@@ -314,5 +443,6 @@ def first_line(source: str) -> str:
     return "(empty cell)"
 
 
-__all__ = ["Fingerprinter", "SHELL_NAMES", "Uncacheable", "definitions", "first_line",
-           "is_users", "namespace_inputs", "normalised", "reads_and_binds"]
+__all__ = ["CellKey", "Fingerprinter", "SHELL_NAMES", "Uncacheable", "definitions", "dynamic_reads",
+           "first_line", "is_users", "library_roots", "namespace_inputs", "normalised",
+           "reads_and_binds"]

@@ -74,6 +74,8 @@ def pack(values: dict[str, Any], outputs: list[dict[str, Any]]) -> tuple[dict[st
         got = _as_array(value)
         if got is not None:
             arrays["a/" + name], how[name] = np.ascontiguousarray(got[0]), got[1]
+            if got[0].ndim == 0:  # stored with one axis (safetensors, ascontiguousarray)
+                how[name]["scalar"] = True
             continue
         try:
             data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
@@ -108,11 +110,12 @@ def unpack(arrays: dict[str, np.ndarray], entry: Entry) -> Kept:
         if kind == "pickle":
             values[name] = pickle.load(io.BytesIO(payloads[name]))  # noqa: S301 - signed, trusted
         elif kind == "numpy":
-            values[name] = arrays["a/" + name]
+            values[name] = arrays["a/" + name].reshape(()) if spec.get("scalar") else arrays["a/" + name]
         elif kind == "torch":
             if torch is None:
                 import torch
             t = torch.from_numpy(np.array(arrays["a/" + name]))
+            t = t.reshape(()) if spec.get("scalar") else t
             device = spec.get("device", "cpu")
             if device.startswith("cuda") and torch.cuda.is_available():
                 t = t.to(device)
@@ -126,6 +129,16 @@ def store(name: str, key: str, values: dict[str, Any], outputs: list[dict[str, A
     """Keep a cell's values and outputs under `key` (name: the cell's code, for `latest`)."""
     arrays, packed = pack(values, outputs)
     return put(KIND, name, key, arrays, {**meta, **packed})
+
+
+def keep(name: str, key: str, values: dict[str, Any], outputs: list[dict[str, Any]],
+         meta: dict[str, Any]) -> tuple[Entry | None, dict[str, str]]:
+    """`store`, all or nothing: a hit must give back everything a re-run would, so when a value
+    cannot be kept nothing is stored and (None, {name: why}) comes back."""
+    arrays, packed = pack(values, outputs)
+    if packed["unkept"]:
+        return None, dict(packed["unkept"])
+    return put(KIND, name, key, arrays, {**meta, **packed}), {}
 
 
 def _open(found: tuple[dict[str, np.ndarray], Entry] | None) -> Kept | None:
