@@ -223,9 +223,13 @@ def test_a_chart_of_any_values_is_one_svg_with_its_axes_or_nothing(values):
     assert "nan" not in svg and "inf" not in svg
 
 
-def test_outside_a_cell_every_display_draws_its_chart():
-    """The one-chart-per-cell rule needs a cell: in a script the card and the signal both draw."""
+def test_outside_a_cell_every_display_draws_its_chart(monkeypatch):
+    """The one-chart-per-cell rule needs a cell: in a script the card and the signal both draw.
+    (No shell here, whatever an earlier test in this process started.)"""
+    from openmind.jupyter import plots
     from openmind.jupyter.card import card_for
+
+    monkeypatch.setattr(plots, "_count", lambda: None)
 
     sig = openmind.sense_or_simulate("temperature", "30s", "1Hz", source="simulate", progress=False)
     assert "openmind-signal-chart" in card_for(sig.route)._repr_html_()

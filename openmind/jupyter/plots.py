@@ -68,6 +68,13 @@ def _count() -> int | None:
 _DRAWN: set[tuple[int | None, Any]] = set()  # (cell, what) charts already drawn in that cell
 
 
+def journal_key(journal_id: Any) -> tuple[str, str, Any]:
+    """A journal record's chart, by the store it was written to (ids restart in another home)."""
+    from openmind.memory.store import db_path
+
+    return ("journal", str(db_path()), journal_id)
+
+
 def drawn(key: Any, mark: bool = False) -> bool:
     """Whether `key`'s chart was drawn in the running cell already (`mark`: it is being drawn
     now), so a cell shows one chart of a thing, not one per display."""
@@ -107,7 +114,7 @@ def card_picture(intent: str, summary: Mapping[str, Any], journal_id: Any = None
         rate, n = float(summary.get("rate_hz") or 1.0), int(summary.get("samples") or len(vals))
         real = list(prev.get("real") or [0] * len(vals))
         if journal_id is not None:
-            drawn(("journal", journal_id), mark=True)
+            drawn(journal_key(journal_id), mark=True)
         return f"<div style='margin:.1em 0 .1em 1em'>{_signal_chart(vals, real, n / rate)}</div>"
     return ""
 
@@ -223,7 +230,7 @@ def signal_html(sig: Any) -> str:
     span = (f"{vals.min():.4g} to {vals.max():.4g} {_e(sig.unit)}" if len(vals) else "no values")
     chart = ""
     jid = getattr(sig.route, "journal_id", None) if sig.route else None
-    if jid is None or not drawn(("journal", jid)):
+    if jid is None or not drawn(journal_key(jid)):
         prev = sig.preview()
         chart = _signal_chart(prev["values"], prev["real"], len(sig) / sig.rate_hz)
     return (f"<div class='openmind-signal' style='font-family:{_FONT};color:{_FG}'><b>{_e(sig.name)}</b> "
