@@ -83,17 +83,17 @@ def test_fallback_option_changes_the_plan_and_a_failed_route_still_gets_a_card(i
     X, y = load_digits(return_X_y=True)
     openmind.train_or_load("digits", X[:500], y[:500], epochs=1, progress=False)  # an ancestor
     ip.user_ns.update(X=X, y=y)
-    # a budget no train fits in: the fine-tune of the ancestor stops partial, so degraded, and
-    # --fallback none refuses it rather than try the next pathway
+    # muscle memory only: the ancestor (other data) is a degraded stand-in, and --fallback none
+    # refuses it (as strict does) rather than answer with it
     body = "openmind.train_or_load('digits', X[500:], y[500:], epochs=200, progress=False)\n"
     with pytest.raises(openmind.AllPathwaysFailed), capture_output() as cap:
-        ip.run_cell_magic("openmind", "train --fallback none --budget 0.05s", body)
+        ip.run_cell_magic("openmind", "train --fallback none --strategy cached", body)
     [card] = cards(cap)
     assert card["ok"] is False
     text = cap.outputs[0].data["text/plain"]
     assert "FAILED" in text and "would be degraded" in text and "fallback=none" in text
     rec = openmind.journal(1)[0]
-    assert [a["pathway"] for a in rec["attempts"]] == ["fine_tune"]  # fallback none: one try
+    assert [a["pathway"] for a in rec["attempts"]] == ["muscle_memory"]
 
 
 def test_user_errors_are_raised_as_usual(ip):

@@ -107,7 +107,8 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("fallback", "choice", "str", "auto",
            "auto: every pathway in order; cached: the first, then only muscle memory; "
-           "none: the first only (its failure raises)", words=("auto", "cached", "none")),
+           "none: every pathway in order, refusing a degraded result (as strict does)",
+           words=("auto", "cached", "none")),
     Option("strategy", "choice", "str", "adaptive",
            "adaptive (the routing rules), local (never the cloud), cloud (cloud first), "
            "cached (muscle memory only)", words=("adaptive", "local", "cloud", "cached")),
@@ -125,7 +126,7 @@ OPTIONS: tuple[Option, ...] = (
            metavar="DURATION"),
     Option("strict", "flag", "bool", False,
            "refuse a degraded result (a cached model of other data, a partial run, a synthetic "
-           "signal): raise instead, as fallback=none does"),
+           "signal) after trying every pathway that answers as asked; as fallback=none does"),
     Option("workers", "count", "int | None", None,
            "train: data-parallel processes (DDP; gloo on CPU, NCCL on GPUs; unset: one, or one "
            "per GPU when the probe sees several)", metavar="N"),

@@ -86,7 +86,8 @@ class _Training:
         entry = hit.entry
         model.info.update(cached=True, key=entry.key, cached_at=entry.created,
                           hits=entry.hits + 1)
-        return Served(model, degraded=self._stand_in(hit))
+        return Served(model, degraded=self._stand_in(hit),
+                      within_terms=answers(hit.meta, self.req.key, self.req.policy.budget))
 
     def _stand_in(self, hit: Version) -> str | None:
         """Why a stored version does not answer this call (None: it does)."""
@@ -248,7 +249,9 @@ class _Training:
                     pass
             raise
         model, meta = self._keep(out, run)
-        return Served(model, degraded=partial_reason(meta), note=note if done else None)
+        # stopped by this call's budget: the most that fits, what the call asked for
+        return Served(model, degraded=partial_reason(meta), note=note if done else None,
+                      within_terms=meta.get("stopped") == "budget")
 
     def _keep(self, out: Any, run: _Run) -> tuple[TernaryModel, dict]:
         """Export a run and store it as a new version of the name (complete or partial)."""
