@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from openmind.errors import BadInput, PathwayUnavailable
-from openmind.flow.executor import execute
+from openmind.flow.executor import Served, execute
 from openmind.flow.policy import split_policy
 from openmind.flow.router import Candidate, Intent, Plan
 from openmind.intents.trainrequest import prepare
@@ -37,13 +37,19 @@ SPLITS = ("dirichlet", "label", "iid")
 def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, rounds: int = 10,
              local_epochs: int = 2, split: str = "dirichlet", alpha: float = 0.5,
              listen: str | None = None, eval_fraction: float = 0.2, join_timeout: float = 120.0,
-             round_timeout: float = 600.0, **options: Any) -> TernaryModel:
+             round_timeout: float = 600.0, certificates: tuple[Any, Any, Any] | None = None,
+             **options: Any) -> TernaryModel:
     """Train `name` over a federated colony with Flower; return the model, a new version in
     muscle memory.
 
     clients, rounds, local_epochs: the colony's shape. split ('dirichlet' with `alpha`, 'label',
     'iid'): how the rows are sliced among local clients (non-IID by default). listen: None for
-    local client processes on 127.0.0.1; HOST:PORT to wait for clients on other machines.
+    local client processes on 127.0.0.1; HOST:PORT to wait for clients on other machines (plain
+    gRPC on loopback only; another address needs `certificates`: the CA, server certificate and
+    server key, PEM bytes or paths, Flower's TLS). A member that sends a bad update is dropped,
+    one that is lost is noted: the model then says so (`route.degraded`), and each round's row
+    in the journal names who and why. Later rounds wait for the clients still there, as long as
+    rounds have taken (join_timeout and round_timeout bound round 1).
     options: training config (hidden, lr, batch_size, seed, scale; defaults hidden=64,
     lr=0.01, annealed over the rounds) and policy (fallback, ...). The model returned is the
     round with the best accuracy on the server's rows (held out from the clients' slices).
@@ -71,7 +77,12 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
     mean, inv_std = standardization(X)
     spec = fed.Spec(X.shape[1], cfg["hidden"], classes, mean, inv_std, cfg, local_epochs, rounds)
     run = Rounds(clients, rounds, listen or "", join_timeout=join_timeout,
-                 round_timeout=round_timeout, on_round=lambda row: _journal_round(name, row))
+                 round_timeout=round_timeout, on_round=lambda row: _journal_round(name, row),
+                 certificates=_pem(certificates))
+    if listen is not None:
+        from openmind.pathways.colony.server import check_listen
+
+        check_listen(listen, run.certificates)
     if listen is None:
         keep, held = split_indices(y_idx, eval_fraction, cfg["seed"])
         parts = fed.slices(y_idx[keep], clients, split, alpha, cfg["seed"])
@@ -91,7 +102,7 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
                        f"federated training of '{name}' on Flower: {rounds} rounds with {where}, "
                        f"ternary-coded updates (trits + a scale per row)",
                        {"federated": True, "clients": clients, "rounds": rounds})]
-    if job.ancestor is not None and pol.fallback != "none":
+    if job.ancestor is not None:
         cands.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
                                f"the cached model named '{name}' (the colony did not finish)",
                                {"ancestor": True}))
@@ -119,19 +130,19 @@ class _Federation:
     key: str
     ancestor: Any
 
-    def colony(self, cand: Candidate) -> TernaryModel:
+    def colony(self, cand: Candidate) -> Served:
         from openmind.pathways.colony import federated as fed
         from openmind.pathways.colony.server import serve
 
         run, spec = self.run, self.spec
         colony = serve(spec, self.X_eval, self.y_eval_idx, run)
         best = next((r for r in colony.rounds if r["round"] == colony.best_round), {})
-        sent = sum(r.get("bytes_sent", 0) for r in colony.rounds)
-        fp32 = sum(r.get("fp32_bytes", 0) for r in colony.rounds)
+        total = {k: int(sum(r.get(k, 0) for r in colony.rounds))
+                 for k in ("bytes_sent", "fp32_bytes", "bytes_down", "fp32_down")}
         info = {"federated": True, "clients": run.clients, "rounds": len(colony.rounds),
                 "local_epochs": spec.local_epochs, "split": self.split,
                 "eval_accuracy": best.get("accuracy"), "eval_rows": int(len(self.X_eval)),
-                "bytes_sent": int(sent), "fp32_bytes": int(fp32),
+                **total,
                 "train_seconds": round(colony.seconds, 3), "fingerprint": self.fp,
                 "key": self.key, "cached": False, "best_round": colony.best_round,
                 "round_accuracy": [r.get("accuracy") for r in colony.rounds]}
@@ -141,37 +152,62 @@ class _Federation:
         if short or len(colony.rounds) < run.rounds:
             info["incomplete"] = (f"{len(colony.rounds)} of {run.rounds} rounds ran; rounds with "
                                   f"fewer than {run.clients} clients: {short}")
+        if colony.degraded:
+            info["degraded"] = colony.degraded
         model = fed.model_of(spec, colony.weights, name=self.name, info=info)
         arrays, meta = model.to_arrays()
         meta["fingerprint"] = self.fp
         entry = put("model", self.name, self.key, arrays, meta)
         model.info["stored"] = entry is not None
-        return model
+        return Served(model, degraded=colony.degraded)
 
-    def cached(self, cand: Candidate) -> TernaryModel:
+    def cached(self, cand: Candidate) -> Served:
         if self.ancestor is None:
             raise PathwayUnavailable(f"no cached model named '{self.name}'")
         arrays, entry = self.ancestor
         model = TernaryModel.from_arrays(arrays, entry.meta)
         model.info.update(cached=True, key=entry.key)
-        return model
+        return Served(model, degraded=f"the colony did not finish: the cached model of "
+                                      f"'{self.name}' stands in")
+
+
+def _pem(certificates: tuple[Any, Any, Any] | None) -> tuple[bytes, bytes, bytes] | None:
+    """TLS certificates as PEM bytes (each given as bytes or a file path)."""
+    if certificates is None:
+        return None
+    if not isinstance(certificates, (tuple, list)) or len(certificates) != 3:
+        raise BadInput("certificates are (CA, server certificate, server key): PEM bytes or paths")
+    out = []
+    for c in certificates:
+        if isinstance(c, (bytes, bytearray)):
+            out.append(bytes(c))
+            continue
+        try:
+            with open(str(c), "rb") as f:
+                out.append(f.read())
+        except OSError as exc:
+            raise BadInput(f"cannot read certificate {c!r}: {exc.strerror}") from None
+    return out[0], out[1], out[2]
 
 
 def _journal_round(name: str, row: dict[str, Any]) -> None:
     """One journal row per finished round, written as the round ends (the sidebar shows it)."""
     from openmind.flow.journal import append
+    from openmind.pathways.colony.server import shortfall
 
     acc = row.get("accuracy")
-    ratio = row["fp32_bytes"] / row["bytes_sent"] if row.get("bytes_sent") else None
+    up, down = row.get("bytes_sent", 0), row.get("bytes_down", 0)
+    fp32 = row.get("fp32_bytes", 0) + row.get("fp32_down", 0)
     reason = (f"federated round {row['round']}/{row['rounds']}: {row.get('clients', 0)} clients, "
-              f"{row.get('rows', 0)} rows, {row.get('bytes_sent', 0)} bytes of ternary updates"
-              + (f" ({ratio:.0f}x fewer than fp32)" if ratio else "")
+              f"{row.get('rows', 0)} rows, {up} bytes up and {down} down"
+              + (f" ({fp32 / (up + down):.1f}x fewer than fp32 both ways)" if up + down else "")
               + (f", accuracy {acc:.3f}" if acc is not None else ""))
+    lacking = shortfall([row], 0) or row.get("error")
     try:
         append({"intent": "train", "name": name, "ok": bool(row.get("clients")),
                 "pathway": Pathway.FULL_TRAIN.value, "decision": Decision.HARDCODE.value,
                 "reason": reason, "duration_ms": row.get("seconds", 0) * 1000,
-                "summary": {"federated_round": row}, "error": None})
+                "degraded": lacking, "summary": {"federated_round": row}, "error": None})
     except Exception:  # an unwritable journal must not stop the colony
         pass
 
@@ -214,6 +250,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--data", required=True, help=".npz with arrays X and y, or a .csv")
     j.add_argument("--label", help="the label column of a .csv (default: the last)")
     j.add_argument("--wait", type=float, default=60.0, help="seconds to keep trying to connect")
+    j.add_argument("--root-certificates", metavar="CA.pem", help="TLS: the colony's CA certificate")
     j.set_defaults(func=cmd_join)
     s = csub.add_parser("serve", help="run a colony's server and wait for clients to join")
     s.add_argument("name", help="the model's name in muscle memory")
@@ -224,6 +261,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--rounds", type=int, default=10)
     s.add_argument("--local-epochs", type=int, default=2)
     s.add_argument("--hidden", type=int, default=64)
+    s.add_argument("--certificates", nargs=3, metavar=("CA", "CERT", "KEY"),
+                   help="TLS (required off loopback): CA certificate, server certificate, key")
     s.set_defaults(func=cmd_serve)
 
 
@@ -232,7 +271,7 @@ def cmd_join(args: argparse.Namespace) -> int:
 
     X, y = _load_rows(args.data, args.label)
     print(f"joining the colony at {args.address} with {len(X)} rows")
-    join(args.address, X, y, wait_s=args.wait)
+    join(args.address, X, y, wait_s=args.wait, root_certificates=args.root_certificates)
     print("the colony's server ended the run")
     return 0
 
@@ -242,7 +281,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     print(f"colony '{args.name}': waiting for {args.clients} clients at {args.listen} "
           f"(on each: openmind colony join THIS_HOST:{args.listen.rpartition(':')[2]} --data FILE)")
     model = federate(args.name, X, y, clients=args.clients, rounds=args.rounds,
-                     local_epochs=args.local_epochs, listen=args.listen, hidden=args.hidden)
+                     local_epochs=args.local_epochs, listen=args.listen, hidden=args.hidden,
+                     certificates=args.certificates)
     print(model.route.reason if getattr(model, "route", None) else "")
     print(f"accuracy on the server's rows: {model.info.get('eval_accuracy')}; "
           f"{model.info.get('bytes_sent')} bytes of ternary updates in {model.info.get('rounds')} rounds")
