@@ -67,6 +67,35 @@ def test_every_route_needs_the_token(served, path, token):
     assert r.headers["www-authenticate"].startswith("Bearer")
 
 
+@pytest.mark.parametrize("host", ["attacker.example", "attacker.example:8000", "127.0.0.1.nip.io",
+                                  "localhost.attacker.example", ""])
+def test_a_foreign_host_header_is_refused_before_anything_else(served, host):
+    """DNS rebinding: a web page whose name resolves to 127.0.0.1 sends its own name as Host.
+    Refused (403, JSON) before the token is even looked at, on every route."""
+    srv, *_ = served
+    for path in ("/v2/models/digits", "/v2/openapi.json", "/v2/models/digits/infer"):
+        method = "POST" if path.endswith("infer") else "GET"
+        r = httpx.request(method, srv.url + path, headers={**auth(), "Host": host}, content=b"{}",
+                          timeout=5)
+        assert r.status_code == 403, (path, r.text)
+        assert r.headers["content-type"].startswith("application/json")
+        assert "--allowed-hosts" in r.json()["error"] and "digits" not in r.text
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "LOCALHOST:80", "127.0.0.2", "[::1]:8000"])
+def test_loopback_host_headers_are_answered(served, host):
+    srv, *_ = served
+    r = httpx.get(srv.url + "/v2/models/digits", headers={**auth(), "Host": host}, timeout=5)
+    assert r.status_code == 200 and r.json()["name"] == "digits"
+
+
+def test_allowed_hosts_adds_names(tmp_path):
+    with ServeProcess(home=tmp_path, allowed_hosts="gpu-box.lan,Other.Example") as srv:
+        ok = [httpx.get(srv.url + "/v2/health/live", headers={"Host": h}, timeout=5).status_code
+              for h in ("gpu-box.lan:8000", "other.example", "localhost", "attacker.example")]
+    assert ok == [200, 200, 200, 403]
+
+
 def test_served_predictions_equal_local_ones(served):
     srv, X, model = served
     c = OIPClient(srv.url, token=TOKEN, retries=0)
@@ -151,7 +180,7 @@ def test_a_stalled_client_does_not_block_others(served):
     srv, X, _ = served
     port = int(srv.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(f"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        s.sendall(f"POST /v2/models/digits/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
                   "Content-Length: 100000\r\n\r\n{".encode())
         t0 = time.monotonic()
         out = OIPClient(srv.url, token=TOKEN, retries=0, timeout=5).infer("digits", X[:2])
@@ -162,7 +191,7 @@ def test_a_body_that_does_not_come_in_time_is_refused_with_408(tmp_path):
     with ServeProcess(home=tmp_path, body_timeout=0.5) as srv:
         port = int(srv.url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            s.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")
             t0 = time.monotonic()
             answer = b""
             while not answer.endswith(b"}"):
