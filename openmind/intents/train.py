@@ -234,10 +234,13 @@ class _Training:
         run = _Run(job, cfg, classes, X, device_note=device_note, note=note,
                    parent_key=parent_key, done=done)
         train = fit
-        if cand.params.get("workers", 1) > 1:  # data-parallel: N local processes or torchrun ranks
-            from openmind.pathways.colony.distributed import trainer
+        from openmind.pathways.colony.distributed import joined, trainer
 
-            train = trainer(cand.params)
+        # data-parallel: N local processes, or the torchrun group this call leads; under torchrun
+        # every route that trains (full, fine-tune, resume, planned) trains on all ranks, so none
+        # waits on rank 0 training alone
+        if cand.params.get("workers", 1) > 1 or joined() is not None:
+            train = trainer({**cand.params, "joined": joined() is not None})
         try:
             out = train(X, y_idx, job)
         except BaseException as exc:
