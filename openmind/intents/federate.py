@@ -1,11 +1,13 @@
 """`openmind.federate`: federated rounds on Flower; the result is a new version of the model.
 
 The same steps as every intent: validate the input, look up memory, plan, execute (journaled),
-store. Each round is journaled as it ends (clients, rows, bytes sent, accuracy). With
-`listen=None` the clients are processes on this machine, each with a slice of the data; with
-`listen="0.0.0.0:8080"` the server waits for clients on other machines, which join with
-`openmind colony join HOST:8080 --data rows.npz`; the data given here is then the server's own
-evaluation set. The CLI commands `openmind colony serve|join` are registered here.
+store. Each round is journaled as it ends (clients, rows, bytes both ways, accuracy, and any
+member lost or update dropped, with its reason). With `listen=None` the clients are processes on
+this machine, each with a slice of the data; with `listen="0.0.0.0:8080"` and `certificates`
+(TLS is required off loopback) the server waits for clients on other machines, which join with
+`openmind colony join HOST:8080 --data rows.npz --root-certificates ca.pem`; the data given here
+is then the server's own evaluation set. The CLI commands `openmind colony serve|join` are
+registered here.
 """
 
 from __future__ import annotations

@@ -5,9 +5,12 @@ torch loop as a full train) and sends its update, the change of the latent weigh
 round's global model, coded as trits plus one scale per output row (the TWN rule of
 `ternary.net.ternarize`), 1.6 bits per weight; biases and scales go as float16. What the coding
 loses is kept by the client and added to its next update (error feedback), so nothing is lost for
-good. The server decodes every update and averages them weighted by each client's rows (FedAvg)
-into the global fp32 latent weights, evaluates the ternary model on its own rows after each
-round, and reports each round (clients, rows, bytes sent, accuracy) to `on_round`.
+good. The server checks and decodes every update (a bad one is dropped with its reason) and
+averages them weighted by each client's rows, capped (FedAvg), into the global fp32 latent
+weights, evaluates the ternary model on its own rows after each round, and reports each round
+(clients, rows, bytes both ways, lost and dropped members, accuracy) to `on_round`. The global
+model goes down whole once, then as its change, coded the same way (the server keeps what the
+coding left out for the next round), to each client holding the previous one.
 
 Flower runs the rounds: its gRPC server (`start_grpc_server`, `Server`, a FedAvg subclass) and its
 clients (`start_client`) - no Ray, no simulation. Clients are processes on this machine, each

@@ -1,7 +1,10 @@
-"""The federated server: Flower's gRPC server runs the rounds, `TernaryFedAvg` decodes each
-client's ternary-coded update and averages them weighted by rows (FedAvg), `_Tally` evaluates the
-global model on the server's rows after each round and keeps the best round. The codec, the
-model's spec and the client are `federated.py`'s.
+"""The federated server: Flower's gRPC server runs the rounds; `TernaryFedAvg` hands them to
+`_Tally`, which picks each round's clients (waiting for those still there as long as rounds have
+taken), sends the global model (then its coded change), checks each client's update (a bad one is
+dropped with its reason, never aborting the round), averages the rest weighted by their rows,
+capped (FedAvg), evaluates the global model on the server's rows after each round and keeps the
+best round. Plain gRPC on loopback only; Flower's TLS otherwise. The codec, the model's spec and
+the client are `federated.py`'s.
 """
 
 from __future__ import annotations
