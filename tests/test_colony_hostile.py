@@ -113,8 +113,11 @@ def test_a_hostile_client_and_a_killed_one_leave_a_degraded_colony_that_finishes
     assert "lost clients" in model.route.degraded and "dropped" in model.route.degraded
     assert openmind.journal(1)[0]["degraded"] == model.route.degraded
     assert model.score(Xte, yte) > 0.5
-    # bytes both ways: the global model after round 1 goes down ternary-coded too
-    assert rows[1]["bytes_down"] * 5 < rows[1]["fp32_down"]
+    # bytes both ways: after round 1 the global model goes down ternary-coded to the clients that
+    # take it (the hostile one says nothing, so it gets the whole fp32 model, as plain Flower)
+    assert rows[0]["bytes_down"] == rows[0]["fp32_down"]
+    whole = rows[0]["fp32_down"] // 3  # one client's fp32 model
+    assert rows[-1]["fp32_down"] == 2 * whole and rows[-1]["bytes_down"] - whole < whole / 5
     assert model.info["bytes_down"] > 0 and model.info["fp32_down"] > model.info["bytes_down"]
     assert "down" in _journal_reason(2)
 
@@ -134,6 +137,9 @@ def test_row_counts_are_capped_and_a_plain_address_needs_tls():
         srv.check_listen("0.0.0.0:8080", None)
     with pytest.raises(BadInput, match="give TLS certificates"):
         openmind.federate("open", np.random.rand(40, 3), np.arange(40) % 2, listen="0.0.0.0:0")
+    srv.check_listen("0.0.0.0:8080", None, insecure=True)  # the caller means it
+    with pytest.raises(BadInput, match="three PEM byte strings"):
+        srv.check_listen("10.0.0.5:8080", (b"ca", b"", b"key"))
 
 
 def test_an_update_with_fewer_tensors_than_layers_or_bad_values_is_refused():

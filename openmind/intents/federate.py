@@ -40,7 +40,7 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
              local_epochs: int = 2, split: str = "dirichlet", alpha: float = 0.5,
              listen: str | None = None, eval_fraction: float = 0.2, join_timeout: float = 120.0,
              round_timeout: float = 600.0, certificates: tuple[Any, Any, Any] | None = None,
-             **options: Any) -> TernaryModel:
+             insecure: bool = False, **options: Any) -> TernaryModel:
     """Train `name` over a federated colony with Flower; return the model, a new version in
     muscle memory.
 
@@ -48,7 +48,7 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
     'iid'): how the rows are sliced among local clients (non-IID by default). listen: None for
     local client processes on 127.0.0.1; HOST:PORT to wait for clients on other machines (plain
     gRPC on loopback only; another address needs `certificates`: the CA, server certificate and
-    server key, PEM bytes or paths, Flower's TLS). A member that sends a bad update is dropped,
+    server key, PEM bytes or paths, Flower's TLS; or insecure=True on a trusted network). A member that sends a bad update is dropped,
     one that is lost is noted: the model then says so (`route.degraded`), and each round's row
     in the journal names who and why. Later rounds wait for the clients still there, as long as
     rounds have taken (join_timeout and round_timeout bound round 1).
@@ -80,11 +80,11 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
     spec = fed.Spec(X.shape[1], cfg["hidden"], classes, mean, inv_std, cfg, local_epochs, rounds)
     run = Rounds(clients, rounds, listen or "", join_timeout=join_timeout,
                  round_timeout=round_timeout, on_round=lambda row: _journal_round(name, row),
-                 certificates=_pem(certificates))
+                 certificates=_pem(certificates), insecure=bool(insecure))
     if listen is not None:
         from openmind.pathways.colony.server import check_listen
 
-        check_listen(listen, run.certificates)
+        check_listen(listen, run.certificates, run.insecure)
     if listen is None:
         keep, held = split_indices(y_idx, eval_fraction, cfg["seed"])
         parts = fed.slices(y_idx[keep], clients, split, alpha, cfg["seed"])

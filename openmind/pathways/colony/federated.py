@@ -296,7 +296,8 @@ def make_client(X: np.ndarray, y: np.ndarray, cid: int = 0) -> Any:
             sent = sum(len(t) for t in tensors)
             return FitRes(status=Status(Code.OK, "ok"),
                           parameters=Parameters(tensors=tensors, tensor_type=TENSOR_TYPE),
-                          num_examples=int(len(Xc)), metrics={"bytes": sent, "cid": cid})
+                          num_examples=int(len(Xc)),
+                          metrics={"bytes": sent, "cid": cid, "down": TENSOR_TYPE})
 
         def evaluate(self, ins: Any) -> Any:  # the server evaluates on its own rows
             return EvaluateRes(status=Status(Code.OK, "ok"), loss=0.0, num_examples=0, metrics={})

@@ -62,6 +62,7 @@ class Rounds:
     join_timeout: float = 120.0
     round_timeout: float = 600.0
     certificates: tuple[bytes, bytes, bytes] | None = None  # (CA, server cert, key), PEM: TLS
+    insecure: bool = False  # plain gRPC beyond loopback, because the caller said so
 
 
 # A client's claimed rows above this are absurd: its update is dropped.
@@ -140,8 +141,9 @@ class _Tally:
         return min(self.run.join_timeout, max(ROUND_WAIT_MIN_S, ROUND_WAIT_FACTOR * self.longest))
 
     def instructions(self, server_round: int, manager: Any) -> list:
-        """(client, FitIns) for the clients there: those holding last round's model get its change
-        ternary-coded, the others the whole model (fp32); bytes counted both ways."""
+        """(client, FitIns) for the clients there: those holding last round's model (and saying
+        they take it coded) get its change ternary-coded, the others the whole model (fp32);
+        bytes counted both ways."""
         from flwr.common import FitIns, Parameters, ndarrays_to_parameters
 
         expected = self.present
@@ -178,7 +180,9 @@ class _Tally:
                 continue
             accepted.append((cid, str(proxy.cid), rows, delta))
         up = sum(sum(len(t) for t in res.parameters.tensors if isinstance(t, bytes)) for _p, res in results)
-        self.holders = {str(p.cid) for p, _r in results}
+        # a client that says it takes the coded change (metrics "down") gets it next round; any
+        # other (an older client, a device client) the whole model, as plain Flower sends it
+        self.holders = {str(p.cid) for p, r in results if r.metrics.get("down") == TENSOR_TYPE}
         expected = self.down.get("expected", self.run.clients)
         self.present = max(1, len(results))
         row = {"round": server_round, "clients": len(accepted), "expected": expected,
@@ -300,7 +304,7 @@ def serve(spec: Spec, X_eval: np.ndarray, y_eval_idx: np.ndarray, run: Rounds) -
     from flwr.server.client_manager import SimpleClientManager
     from flwr.server.superlink.fleet.grpc_bidi.grpc_server import start_grpc_server
 
-    check_listen(run.listen, run.certificates)
+    check_listen(run.listen, run.certificates, run.insecure)
     tally = _Tally(spec, X_eval, y_eval_idx, run)
     manager = _bounded_manager(SimpleClientManager, run.join_timeout)
 
@@ -333,16 +337,18 @@ def serve(spec: Spec, X_eval: np.ndarray, y_eval_idx: np.ndarray, run: Rounds) -
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
-def check_listen(listen: str, certificates: Any) -> None:
+def check_listen(listen: str, certificates: Any, insecure: bool = False) -> None:
     """Plain gRPC only on loopback: any other address needs Flower's TLS certificates
-    (CA, server certificate, server key), or BadInput saying so."""
+    (CA, server certificate, server key), or `insecure` (the caller means it), or BadInput."""
     host = listen.rpartition(":")[0] if ":" in listen else listen
     if host in LOOPBACK or host.startswith("127."):
         return
+    if certificates is None and insecure:
+        return
     if certificates is None:
         raise BadInput(f"listening on {listen} serves every machine that can reach it: give TLS "
-                       f"certificates (CA, server certificate, server key; Flower's own option) "
-                       f"or listen on 127.0.0.1")
+                       f"certificates (CA, server certificate, server key; Flower's own option), "
+                       f"listen on 127.0.0.1, or say insecure=True on a trusted network")
     if len(certificates) != 3 or not all(isinstance(c, bytes) and c for c in certificates):
         raise BadInput("certificates are three PEM byte strings: CA, server certificate, server key")
 
