@@ -153,3 +153,66 @@ def test_an_update_with_fewer_tensors_than_layers_or_bad_values_is_refused():
         fed.decode_update([coded[0], "text"], w)
     with pytest.raises(BadInput, match="for a 3x4 layer, the model.s is 4x6"):
         fed.decode_update(coded[::-1], w)
+
+
+def _certificates(folder: Path) -> tuple[Path, bytes, bytes, bytes]:
+    """A CA and a server certificate for 127.0.0.1 signed by it (PEM), made here."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def cert(subject: str, key, issuer: str, signer, ca: bool, san=None):
+        b = (x509.CertificateBuilder()
+             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+             .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(minutes=5))
+             .not_valid_after(now + datetime.timedelta(days=1))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
+        return b.sign(signer, hashes.SHA256())
+
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = cert("openmind test CA", ca_key, "openmind test CA", ca_key, True)
+    server = cert("127.0.0.1", key, "openmind test CA", ca_key, False,
+                  [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")])
+    pem = serialization.Encoding.PEM
+    ca_pem = ca.public_bytes(pem)
+    (folder / "ca.pem").write_bytes(ca_pem)
+    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    return folder / "ca.pem", ca_pem, server.public_bytes(pem), key_pem
+
+
+@pytest.mark.slow
+def test_a_colony_over_flowers_tls(tmp_path, digits_split):
+    """Flower's own TLS: the server gets (CA, certificate, key), each `colony join` the CA."""
+    pytest.importorskip("cryptography")
+    Xtr, Xte, ytr, yte = digits_split
+    ca_path, ca, cert, key = _certificates(tmp_path)
+    address = f"127.0.0.1:{srv.free_port()}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    procs = []
+    for k, part in enumerate(np.array_split(np.arange(len(Xtr)), 2)):
+        path = tmp_path / f"node{k}.npz"
+        np.savez(path, X=Xtr[part], y=ytr[part])
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "openmind.cli", "colony", "join", address, "--data", str(path),
+             "--root-certificates", str(ca_path)], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT))
+    try:
+        model = openmind.federate("tls", Xte, yte, clients=2, rounds=2, local_epochs=1,
+                                  listen=address, join_timeout=90, certificates=(ca, cert, key))
+        outs = [p.communicate(timeout=60)[0].decode() for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+    assert all(p.returncode == 0 for p in procs), outs
+    assert model.info["rounds"] == 2 and model.route.degraded is None
