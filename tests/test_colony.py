@@ -12,6 +12,8 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import openmind
 from openmind.errors import BadInput
@@ -455,3 +457,20 @@ def test_a_worse_version_is_shed_on_500_rows_and_stays_loadable_by_version(digit
         openmind.load_version("dw", "ffffffffff")
     with pytest.raises(BadInput, match="level takes a number"):
         openmind.validate("dw", Xte, yte, level="x")
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), st.booleans()), min_size=1, max_size=300))
+def test_the_sign_test_never_sheds_a_version_that_loses_no_row(pairs):
+    """p_worse is a probability; a version that never loses a row the other wins has p = 1; and
+    swapping which is 'mine' turns losses into wins (p of one side small -> of the other large)."""
+    from openmind.intents.validate import worse_p
+
+    mine = np.array([a for a, _ in pairs])
+    theirs = np.array([b for _, b in pairs])
+    p = worse_p(mine, theirs)
+    assert 0.0 <= p <= 1.0
+    if not np.any(theirs & ~mine):
+        assert p == 1.0
+    if worse_p(theirs, mine) < 0.05:
+        assert p > 0.5

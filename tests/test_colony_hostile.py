@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import openmind
 from openmind.errors import BadInput
@@ -216,3 +218,17 @@ def test_a_colony_over_flowers_tls(tmp_path, digits_split):
                 p.kill()
     assert all(p.returncode == 0 for p in procs), outs
     assert model.info["rounds"] == 2 and model.route.degraded is None
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, srv.MAX_CLIENT_ROWS), min_size=1, max_size=12))
+def test_no_claim_takes_more_than_its_capped_share(rows):
+    """Whatever the clients claim (within bounds): the weights sum to 1, keep the claims' order,
+    and none exceeds ROW_CAP times the median claim's weight."""
+    w = srv.shares(rows)
+    assert np.isclose(w.sum(), 1.0) and (w > 0).all()
+    med = float(np.median(rows))
+    capped = np.minimum(np.asarray(rows, float), srv.ROW_CAP * med)
+    assert np.allclose(w, capped / capped.sum())
+    order = np.argsort(rows, kind="stable")
+    assert (np.diff(w[order]) >= -1e-12).all()
