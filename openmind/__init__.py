@@ -66,6 +66,10 @@ _LAZY = {
     "CellResult": "openmind.intents.cell",
     "federate": "openmind.intents.federate",
     "colony": "openmind.pathways.ternary.vote",
+    "ingest": "openmind.intents.ingest",
+    "memories": "openmind.intents.remembered",
+    "recall": "openmind.intents.remembered",
+    "forget": "openmind.intents.remembered",
     "Colony": "openmind.pathways.ternary.vote",
 }
 

@@ -14,7 +14,7 @@ import re
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit, urlunsplit
 
 from openmind.errors import BadInput
 
@@ -30,7 +30,8 @@ _assume_override: dict[str, str] | None = None  # set by openmind.assume(); wins
 
 
 def home() -> Path:
-    """OPENMIND_HOME (default ~/.openmind), created on first use."""
+    """OPENMIND_HOME (default ~/.openmind), created on first use, owner-only (0700): the journal
+    and the index say what a user ran, and other local users must not read them."""
     global _home_memo
     raw = os.environ.get("OPENMIND_HOME")
     key = (raw, None if raw else os.environ.get("HOME"))
@@ -40,7 +41,7 @@ def home() -> Path:
         path = Path(raw or Path.home() / ".openmind").expanduser()
         _home_memo = (key, path)
     if path not in _made or not path.is_dir():  # a stat, not a mkdir, on every call
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)
         _made.add(path)
     return path
 
@@ -49,34 +50,60 @@ _made: set[Path] = set()
 _home_memo: tuple[tuple[str | None, str | None], Path] | None = None
 
 
-SIGNING_KEY_FILE = "signing.key"
+def private_dir(path: Path) -> Path:
+    """Make `path` (and missing parents) a directory only its owner can enter: 0700. An existing
+    one this user owns is tightened; one owned by another user is left alone (not ours to change)."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private(path, 0o700)
+    return path
 
 
-def signing_key() -> bytes:
-    """The HMAC key that signs pickled cell outputs, kept in OPENMIND_HOME (mode 0600), made on
-    first use. A blob signed with another home's key does not verify, so it is never unpickled."""
-    import secrets as _secrets
-
-    path = home() / SIGNING_KEY_FILE
+def private(path: Path, mode: int = 0o600) -> None:
+    """Tighten a file or directory this user owns to `mode` when group or others have access."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_bytes()
-        for _ in range(40):  # another process made it a moment ago and is still writing it
-            if len(key) >= 32:
-                return key
-            import time as _time
+        st = os.stat(path)
+        if st.st_uid == os.geteuid() and st.st_mode & 0o077:
+            os.chmod(path, mode)
+    except OSError:
+        pass  # gone, or not ours: whoever reads it next reports what is wrong
 
-            _time.sleep(0.025)
-            key = path.read_bytes()
-        if len(key) < 32:
-            raise BadInput(f"the signing key {path} is shorter than 32 bytes; delete it (cached "
-                           f"cell outputs signed with it become misses) and run again") from None
-        return key
-    key = _secrets.token_bytes(32)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
-    return key
+
+def key_dir() -> Path:
+    """OPENMIND_KEY_DIR (default ~/.config/openmind): this machine's signing key pair, kept
+    outside OPENMIND_HOME so whoever can write the store cannot sign for it."""
+    raw = os.environ.get("OPENMIND_KEY_DIR", "").strip()
+    return Path(raw).expanduser() if raw else Path.home() / ".config" / "openmind"
+
+
+def trust_file() -> str | None:
+    """OPENMIND_TRUST: a file of public keys (one a line, as `openmind key` prints them) whose
+    signatures this machine accepts besides its own; default `trust` in the key directory, when
+    there is one. A string: every restore asks, so no path objects are made on the way."""
+    raw = os.environ.get("OPENMIND_TRUST", "").strip()
+    if raw:
+        return os.path.expanduser(raw)
+    default = os.path.join(key_dir(), "trust")
+    return default if os.path.exists(default) else None
+
+
+def remote_url() -> str | None:
+    """OPENMIND_REMOTE: the team's shared memory, `file:///dir` or `s3://bucket/prefix`."""
+    return os.environ.get("OPENMIND_REMOTE", "").strip() or None
+
+
+def remote_write() -> bool:
+    """OPENMIND_REMOTE_WRITE=1: this machine publishes what it keeps (the CI box); others read."""
+    return os.environ.get("OPENMIND_REMOTE_WRITE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def remote_timeout() -> float:
+    """OPENMIND_REMOTE_TIMEOUT: seconds one call to the team's memory may take (default 5)."""
+    raw = os.environ.get("OPENMIND_REMOTE_TIMEOUT", "").strip()
+    try:
+        value = float(raw) if raw else 5.0
+    except ValueError:
+        raise BadInput(f"OPENMIND_REMOTE_TIMEOUT must be seconds (a number), got {raw!r}") from None
+    return value if value > 0 else 5.0
 
 
 def api_base() -> str | None:
@@ -104,8 +131,9 @@ def serial_port() -> str | None:
 
 
 # Environment variables whose whole value is a secret, and those holding URLs whose userinfo is.
-SECRET_VARS = ("OPENMIND_API_KEY", "OPENAI_API_KEY", "OPENMIND_INFER_TOKEN", "OPENMIND_SERVE_TOKEN")
-URL_VARS = ("OPENMIND_API_BASE", "OPENMIND_INFER_URL")
+SECRET_VARS = ("OPENMIND_API_KEY", "OPENAI_API_KEY", "OPENMIND_INFER_TOKEN", "OPENMIND_SERVE_TOKEN",
+               "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+URL_VARS = ("OPENMIND_API_BASE", "OPENMIND_INFER_URL", "OPENMIND_REMOTE", "AWS_ENDPOINT_URL")
 
 
 def url_secrets(url: str) -> list[str]:
@@ -130,12 +158,13 @@ def secrets() -> list[str]:
     echoes back carries base64('user:pass')). Recomputed only when one of the variables changed:
     every journal record and route reason is redacted, so this runs on every call."""
     global _secrets_memo
-    raw = tuple(os.environ.get(v, "") for v in SECRET_VARS + URL_VARS)
+    raw = tuple(os.environ.get(v, "") for v in SECRET_VARS + URL_VARS) + (str(len(_REGISTERED)),)
     if _secrets_memo is not None and _secrets_memo[0] == raw:
         return list(_secrets_memo[1])
     found: list[str] = [v.strip() for v in raw[:len(SECRET_VARS)]]
-    for value in raw[len(SECRET_VARS):]:
+    for value in raw[len(SECRET_VARS):-1]:
         found += url_secrets(value)
+    found += sorted(_REGISTERED)
     found = [f for f in found if len(f) >= 4]
     encoded = []
     for f in found:
@@ -147,6 +176,59 @@ def secrets() -> list[str]:
 
 
 _secrets_memo: tuple[tuple[str, ...], tuple[str, ...]] | None = None
+# Secrets met at run time rather than in the environment: the password of a database URL or a
+# token in a URL's query that a call was given (`register_source`). Only ever added to.
+_REGISTERED: set[str] = set()
+# Words that make a query parameter a credential (token=, api_key=, apiKey=, X-Amz-Signature=).
+_CREDENTIAL_WORDS = frozenset({"token", "key", "apikey", "secret", "password", "passwd", "pwd",
+                               "pass", "auth", "authorization", "sig", "signature", "credential",
+                               "credentials", "session", "sessionid", "jwt", "bearer"})
+
+
+def secret_param(name: str) -> bool:
+    """Does a query parameter's name say it carries a credential? Its words (split at '_', '-',
+    '.' and camelCase) hold one of the credential words, or one ends in token/key/secret."""
+    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
+    return any(w in _CREDENTIAL_WORDS or w.endswith(("token", "key", "secret", "password"))
+               for w in words if w)
+
+
+def source_secrets(url: str) -> list[str]:
+    """The secret parts of a source URL or database DSN: its userinfo (as `url_secrets`) and the
+    values of query parameters named like credentials (token=, api_key=, password=...)."""
+    found = url_secrets(url)
+    try:
+        query = urlsplit(url.strip()).query
+    except ValueError:
+        return found
+    for name, value in parse_qsl(query, keep_blank_values=False):
+        if secret_param(name):
+            found += [value, quote(value, safe="")]
+    return [f for f in found if f]
+
+
+def register_source(url: str) -> str:
+    """Make `redact` hide the secrets of a URL or DSN a call was given (journal, cards, logs,
+    errors) from now on, and return the URL as it may be shown: no userinfo, credential-named
+    query values as '***'."""
+    found = [f for f in source_secrets(url) if len(f) >= 4]
+    if found and not _REGISTERED.issuperset(found):
+        with _lock:
+            _REGISTERED.update(found)
+    return shown_url(url)
+
+
+def shown_url(url: str) -> str:
+    """A URL or DSN without its userinfo and with credential-named query values as '***'."""
+    try:
+        parts = urlsplit(url.strip())
+    except ValueError:
+        return "<a malformed URL>"
+    netloc = parts.netloc.rpartition("@")[2]
+    query = "&".join(f"{k}={'***' if secret_param(k) else quote(v, safe='/:,')}"
+                     for k, v in parse_qsl(parts.query, keep_blank_values=True))
+    # joined by hand: urlunsplit folds sqlite:////abs/path.db into sqlite://abs/path.db
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "")
 
 
 class RedactingFilter(logging.Filter):

@@ -55,6 +55,7 @@ class IntentKind(_StrEnum):
     VALIDATE = "validate"
     MONITOR = "monitor"
     DEPLOY = "deploy"
+    INGEST = "ingest"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Write notebooks/quickstart.ipynb and notebooks/ebb_and_flow.ipynb from the cell sources below.
+"""Write notebooks/quickstart.ipynb, ebb_and_flow.ipynb and ingest.ipynb from the cell sources below.
 
 The notebooks are committed without outputs; edit them here (reviewable Python) and re-run
 `python scripts/make_notebooks.py`, or edit them in JupyterLab and keep the outputs cleared.
@@ -168,6 +168,103 @@ else:
     ("code", "%openmind log -n 8"),
 ]
 
+STATION = """import http.server, functools, sqlite3, tempfile, threading
+from pathlib import Path
+import numpy as np
+
+# A weather station made on the spot (no download): its readings as a CSV file served over HTTP
+# by Python's own http.server on 127.0.0.1 (it answers If-Modified-Since with 304), and a SQLite
+# archive of later readings. Seeded, so every run sees the same data.
+station = Path(tempfile.mkdtemp(prefix="station-"))
+rng = np.random.default_rng(3)
+
+def readings(n, shift=0.0):
+    y = rng.integers(0, 2, size=n)  # 1: rain within the hour
+    X = rng.normal(size=(n, 4)) + 1.5 * y[:, None] + shift
+    return X, y
+
+X, y = readings(600)
+rows = "".join(f"{a:.4f},{b:.4f},{c:.4f},{d:.4f},{t}\\n" for (a, b, c, d), t in zip(X, y))
+(station / "readings.csv").write_text("pressure,humidity,wind,cloud,rain\\n" + rows)
+
+with sqlite3.connect(station / "archive.db") as db:
+    db.execute("CREATE TABLE readings (pressure REAL, humidity REAL, wind REAL, cloud REAL, rain INTEGER)")
+    Xa, ya = readings(300)
+    db.executemany("INSERT INTO readings VALUES (?, ?, ?, ?, ?)",
+                   [(*map(float, r), int(t)) for r, t in zip(Xa, ya)])
+
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(station))
+handler.log_message = lambda *args: None
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+url = f"http://127.0.0.1:{server.server_address[1]}/readings.csv"
+url"""
+
+INGEST = [
+    ("md", """# Ingest, train, validate, monitor
+
+The colony's **ingestor** pulls data from where it lives: a file or a glob, an HTTP(S) API, a SQL
+database. It keeps the last good copy in muscle memory, so when the source is unreachable the
+notebook goes on with that copy, and says how old it is. Its siblings then train on the data,
+validate the model and watch the stream for drift."""),
+    ("code", """%load_ext openmind.jupyter
+import openmind"""),
+    ("code", STATION),
+    ("md", """## 1. Ingest over HTTP
+
+The first call downloads the table (`full_train/HARDCODE`: read and parsed here). It comes back
+as a DataFrame that carries its route, and is kept in memory by its content."""),
+    ("code", """%%openmind ingest
+table = openmind.ingest(url, name="readings")
+print(table.shape, table.route.pathway, table.route.decision)"""),
+    ("md", """Asking again sends a conditional request: the server answers `304 Not Modified`, nothing
+is downloaded, and the copy in memory is the answer (`muscle_memory/CACHED`, not degraded)."""),
+    ("code", """%%openmind ingest
+table = openmind.ingest(url, name="readings")
+print(table.route.decision, "-", table.route.reason)"""),
+    ("md", """## 2. Train on it"""),
+    ("code", """%%openmind train
+features = ["pressure", "humidity", "wind", "cloud"]
+model = openmind.train_or_load("rain", table[features].to_numpy(), table["rain"].to_numpy())
+model.route.pathway, model.route.decision"""),
+    ("md", """## 3. Validate on the archive
+
+A SQL query against the station's SQLite archive (any SQLAlchemy URL works the same way, e.g.
+`postgresql+psycopg://user@host/db`; passwords never reach the journal or the cards)."""),
+    ("code", """%%openmind validate
+archive = openmind.ingest(f"sqlite:///{station}/archive.db",
+                          query="SELECT pressure, humidity, wind, cloud, rain FROM readings")
+check = openmind.validate("rain", archive[features].to_numpy(), archive["rain"].to_numpy())
+print(f"accuracy on {len(archive)} archived readings: {check.accuracy:.1%} ({check.verdict})")"""),
+    ("md", """## 4. Monitor the live stream
+
+New readings whose pressure sensor has drifted: the monitor compares them with the training data
+and raises an alert."""),
+    ("code", """%%openmind monitor
+X_new, y_new = readings(400, shift=np.array([2.5, 0, 0, 0]))
+stream = np.vstack([table[features].to_numpy()[:200], X_new])
+watch = openmind.monitor("rain", stream, reference=table[features].to_numpy(), action="alert")
+print(watch.state, "- first drift at reading", watch.first_drift)"""),
+    ("md", """## 5. The station goes offline
+
+The server stops. The ingestor serves the last good copy, marked degraded with its age;
+`--max-age` bounds how old a copy may be (`--fallback none` would raise instead)."""),
+    ("code", """server.shutdown(); server.server_close()"""),
+    ("code", """%%openmind ingest --max-age 1d --timeout 5s
+table = openmind.ingest(url, name="readings")
+print(table.shape, "-", table.route.degraded)"""),
+    ("md", """## What is remembered
+
+Memory cells are plain calls: `openmind.memories()` lists what is kept, `openmind.recall(name)`
+brings one back, `openmind.forget(name)` removes it. The sidebar and `openmind memory ls` show the
+same list."""),
+    ("code", """for memory in openmind.memories():
+    if memory.kind in ("model", "ingest"):
+        print(memory)
+print(openmind.recall("readings").shape)"""),
+    ("code", "%openmind log -n 8"),
+]
+
 
 def build(cells: list[tuple[str, str]]) -> nbf.NotebookNode:
     nb = nbf.v4.new_notebook()
@@ -184,6 +281,7 @@ def main() -> None:
     HERE.mkdir(exist_ok=True)
     nbf.write(build(QUICKSTART), HERE / "quickstart.ipynb")
     nbf.write(build(EBB), HERE / "ebb_and_flow.ipynb")
+    nbf.write(build(INGEST), HERE / "ingest.ipynb")
 
 
 if __name__ == "__main__":

@@ -19,6 +19,11 @@ if [ "$(id -u)" = 0 ] && ! command -v qemu-system-riscv32 >/dev/null; then
   apt-get update -q && apt-get install -y -q --no-install-recommends gcc-riscv64-unknown-elf \
     picolibc-riscv64-unknown-elf qemu-system-misc
 fi
+# PostgreSQL for the ingest tests: each test starts its own cluster (initdb/pg_ctl in a temp dir,
+# as a non-root user) and stops it; tests/test_ingest_postgres.py skips, saying so, without it.
+if [ "$(id -u)" = 0 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  apt-get update -q && apt-get install -y -q --no-install-recommends postgresql
+fi
 # The sidebar's labextension is committed prebuilt (a test checks it matches jupyter_extension/'s
 # sources); rebuild it with scripts/build_labextension.sh after editing the TypeScript.
 # Build the wheel once for the test that installs it into a clean venv.

@@ -5,18 +5,35 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-# the firmware host build as a device on a pty (fixtures vdev, noisy_vdev, vdev_binary)
-pytest_plugins = ["vdev_fixtures"]
+# the firmware host build as a device on a pty (fixtures vdev, noisy_vdev, vdev_binary); the
+# team tier's S3 server on loopback, shared directory and machines (moto_endpoint, machines)
+pytest_plugins = ["vdev_fixtures", "team_fixtures"]
 
 _ENV = ("OPENMIND_API_BASE", "OPENMIND_API_KEY", "OPENAI_API_KEY", "OPENMIND_INFER_URL",
-        "OPENMIND_INFER_TOKEN", "OPENMIND_SERIAL_PORT", "OPENMIND_ASSUME", "OPENMIND_PROBE_TIMEOUT")
+        "OPENMIND_INFER_TOKEN", "OPENMIND_SERIAL_PORT", "OPENMIND_ASSUME", "OPENMIND_PROBE_TIMEOUT",
+        "OPENMIND_TRUST", "OPENMIND_REMOTE", "OPENMIND_REMOTE_WRITE", "OPENMIND_REMOTE_TIMEOUT")
+
+
+def pytest_configure(config) -> None:
+    """A signing key directory for the whole session, before any fixture runs: module- and
+    session-scoped fixtures that keep something in memory (a served model) never make one in
+    ~/.config/openmind. Each test then gets its own (below)."""
+    import os
+    import tempfile
+
+    if not os.environ.get("OPENMIND_KEY_DIR"):
+        os.environ["OPENMIND_KEY_DIR"] = tempfile.mkdtemp(prefix="openmind-test-keys-")  # 0700
 
 
 @pytest.fixture(autouse=True)
 def openmind_home(tmp_path, monkeypatch):
-    """A private store per test, no configured resources, no cached probe results."""
+    """A private store and signing key per test (never ~/.openmind or ~/.config/openmind), no
+    configured resources or team memory, no cached probe results."""
     home = tmp_path / "openmind-home"
     monkeypatch.setenv("OPENMIND_HOME", str(home))
+    # beside tmp_path, not in it: a test may make tmp_path itself the home, and a key directory
+    # inside OPENMIND_HOME is refused
+    monkeypatch.setenv("OPENMIND_KEY_DIR", str(tmp_path.parent / f"{tmp_path.name}-openmind-keys"))
     for name in _ENV:
         monkeypatch.delenv(name, raising=False)
     from openmind import config
@@ -33,9 +50,11 @@ def openmind_home(tmp_path, monkeypatch):
 
 def _forget_benched() -> None:
     """Endpoints and ports benched by an earlier test (pty paths get reused) start fresh."""
+    from openmind.memory import team
     from openmind.pathways.cloud import http, oip
     from openmind.pathways.device import unbench
 
+    team.reset()
     http.reset()
     oip._meta.clear()
     unbench()

@@ -155,24 +155,27 @@ def test_a_tampered_pickle_is_refused_without_being_unpickled(tmp_path):
     planted = tmp_path / "pwned"
     _retamper(first.key, "model", pickle.dumps(Boom(str(planted))))
     ns: dict = {}
-    with pytest.warns(MemoryWarning, match="refused, nothing was unpickled.*'model' does not verify"):
+    with pytest.warns(MemoryWarning, match="refused, nothing was restored.*signature does not verify"):
         again = openmind.run_cell(cell, ns)
     assert not planted.exists()  # never unpickled
     assert how(again) == ("full_train", "HARDCODE") and ns["model"]["kind"] == "fitted"
 
 
-def test_a_blob_signed_with_another_homes_key_is_refused(openmind_home, monkeypatch):
+def test_a_blob_signed_with_another_machines_key_is_refused(openmind_home, monkeypatch, tmp_path):
     first = openmind.run_cell("obj = {'a': 1}", {})
-    (openmind_home / "signing.key").write_bytes(os.urandom(32))  # another key
-    with pytest.warns(MemoryWarning, match="does not verify"):
+    monkeypatch.setenv("OPENMIND_KEY_DIR", str(tmp_path / "another-machine"))  # another key
+    with pytest.warns(MemoryWarning, match="which this machine does not trust"):
         again = openmind.run_cell("obj = {'a': 1}", {})
     assert again.route.decision is Decision.HARDCODE and first.key == again.key
 
 
-def test_the_signing_key_is_created_private(openmind_home):
+def test_the_signing_key_is_created_private_and_outside_the_store(openmind_home):
     openmind.run_cell("x = [1]", {})
-    mode = stat.S_IMODE((openmind_home / "signing.key").stat().st_mode)
-    assert mode == 0o600 and len((openmind_home / "signing.key").read_bytes()) == 32
+    folder = openmind.config.key_dir()
+    assert not str(folder).startswith(str(openmind_home))
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert [stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()] == [0o600]
+    assert not any(p.name.endswith(".key") for p in os.scandir(openmind_home))
 
 
 def test_arrays_and_tensors_are_kept_in_safetensors_not_pickled():
@@ -407,7 +410,7 @@ def test_dataframes_are_fingerprinted_by_content_and_kept_signed():
     cell = "summary = df.groupby('b')['a'].sum()\ntop = df[df.a > 1]"
     openmind.run_cell(cell, {"df": frame})
     kept = entries("cell")[0].meta
-    assert kept["values"]["top"] == {"as": "pickle"} and "top" in kept["signatures"]
+    assert kept["values"]["top"] == {"as": "pickle"} and entries("cell")[0].signer
     ns = {"df": frame.copy()}
     assert openmind.run_cell(cell, ns).cached
     pd.testing.assert_frame_equal(ns["top"], frame[frame.a > 1])

@@ -36,7 +36,7 @@ def test_run_prints_one_line_per_decision_and_fails_on_a_cell_error(tmp_path, ca
     path = make(tmp_path, SENSE_CELL, "x = 1", SENSE_CELL.replace("30s", "1m") + "\n1 / 0",
                 "print('never runs')")
     out = tmp_path / "executed.ipynb"
-    status = main(["run", str(path), "-o", str(out), "--timeout", "60s"])
+    status = main(["run", str(path), "-o", str(out), "--timeout", "60s", "--no-memory"])
     text = capsys.readouterr().out
     assert status == 1
     lines = [ln for ln in text.splitlines() if ln.startswith("  cell")]
@@ -128,3 +128,23 @@ def test_a_kernel_that_dies_is_reported_with_its_last_words(tmp_path):
     result = run_notebook(path, timeout=60)
     assert result.error is not None and "the kernel died" in result.error
     assert "goodbye" in result.error
+
+
+@pytest.mark.slow
+def test_ingest_notebook_ingests_trains_validates_and_monitors(tmp_path):
+    """notebooks/ingest.ipynb: HTTP fetched, then a 304 served from memory, a SQLite query, a
+    train, a validation, a drift alert, and the last good copy once the server is down."""
+    out = tmp_path / "ingest.ipynb"
+    result = run_notebook(NOTEBOOKS / "ingest.ipynb", timeout=300, output=out)
+    assert result.ok, result.error
+    routes = _routes(result)
+    assert routes["ingest"] == [("full_train", "HARDCODE"), ("muscle_memory", "CACHED"),
+                                ("full_train", "HARDCODE"), ("muscle_memory", "CACHED")]
+    assert routes["train"] == [("full_train", "HARDCODE")]
+    assert routes["validate"][0][1] == "HARDCODE" and "monitor" in routes
+    degraded = [r["degraded"] for r in result.decisions() if r["intent"] == "ingest"]
+    assert degraded[:3] == [None, None, None] and "old" in degraded[3]
+    text = "".join(o.get("text", "") for c in nbf.read(out, as_version=4).cells
+                   if c.cell_type == "code" for o in c.outputs)
+    assert "304 Not Modified" in text and "first drift at reading" in text
+    assert "ingest 'readings' (2 versions)" not in text and "ingest 'readings'" in text

@@ -20,7 +20,7 @@ from openmind.config import redact
 from openmind.errors import AllPathwaysFailed, BadInput
 from openmind.flow.resources import Resources
 from openmind.flow.router import Candidate, Plan
-from openmind.vocab import Attempt, Pathway, Route
+from openmind.vocab import Attempt, Decision, Pathway, Route
 
 Handler = Callable[[Candidate], Any]
 
@@ -32,6 +32,8 @@ class Served:
     degraded: why the value is not what the call asked for (None: it is).
     pathway:  the pathway that really ran, when it differs from the candidate's (a language
               model's plan trained here is `full_train`, not `cloud_inference`).
+    decision: the decision that really held, when the answer changed it (an ingest's
+              conditional request answered "unchanged": the copy in memory, CACHED).
     note:     appended to the route's reason (e.g. "resumed after 1 of 60 epochs").
     within_terms: the value is degraded only by the call's own terms (a run stopped by the budget
               the call set): the route still says so, and strict/fallback=none accept it.
@@ -41,6 +43,7 @@ class Served:
     degraded: str | None = None
     pathway: Pathway | None = None
     note: str | None = None
+    decision: Decision | None = None
     within_terms: bool = False  # degraded only by the call's own budget: what it asked for
 
 
@@ -114,8 +117,8 @@ def execute(
             attempts.append(_failed(cand, "failed", exc, t0))
             continue
         result = served.value
-        attempts.append(Attempt(served.pathway or cand.pathway, cand.decision, cand.reason, "ok",
-                                None, (time.perf_counter() - t0) * 1000))
+        attempts.append(Attempt(served.pathway or cand.pathway, served.decision or cand.decision,
+                                cand.reason, "ok", None, (time.perf_counter() - t0) * 1000))
         summary = {}
         if summarize is not None:
             try:
@@ -126,8 +129,9 @@ def execute(
         attach_route(result, route)
         return result, route
     error = AllPathwaysFailed(intent if not plan.intent.name else f"{intent} '{plan.intent.name}'", attempts)
-    if not plan.candidates and plan.excluded:
-        lines = [str(error), "  why no pathway was possible:"]
+    if plan.excluded:
+        lines = [str(error), "  why no other pathway was tried:" if plan.candidates
+                 else "  why no pathway was possible:"]
         lines += [f"   - {p.value}: {r}" for p, r in plan.excluded]
         error.args = (redact("\n".join(lines)),)
     run.finish(attempts, error=str(error))
@@ -168,7 +172,7 @@ def _route(plan: Plan, attempts: list[Attempt], chosen: Candidate, served: Serve
     tried = [a for a in attempts if a.outcome != "ok"]
     if tried:
         reason += " (after " + "; ".join(f"{a.pathway.value} {a.outcome}: {a.error}" for a in tried) + ")"
-    return Route(served.pathway or chosen.pathway, chosen.decision, redact(reason),
+    return Route(served.pathway or chosen.pathway, served.decision or chosen.decision, redact(reason),
                  plan.intent.kind.value, attempts, duration, None, summary or {},
                  redact(served.degraded) if served.degraded else None)
 

@@ -35,6 +35,10 @@ class Intent:
     shed:         train/infer: versions of this name the validator shed, and why (not picked)
     misfit:       deploy: why the model does not fit the device's limits (None = it fits)
     work:         infer: multiply-adds of the prediction (rows x weights; None = unknown)
+    age_s:        ingest: how old the last good copy of the source is (seconds since the source
+                  last answered for it; None = no copy). ingest also reads `name` (the source
+                  as shown, secrets out), `data_kind` (file | url | sql) and `ancestor` (a copy
+                  of this source is in memory)
     """
 
     kind: IntentKind
@@ -58,6 +62,7 @@ class Intent:
     shed: str | None = None
     misfit: str | None = None
     work: int | None = None
+    age_s: float | None = None
 
     @classmethod
     def of(cls, value: Intent | str, **facts: Any) -> Intent:
@@ -75,7 +80,7 @@ class Intent:
             "uncacheable": self.uncacheable, "kept_bytes": self.kept_bytes,
             "restore_s": self.restore_s,
             "joined": self.joined,
-            "shed": self.shed, "misfit": self.misfit, "work": self.work,
+            "shed": self.shed, "misfit": self.misfit, "work": self.work, "age_s": self.age_s,
         }
 
 

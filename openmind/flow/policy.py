@@ -101,7 +101,9 @@ class Option:
             kw["type"] = int
         if self.metavar:
             kw["metavar"] = self.metavar
-        return (f"--{self.name}",), kw
+        dashed = self.name.replace("_", "-")  # --max-age as well as --max_age
+        return (f"--{self.name}",) + ((f"--{dashed}",) if dashed != self.name else ()), \
+            {**kw, "dest": self.name}
 
 
 OPTIONS: tuple[Option, ...] = (
@@ -130,6 +132,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("workers", "count", "int | None", None,
            "train: data-parallel processes (DDP; gloo on CPU, NCCL on GPUs; unset: one, or one "
            "per GPU when the probe sees several)", metavar="N"),
+    Option("max_age", "duration", "float | None", None,
+           "ingest: the oldest last good copy served when the source is unreachable, e.g. 1h, 7d "
+           "(unset: any age)", metavar="DURATION"),
 )
 OPTION: Mapping[str, Option] = {o.name: o for o in OPTIONS}
 

@@ -12,6 +12,7 @@ from typing import Any
 from openmind.flow.intent import Candidate, Intent
 from openmind.flow.policy import Policy
 from openmind.flow.resources import Resources
+from openmind.units import human_duration
 from openmind.vocab import Decision, IntentKind, Pathway
 
 # A budget at or below this many seconds is "small": fine-tune an ancestor rather than retrain.
@@ -338,6 +339,38 @@ def _deploy(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Can
     return out
 
 
+# --------------------------------------------------------------------------- ingest
+
+
+def _ingest(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Candidate]:
+    """Fetch the source (conditionally when a copy is in memory: an unchanged answer serves the
+    copy, CACHED); else the last good copy, degraded with its age, unless older than max_age.
+
+    Fetching is `full_train`/HARDCODE: the read and parse run on this machine's compute, the
+    pathway the cell pathway journals for a cell that reads the same file itself."""
+    what = it.name or "the source"
+    copy = bool(it.ancestor) and memory_on(res) and not pol.fresh  # fresh: download anew
+    how = "a conditional request" if it.data_kind == "url" else "its content hash"
+    out = [Candidate(Pathway.FULL_TRAIN, Decision.HARDCODE,
+                     f"fetching {what}" + (f" (by {how}: the copy in memory serves if unchanged)"
+                                           if copy else ""),
+                     {"conditional": copy})]
+    age = f"{human_duration(it.age_s)} old" if it.age_s is not None else "of unknown age"
+    if not memory_on(res):
+        excluded.append((Pathway.MUSCLE_MEMORY, f"memory unavailable: {res.memory.reason}"))
+    elif not it.ancestor:
+        excluded.append((Pathway.MUSCLE_MEMORY, f"no copy of {what} in memory yet"))
+    elif pol.max_age is not None and it.age_s is not None and it.age_s > pol.max_age:
+        excluded.append((Pathway.MUSCLE_MEMORY, f"the last good copy of {what} is {age}, older "
+                                                f"than max_age={human_duration(pol.max_age)}"))
+    else:
+        out.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
+                             f"the last good copy of {what} in memory ({age})",
+                             {"ancestor": True, "age_s": it.age_s}))
+    return out
+
+
 # intent kind -> its rule (the cell pathway has its own planner: router.plan_cell)
 RULES = {IntentKind.TRAIN: _train, IntentKind.SENSE: _sense, IntentKind.INFER: _infer,
-         IntentKind.VALIDATE: _validate, IntentKind.MONITOR: _monitor, IntentKind.DEPLOY: _deploy}
+         IntentKind.VALIDATE: _validate, IntentKind.MONITOR: _monitor, IntentKind.DEPLOY: _deploy,
+         IntentKind.INGEST: _ingest}

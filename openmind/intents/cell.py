@@ -258,8 +258,9 @@ class _CellJob:
         error = None if self.error is None else f"{type(self.error).__name__}: {self.error}"
         result = CellResult(value, names, kept.outputs, True, degraded, error, kept.entry.key,
                             None, kept.unkept, time.perf_counter() - t0)
-        # the executor puts the reason on the route and in the journal row it writes
-        return Served(result, degraded=degraded) if degraded else result
+        # the executor puts the reason (and where the memory came from) on the route and journal
+        note = kept.entry.origin  # "from the team's memory, published by <key id> at <time>"
+        return Served(result, degraded=degraded, note=note) if degraded or note else result
 
     def run(self, cand: Candidate) -> CellResult:
         calls = _journal.appended()

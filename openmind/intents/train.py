@@ -86,7 +86,7 @@ class _Training:
         entry = hit.entry
         model.info.update(cached=True, key=entry.key, cached_at=entry.created,
                           hits=entry.hits + 1)
-        return Served(model, degraded=self._stand_in(hit),
+        return Served(model, degraded=self._stand_in(hit), note=entry.origin,  # team's memory?
                       within_terms=answers(hit.meta, self.req.key, self.req.policy.budget))
 
     def _stand_in(self, hit: Version) -> str | None:

@@ -264,7 +264,7 @@ class OpenmindMagics(_PolicyTraits):
 
 
 _API = {"train": "train_or_load", "sense": "sense_or_simulate", "infer": "infer_adaptive",
-        "validate": "validate", "monitor": "monitor", "deploy": "deploy"}
+        "validate": "validate", "monitor": "monitor", "deploy": "deploy", "ingest": "ingest"}
 
 
 # What a cell of the user's own code may use of openmind and still be routed as a cell.

@@ -3,6 +3,10 @@
 The notebook runs top to bottom on an ipykernel of this Python (nbclient). Afterwards one line per
 openmind cell is printed from the journal rows that kernel wrote (cell, intent, pathway, decision,
 time, reason). A cell that raises stops the run and makes the exit status non-zero.
+
+`openmind run` remembers every code cell (`runplan`): `--resume` restores the cells a failed run
+got through and runs from the one that failed, `-p NAME VALUE` injects parameters, `--replay RUN`
+restores what a recorded run computed; each cell's outcome is kept in the executed notebook.
 """
 
 from __future__ import annotations
@@ -18,6 +22,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from openmind.errors import BadInput
+from openmind.jupyter.runplan import (
+    CellOutcome,
+    CellTimer,
+    Manifest,
+    find_manifest,
+    inject_parameters,
+    keep_manifest,
+    last_manifest,
+    new_run_id,
+    replay_note,
+)
 from openmind.units import parse_duration
 
 KERNEL_NAME = "openmind-python"
@@ -40,6 +55,8 @@ class RunResult:
     cells: list[CellDecisions]
     error: str | None = None
     error_cell: int | None = None
+    outcomes: list[CellOutcome] = field(default_factory=list)  # remembering runs: every code cell
+    run: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -89,13 +106,23 @@ def _kernel_manager(kernel: str | None, workdir: Path) -> Any:
                               ip=str(workdir / "kernel-ipc"))
 
 
+@dataclass(frozen=True)
+class Remember:
+    """How a run uses memory: every plain code cell through the cell pathway; `fresh` runs them all
+    anew (and keeps them), else exact hits are restored; `params` are injected (-p)."""
+
+    fresh: bool = True
+    params: tuple[tuple[str, str], ...] = ()
+
+
 def run_notebook(path: str | os.PathLike, *, timeout: float = 600.0, kernel: str | None = None,
                  env: Mapping[str, str] | None = None, output: str | os.PathLike | None = None,
-                 allow_errors: bool = False) -> RunResult:
+                 allow_errors: bool = False, remember: Remember | None = None) -> RunResult:
     """Execute the notebook at `path` on a fresh kernel and collect the decisions of each cell.
 
     `env` adds to this process's environment for the kernel. Never raises for
     an error in a cell: it is reported in the result (and the run stops there unless allow_errors).
+    With `remember`, every code cell is a cell of the cell pathway and the run is kept in memory.
     """
     import nbformat
     from nbclient import NotebookClient
@@ -111,6 +138,9 @@ def run_notebook(path: str | os.PathLike, *, timeout: float = 600.0, kernel: str
     except Exception as exc:
         raise BadInput(f"{str(nb_path)!r} is not a readable notebook ({type(exc).__name__}: {exc})") from None
     session_name = str(nb_path.resolve())
+    timer = CellTimer(fresh=remember.fresh) if remember else None
+    if remember:
+        inject_parameters(nb, list(remember.params))
     kernel_env = {**os.environ, **(env or {}), "JPY_SESSION_NAME": session_name}
     if kernel_env.get("OPENMIND_HOME") != os.environ.get("OPENMIND_HOME"):
         raise BadInput("set OPENMIND_HOME in this process's environment, not only the kernel's: "
@@ -121,7 +151,10 @@ def run_notebook(path: str | os.PathLike, *, timeout: float = 600.0, kernel: str
         km = _kernel_manager(kernel, Path(work))
         client = NotebookClient(nb, km=km, timeout=int(timeout), startup_timeout=120,
                                 allow_errors=allow_errors, kernel_name=km.kernel_name,
-                                resources={"metadata": {"path": str(nb_path.parent.resolve())}})
+                                resources={"metadata": {"path": str(nb_path.parent.resolve())}},
+                                **(timer.hooks() if timer else {}))
+        if timer:
+            timer.client = client
         # The kernel's own stderr (e.g. its "parent exited" notice during shutdown) is not the
         # user's output: cells report through iopub. Keep it in a log shown only if the kernel dies.
         kernel_log = open(Path(work) / "kernel.log", "w+b")  # noqa: SIM115 (closed below)
@@ -139,12 +172,34 @@ def run_notebook(path: str | os.PathLike, *, timeout: float = 600.0, kernel: str
             kernel_log.close()
     rows = [r for r in journal(100000, after=before)
             if (r.get("cell") or {}).get("notebook") == session_name]
-    if output is not None:
-        nbformat.write(nb, str(output))
     cells, error_cell = _group(nb, rows)
     if error is None and allow_errors and error_cell is not None:
         error = _first_error(nb.cells[error_cell])
-    return RunResult(nb, cells, error, error_cell)
+    result = RunResult(nb, cells, error, error_cell)
+    if timer:
+        _outcomes(result, timer, nb_path.name)
+    if output is not None:
+        nbformat.write(nb, str(output))
+    return result
+
+
+def _outcomes(result: RunResult, timer: CellTimer, name: str) -> None:
+    """Each executed code cell's outcome, into the notebook's metadata and a manifest in memory."""
+    import time
+
+    by_index = {c.index: c.records for c in result.cells}
+    for i, cell in enumerate(result.notebook.cells):
+        if i not in timer.seconds:
+            continue
+        failed = _first_error(cell) if i == result.error_cell else None
+        out = CellOutcome(i, timer.seconds[i], timer.routed.get(i, False), by_index.get(i, []),
+                          error=failed)
+        result.outcomes.append(out)
+        cell.metadata["openmind"] = out.metadata()
+    result.run = new_run_id()
+    keep_manifest(Manifest(result.run, name, time.time(),
+                           [{"index": o.index, **o.metadata()} for o in result.outcomes],
+                           result.error_cell, result.error))
 
 
 def _first_error(cell: Any) -> str | None:
@@ -179,15 +234,40 @@ def _group(nb: Any, rows: list[dict[str, Any]]) -> tuple[list[CellDecisions], in
 def report(result: RunResult, name: str, out: TextIO | None = None) -> int:
     """Print the decision lines (and the error); the exit status of `openmind run`."""
     out = out or sys.stdout
-    lines = result.lines()
-    print(f"openmind run {name}: {len(lines)} decisions in {len(result.cells)} cells", file=out)
-    for line in lines:
-        print("  " + line, file=out)
+    if result.outcomes:
+        _report_cells(result, name, out)
+    else:
+        lines = result.lines()
+        print(f"openmind run {name}: {_count(len(lines), 'decision')} in "
+              f"{_count(len(result.cells), 'cell')}", file=out)
+        for line in lines:
+            print("  " + line, file=out)
     if result.error is not None:
         where = f"cell {result.error_cell + 1}" if result.error_cell is not None else "a cell"
         print(f"openmind run {name}: {where} raised {result.error}", file=out)
         return 1
     return 0
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _report_cells(result: RunResult, name: str, out: TextIO) -> None:
+    """Remembering runs: a line per code cell (restored or ran, its time), the decisions of cells
+    that made their own openmind calls under it, and why a replayed cell was not replayed."""
+    restored = sum(o.restored for o in result.outcomes)
+    print(f"openmind run {name} (run {result.run}): {_count(len(result.outcomes), 'cell')}, "
+          f"{restored} restored, {len(result.outcomes) - restored} run", file=out)
+    by_index = {c.index: c for c in result.cells}
+    for o in result.outcomes:
+        count = result.notebook.cells[o.index].get("execution_count")
+        where = f"cell {o.index + 1}" + (f" [{count}]" if count else "")
+        print(f"  {where:<12} {o.state:<9} {o.seconds:>8.2f} s" + (f"  {o.note}" if o.note else ""),
+              file=out)
+        if not o.routed and o.index in by_index:
+            for r in by_index[o.index].records:
+                print("      " + format_line(by_index[o.index], r), file=out)
 
 
 def quickstart_path() -> Path:
@@ -202,9 +282,21 @@ def quickstart_path() -> Path:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="execute a notebook on a real kernel and print each decision")
+    p = sub.add_parser("run", help="execute a notebook on a real kernel, remembering every cell")
     p.add_argument("notebook", help="path of the .ipynb file")
     _common(p)
+    p.add_argument("--resume", action="store_true",
+                   help="restore the cells the last run got through (exact hits) and run from "
+                        "the one that failed")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                   metavar=("NAME", "VALUE"),
+                   help="inject NAME = VALUE after the cell tagged 'parameters' (repeatable); "
+                        "with --resume only the cells that read it run again")
+    p.add_argument("--replay", metavar="RUN",
+                   help="restore what a recorded run computed (from the memory this machine "
+                        "shares with the one that ran it) and say which cells could not be")
+    p.add_argument("--no-memory", action="store_true",
+                   help="run the cells as they are, remembering nothing (no --resume later)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("demo", help="run the quickstart notebook (run it twice to see muscle memory)")
     _common(p)
@@ -217,14 +309,47 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kernel", help="a kernelspec name (default: an ipykernel of this Python)")
 
 
-def _run(path: Path, args: argparse.Namespace) -> tuple[int, RunResult]:
+def _run(path: Path, args: argparse.Namespace, remember: Remember | None = None,
+         ) -> tuple[int, RunResult]:
     timeout = parse_duration(args.timeout, "timeout")
-    result = run_notebook(path, timeout=timeout, kernel=args.kernel, output=args.output)
+    result = run_notebook(path, timeout=timeout, kernel=args.kernel, output=args.output,
+                          remember=remember)
     return report(result, path.name), result
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    return _run(Path(args.notebook), args)[0]
+    path = Path(args.notebook)
+    if args.no_memory:
+        if args.resume or args.replay or args.parameter:
+            raise BadInput("--no-memory remembers nothing: it cannot --resume or --replay")
+        return _run(path, args)[0]
+    recorded = None
+    if args.replay:
+        recorded = find_manifest(args.replay)
+        if recorded is None:
+            raise BadInput(f"no recorded run {args.replay!r} in this machine's memory (nor the "
+                           "team's): `openmind memory ls --kind run` lists the runs it holds")
+    elif args.resume:
+        last = last_manifest(path.name)
+        if last is not None and last.failed_cell is not None:
+            print(f"openmind run {path.name}: resuming run {last.run}, which failed at cell "
+                  f"{last.failed_cell + 1} ({last.error})")
+    remember = Remember(fresh=not (args.resume or args.replay),
+                        params=tuple((n, v) for n, v in args.parameter))
+    if recorded is None:
+        return _run(path, args, remember)[0]
+    timeout = parse_duration(args.timeout, "timeout")
+    result = run_notebook(path, timeout=timeout, kernel=args.kernel, output=None, remember=remember)
+    cells = {c.get("index"): c for c in recorded.cells}
+    for o in result.outcomes:
+        o.note = replay_note(cells.get(o.index), o)
+        if o.note:
+            result.notebook.cells[o.index].metadata["openmind"]["note"] = o.note
+    if args.output:
+        import nbformat
+
+        nbformat.write(result.notebook, str(args.output))
+    return report(result, path.name)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

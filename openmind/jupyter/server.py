@@ -151,12 +151,15 @@ class MemoryHandler(_OpenmindHandler):
 
     @tornado.web.authenticated
     async def get(self, _key: str | None = None) -> None:
-        from openmind.memory.blobs import entries
+        from openmind.memory.catalog import memories
 
-        rows = await _off_loop(entries)
-        items = [{"key": e.key, "kind": e.kind, "name": e.name, "size": e.size, "used": e.used,
-                  "created": e.created, "hits": e.hits} for e in rows]
-        self._send({"entries": items, "bytes": sum(e.size for e in rows)})
+        rows = await _off_loop(memories)  # what `openmind.memories()` and `memory ls` list
+        # one item per version (the sidebar evicts by key), named and described as memories() does
+        items = [{"key": e.key, "kind": m.kind, "name": m.name, "size": e.size, "used": e.used,
+                  "created": e.created, "hits": e.hits, "version": len(m.versions) - i,
+                  "versions": len(m.versions), "detail": m.detail}
+                 for m in rows for i, e in enumerate(m.versions)]
+        self._send({"entries": items, "bytes": sum(m.size for m in rows)})
 
     @tornado.web.authenticated
     async def delete(self, key: str) -> None:

@@ -3,7 +3,9 @@
 The SQLite index (store.py) maps a key to a safetensors blob named by the hash of its bytes, so
 identical content is stored once. Writes are atomic (temp file + fsync + rename, then the index
 row); a blob that is missing or corrupt is a miss with a warning, never a crash; an unwritable
-store warns and the caller keeps its freshly computed result.
+store warns and the caller keeps its freshly computed result. Every entry is signed with this
+machine's Ed25519 key over the whole entry (keys.py) and checked when its payload is read; the
+team tier (team.py) reads through a shared store where OPENMIND_REMOTE names one.
 """
 
 from __future__ import annotations
@@ -21,14 +23,19 @@ from typing import Any
 
 import numpy as np
 
-from openmind.config import home
+from openmind.config import home, private_dir
+from openmind.memory import keys
 from openmind.memory.store import changed, connect
 
 KINDS = ("model", "predictions", "pattern", "cell",
          # issue 16: validation figures, health flags (shed/pinned), the label queue, C headers
          "validation", "health", "labels", "header",
          # issue 11: the samples a device capture had read when Ctrl-C stopped it
-         "capture")
+         "capture",
+         # issue 30: a notebook run's manifest (what each cell decided), for --resume and --replay
+         "run",
+         # issue 31: the last good copy of an ingested source (its bytes)
+         "ingest")
 
 
 @dataclass(frozen=True)
@@ -42,11 +49,31 @@ class Entry:
     created: float
     used: float
     hits: int
+    sig: dict[str, Any] | None = None  # the signature record {by, at, sig} (keys.py)
 
     def to_dict(self) -> dict[str, Any]:
         return {"key": self.key, "kind": self.kind, "name": self.name, "blob": self.blob,
                 "size": self.size, "meta": self.meta, "created": self.created,
-                "used": self.used, "hits": self.hits}
+                "used": self.used, "hits": self.hits, "signed_by": self.signer}
+
+    @property
+    def signer(self) -> str | None:
+        """The id of the key that signed the entry (checked only when its payload is read)."""
+        try:
+            import base64
+
+            return keys.key_id(base64.b64decode(str((self.sig or {})["by"])))
+        except (KeyError, ValueError, TypeError):
+            return None
+
+    @property
+    def origin(self) -> str | None:
+        """'from the team's memory, published by <key id> at <time>' for an entry that came from
+        the team tier; None for one kept here."""
+        if not self.sig or not self.sig.get("team"):
+            return None
+        at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(float(self.sig.get("at") or 0)))
+        return f"from the team's memory, published by {self.signer} at {at}"
 
 
 class MemoryWarning(UserWarning):
@@ -55,6 +82,17 @@ class MemoryWarning(UserWarning):
 
 def blob_dir(root: Path | None = None) -> Path:
     return (root or home()) / "blobs"
+
+
+def _private_blobs(root: Path) -> Path:
+    folder = blob_dir(root)
+    if folder not in _private:
+        private_dir(folder)
+        _private.add(folder)
+    return folder
+
+
+_private: set[Path] = set()
 
 
 def key_for(*parts: Any) -> str:
@@ -134,8 +172,12 @@ def _row(r: sqlite3.Row) -> Entry | None:
                       f"metadata ({exc}); treating it as a miss (`openmind memory gc` removes it)",
                       MemoryWarning, stacklevel=4)
         return None
+    try:
+        sig = json.loads(r["sig"]) if "sig" in r.keys() and r["sig"] else None
+    except ValueError:
+        sig = None  # a damaged record verifies as unsigned: a miss with a warning
     return Entry(r["key"], r["kind"], r["name"], r["blob"], r["size"], meta,
-                 r["created"], r["used"], r["hits"])
+                 r["created"], r["used"], r["hits"], sig if isinstance(sig, dict) else None)
 
 
 def _rows(rows: list[sqlite3.Row]) -> list[Entry]:
@@ -157,46 +199,71 @@ def _intact(path: Path, name: str) -> bool:
         return False
 
 
-def _write_blob(data: bytes, root: Path) -> str:
-    name = hashlib.sha256(data).hexdigest() + ".safetensors"
-    target = blob_dir(root) / name
-    if target.exists() and target.stat().st_size == len(data) and _intact(target, name):
-        return name
+def _write_blob(data: bytes, root: Path, name: str | None = None) -> str:
+    """Keep `data` as a blob named by its hash. A blob already there is touched, so a sweep that
+    started before this write never takes it for an old orphan (see `evict.sweep`)."""
+    name = name or hashlib.sha256(data).hexdigest() + ".safetensors"
+    target = _private_blobs(root) / name
+    try:
+        if target.stat().st_size == len(data) and _intact(target, name):
+            os.utime(target)
+            return name
+    except OSError:
+        pass  # absent, or swept this instant: write it
     atomic_write(target, data)
     return name
 
 
+_UPSERT = ("INSERT INTO memory (key, kind, name, blob, size, meta, created, used, hits, sig) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, ?) ON CONFLICT(key) DO UPDATE SET "
+           "kind=excluded.kind, name=excluded.name, blob=excluded.blob, size=excluded.size, "
+           "meta=excluded.meta, used=excluded.used, sig=excluded.sig")
+
+
+def index(entry: Entry, data: bytes, root: Path) -> None:
+    """Write the blob, then its index row. The row goes in under the write lock that sweeps take
+    too, after checking the blob is still there (and writing it again if a sweep that began
+    before the blob landed took it): a concurrent gc never leaves a row without its blob."""
+    _write_blob(data, root, entry.blob)
+    with connect(root, write=True) as con:
+        if not (blob_dir(root) / str(entry.blob)).is_file():
+            _write_blob(data, root, entry.blob)
+        con.execute(_UPSERT, (entry.key, entry.kind, entry.name, entry.blob, entry.size,
+                              json.dumps(entry.meta, default=str), entry.created, entry.used,
+                              json.dumps(entry.sig)))
+    changed()
+
+
 def put(kind: str, name: str, key: str, arrays: dict[str, np.ndarray],
         meta: dict[str, Any] | None = None) -> Entry | None:
-    """Store arrays (+ JSON meta) under `key`. Returns None, with a warning, if the store can't be written."""
+    """Store arrays (+ JSON meta) under `key`, signed with this machine's key (and published to
+    the team's memory where this machine publishes). Returns None, with a warning, if the store
+    can't be written or the key can't sign."""
     _check_kind(kind)
     from safetensors.numpy import save
 
     tensors = {k: np.ascontiguousarray(arrays[k]) for k in sorted(arrays)}
-    meta = dict(meta or {})
+    meta = json.loads(json.dumps(dict(meta or {}), default=str))  # as a reader will see it
     try:
         root = home()
         # one metadata key: safetensors writes a metadata map in no fixed order, and a blob is
         # named by its bytes, so two keys would give the same content two names
         data = save(tensors, metadata={"openmind": json.dumps({"kind": kind, "name": name},
                                                               sort_keys=True)})
-        blob = _write_blob(data, root)
+        blob = hashlib.sha256(data).hexdigest() + ".safetensors"
+        sig = keys.sign(kind, name, key, blob, len(data), meta)
         now = time.time()
-        with connect(root, write=True) as con:
-            con.execute(
-                "INSERT INTO memory (key, kind, name, blob, size, meta, created, used, hits) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0) ON CONFLICT(key) DO UPDATE SET "
-                "kind=excluded.kind, name=excluded.name, blob=excluded.blob, size=excluded.size, "
-                "meta=excluded.meta, used=excluded.used",
-                (key, kind, name, blob, len(data), json.dumps(meta, default=str), now, now),
-            )
-        changed()
-    except (OSError, sqlite3.Error) as exc:
+        entry = Entry(key, kind, name, blob, len(data), meta, now, now, 0, sig)
+        index(entry, data, root)
+    except (OSError, sqlite3.Error, keys.KeyProblem) as exc:
         warnings.warn(f"openmind: muscle memory could not keep {kind} '{name}' ({exc}); "
                       f"the result is still returned. Check that OPENMIND_HOME is writable.",
                       MemoryWarning, stacklevel=2)
         return None
-    return Entry(key, kind, name, blob, len(data), meta, now, now, 0)
+    from openmind.memory import team
+
+    team.publish(entry, data)
+    return entry
 
 
 def _load(entry: Entry, root: Path) -> dict[str, np.ndarray] | None:
@@ -207,7 +274,14 @@ def _load(entry: Entry, root: Path) -> dict[str, np.ndarray] | None:
         data = path.read_bytes()
         if hashlib.sha256(data).hexdigest() + ".safetensors" != entry.blob:
             raise ValueError("content does not match its hash (truncated or corrupted)")
+        keys.verify(entry.sig, entry.kind, entry.name, entry.key, entry.blob, entry.size,
+                    entry.meta)
         return load(data)
+    except (keys.Refused, keys.KeyProblem) as exc:
+        warnings.warn(f"openmind: muscle memory entry {entry.kind} '{entry.name[:60]}' "
+                      f"({entry.key[:12]}) refused, nothing was restored: {exc}; treating it as "
+                      f"a miss", MemoryWarning, stacklevel=3)
+        return None
     except Exception as exc:
         warnings.warn(f"openmind: muscle memory entry {entry.kind} '{entry.name}' is unreadable "
                       f"({type(exc).__name__}: {exc}); treating it as a miss", MemoryWarning,
@@ -248,7 +322,14 @@ def _touch(key: str, root: Path) -> None:
 def get(kind: str, key: str) -> tuple[dict[str, np.ndarray], Entry] | None:
     """The arrays and entry stored under `key`, or None on a miss (or an unreadable blob)."""
     _check_kind(kind)
-    return _lookup("SELECT * FROM memory WHERE kind=? AND key=?", (kind, key))
+    sql = "SELECT * FROM memory WHERE kind=? AND key=?"
+    found = _lookup(sql, (kind, key))
+    if found is None:
+        from openmind.memory import team
+
+        if team.pull(kind, key):  # read through the team's memory, kept here from then on
+            found = _lookup(sql, (kind, key))
+    return found
 
 
 def latest(kind: str, name: str) -> tuple[dict[str, np.ndarray], Entry] | None:
@@ -284,8 +365,12 @@ def load(entry: Entry) -> dict[str, np.ndarray] | None:
 
 def versions(kind: str, name: str) -> list[Entry]:
     """Every readable index entry of that kind and name, newest first (no blob is read); an
-    unreadable store is an empty list with a warning."""
+    unreadable store is an empty list with a warning. Versions the team published are
+    fetched first (read-through)."""
     _check_kind(kind)
+    from openmind.memory import team
+
+    team.pull_name(kind, name)
     try:
         with connect() as con:
             rows = con.execute("SELECT * FROM memory WHERE kind=? AND name=? "
@@ -323,68 +408,15 @@ def find(prefix: str) -> list[Entry]:
 
 
 def remove(key: str) -> int:
-    """Remove entries whose key starts with `key` (at least 6 characters). Returns how many."""
-    key = key.strip()
-    if len(key) < 6 or any(ch in key for ch in "%_"):
-        from openmind.errors import BadInput
+    """Remove entries whose key starts with `key` (at least 6 characters); see `evict.remove`."""
+    from openmind.memory.evict import remove as _remove
 
-        raise BadInput(f"key prefix {key!r} is too short: give at least 6 characters (see `openmind memory ls`)")
-    with connect(write=True) as con:
-        n = con.execute("DELETE FROM memory WHERE key LIKE ?", (key + "%",)).rowcount
-    changed()
-    _sweep()
-    return n
+    return _remove(key)
 
 
 def gc(max_bytes: int | None = None, older_than: float | None = None, *,
        broken: bool = True, verify: bool = False) -> int:
-    """Evict least-recently-used entries beyond `max_bytes` or unused for `older_than` seconds,
-    (with `broken`) entries whose blob is missing or of the wrong size or whose metadata is
-    unreadable, (with `verify`) entries whose blob's content does not match its hash, then delete
-    blobs no entry points at. Returns the number of entries evicted."""
-    evicted = 0
-    folder = blob_dir()
-    with connect(write=True) as con:
-        if broken or verify:
-            for r in con.execute("SELECT key, blob, size, meta FROM memory").fetchall():
-                path = folder / (r["blob"] or "")
-                bad = not r["blob"] or not path.is_file() or path.stat().st_size != r["size"]
-                try:
-                    bad = bad or not isinstance(json.loads(r["meta"]), dict)
-                except (TypeError, ValueError):
-                    bad = True
-                if not bad and verify:
-                    bad = not _intact(path, r["blob"])
-                if bad:
-                    con.execute("DELETE FROM memory WHERE key=?", (r["key"],))
-                    evicted += 1
-        if older_than is not None:
-            evicted += con.execute("DELETE FROM memory WHERE used < ?",
-                                   (time.time() - older_than,)).rowcount
-        if max_bytes is not None:
-            rows = con.execute("SELECT key, size FROM memory ORDER BY used DESC").fetchall()
-            total = 0
-            for r in rows:
-                total += r["size"]
-                if total > max_bytes:
-                    con.execute("DELETE FROM memory WHERE key=?", (r["key"],))
-                    evicted += 1
-    changed()
-    _sweep()
-    return evicted
+    """Evict entries and orphan blobs; see `evict.gc` (safe beside writers in other processes)."""
+    from openmind.memory.evict import gc as _gc
 
-
-def _sweep() -> None:
-    """Delete blob files that no index row references (and stale temp files)."""
-    folder = blob_dir()
-    if not folder.exists():
-        return
-    with connect() as con:
-        live = {r[0] for r in con.execute("SELECT DISTINCT blob FROM memory WHERE blob IS NOT NULL")}
-    cutoff = time.time() - 3600
-    for path in folder.iterdir():
-        if path.name.startswith(".tmp-"):
-            if path.stat().st_mtime < cutoff:
-                path.unlink(missing_ok=True)
-        elif path.name not in live:
-            path.unlink(missing_ok=True)
+    return _gc(max_bytes, older_than, broken=broken, verify=verify)

@@ -2,16 +2,16 @@
 restore them.
 
 Arrays and tensors go into the entry's safetensors blob as they are. Anything else (a fitted
-estimator, an `nn.Module`, a DataFrame) is pickled, as joblib and ipycache do, and each pickle is
-signed with the HMAC key in OPENMIND_HOME (`config.signing_key`): a pickle whose signature does
-not verify is never unpickled, and the whole entry is a miss with a warning. The recorded outputs
-are JSON, signed the same way. openmind's own artifacts never come through here.
+estimator, an `nn.Module`, a DataFrame) is pickled, as joblib and ipycache do. The recorded
+outputs are JSON. The whole entry (blob hash, metadata, kind, name, key) is signed with this
+machine's Ed25519 key (`memory.keys`, kept outside OPENMIND_HOME) when it is kept, and checked
+when it is read: a payload whose entry does not verify, or that a key this machine does not trust
+signed, is never unpickled, and the entry is a miss with a warning. openmind's own artifacts never
+come through here.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import io
 import json
 import pickle
@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from openmind.config import signing_key
+from openmind.memory import keys
 from openmind.memory.blobs import Entry, MemoryWarning, find, get, latest, put
 
 KIND = "cell"
@@ -30,7 +30,7 @@ OUTPUTS = "__outputs__"
 
 
 class Tampered(Exception):
-    """A signed payload of a cell entry does not verify: it was changed or signed elsewhere."""
+    """A cell entry whose signature does not verify, or that no trusted key signed."""
 
 
 @dataclass
@@ -42,9 +42,10 @@ class Kept:
     unkept: dict[str, str]
     entry: Entry
 
-
-def _sign(key: bytes, name: str, data: bytes) -> str:
-    return hmac.new(key, name.encode() + b"\0" + data, hashlib.sha256).hexdigest()
+    @property
+    def origin(self) -> str | None:
+        """'from the team's memory, published by <key id> at <time>' when it came from the team."""
+        return self.entry.origin
 
 
 def _as_array(value: Any) -> tuple[np.ndarray, dict[str, Any]] | None:
@@ -65,11 +66,9 @@ def _as_array(value: Any) -> tuple[np.ndarray, dict[str, Any]] | None:
 
 def pack(values: dict[str, Any], outputs: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """(arrays for the blob, meta) from a cell's values; values that cannot be kept are listed in
-    meta["unkept"] with the reason, never raised."""
-    key = signing_key()
+    meta["unkept"] with the reason, never raised. The entry is signed when it is kept (blobs.put)."""
     arrays: dict[str, np.ndarray] = {}
     how: dict[str, dict[str, Any]] = {}
-    sigs: dict[str, str] = {}
     unkept: dict[str, str] = {}
     for name, value in values.items():
         got = _as_array(value)
@@ -83,35 +82,31 @@ def pack(values: dict[str, Any], outputs: list[dict[str, Any]]) -> tuple[dict[st
             continue
         arrays["p/" + name] = np.frombuffer(data, dtype=np.uint8)
         how[name] = {"as": "pickle"}
-        sigs[name] = _sign(key, name, data)
     out = json.dumps(outputs, default=str).encode()
     arrays["o/" + OUTPUTS] = np.frombuffer(out, dtype=np.uint8)
-    sigs[OUTPUTS] = _sign(key, OUTPUTS, out)
-    return arrays, {"values": how, "signatures": sigs, "unkept": unkept}
+    return arrays, {"values": how, "unkept": unkept}
 
 
 def unpack(arrays: dict[str, np.ndarray], entry: Entry) -> Kept:
-    """Verify every signature first; only then unpickle. Raises Tampered naming the payload."""
-    key = signing_key()
+    """Check the entry is signed by a trusted key first; only then unpickle. The blob itself was
+    checked against the signed hash when it was read (blobs.get). Raises Tampered saying why."""
     meta = entry.meta
-    sigs = meta.get("signatures") or {}
+    try:
+        keys.verify(entry.sig, entry.kind, entry.name, entry.key, entry.blob, entry.size, meta)
+    except (keys.Refused, keys.KeyProblem) as exc:
+        raise Tampered(str(exc)) from None
     how = meta.get("values") or {}
     payloads: dict[str, bytes] = {}
     for name, spec in how.items():
         if spec.get("as") == "pickle":
             payloads[name] = arrays["p/" + name].tobytes()
     payloads[OUTPUTS] = arrays["o/" + OUTPUTS].tobytes()
-    for name, data in payloads.items():
-        sig = sigs.get(name)
-        if not isinstance(sig, str) or not hmac.compare_digest(sig, _sign(key, name, data)):
-            raise Tampered(f"the signature of {name!r} does not verify (changed, or signed with "
-                           f"another OPENMIND_HOME's key)")
     values: dict[str, Any] = {}
     torch = sys.modules.get("torch")
     for name, spec in how.items():
         kind = spec.get("as")
         if kind == "pickle":
-            values[name] = pickle.load(io.BytesIO(payloads[name]))  # noqa: S301 - verified above
+            values[name] = pickle.load(io.BytesIO(payloads[name]))  # noqa: S301 - signed, trusted
         elif kind == "numpy":
             values[name] = arrays["a/" + name]
         elif kind == "torch":
@@ -150,8 +145,15 @@ def _open(found: tuple[dict[str, np.ndarray], Entry] | None) -> Kept | None:
 
 
 def peek(key: str) -> Entry | None:
-    """The index row of the entry under `key` (size, run time), without reading its blob."""
-    return next((e for e in find(key) if e.kind == KIND and e.key == key), None)
+    """The index row of the entry under `key` (size, run time), without reading its blob; a
+    local miss reads through the team's memory (OPENMIND_REMOTE), keeping what it brings."""
+    found = next((e for e in find(key) if e.kind == KIND and e.key == key), None)
+    if found is None:
+        from openmind.memory import team
+
+        if team.pull(KIND, key):
+            found = next((e for e in find(key) if e.kind == KIND and e.key == key), None)
+    return found
 
 
 def lookup(key: str) -> Kept | None:

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from openmind.config import home
+from openmind.config import home, private
 
 DB_NAME = "openmind.db"
 # How long a call waits for another process's write lock before it gives up on storing (the
@@ -78,6 +78,14 @@ MIGRATIONS: list[tuple[int, str]] = [
         END;
         """,
     ),
+    (
+        3,
+        # issue 26: every entry's Ed25519 signature record ({by, at, sig}, JSON), made by the
+        # machine that kept it (or published it to the team) and checked on every restore
+        """
+        ALTER TABLE memory ADD COLUMN sig TEXT;
+        """,
+    ),
 ]
 
 _migrated: set[str] = set()
@@ -109,7 +117,21 @@ def db_path(root: Path | None = None) -> Path:
 _paths: dict[Path, Path] = {}
 
 
+def _owner_only(path: Path) -> None:
+    """The database and its -wal and -shm files readable by their owner alone (SQLite gives the
+    side files the database's mode): create it 0600, tighten one made before. An existing file is
+    never opened here: closing any descriptor of it would drop this process's SQLite locks."""
+    if not os.path.exists(path):
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError:
+            pass  # made meanwhile, or unwritable: sqlite reports it in the caller's terms
+    for suffix in ("", "-wal", "-shm"):
+        private(Path(f"{path}{suffix}"))
+
+
 def _open(path: Path) -> sqlite3.Connection:
+    _owner_only(path)
     con = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     con.row_factory = sqlite3.Row
     con.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")

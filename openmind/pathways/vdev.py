@@ -8,6 +8,7 @@ what a notebook calls.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import shutil
@@ -30,7 +31,12 @@ def make(*targets: str, firmware: Path = FIRMWARE, **env: str) -> subprocess.Com
     if shutil.which("make") is None or shutil.which(os.environ.get("CC", "gcc")) is None:
         raise PathwayUnavailable("no C toolchain (make and gcc) to build the virtual device")
     args = ["make", "-s", "-C", str(firmware), *targets, *(f"{k}={v}" for k, v in env.items())]
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=240)
+    (firmware / "build").mkdir(exist_ok=True)
+    # one build at a time per tree: two processes (kernels, test workers) making the same target
+    # would write a binary while the other runs it ("text file busy")
+    with open(firmware / "build" / ".make.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=240)
     if proc.returncode != 0:
         raise PathwayUnavailable(f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc

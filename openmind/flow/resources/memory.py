@@ -32,7 +32,12 @@ def probe_memory() -> Resource:
         f"{plural(sum(models.values()), 'model')}, {plural(sum(signals.values()), 'signal pattern')}, "
         f"{plural(predictions, 'cached prediction')} ({human_bytes(total)})"
     )
+    from openmind.memory import team
+
+    shared = team.state()  # the team tier (OPENMIND_REMOTE): its url, and why it is benched
+    if shared is not None:
+        reason += f"; {shared['benched']}" if shared["benched"] else f"; team memory {shared['url']}"
     return Resource.present("memory", reason, "ready", models=models, signals=signals,
-                            predictions=predictions, bytes=total, home=str(root))
+                            predictions=predictions, bytes=total, home=str(root), team=shared)
 
 

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from openmind.pathways.threads import SMALL_WORK, small_work
+
 if TYPE_CHECKING:
     from openmind.pathways.ternary.packed import Layer
 
@@ -78,6 +80,7 @@ class Kernels:
         self.mean, self.inv_std = mean, inv_std
         self.key = tuple(id(a) for a in self.layers)
         self._folded: Folded | None = None
+        self._row_macs = 0
         self._exact: list[tuple[np.ndarray, int, np.ndarray, np.ndarray, bool]] | None = None
         self._codes: list[np.ndarray] | None = None
 
@@ -89,14 +92,17 @@ class Kernels:
         (relu(y + b) = max(y, -b) + b, and (g + b) @ W = g @ W + b @ W): one `maximum` a layer
         instead of an add and a maximum."""
         if self._folded is None:
-            self._folded = _fold(self.layers, self.mean, self.inv_std)
+            with small_work(0.0 if not self.layers else SMALL_WORK / 2):
+                self._folded = _fold(self.layers, self.mean, self.inv_std)
+            self._row_macs = sum(wt.shape[0] * wt.shape[1] for wt, _, _ in self._folded)
         h = X.astype(np.float32, copy=False)
-        for wt, v, relu in self._folded:
-            h = h @ wt
-            if relu:
-                np.maximum(h, v, out=h)
-            else:
-                h += v
+        with small_work(len(h) * self._row_macs if h.ndim == 2 else self._row_macs):
+            for wt, v, relu in self._folded:
+                h = h @ wt
+                if relu:
+                    np.maximum(h, v, out=h)
+                else:
+                    h += v
         return h
 
     def exact(self, h: np.ndarray) -> np.ndarray:
