@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import time
@@ -9,6 +10,8 @@ import time
 import httpx
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openmind.pathways.cloud import http
 from openmind.pathways.cloud.oip import OIPClient
@@ -405,3 +408,19 @@ def test_infer_adaptive_sends_the_input_the_served_model_declares(monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9.-]{0,30}", fullmatch=True), st.integers(0, 65535))
+def test_a_host_header_names_its_host_with_or_without_a_port(name, port):
+    """Only loopback names pass by default; the port never changes what a name is."""
+    from openmind.serve.routes import _TrustedHost, host_of
+
+    assert host_of(f"{name}:{port}") == host_of(name) == name.lower()
+    gate = _TrustedHost(None)
+    try:
+        loop = ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        loop = name.lower() == "localhost"
+    assert gate.allows(f"{name}:{port}".encode()) == loop
+    assert gate.allows(f"[::1]:{port}".encode()) and not gate.allows(f"[::2]:{port}".encode())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -172,7 +173,13 @@ def host_of(value: str) -> str:
 
 
 def _is_loopback_name(name: str) -> bool:
-    return name in LOOPBACK_NAMES or name.startswith("127.") and name.replace(".", "").isdigit()
+    """'localhost', or an address only this machine reaches (127.0.0.0/8, ::1)."""
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 class _TrustedHost:
