@@ -127,10 +127,13 @@ def test_data_beyond_float32_is_refused_where_the_model_computes():
     ({"epochs": True}, "epochs must be an integer"), ({"lr": "fast"}, "lr must be a number"),
     ({"lr": float("inf")}, "lr must be a finite number"), ({"weight_decay": -1}, "weight_decay"),
     ({"batch_size": "64"}, "batch_size must be an integer"), ({"hidden": "wide"}, "hidden must be"),
+    ({"hidden": [1.5]}, "list of whole widths"), ({"prefer": 3}, "prefer takes pathway names"),
+    ({"fresh": "maybe"}, "fresh must be true or false"), ({"strict": [1]}, "strict must be true"),
+    ({"fit_device": "x"}, "fit_device takes"), ({"progress": "no"}, "progress takes"),
 ])
 def test_every_option_of_the_wrong_type_is_a_bad_input(option, said):
     import numpy as np
 
     X, y = np.random.default_rng(0).normal(size=(40, 3)), np.arange(40) % 2
     with pytest.raises(BadInput, match=said):
-        openmind.train_or_load("typed", X, y, progress=False, **option)
+        openmind.train_or_load("typed", X, y, **{"progress": False, **option})

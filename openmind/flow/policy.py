@@ -38,13 +38,23 @@ def _flag(name: str, value: Any) -> bool:
         if low in ("0", "false", "no", "off", ""):
             return False
         raise BadInput(f"{name} must be true or false, got {value!r}")
-    return bool(value)
+    try:
+        if value is None or value in (0, 1):  # True, False, 0, 1 (numpy's too)
+            return bool(value)
+    except (TypeError, ValueError):  # an array: neither
+        pass
+    raise BadInput(f"{name} must be true or false, got {value!r}")
 
 
 def _pathways(name: str, value: Any) -> tuple[Pathway, ...]:
     if value is None:
         return ()
-    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    if isinstance(value, (str, Pathway)):
+        items = value.replace(",", " ").split() if isinstance(value, str) else [value]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+    else:
+        raise BadInput(f"{name} takes pathway names (e.g. 'full_train,fine_tune'), got {value!r}")
     return tuple(Pathway.parse(v, f"pathway in {name}") for v in items)
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from openmind.errors import PathwayUnavailable
+from openmind.errors import BadInput, PathwayUnavailable
 from openmind.flow.executor import Served, execute
 from openmind.flow.policy import split_policy
 from openmind.flow.resources import Resources
@@ -351,6 +351,10 @@ def _train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resou
     pol, rest = split_policy(options)
     run = {k: rest.pop(k) for k in list(rest) if k in RUN_OPTIONS}
     fit_device = rest.pop("fit_device", False)
+    for what, value, ok, takes in (("fit_device", fit_device, (bool, dict), "True, False or a dict of limits"),
+                                   ("progress", run.get("progress", True), bool, "True or False")):
+        if not isinstance(value, ok):
+            raise BadInput(f"{what} takes {takes}, got {value!r}")
     cfg = resolve_config(rest)
     X, y, kind = prepare(name, data, labels)
     X, y, _labelled = join_labels(name, X, y)  # rows labelled from the queue join the data

@@ -60,9 +60,12 @@ def resolve_config(options: dict[str, Any]) -> dict[str, Any]:
     if isinstance(hidden, (int, np.integer)):
         hidden = (hidden,)
     try:
+        if isinstance(hidden, (str, bytes)) or any(
+                isinstance(h, bool) or not isinstance(h, (int, np.integer)) for h in hidden):
+            raise TypeError
         hidden = tuple(int(h) for h in hidden)
     except (TypeError, ValueError):
-        raise BadInput(f"hidden must be a width or a list of widths, got {cfg['hidden']!r}") from None
+        raise BadInput(f"hidden must be a width or a list of whole widths, got {cfg['hidden']!r}") from None
     if any(h < 1 or h > U16_MAX for h in hidden):
         raise BadInput(f"hidden widths must be between 1 and {U16_MAX}, got {hidden}")
     cfg["hidden"] = list(hidden)
