@@ -32,6 +32,15 @@ def per_call(fns: dict[str, Callable[[], object]], *, blocks: int = 15, block_s:
     return {name: min(s) for name, s in samples.items()}
 
 
+def bench_clock(threads: int) -> tuple[Callable[[], float], str]:
+    """The clock for `per_call` and its name: on one thread every contender (numpy's BLAS, torch,
+    the native kernels) runs in the calling thread, so its CPU time is the work itself, what the
+    other tenants of a shared machine distort least; with more threads, wall time."""
+    if threads == 1:
+        return time.thread_time, "CPU time of the calling thread"
+    return time.perf_counter, "wall time"
+
+
 def machine() -> str:
     """CPU model, cores and load, for the header of every benchmark."""
     model = "?"

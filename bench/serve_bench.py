@@ -178,6 +178,63 @@ def _load_worker(url: str, token: str | None, name: str, rows: np.ndarray, start
     out.put(n * len(rows) / (time.perf_counter() - t0))
 
 
+def _raw_worker(url: str, body: bytes, headers: dict[str, str], start, out) -> None:
+    """A load generator a fresh machine has: the request's bytes built once and sent back to back
+    on one keep-alive socket, as wrk does, so the client costs little beside the server."""
+    import socket
+    from urllib.parse import urlsplit
+
+    u = urlsplit(url)
+    head = (f"POST {u.path} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\nContent-Length: {len(body)}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+    request = head + body
+    sock = socket.create_connection((u.hostname, u.port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = b""
+
+    def answer() -> None:
+        nonlocal buf
+        while b"\r\n\r\n" not in buf:
+            buf += sock.recv(65536)
+        top, _, rest = buf.partition(b"\r\n\r\n")
+        assert top.startswith(b"HTTP/1.1 200"), top[:80]
+        size = int(next(ln.split(b":", 1)[1] for ln in top.split(b"\r\n")
+                        if ln.lower().startswith(b"content-length:")))
+        while len(rest) < size:
+            rest += sock.recv(65536)
+        buf = rest[size:]
+
+    for _ in range(WARMUP):
+        sock.sendall(request)
+        answer()
+    start.wait()
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < LOAD_S:
+        sock.sendall(request)
+        answer()
+        n += 1
+    out.put(n / (time.perf_counter() - t0))
+    sock.close()
+
+
+def raw_load(url: str, body: bytes, headers: dict[str, str], clients: int) -> float:
+    """Requests/s that `clients` raw-socket processes get together (Python, no wrk needed)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Event(), ctx.Queue()
+    procs = [ctx.Process(target=_raw_worker, args=(url, body, headers, start, out))
+             for _ in range(clients)]
+    for p in procs:
+        p.start()
+    time.sleep(1.0)
+    start.set()
+    total = sum(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join()
+    return total
+
+
 def in_process_rate(model, rows: np.ndarray, cpu: list[float] | None = None) -> float:
     """Rows/s of in-process `predict` called back to back for LOAD_S seconds (one caller); the
     CPU seconds per call are appended to `cpu` when given."""
@@ -357,6 +414,11 @@ def main() -> int:
                 headers["Authorization"] = f"Bearer {token}"
                 check = httpx.post(infer_url, content=body, timeout=10, headers=headers)
                 assert check.status_code == 200, check.text  # what wrk sends is answered, not refused
+                for clients in (1, 2):  # a load generator every machine has: Python, bytes built once
+                    got, anchor = around(model, rows, raw_load, infer_url, body, headers, clients)
+                    print(f"{batch:>5} raw Python load, {clients} process(es): openmind serve binary "
+                          f"{got * batch:>9.0f} rows/s = {got * batch / anchor:.3f}x in-process "
+                          f"({anchor:.0f} rows/s around it)", flush=True)
                 for clients in CONCURRENCY:
                     ratios, per_core, got = [], [], None
                     for _ in range(WRK_ROUNDS):  # the machine's speed drifts: rounds, median

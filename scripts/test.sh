@@ -32,4 +32,6 @@ rm -f dist/openmind_cells-*.whl
 OPENMIND_WHEEL="$(ls dist/openmind_cells-*.whl)"
 export OPENMIND_WHEEL
 .venv/bin/ruff check openmind tests bench
-exec .venv/bin/python -m pytest -q "$@"
+# every core, a test file to a worker (files share module fixtures); the firmware built once first
+make -s -C firmware all >/dev/null 2>&1 || true
+exec .venv/bin/python -m pytest -q -n auto --dist loadfile "$@"

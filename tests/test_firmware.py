@@ -51,7 +51,7 @@ def test_python_and_the_firmware_agree_on_the_device_limits():
     """One source each side: openmind.pathways.device's limits are om_core.h's #defines."""
     import re
 
-    from openmind.pathways import device
+    from openmind.pathways import device, learnlink
 
     header = (FIRMWARE / "core" / "om_core.h").read_text()
     defines = {k: v for k, v in re.findall(r"#define (OM_\w+) (\d+)", header)}
@@ -60,4 +60,4 @@ def test_python_and_the_firmware_agree_on_the_device_limits():
     assert int(defines["OM_MAX_LAYERS"]) == device.MODEL_MAX_LAYERS
     assert int(defines["OM_LINE_MAX"]) == device.MAX_LINE
     assert int(defines["OM_B64_MAX"]) == 4 * device.CHUNK_BYTES // 3
-    assert int(defines["OM_PROTO"]) == device.PROTO
+    assert int(defines["OM_PROTO"]) == learnlink.PROTO  # protocol 3 (learning) is learnlink.py's

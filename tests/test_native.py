@@ -85,17 +85,19 @@ def test_without_a_compiler_numpy_gives_the_same_bits(monkeypatch):
     rng = np.random.default_rng(3)
     model = random_model(rng, (20, 40, 5))
     X = rng.normal(size=(11, 20)).astype(F32)
-    compiled = model.scores(X)
+    compiled, compiled_ternary = model.scores(X), model.scores_ternary(X)
     monkeypatch.setenv("OPENMIND_NATIVE", "0")
     native.reset()
     try:
         assert native.lib() is None and "OPENMIND_NATIVE=0" in native.reason()
         assert native.simd_level() == "numpy"
-        assert PackedModel(model.layers, model.mean, model.inv_std).scores(X).tobytes() == compiled.tobytes()
+        fresh = PackedModel(model.layers, model.mean, model.inv_std)
+        assert fresh.scores(X).tobytes() == compiled.tobytes()
+        assert fresh.scores_ternary(X).tobytes() == compiled_ternary.tobytes()
     finally:
         monkeypatch.delenv("OPENMIND_NATIVE")
         native.reset()
-    assert native.simd_level() in ("avx512", "avx2", "neon", "portable")
+    assert native.simd_level() in ("avx512vnni", "avx512", "avx2", "neon", "portable")
 
 
 def test_a_broken_compiler_is_a_reason_not_an_error(monkeypatch, tmp_path):
@@ -111,19 +113,88 @@ def test_a_broken_compiler_is_a_reason_not_an_error(monkeypatch, tmp_path):
         native.reset()
 
 
-@settings(max_examples=20, deadline=None)
-@given(out=st.integers(1, 9), inp=st.integers(1, 700), rows=st.integers(1, 7), seed=st.integers(0, 999))
-def test_ternary_simd_kernel_computes_the_exact_integer_dot(out, inp, rows, seed):
+@settings(max_examples=30, deadline=None)
+@given(out=st.integers(1, 70), inp=st.integers(1, 700), rows=st.integers(1, 13), seed=st.integers(0, 999),
+       per_row=st.booleans(), relu=st.booleans(), standardize=st.booleans())
+def test_ternary_kernel_is_the_exact_int8_dot_and_numpy_gives_its_bits(out, inp, rows, seed, per_row,
+                                                                      relu, standardize):
+    """Any shape (padding of outputs to 16 and inputs to 16, row tiles of 1-6, the 4-group GEMV):
+    the int32 dot of the int8 activations with the trits is exact, and the numpy fallback (no
+    compiler) returns the compiled kernel's float32 bits."""
     handle = native.lib()
     assert handle is not None, native.reason()
     rng = np.random.default_rng(seed)
     trits = rng.integers(-1, 2, size=(out, inp)).astype(np.int8)
-    h = rng.normal(size=(rows, inp)).astype(F32)
-    codes = native.ternary_codes(trits)
-    q, qsum, step = native.quantize_rows(h, codes.shape[1])
-    want = q[:, :inp].astype(np.int64) @ trits.T.astype(np.int64)
-    got = native.ternary_dot(handle, codes, h)
-    np.testing.assert_array_equal(np.rint(got / step[:, None]).astype(np.int64), want)
+    scale = rng.uniform(0.01, 0.5, size=out if per_row else 1).astype(F32)
+    h = (rng.normal(size=(rows, inp)) * rng.uniform(0.01, 100)).astype(F32)
+    mean, inv = rng.normal(size=inp).astype(F32), rng.uniform(0.5, 2, size=inp).astype(F32)
+    std = (mean, inv) if standardize else None
+    layer = native.TernaryLayer(trits, scale, rng.normal(size=out).astype(F32), relu, std)
+    got = native.ternary_layer(handle, layer, h)
+    assert got.tobytes() == native.ternary_layer(None, layer, h).tobytes()
+    # the integer dot itself: scale 1, bias 0, no relu leaves dot * step
+    plain = native.TernaryLayer(trits, np.ones(1, F32), np.zeros(out, F32), False, std)
+    hs = (h - mean) * inv if standardize else h
+    q, _, step = native.quantize_rows(hs, inp)
+    want = q.astype(np.int64) @ trits.T.astype(np.int64)
+    dot = native.ternary_layer(handle, plain, h) / step[:, None]
+    np.testing.assert_array_equal(np.rint(dot).astype(np.int64), want)
+
+
+def test_ternary_numpy_path_is_exact_past_float32_integers():
+    """Past 2^24 / 127 inputs a float32 matmul of the int8 dot could round: numpy sums in float64."""
+    layer = native.TernaryLayer(np.ones((2, native._EXACT_F32 + 1), np.int8), np.ones(1, F32),
+                                np.zeros(2, F32), False)
+    assert layer.trits_t().dtype == np.float64
+    small = native.TernaryLayer(np.ones((2, 100), np.int8), np.ones(1, F32), np.zeros(2, F32), False)
+    assert small.trits_t().dtype == F32
+
+
+@pytest.mark.parametrize("level", ["", "avx2", "portable"])
+def test_ternary_kernel_rows_of_zeros_infs_and_nans_match_numpy(monkeypatch, level):
+    """A zero row quantises with step 1; a row an overflowing layer filled with inf or NaN gives
+    NaN outputs; the other rows are untouched, on every SIMD path and in numpy alike."""
+    monkeypatch.setenv("OPENMIND_SIMD", level)
+    native.reset()
+    try:
+        handle = native.lib()
+        assert handle is not None, native.reason()
+        rng = np.random.default_rng(9)
+        layer = native.TernaryLayer(rng.integers(-1, 2, size=(40, 70)).astype(np.int8),
+                                    rng.uniform(0.1, 1, 40).astype(F32), rng.normal(size=40).astype(F32), True)
+        h = rng.normal(size=(6, 70)).astype(F32)
+        h[1] = 0
+        h[2, 5] = np.inf
+        h[3, 69] = -np.inf
+        h[4, 0] = np.nan
+        got, want = native.ternary_layer(handle, layer, h), native.ternary_layer(None, layer, h)
+        np.testing.assert_array_equal(got, want)
+        assert np.isnan(got[2:5]).all() and np.isfinite(got[[0, 1, 5]]).all()
+        assert (got[1] == np.maximum(layer.bias, 0)).all()  # a zero row: relu(bias)
+    finally:
+        monkeypatch.delenv("OPENMIND_SIMD")
+        native.reset()
+
+
+def test_ternary_kernel_split_across_threads_gives_the_same_bits():
+    """A big layer's output groups split between threads (native.set_threads): each thread writes
+    its own columns, so the result is the one-thread result bit for bit; a small layer stays on one."""
+    handle = native.lib()
+    assert handle is not None, native.reason()
+    rng = np.random.default_rng(8)
+    layer = native.TernaryLayer(rng.integers(-1, 2, size=(200, 300)).astype(np.int8),
+                                rng.uniform(0.1, 1, 200).astype(F32), rng.normal(size=200).astype(F32), True)
+    h = rng.normal(size=(80, 300)).astype(F32)
+    assert 80 * 300 * 200 >= native.SPLIT_MACS
+    one = native.ternary_layer(handle, layer, h)
+    native.set_threads(3)
+    try:
+        assert native.ternary_layer(handle, layer, h).tobytes() == one.tobytes()
+        assert native.ternary_layer(handle, layer, h[:2]).tobytes() == one[:2].tobytes()
+    finally:
+        native.set_threads(1)
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        native.set_threads(0)
 
 
 def test_default_predict_is_fast_and_exact_is_the_device():
@@ -160,13 +231,16 @@ def test_the_folded_fast_path_computes_the_layers_it_folds(seed, depth, rows):
     np.testing.assert_allclose(fast, exact, rtol=1e-4, atol=1e-4 * (1 + np.abs(exact).max()))
 
 
-@pytest.mark.parametrize("level", ["avx2", "portable"])
+@pytest.mark.parametrize("level", ["avx512", "avx2", "portable"])
 def test_every_simd_path_computes_the_same(monkeypatch, level):
-    """This machine may run AVX-512; CI may have AVX2 only, an ARM laptop the portable loops."""
+    """This machine may run AVX-512 VNNI; CI may have AVX2 only, an ARM laptop the portable loops.
+    Row counts 1-3 and 131: the ternary kernel's GEMV (one row, 4 groups of 16 outputs at a
+    time), its remainder tiles and its 4-row tiles."""
     rng = np.random.default_rng(11)
     model = random_model(rng, (300, 70, 5))
-    X = rng.normal(size=(6, 300)).astype(F32)
-    ref_exact, ref_tern = model.scores(X), model.scores_ternary(X)
+    X = rng.normal(size=(131, 300)).astype(F32)
+    counts = (1, 2, 3, 131)
+    ref_exact, ref_tern = model.scores(X), [model.scores_ternary(X[:n]) for n in counts]
     monkeypatch.setenv("OPENMIND_SIMD", level)
     native.reset()
     try:
@@ -174,7 +248,8 @@ def test_every_simd_path_computes_the_same(monkeypatch, level):
             pytest.skip(f"this CPU has no {level}")
         fresh = PackedModel(model.layers, model.mean, model.inv_std)
         assert fresh.scores(X).tobytes() == ref_exact.tobytes()
-        assert fresh.scores_ternary(X).tobytes() == ref_tern.tobytes()
+        for n, ref in zip(counts, ref_tern, strict=True):
+            assert fresh.scores_ternary(X[:n]).tobytes() == ref.tobytes()
     finally:
         monkeypatch.delenv("OPENMIND_SIMD")
         native.reset()

@@ -21,7 +21,7 @@ F32 = np.float32
 
 def test_hello_negotiates_v2_with_limits_and_keeps_the_v1_answer(vdev, vdev16k):
     info = hello_on(vdev.port)
-    assert info["proto"] == 2 and info["fw"] == "0.2.0"
+    assert info["proto"] == 2 and info["fw"] == "0.3.0"
     assert info["limits"] == {"model_max": 32768, "max_width": 256, "max_layers": 8, "line_max": 256,
                               "b64_max": 192, "out_max": 1536}
     assert hello_on(vdev16k.port)["limits"]["model_max"] == DEFAULT_LIMITS["model_max"] == 16384

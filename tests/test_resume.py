@@ -3,6 +3,9 @@ where it failed, restoring what it got through; a parameter re-runs exactly the 
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat as nbf
@@ -35,9 +38,9 @@ def cell_lines(text: str) -> dict[int, tuple[str, float]]:
     """{cell number: (restored|ran|failed, seconds)} from `openmind run`'s per-cell lines."""
     out = {}
     for line in text.splitlines():
-        parts = line.split()
-        if line.startswith("  cell") and len(parts) >= 5 and parts[-1] == "s":
-            out[int(parts[1])] = (parts[3], float(parts[4]))
+        m = re.match(r"^  cell (\d+) .*?\b(restored|ran|failed)\s+([\d.]+) s\b", line)
+        if m:
+            out[int(m.group(1))] = (m.group(2), float(m.group(3)))
     return out
 
 
@@ -99,3 +102,44 @@ def test_bad_options_are_clear(tmp_path, capsys):
     assert main(["run", str(path), "--no-memory", "--resume"]) == 2
     assert main(["run", str(path), "-p", "1bad", "2"]) == 2
     assert "is not a Python name" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_replay_restores_what_a_run_on_another_machine_computed(tmp_path):
+    """A run recorded under one OPENMIND_HOME (machine A, publishing to a shared directory) is
+    replayed under another (B, which trusts A's key): what A computed comes back, and the cell B
+    changed is run there, saying why it could not be replayed."""
+    from team_fixtures import Machine
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    team = {"OPENMIND_REMOTE": shared.as_uri()}
+    a = Machine(tmp_path / "a", {**team, "OPENMIND_REMOTE_WRITE": "1"})
+    b = Machine(tmp_path / "b", dict(team))
+
+    def cli(machine: Machine, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "openmind.cli", *args], cwd=cwd,
+                              env=machine.environ(), capture_output=True, text=True, timeout=600)
+
+    cells = ["import time\nimport numpy as np",
+             "time.sleep(3)\nw = np.arange(12.0) * 2\nprint('trained', w.sum())",
+             "print('last', w.mean())"]
+    for where, last in (("a", cells[2]), ("b", "print('edited', w.max())")):
+        (tmp_path / where).mkdir(exist_ok=True)
+        nb = nbf.v4.new_notebook()
+        nb.cells = [nbf.v4.new_code_cell(c) for c in (*cells[:2], last)]
+        nbf.write(nb, tmp_path / where / "shared.ipynb")
+    recorded = cli(a, "run", "shared.ipynb", cwd=tmp_path / "a")
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    run = recorded.stdout.split("(run ", 1)[1].split(")", 1)[0]
+    b.trust(cli(a, "key", cwd=tmp_path / "a").stdout.strip())
+    replayed = cli(b, "run", "shared.ipynb", "--replay", run, "-o", "out.ipynb",
+                   cwd=tmp_path / "b")
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    lines = cell_lines(replayed.stdout)
+    assert lines[2][0] == "restored" and lines[2][1] < 1.0, replayed.stdout  # A's 3 s cell
+    assert lines[3][0] == "ran", replayed.stdout
+    assert "not in this machine's memory" in replayed.stdout, replayed.stdout
+    executed = nbf.read(tmp_path / "b" / "out.ipynb", as_version=4)
+    assert "trained 132.0" in "".join(o.get("text", "") for o in executed.cells[1].outputs)
+    assert executed.cells[2].metadata["openmind"]["note"].startswith("what the recorded run")

@@ -80,14 +80,14 @@ int om_model_parse(const unsigned char *blob, size_t len, om_model_t *m)
     return OM_MODEL_OK;
 }
 
-int om_model_predict(const om_model_t *m, const float *x, float *scores)
+/* Standardises x and runs the first `n_layers` layers; returns the buffer holding the result. */
+static float *run_layers(const om_model_t *m, const float *x, unsigned n_layers, float buf[2][OM_MAX_WIDTH])
 {
-    float buf[2][OM_MAX_WIDTH];
     float *h = buf[0], *y = buf[1], *t;
-    unsigned i, o, li, best = 0;
+    unsigned i, o, li;
     for (i = 0; i < m->n_inputs; i++)
         h[i] = (x[i] - rd_f32(m->mean + 4 * i)) * rd_f32(m->inv_std + 4 * i);
-    for (li = 0; li < m->n_layers; li++) {
+    for (li = 0; li < n_layers; li++) {
         const om_layer_t *L = &m->layers[li];
         for (o = 0; o < L->out; o++) {
             float acc = 0.0f, v;
@@ -104,11 +104,26 @@ int om_model_predict(const om_model_t *m, const float *x, float *scores)
         }
         t = h; h = y; y = t;
     }
+    return h;
+}
+
+int om_model_predict(const om_model_t *m, const float *x, float *scores)
+{
+    float buf[2][OM_MAX_WIDTH];
+    const float *h = run_layers(m, x, m->n_layers, buf);
+    unsigned o, best = 0;
     for (o = 0; o < m->n_outputs; o++) {
         scores[o] = h[o];
         if (h[o] > h[best]) best = o;
     }
     return (int)best;
+}
+
+void om_model_hidden(const om_model_t *m, const float *x, float *h)
+{
+    float buf[2][OM_MAX_WIDTH];
+    const float *r = run_layers(m, x, m->n_layers - 1u, buf);
+    memcpy(h, r, sizeof(float) * m->layers[m->n_layers - 1].in);
 }
 
 /* ---------------------------------------------------------------- colony vote */

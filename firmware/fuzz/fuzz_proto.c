@@ -28,8 +28,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         'O', 'M', 'T', '1', 1, 0, 1, 0, 2, 0, 2, 0,
         0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0x3f, 0, 0, 0x80, 0x3f,
         2, 0, 2, 0, 0, 0, 0, 0, 0x82, 0, 0, 0x80, 0x3f, 0, 0, 0, 0, 0, 0, 0, 0};
+    /* a learning head for it (OMLH: 2 in, 2 out, frac_w 12, shift_q 4, lr_shift 10, bias_shift 2):
+       inputs whose first byte also has bit 1 set start with it, so LEARN TRAIN/EVAL/UPDATE run too */
+    static const unsigned char head[44] = {
+        'O', 'M', 'L', 'H', 1, 0, 2, 0, 2, 0, 12, 4, 10, 2, 0, 0, 7, 0, 0, 0,
+        0, 0x10, 0, 0xf0, 0, 0xf0, 0, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
     om_init(&dev, &b);
     if (size > 0 && (data[0] & 1u) && om_load_model(&dev, tiny, sizeof tiny) != OM_MODEL_OK) abort();
+    if (size > 0 && (data[0] & 3u) == 3u) {
+        if (om_learn_load(&dev.head, head, 36) != OM_HEAD_OK) abort();
+        dev.has_head = 1;
+    }
     f_now = 0;
     /* feed in uneven chunks, advancing time, so streams run between reads */
     for (i = 0; i < size; i += step) {

@@ -49,8 +49,10 @@ static void test_hello(void)
     feed("HELLO 2\n");           /* protocol 2: the same answer plus the board's limits */
     CHECK(lines() == 1 && has("\"proto\":2,") && has("1000}],\"limits\":{\"model_max\":16384,\"max_width\":256,"
                               "\"max_layers\":8,\"line_max\":256,\"b64_max\":192,\"out_max\":1536}}\n"));
+    feed("HELLO 3\n");           /* protocol 3: the limits plus what learning holds */
+    CHECK(lines() == 1 && has("\"proto\":3,") && has("\"out_max\":1536},\"learn\":{\"rule\":\"tern-int16-v1\","));
     feed("HELLO 7\n");           /* a newer host: answered in the highest protocol both speak */
-    CHECK(has("\"proto\":2,"));
+    CHECK(has("\"proto\":3,"));
     feed("HELLO 0\n");
     CHECK(has("\"error\":\"args\""));
     feed("HELLO two\n");

@@ -6,16 +6,20 @@ member lost or update dropped, with its reason). With `listen=None` the clients 
 this machine, each with a slice of the data; with `listen="0.0.0.0:8080"` and `certificates`
 (TLS is required off loopback) the server waits for clients on other machines, which join with
 `openmind colony join HOST:8080 --data rows.npz --root-certificates ca.pem`; the data given here
-is then the server's own evaluation set. The CLI commands `openmind colony serve|join` are
-registered here.
+is then the server's own evaluation set. `devices` adds serial devices that learn on the device
+(protocol 3): each is joined by an `openmind colony join ... --device PORT` process with its own
+rows, and each round's journal row says what every device learned. The CLI commands
+`openmind colony serve|join` are registered here.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -39,8 +43,9 @@ SPLITS = ("dirichlet", "label", "iid")
 def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, rounds: int = 10,
              local_epochs: int = 2, split: str = "dirichlet", alpha: float = 0.5,
              listen: str | None = None, eval_fraction: float = 0.2, join_timeout: float = 120.0,
-             round_timeout: float = 600.0, certificates: tuple[Any, Any, Any] | None = None,
-             insecure: bool = False, **options: Any) -> TernaryModel:
+             round_timeout: float = 600.0, devices: Sequence[tuple[str, Any, Any]] = (),
+             certificates: tuple[Any, Any, Any] | None = None, insecure: bool = False,
+             **options: Any) -> TernaryModel:
     """Train `name` over a federated colony with Flower; return the model, a new version in
     muscle memory.
 
@@ -48,10 +53,12 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
     'iid'): how the rows are sliced among local clients (non-IID by default). listen: None for
     local client processes on 127.0.0.1; HOST:PORT to wait for clients on other machines (plain
     gRPC on loopback only; another address needs `certificates`: the CA, server certificate and
-    server key, PEM bytes or paths, Flower's TLS; or insecure=True on a trusted network). A member that sends a bad update is dropped,
-    one that is lost is noted: the model then says so (`route.degraded`), and each round's row
-    in the journal names who and why. Later rounds wait for the clients still there, as long as
-    rounds have taken (join_timeout and round_timeout bound round 1).
+    server key, PEM bytes or paths, Flower's TLS; or insecure=True on a trusted network).
+    devices: (serial port, X, y) per device that joins as a client and learns the model's last
+    layer on the device (docs/protocol-v3.md); they count on top of `clients`. A member that sends
+    a bad update is dropped, one that is lost is noted: the model then says so (`route.degraded`),
+    and each round's row in the journal names who and why. Later rounds wait for the clients still
+    there, as long as rounds have taken (join_timeout and round_timeout bound round 1).
     options: training config (hidden, lr, batch_size, seed, scale; defaults hidden=64,
     lr=0.01, annealed over the rounds) and policy (fallback, ...). The model returned is the
     round with the best accuracy on the server's rows (held out from the clients' slices).
@@ -97,12 +104,14 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
     fp = fingerprint(X, y)
     job = _Federation(name, spec, X[held], y_idx[held], run, split, fp,
                       key_for("federate", name, fp, cfg, clients, rounds, local_epochs, split,
-                              uuid.uuid4().hex), latest("model", name))
+                              uuid.uuid4().hex), latest("model", name),
+                      [(p, np.asarray(Xd), np.asarray(yd)) for p, Xd, yd in devices])
     intent = Intent.of("train", name=name, rows=int(len(X)), shape=tuple(int(s) for s in X.shape),
                        data_kind=kind, ancestor=job.ancestor is not None)
     cands = [Candidate(Pathway.FULL_TRAIN, Decision.HARDCODE,
-                       f"federated training of '{name}' on Flower: {rounds} rounds with {where}, "
-                       f"ternary-coded updates (trits + a scale per row)",
+                       f"federated training of '{name}' on Flower: {rounds} rounds with {where}"
+                       + (f" and {len(devices)} devices learning on the device" if devices else "") + ", "
+                       "ternary-coded updates (trits + a scale per row)",
                        {"federated": True, "clients": clients, "rounds": rounds})]
     if job.ancestor is not None:
         cands.append(Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
@@ -131,29 +140,32 @@ class _Federation:
     fp: str
     key: str
     ancestor: Any
+    devices: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
 
     def colony(self, cand: Candidate) -> Served:
         from openmind.pathways.colony import federated as fed
-        from openmind.pathways.colony.server import serve
 
         run, spec = self.run, self.spec
-        colony = serve(spec, self.X_eval, self.y_eval_idx, run)
+        colony = self._serve()
         best = next((r for r in colony.rounds if r["round"] == colony.best_round), {})
         total = {k: int(sum(r.get(k, 0) for r in colony.rounds))
                  for k in ("bytes_sent", "fp32_bytes", "bytes_down", "fp32_down")}
         info = {"federated": True, "clients": run.clients, "rounds": len(colony.rounds),
                 "local_epochs": spec.local_epochs, "split": self.split,
-                "eval_accuracy": best.get("accuracy"), "eval_rows": int(len(self.X_eval)),
-                **total,
+                "eval_accuracy": best.get("accuracy"), "start_accuracy": colony.start_accuracy,
+                "eval_rows": int(len(self.X_eval)), **total,
                 "train_seconds": round(colony.seconds, 3), "fingerprint": self.fp,
                 "key": self.key, "cached": False, "best_round": colony.best_round,
-                "round_accuracy": [r.get("accuracy") for r in colony.rounds]}
+                "round_accuracy": [r.get("accuracy") for r in colony.rounds],
+                "devices": [d for r in colony.rounds[-1:] for d in r.get("devices", [])]}
+        info["device_learning"] = [device_text(d) for d in info["devices"]]  # the card's words
         if self.ancestor is not None:
             info["parent"] = self.ancestor[1].key
-        short = [r["round"] for r in colony.rounds if r.get("clients", 0) < run.clients]
+        everyone = run.clients + len(self.devices)
+        short = [r["round"] for r in colony.rounds if r.get("clients", 0) < everyone]
         if short or len(colony.rounds) < run.rounds:
             info["incomplete"] = (f"{len(colony.rounds)} of {run.rounds} rounds ran; rounds with "
-                                  f"fewer than {run.clients} clients: {short}")
+                                  f"fewer than {everyone} clients: {short}")
         if colony.degraded:
             info["degraded"] = colony.degraded
         model = fed.model_of(spec, colony.weights, name=self.name, info=info)
@@ -162,6 +174,16 @@ class _Federation:
         entry = put("model", self.name, self.key, arrays, meta)
         model.info["stored"] = entry is not None
         return Served(model, degraded=colony.degraded)
+
+    def _serve(self) -> Any:
+        """The server's rounds; with devices, their `colony join --device` processes beside it."""
+        if not self.devices:
+            from openmind.pathways.colony.server import serve
+
+            return serve(self.spec, self.X_eval, self.y_eval_idx, self.run)
+        from openmind.pathways.colony.devclient import serve_with_devices
+
+        return serve_with_devices(self.spec, self.X_eval, self.y_eval_idx, self.run, self.devices)
 
     def cached(self, cand: Candidate) -> Served:
         if self.ancestor is None:
@@ -203,7 +225,8 @@ def _journal_round(name: str, row: dict[str, Any]) -> None:
     reason = (f"federated round {row['round']}/{row['rounds']}: {row.get('clients', 0)} clients, "
               f"{row.get('rows', 0)} rows, {up} bytes up and {down} down"
               + (f" ({fp32 / (up + down):.1f}x fewer than fp32 both ways)" if up + down else "")
-              + (f", accuracy {acc:.3f}" if acc is not None else ""))
+              + (f", accuracy {acc:.3f}" if acc is not None else "")
+              + "".join(f"; {device_text(d)}" for d in row.get("devices", [])))
     lacking = shortfall([row], 0) or row.get("error")
     try:
         append({"intent": "train", "name": name, "ok": bool(row.get("clients")),
@@ -212,6 +235,29 @@ def _journal_round(name: str, row: dict[str, Any]) -> None:
                 "degraded": lacking, "summary": {"federated_round": row}, "error": None})
     except Exception:  # an unwritable journal must not stop the colony
         pass
+
+
+def device_text(d: dict[str, Any]) -> str:
+    """What a device learned in a round, in words (journal, CLI)."""
+    def pct(v: Any) -> str:
+        return f"{v:.3f}" if isinstance(v, (int, float)) else "?"
+    return (f"device {d.get('port')} learned from {d.get('samples')} samples in {d.get('steps')} steps, "
+            f"held-out accuracy {pct(d.get('accuracy_before'))} -> {pct(d.get('accuracy_after'))} "
+            f"on its {d.get('held_out')} rows, serial {d.get('serial_sent')} B down "
+            f"({d.get('serial_model')} B of model) / {d.get('serial_received')} B up, "
+            f"update {d.get('update_bytes')} B, "
+            f"RAM {d.get('device_ram')} B ({d.get('head_ram')} B learning)")
+
+
+def _journal_device(d: dict[str, Any]) -> None:
+    """The joining machine's journal row for a round its device learned."""
+    from openmind.flow.journal import append
+
+    with contextlib.suppress(Exception):  # an unwritable journal must not stop the device
+        append({"intent": "train", "name": f"colony device {d.get('port')}", "ok": True,
+                "pathway": Pathway.HARDWARE_IN_LOOP.value, "decision": Decision.HARDCODE.value,
+                "reason": f"federated round {d.get('round')}: {device_text(d)}", "duration_ms": 0,
+                "summary": {"device_round": d}, "error": None})
 
 
 # --------------------------------------------------------------------------- CLI
@@ -253,6 +299,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     j.add_argument("--label", help="the label column of a .csv (default: the last)")
     j.add_argument("--wait", type=float, default=60.0, help="seconds to keep trying to connect")
     j.add_argument("--root-certificates", metavar="CA.pem", help="TLS: the colony's CA certificate")
+    j.add_argument("--device", help="a serial port: the device learns on its own (protocol 3)")
+    j.add_argument("--cid", type=int, default=0, help="this client's id (orders the aggregation)")
+    j.add_argument("--lr-log2", type=int, default=5, help="the device's learning rate, 2^-N")
     j.set_defaults(func=cmd_join)
     s = csub.add_parser("serve", help="run a colony's server and wait for clients to join")
     s.add_argument("name", help="the model's name in muscle memory")
@@ -272,8 +321,21 @@ def cmd_join(args: argparse.Namespace) -> int:
     from openmind.pathways.colony.federated import join
 
     X, y = _load_rows(args.data, args.label)
+    if args.device:
+        from openmind.pathways.colony.devclient import join_device
+
+        print(f"joining the colony at {args.address} with the device at {args.device} and {len(X)} rows")
+
+        def report(d: dict[str, Any]) -> None:
+            print(f"round {d['round']}: {device_text(d)}", flush=True)
+            _journal_device(d)
+
+        join_device(args.address, args.device, X, y, cid=args.cid, wait_s=args.wait,
+                    lr_log2=args.lr_log2, on_round=report)
+        print("the colony's server ended the run")
+        return 0
     print(f"joining the colony at {args.address} with {len(X)} rows")
-    join(args.address, X, y, wait_s=args.wait, root_certificates=args.root_certificates)
+    join(args.address, X, y, cid=args.cid, wait_s=args.wait, root_certificates=args.root_certificates)
     print("the colony's server ended the run")
     return 0
 

@@ -186,13 +186,14 @@ def keep_manifest(manifest: Manifest) -> None:
 
 
 def find_manifest(run: str) -> Manifest | None:
-    from openmind.memory.blobs import entries, latest
+    """The run's manifest from this machine's memory or the team's (read through), once its
+    signature checks out: an untrusted or tampered manifest is not believed."""
+    from openmind.memory.blobs import entries, load, versions
 
-    hit = latest(RUN_KIND, run)
-    if hit is not None:
-        return Manifest.from_meta(hit[1].meta)
-    found = [e for e in entries(RUN_KIND) if e.name.startswith(run)]
-    return Manifest.from_meta(found[0].meta) if len(found) == 1 else None
+    found = versions(RUN_KIND, run) or [e for e in entries(RUN_KIND) if e.name.startswith(run)]
+    if len(found) != 1 and not (found and found[0].name == run):
+        return None  # none, or a prefix that names several runs
+    return Manifest.from_meta(found[0].meta) if load(found[0]) is not None else None
 
 
 def last_manifest(notebook: str) -> Manifest | None:

@@ -36,7 +36,7 @@ from openmind.memory.remote import open_remote
 from openmind.memory.store import changed, connect
 
 # What is shared: models (by name) and cells (by key); the rest is this machine's own business.
-TEAM_KINDS = ("model", "cell")
+TEAM_KINDS = ("model", "cell", "run")  # run: a notebook run's manifest, for --replay elsewhere
 BENCH_S = 300.0  # a failed remote is left alone this long
 PULL_LIMIT = 4  # versions of one name fetched per lookup, newest first
 PENDING_TTL_S = 86400.0  # an upload marker older than this is from a writer that died

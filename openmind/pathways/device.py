@@ -183,8 +183,9 @@ class Link:
                 raise DeviceError(f"not an openmind device ({why})")
             if obj.get("hello") == "openmind":
                 got = obj.get("proto")
-                if not isinstance(got, int) or isinstance(got, bool) or not 1 <= got <= PROTO:
-                    raise DeviceError(f"device speaks protocol {str(got)[:20]!r}, host speaks 1 to {PROTO}")
+                top = max(proto, PROTO)  # protocol 3 (learning) is asked by pathways/learnlink.py
+                if not isinstance(got, int) or isinstance(got, bool) or not 1 <= got <= top:
+                    raise DeviceError(f"device speaks protocol {str(got)[:20]!r}, host speaks 1 to {top}")
                 self.proto = got
                 self.limits = {**DEFAULT_LIMITS, **int_fields(obj.get("limits"))}
                 obj["signals"] = signals(obj.get("signals"))

@@ -2,9 +2,10 @@
 `_Tally`, which picks each round's clients (waiting for those still there as long as rounds have
 taken), sends the global model (then its coded change), checks each client's update (a bad one is
 dropped with its reason, never aborting the round), averages the rest weighted by their rows,
-capped (FedAvg), evaluates the global model on the server's rows after each round and keeps the
-best round. Plain gRPC on loopback only; Flower's TLS otherwise. The codec, the model's spec and
-the client are `federated.py`'s.
+capped (FedAvg; a client that trained only the last layers, a device, counts in those layers'
+average only), evaluates the starting model and the global model after each round on the
+server's rows and keeps the best round. Plain gRPC on loopback only; Flower's TLS otherwise. The
+codec, the model's spec and the client are `federated.py`'s.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Colony:
     seconds: float = 0.0
     best_round: int = 0                # by accuracy on the server's rows (like early stopping)
     degraded: str | None = None        # lost clients, dropped updates (None: all answered)
+    start_accuracy: float | None = None  # the starting global model's, on the same rows
 
 
 @dataclass
@@ -178,7 +180,7 @@ class _Tally:
             except Exception as exc:  # noqa: BLE001 - a hostile member is dropped, never fatal
                 dropped.append({"client": _who(proxy, res), "reason": str(exc)[:300]})
                 continue
-            accepted.append((cid, str(proxy.cid), rows, delta))
+            accepted.append((cid, str(proxy.cid), rows, delta, res.metrics))
         up = sum(sum(len(t) for t in res.parameters.tensors if isinstance(t, bytes)) for _p, res in results)
         # a client that says it takes the coded change (metrics "down") gets it next round; any
         # other (an older client, a device client) the whole model, as plain Flower sends it
@@ -192,20 +194,33 @@ class _Tally:
                "fp32_bytes": int(self.fp32 * len(results)),
                "bytes_down": self.down.get("bytes_down", 0), "fp32_down": self.down.get("fp32_down", 0)}
         row["bytes_received"] = row["bytes_down"]
+        from openmind.pathways.colony.devclient import device_reports  # devices' own reports
+
+        row["devices"] = [d for _p, r in results if (d := device_reports(r.metrics)) is not None]
         self.pending = row
         if not accepted:
             row["rows"] = 0
             return False
         # in client order, not arrival order: the same colony gives the same model
         accepted.sort(key=lambda a: (a[0], a[1]))
-        share = shares([a[2] for a in accepted])
+        layers = len(self.weights) // 2
         avg = [np.zeros_like(w) for w in self.weights]
-        for k, (_cid, _peer, _rows, delta) in enumerate(accepted):
-            for i, d in enumerate(delta):
-                avg[i] += share[k] * d
+        for i in range(layers):  # a client counts in the layers it trained (not those it froze)
+            part = [a for a in accepted if _frozen(a[4], layers) <= i]
+            if not part:
+                continue
+            for w, a in zip(shares([a[2] for a in part]), part, strict=True):
+                avg[2 * i] += w * a[3][2 * i]
+                avg[2 * i + 1] += w * a[3][2 * i + 1]
         self.weights = [w + d for w, d in zip(self.weights, avg, strict=True)]
         row["rows"] = int(sum(a[2] for a in accepted))
         return True
+
+    def evaluate_start(self) -> None:
+        """The accuracy of the model every client starts from, on the server's rows."""
+        if len(self.X_eval):
+            start = model_of(self.spec, self.weights, name=None, info={})
+            self.colony.start_accuracy = float(np.mean(start.predict_index(self.X_eval) == self.y_eval_idx))
 
     def evaluate(self, server_round: int) -> float | None:
         """The round's accuracy on the server's rows, reported with the round's figures."""
@@ -246,6 +261,14 @@ def _failure(f: Any) -> str:
     return f"{_who(proxy, res)}: {str(getattr(getattr(res, 'status', None), 'message', res))[:200]}"
 
 
+def _frozen(metrics: dict[str, Any], layers: int) -> int:
+    """How many leading layers a client kept frozen (metrics "frozen": a device that trained only
+    the last layers); it counts in the average of the layers it trained only, so a device does
+    not dilute the feature layers. Every client trains the last layer."""
+    f = metrics.get("frozen", 0)
+    return min(f, layers - 1) if isinstance(f, int) and not isinstance(f, bool) and f > 0 else 0
+
+
 def shortfall(rows: list[dict[str, Any]], rounds: int) -> str | None:
     """What a colony's result lacks, in words (None: every member answered every round)."""
     parts = []
@@ -284,7 +307,10 @@ def _strategy(fl: Any, tally: _Tally) -> Any:
             return (Parameters(tensors=[], tensor_type="openmind.tally"), {}) if ok else (None, {})
 
     def evaluate(server_round: int, weights: list[np.ndarray], config: dict) -> Any:
-        if server_round == 0 or tally.pending is None:
+        if server_round == 0:  # the model every client starts from
+            tally.evaluate_start()
+            return None
+        if tally.pending is None:
             return None
         return 0.0, {"accuracy": tally.evaluate(server_round) or 0.0}
 

@@ -6,7 +6,7 @@ by the 2-bit SIMD kernel. The format itself (layers, pack, unpack) is `packed.py
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -82,7 +82,7 @@ class Kernels:
         self._folded: Folded | None = None
         self._row_macs = 0
         self._exact: list[tuple[np.ndarray, int, np.ndarray, np.ndarray, bool]] | None = None
-        self._codes: list[np.ndarray] | None = None
+        self._ternary: list[Any] | None = None  # native.TernaryLayer (imported on first use)
 
     def fast(self, X: np.ndarray) -> np.ndarray:
         """Raw rows -> scores by BLAS (not bit-exact: BLAS sums in its own order), with weights
@@ -121,22 +121,15 @@ class Kernels:
         return h
 
     def ternary(self, X: np.ndarray) -> np.ndarray:
-        """Raw rows -> scores by the 2-bit SIMD kernel (int8 activations; approximate).
-        Without a compiler: the BLAS path."""
+        """Raw rows -> scores by the 2-bit ternary kernel (int8 activations; approximate).
+        Without a compiler numpy computes the same bits, slower."""
         from openmind.pathways.ternary import native
 
-        handle = native.lib()
-        if handle is None:
-            return self.fast(X)
-        h = standardize(X, self.mean, self.inv_std)
-        if self._codes is None:
-            self._codes = [native.ternary_codes(a.trits) for a in self.layers]
-        for codes, a in zip(self._codes, self.layers, strict=True):
-            y = native.ternary_dot(handle, codes, h)
-            y *= a.scale
-            y += a.bias
-            h = np.maximum(y, 0, out=y) if a.relu else y
-        return h
+        if self._ternary is None:
+            self._ternary = [native.TernaryLayer(a.trits, a.scale, a.bias, a.relu,
+                                                 (self.mean, self.inv_std) if i == 0 else None)
+                             for i, a in enumerate(self.layers)]
+        return native.ternary_forward(native.lib(), self._ternary, X)
 
 
 def softmax(scores: np.ndarray) -> np.ndarray:
