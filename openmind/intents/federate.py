@@ -75,12 +75,7 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
     X, y, kind = prepare(name, data, labels)
     if kind != "tabular":
         raise BadInput(f"federate needs 2-D numeric rows, got {kind} data of shape {X.shape}")
-    for what, value, low in (("clients", clients, 1), ("rounds", rounds, 1),
-                             ("local_epochs", local_epochs, 1)):
-        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-            raise BadInput(f"{what} must be an integer >= {low}, got {value!r}")
-    if split not in SPLITS:
-        raise BadInput(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    _check_shape(clients=clients, rounds=rounds, local_epochs=local_epochs, split=split)
     classes, y_idx = np.unique(y, return_inverse=True)
     y_idx = y_idx.astype(np.int64).reshape(-1)
     mean, inv_std = standardization(X)
@@ -124,6 +119,15 @@ def federate(name: str, data: Any, labels: Any = None, *, clients: int = 3, roun
                             summarize=lambda m: {**m.summary(),
                                                  "seconds": round(time.perf_counter() - t0, 3)})
     return model
+
+
+def _check_shape(*, split: str, **counts: Any) -> None:
+    """The colony's shape (clients, rounds, local_epochs: whole numbers >= 1; a known split)."""
+    for what, value in counts.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise BadInput(f"{what} must be an integer >= 1, got {value!r}")
+    if split not in SPLITS:
+        raise BadInput(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
 
 
 @dataclass
