@@ -3,6 +3,8 @@
   1. bytes one client sends per round: a ternary-coded update vs the fp32 update a plain Flower
      client sends for the same weights (ndarrays_to_parameters), for the federated default model
      (64-64-10 on digits) and a wider one (target: >= 10x fewer)
+  1b. bytes per round both ways in a real federation (uploads, and the global model going down:
+     whole in round 1, then its change ternary-coded), each beside fp32
   2. wall time of the same training (digits, same config, same global batch) on 1 process vs 2
      data-parallel processes (DDP, gloo); the ratio on this machine, whatever it is
   3. the cost of starting the processes and their rendezvous: a 1-epoch run on 2 processes
@@ -35,6 +37,32 @@ def update_bytes(hidden: list[int]) -> tuple[int, int]:
     weights = fed.get_weights(spec.net())
     tensors, _left = fed.local_update(spec, weights, X[:600].astype(np.float32), y[:600], None, 1)
     return sum(len(t) for t in tensors), fed.fp32_bytes(weights)
+
+
+def round_bytes(rounds: int = 4, clients: int = 3) -> None:
+    """Bytes per round up (clients' ternary updates) and down (the global model: whole in round
+    1, its change ternary-coded after), each beside what plain fp32 Flower would move."""
+    import tempfile
+
+    from sklearn.datasets import load_digits
+
+    os.environ.setdefault("OPENMIND_HOME", tempfile.mkdtemp(prefix="openmind-bench-"))
+    import openmind
+
+    X, y = load_digits(return_X_y=True)
+    model = openmind.federate("bench-colony", X, y, clients=clients, rounds=rounds, local_epochs=1)
+    rows = [r["summary"]["federated_round"] for r in openmind.journal(50)[::-1]
+            if "federated_round" in (r.get("summary") or {})][-rounds:]
+    for r in rows:
+        up, down, f_up, f_down = r["bytes_sent"], r["bytes_down"], r["fp32_bytes"], r["fp32_down"]
+        print(f"  round {r['round']}: up {up:,} B (fp32 {f_up:,} B, {f_up / up:.1f}x), down "
+              f"{down:,} B (fp32 {f_down:,} B, {f_down / down:.1f}x); both ways "
+              f"{(f_up + f_down) / (up + down):.1f}x fewer than fp32")
+    info = model.info
+    both = (info["fp32_bytes"] + info["fp32_down"]) / (info["bytes_sent"] + info["bytes_down"])
+    print(f"  whole run: {info['bytes_sent'] + info['bytes_down']:,} B vs fp32 "
+          f"{info['fp32_bytes'] + info['fp32_down']:,} B -> {both:.1f}x fewer both ways "
+          f"(accuracy on the server's rows {info['eval_accuracy']})")
 
 
 def timed_fit(workers: int, epochs: int, hidden: int, repeats: int) -> tuple[float, float, dict]:
@@ -74,6 +102,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--hidden", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--skip-rounds", action="store_true", help="skip the real federation (1b)")
     args = ap.parse_args()
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
     print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
@@ -83,6 +112,10 @@ def main() -> None:
         tern, fp32 = update_bytes(hidden)
         print(f"  64-{'-'.join(map(str, hidden))}-10: ternary {tern:,} B vs fp32 {fp32:,} B "
               f"-> {fp32 / tern:.1f}x fewer")
+
+    if not args.skip_rounds:
+        print("\n1b. bytes per round both ways (a real federation: 3 local clients, 4 rounds)")
+        round_bytes()
 
     print(f"\n2. the same training ({args.epochs} epochs, hidden {args.hidden}, batch 64) on 1 vs 2 processes")
     (t1, a1, _), (t2, a2, info) = compare(args.epochs, args.hidden, args.repeats)

@@ -57,6 +57,7 @@ _LAZY = {
     "validate": "openmind.intents.validate",
     "Validation": "openmind.intents.validate",
     "pin": "openmind.intents.validate",
+    "load_version": "openmind.intents.validate",
     "monitor": "openmind.intents.monitor",
     "label_queue": "openmind.intents.label",
     "label": "openmind.intents.label",

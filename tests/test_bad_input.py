@@ -96,3 +96,44 @@ def test_rates(text, hz):
 def test_nonsense_rates(text):
     with pytest.raises(BadInput):
         parse_rate(text)
+
+
+# --------------------------------------------------------------------------- numbers the model can hold
+
+
+def test_data_beyond_float32_is_refused_where_the_model_computes():
+    """X * 1e39 is finite in float64 and infinite in the float32 the model computes in: train,
+    infer and predict refuse it with a BadInput naming the cell, instead of a majority-class
+    model with a non-finite mean under a normal route."""
+    import numpy as np
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:300], y[:300]
+    with pytest.raises(BadInput, match=r"beyond float32's range.*rescale"):
+        openmind.train_or_load("huge", X * 1e39 + 1e39, y, epochs=1, progress=False)
+    model = openmind.train_or_load("fine", X, y, hidden=[16], epochs=2, progress=False)
+    with pytest.raises(BadInput, match=r"at row 0, column 0.*beyond float32"):
+        openmind.infer_adaptive("fine", X[:5] * 1e39 + 1e39)
+    with pytest.raises(BadInput, match="beyond float32"):
+        model.predict(X[:5] * 1e39 + 1e39)
+    assert np.isfinite(model.info["val_accuracy"])  # float32's own range stays fine
+    model.predict(X[:5] * 1e30)
+
+
+@pytest.mark.parametrize("option, said", [
+    ({"seed": "x"}, "seed must be an integer"), ({"seed": 1.5}, "seed must be an integer"),
+    ({"seed": -1}, "seed must be an integer >= 0"), ({"seed": True}, "seed must be an integer"),
+    ({"epochs": True}, "epochs must be an integer"), ({"lr": "fast"}, "lr must be a number"),
+    ({"lr": float("inf")}, "lr must be a finite number"), ({"weight_decay": -1}, "weight_decay"),
+    ({"batch_size": "64"}, "batch_size must be an integer"), ({"hidden": "wide"}, "hidden must be"),
+    ({"hidden": [1.5]}, "list of whole widths"), ({"prefer": 3}, "prefer takes pathway names"),
+    ({"fresh": "maybe"}, "fresh must be true or false"), ({"strict": [1]}, "strict must be true"),
+    ({"fit_device": "x"}, "fit_device takes"), ({"progress": "no"}, "progress takes"),
+])
+def test_every_option_of_the_wrong_type_is_a_bad_input(option, said):
+    import numpy as np
+
+    X, y = np.random.default_rng(0).normal(size=(40, 3)), np.arange(40) % 2
+    with pytest.raises(BadInput, match=said):
+        openmind.train_or_load("typed", X, y, **{"progress": False, **option})

@@ -208,3 +208,21 @@ def test_a_password_in_the_url_is_sent_as_basic_auth_and_shown_nowhere(srv):
     request("GET", url, retries=0, **FAST)
     sent = [c["headers"]["Authorization"] for c in srv.calls("/x")]
     assert sent == ["Basic " + base64.b64encode(b"ada:s3cr@t-pw").decode()] * 2
+
+
+@pytest.mark.parametrize("outputs, said", [
+    ([{"name": "label", "shape": [2], "datatype": "FP32", "data": [float("nan"), 1.0]}],
+     "output 'label' holds 1 non-finite value"),
+    ([{"name": "label", "shape": [2], "datatype": "INT64", "data": [3, 1]},
+      {"name": "probabilities", "shape": [2, 2], "datatype": "FP32",
+       "data": [0.1, float("inf"), 0.8, float("-inf")]}],
+     "output 'probabilities' holds 2 non-finite value"),
+])
+def test_an_answer_with_nan_or_infinite_values_is_refused_like_a_short_one(srv, outputs, said):
+    """The server sends what Python's json writes for them (NaN, Infinity): not an answer, and
+    the endpoint's failure counts as for a short answer."""
+    srv.script("/v2/models/m/infer", ("json", 200, {"outputs": outputs}))
+    client = OIPClient(srv.url, retries=0, cooldown_after=1)
+    with pytest.raises(EndpointError, match=f"malformed answer: {said}"):
+        client.infer("m", np.ones((2, 2), np.float32))
+    assert http.cooldown_left(srv.url) > 0

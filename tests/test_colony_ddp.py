@@ -218,3 +218,39 @@ def test_magic_workers_option_trains_on_two_processes(digits_split):
             "openmind.train_or_load('m', X, y, hidden=16, epochs=3, progress=False)")
     assert model.info["workers"] == 2 and model.info["start_method"] == "fork"
     assert "workers=2 asked for" in model.route.reason
+
+
+TORCHRUN_FINE_TUNE = textwrap.dedent("""
+    import os, json
+    import openmind
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+    cfg = dict(hidden=16, epochs=3, progress=False)
+    first = openmind.train_or_load("digits", X[:900], y[:900], **cfg)
+    tuned = openmind.train_or_load("digits", X[900:1200], y[900:1200], **cfg)  # small: a fine-tune
+    rank = int(os.environ["RANK"])
+    with open(os.path.join(os.environ["OUT"], f"rank{rank}.json"), "w") as f:
+        json.dump({"rank": rank, "pathway": tuned.route.pathway.value if rank == 0 else None,
+                   "acc": tuned.score(X[1200:], y[1200:]), "workers": tuned.info.get("workers")}, f)
+""")
+
+
+@pytest.mark.skipif(shutil.which("torchrun", path=str(Path(sys.executable).parent)) is None,
+                    reason="torchrun not installed next to this python")
+def test_torchrun_a_fine_tune_trains_on_every_rank(tmp_path, openmind_home):
+    """The fine-tune route carries no `workers`: under torchrun it still trains on both ranks
+    (the model says 2 workers), and neither rank waits for the other to time out."""
+    import json
+
+    script = tmp_path / "tune.py"
+    script.write_text(TORCHRUN_FINE_TUNE)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1",
+           "GLOO_SOCKET_IFNAME": "lo", "OPENMIND_DIST_TIMEOUT": "30", "OUT": str(tmp_path)}
+    torchrun = str(Path(sys.executable).parent / "torchrun")
+    proc = subprocess.run([torchrun, "--standalone", "--nproc-per-node=2", str(script)],
+                          env=env, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert lines[0]["pathway"] == "fine_tune"
+    assert lines[0]["acc"] == lines[1]["acc"]
+    assert {r["workers"] for r in lines} == {2}

@@ -97,6 +97,22 @@ def test_dead_endpoint_with_strategy_cloud_falls_through_to_local(monkeypatch):
     assert rec["attempts"][0]["outcome"] == "failed" and "cannot connect" in rec["attempts"][0]["error"]
 
 
+def test_an_endpoint_answering_nan_labels_is_refused_and_falls_through_with_the_reason(monkeypatch):
+    from tests.fake_llm import Scripted
+
+    X, model = store_digits_model()
+    with Scripted() as srv:
+        srv.script("/v2/models/digits/infer", ("json", 200, {"outputs": [
+            {"name": "label", "shape": [10], "datatype": "FP64", "data": [float("nan")] * 10}]}))
+        res = Resources.none(infer=Resource.present("infer", "ready", "ready", url=srv.url))
+        monkeypatch.setenv("OPENMIND_INFER_URL", srv.url)
+        pred = openmind.infer_adaptive("digits", X[:10], strategy="cloud", resources=res, timeout=2)
+        assert srv.calls("/v2/models/digits/infer")  # the endpoint was asked, and answered NaN
+    assert (pred.route.pathway, pred.route.decision) == (Pathway.MUSCLE_MEMORY, Decision.HARDCODE)
+    assert "cloud_inference failed" in pred.route.reason and "non-finite" in pred.route.reason
+    np.testing.assert_array_equal(pred.values, model.predict(X[:10])[0])
+
+
 def test_injected_gpu_small_batch_stays_on_cpu_big_batch_routes_to_cuda_then_cpu_when_cuda_is_absent():
     from openmind.flow.router import GPU_MIN_INFER_WORK
 

@@ -83,17 +83,17 @@ def test_fallback_option_changes_the_plan_and_a_failed_route_still_gets_a_card(i
     X, y = load_digits(return_X_y=True)
     openmind.train_or_load("digits", X[:500], y[:500], epochs=1, progress=False)  # an ancestor
     ip.user_ns.update(X=X, y=y)
-    # a budget no train fits in: the fine-tune of the ancestor stops partial, so degraded, and
-    # --fallback none refuses it rather than try the next pathway
+    # muscle memory only: the ancestor (other data) is a degraded stand-in, and --fallback none
+    # refuses it (as strict does) rather than answer with it
     body = "openmind.train_or_load('digits', X[500:], y[500:], epochs=200, progress=False)\n"
     with pytest.raises(openmind.AllPathwaysFailed), capture_output() as cap:
-        ip.run_cell_magic("openmind", "train --fallback none --budget 0.05s", body)
+        ip.run_cell_magic("openmind", "train --fallback none --strategy cached", body)
     [card] = cards(cap)
     assert card["ok"] is False
     text = cap.outputs[0].data["text/plain"]
     assert "FAILED" in text and "would be degraded" in text and "fallback=none" in text
     rec = openmind.journal(1)[0]
-    assert [a["pathway"] for a in rec["attempts"]] == ["fine_tune"]  # fallback none: one try
+    assert [a["pathway"] for a in rec["attempts"]] == ["muscle_memory"]
 
 
 def test_user_errors_are_raised_as_usual(ip):
@@ -233,9 +233,10 @@ def test_assume_changes_the_next_cells_route_and_the_card_says_why_injected_gpu(
     _estimate_as(300, X[6500:12000], y[6500:12000], epochs=1)
     _, cap = run(ip, "train --budget 90s", train.format(6500, 12000) + plan.format(200, 400))
     after = cards(cap)
-    # no GPU: 300 s on the CPU exceeds the 90 s budget, so the cached ancestor comes first
-    assert (after[0]["pathway"], after[0]["decision"]) == ("muscle_memory", "CACHED")
-    assert after[0]["degraded"]  # the card says it is not what was asked
+    # no GPU: 300 s on the CPU exceeds the 90 s budget, so it trains what fits on the CPU (before
+    # the cached ancestor of other data, which stands by)
+    assert (after[0]["pathway"], after[0]["decision"]) == ("full_train", "HARDCODE")
+    assert "exceeds the 90s budget: training what fits on CPU" in after[0]["reason"]
     # no language model: the heuristic plan
     assert (after[1]["pathway"], after[1]["decision"]) == ("full_train", "MODEL")
     assert "no language model is reachable" in after[1]["reason"]

@@ -59,10 +59,14 @@ CASES = [
     ("train: nothing cached -> full_train/HARDCODE on CPU",
      Intent.of("train", name="digits", rows=1797), res(), {},
      [(P.FULL_TRAIN, D.HARDCODE)]),
-    ("train: budget too small for the estimate -> cached model of that name first",
+    ("train: budget too small for the estimate -> train what fits, then the cached model of that name",
      Intent.of("train", name="digits", rows=100_000, ancestor=True, est_seconds=600), res(models={"digits": 1}),
      {"budget": "5m"},
-     [(P.MUSCLE_MEMORY, D.CACHED), (P.FULL_TRAIN, D.HARDCODE)]),
+     [(P.FULL_TRAIN, D.HARDCODE), (P.MUSCLE_MEMORY, D.CACHED)]),
+    ("train: fallback=none and a budget under the estimate still trains what fits first (as strict)",
+     Intent.of("train", name="digits", rows=100_000, ancestor=True, est_seconds=600), res(models={"digits": 1}),
+     {"budget": "5m", "fallback": "none"},
+     [(P.FULL_TRAIN, D.HARDCODE), (P.MUSCLE_MEMORY, D.CACHED)]),
     ("train: unknown data shape, LLM reachable -> MODEL via the language model, heuristics next",
      Intent.of("train", name="x", rows=10, shape=(10, 3, 32, 32), data_kind="image"), res(api=True), {},
      [(P.CLOUD_INFERENCE, D.MODEL), (P.FULL_TRAIN, D.MODEL)]),
@@ -118,9 +122,9 @@ CASES = [
      Intent.of("train", name="digits", rows=300, ancestor=True), res(models={"digits": 1}),
      {"prefer": "full_train"},
      [(P.FULL_TRAIN, D.HARDCODE), (P.FINE_TUNE, D.HYBRID), (P.MUSCLE_MEMORY, D.CACHED)]),
-    ("policy: fallback=none keeps only the first candidate",
+    ("policy: fallback=none tries every candidate in order (refusing degraded results, as strict)",
      Intent.of("train", name="digits", rows=300, ancestor=True), res(models={"digits": 1}), {"fallback": "none"},
-     [(P.FINE_TUNE, D.HYBRID)]),
+     [(P.FINE_TUNE, D.HYBRID), (P.FULL_TRAIN, D.HARDCODE), (P.MUSCLE_MEMORY, D.CACHED)]),
     ("policy: fallback=cached keeps the first, then only muscle memory",
      Intent.of("train", name="digits", rows=300, ancestor=True), res(models={"digits": 1}), {"fallback": "cached"},
      [(P.FINE_TUNE, D.HYBRID), (P.MUSCLE_MEMORY, D.CACHED)]),
@@ -185,8 +189,9 @@ def test_gpu_speedup_lets_a_train_fit_the_budget_injected_gpu():
     it = Intent.of("train", name="d", rows=100_000, ancestor=True, est_seconds=600)
     cpu = openmind.route(it, resources=res(models={"d": 1}), budget=120)
     gpu = openmind.route(it, resources=res(gpu=True, models={"d": 1}), budget=120)
-    assert steps(cpu)[0] == (P.MUSCLE_MEMORY, D.CACHED)
-    assert steps(gpu)[0] == (P.FULL_TRAIN, D.HARDCODE)
+    assert steps(cpu)[0] == steps(gpu)[0] == (P.FULL_TRAIN, D.HARDCODE)
+    assert "training what fits" in cpu.first.reason and not cpu.first.params["fits_budget"]
+    assert "within the 120s budget" in gpu.first.reason and gpu.first.params["fits_budget"]
 
 
 def test_excluded_pathways_carry_reasons():
@@ -203,6 +208,22 @@ def test_route_is_pure_same_input_same_plan():
 
 def test_route_obeys_policy_scope():
     it = Intent.of("train", name="digits", rows=300, ancestor=True)
-    with openmind.policy(fallback="none"):
-        assert len(openmind.route(it, resources=res(models={"digits": 1}))) == 1
+    with openmind.policy(fallback="cached"):
+        assert len(openmind.route(it, resources=res(models={"digits": 1}))) == 2
     assert len(openmind.route(it, resources=res(models={"digits": 1}))) == 3
+
+
+@pytest.mark.parametrize("option", [{"fallback": "none"}, {"strict": True}])
+def test_fallback_none_and_strict_are_one_rule(option):
+    """Both refuse a degraded result, neither drops a candidate, and neither refuses a result cut
+    only by the call's own budget (the most that fits: what was asked)."""
+    from openmind.flow.router import refusal
+
+    it = Intent.of("train", name="digits", rows=300, ancestor=True)
+    plan = openmind.route(it, resources=res(models={"digits": 1}), **option)
+    auto = openmind.route(it, resources=res(models={"digits": 1}))
+    assert steps(plan) == steps(auto)
+    assert plan.refuses_degraded == next(f"{k}={v}" if k == "fallback" else "strict=True"
+                                         for k, v in option.items())
+    assert plan.refuses(within_terms=True) is None
+    assert refusal(it, auto.policy) is None

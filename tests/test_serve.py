@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import socket
 import time
@@ -9,6 +10,8 @@ import time
 import httpx
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from openmind.pathways.cloud import http
 from openmind.pathways.cloud.oip import OIPClient
@@ -78,6 +81,35 @@ def test_every_route_needs_the_token(served, path, token):
     assert r.status_code == 401
     assert r.headers["content-type"].startswith("application/json") and "error" in r.json()
     assert r.headers["www-authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize("host", ["attacker.example", "attacker.example:8000", "127.0.0.1.nip.io",
+                                  "localhost.attacker.example", ""])
+def test_a_foreign_host_header_is_refused_before_anything_else(served, host):
+    """DNS rebinding: a web page whose name resolves to 127.0.0.1 sends its own name as Host.
+    Refused (403, JSON) before the token is even looked at, on every route."""
+    srv, *_ = served
+    for path in ("/v2/models/digits", "/v2/openapi.json", "/v2/models/digits/infer"):
+        method = "POST" if path.endswith("infer") else "GET"
+        r = httpx.request(method, srv.url + path, headers={**auth(), "Host": host}, content=b"{}",
+                          timeout=5)
+        assert r.status_code == 403, (path, r.text)
+        assert r.headers["content-type"].startswith("application/json")
+        assert "--allowed-hosts" in r.json()["error"] and "digits" not in r.text
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "LOCALHOST:80", "127.0.0.2", "[::1]:8000"])
+def test_loopback_host_headers_are_answered(served, host):
+    srv, *_ = served
+    r = httpx.get(srv.url + "/v2/models/digits", headers={**auth(), "Host": host}, timeout=5)
+    assert r.status_code == 200 and r.json()["name"] == "digits"
+
+
+def test_allowed_hosts_adds_names(tmp_path):
+    with ServeProcess(home=tmp_path, allowed_hosts="gpu-box.lan,Other.Example") as srv:
+        ok = [httpx.get(srv.url + "/v2/health/live", headers={"Host": h}, timeout=5).status_code
+              for h in ("gpu-box.lan:8000", "other.example", "localhost", "attacker.example")]
+    assert ok == [200, 200, 200, 403]
 
 
 def test_served_predictions_equal_local_ones(served):
@@ -164,7 +196,7 @@ def test_a_stalled_client_does_not_block_others(served):
     srv, X, _ = served
     port = int(srv.url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(f"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        s.sendall(f"POST /v2/models/digits/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TOKEN}\r\n"
                   "Content-Length: 100000\r\n\r\n{".encode())
         t0 = time.monotonic()
         out = OIPClient(srv.url, token=TOKEN, retries=0, timeout=5).infer("digits", X[:2])
@@ -175,7 +207,7 @@ def test_a_body_that_does_not_come_in_time_is_refused_with_408(tmp_path):
     with ServeProcess(home=tmp_path, body_timeout=0.5) as srv:
         port = int(srv.url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            s.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            s.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{")
             t0 = time.monotonic()
             answer = b""
             while not answer.endswith(b"}"):
@@ -389,3 +421,19 @@ def test_infer_adaptive_sends_the_input_the_served_model_declares(monkeypatch):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9.-]{0,30}", fullmatch=True), st.integers(0, 65535))
+def test_a_host_header_names_its_host_with_or_without_a_port(name, port):
+    """Only loopback names pass by default; the port never changes what a name is."""
+    from openmind.serve.routes import _TrustedHost, host_of
+
+    assert host_of(f"{name}:{port}") == host_of(name) == name.lower()
+    gate = _TrustedHost(None)
+    try:
+        loop = ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        loop = name.lower() == "localhost"
+    assert gate.allows(f"{name}:{port}".encode()) == loop
+    assert gate.allows(f"[::1]:{port}".encode()) and not gate.allows(f"[::2]:{port}".encode())

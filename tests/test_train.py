@@ -77,6 +77,25 @@ def test_budget_stops_training_and_says_so():
     assert model.route.summary["stopped"] == "budget"
 
 
+@pytest.mark.parametrize("option", [{"fallback": "none"}, {"strict": True}])
+def test_fallback_none_with_a_short_budget_trains_what_fits(option):
+    """One rule for refusing degraded results: an older model of that name (another width, so it
+    cannot be fine-tuned) stands by, the budget cuts the train short; fallback=none and strict
+    both train what fits (the call's own budget: accepted, and said) before the old model."""
+    X, y = _blobs(3000, seed=1)
+    train_or_load("short", X[:200], y[:200], hidden=[8], epochs=2, progress=False)
+    model = train_or_load("short", X, y, budget=0.3, hidden=[128], epochs=5000, patience=5000,
+                          progress=False, **option)
+    assert (model.route.pathway, model.route.decision) == (Pathway.FULL_TRAIN, Decision.HARDCODE)
+    assert model.info["stopped"] == "budget" and model.info["cached"] is False
+    assert model.route.degraded.startswith("partial: stopped by the budget")
+    assert [a["pathway"] for a in journal(1)[0]["attempts"]] == ["fine_tune", "full_train"]
+    # the old model alone (muscle memory only) is a stand-in: refused under either option
+    with pytest.raises(Exception, match="refuses a degraded result"):
+        train_or_load("short", X[:300], y[:300], hidden=[128], epochs=5, progress=False,
+                      strategy="cached", **option)
+
+
 def _interrupt_when_training(timeout: float = 60.0, after: float = 0.0) -> threading.Thread:
     """Send a real SIGINT (Ctrl-C) to this process once the main thread has been inside fit()
     for `after` seconds."""

@@ -35,6 +35,8 @@ class Served:
     decision: the decision that really held, when the answer changed it (an ingest's
               conditional request answered "unchanged": the copy in memory, CACHED).
     note:     appended to the route's reason (e.g. "resumed after 1 of 60 epochs").
+    within_terms: the value is degraded only by the call's own terms (a run stopped by the budget
+              the call set): the route still says so, and strict/fallback=none accept it.
     """
 
     value: Any
@@ -42,6 +44,7 @@ class Served:
     pathway: Pathway | None = None
     note: str | None = None
     decision: Decision | None = None
+    within_terms: bool = False  # degraded only by the call's own budget: what it asked for
 
 
 class _Refused(Exception):
@@ -93,7 +96,7 @@ def execute(
         try:
             result = handler(cand)
             served = result if isinstance(result, Served) else Served(result)
-            refused = plan.refuses_degraded if served.degraded else None
+            refused = plan.refuses(within_terms=served.within_terms) if served.degraded else None
             if refused:
                 raise _Refused(f"would be degraded ({served.degraded}); {refused} refuses a "
                                f"degraded result")

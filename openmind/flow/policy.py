@@ -38,13 +38,23 @@ def _flag(name: str, value: Any) -> bool:
         if low in ("0", "false", "no", "off", ""):
             return False
         raise BadInput(f"{name} must be true or false, got {value!r}")
-    return bool(value)
+    try:
+        if value is None or value in (0, 1):  # True, False, 0, 1 (numpy's too)
+            return bool(value)
+    except (TypeError, ValueError):  # an array: neither
+        pass
+    raise BadInput(f"{name} must be true or false, got {value!r}")
 
 
 def _pathways(name: str, value: Any) -> tuple[Pathway, ...]:
     if value is None:
         return ()
-    items = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    if isinstance(value, (str, Pathway)):
+        items = value.replace(",", " ").split() if isinstance(value, str) else [value]
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        items = list(value)
+    else:
+        raise BadInput(f"{name} takes pathway names (e.g. 'full_train,fine_tune'), got {value!r}")
     return tuple(Pathway.parse(v, f"pathway in {name}") for v in items)
 
 
@@ -109,7 +119,8 @@ class Option:
 OPTIONS: tuple[Option, ...] = (
     Option("fallback", "choice", "str", "auto",
            "auto: every pathway in order; cached: the first, then only muscle memory; "
-           "none: the first only (its failure raises)", words=("auto", "cached", "none")),
+           "none: every pathway in order, refusing a degraded result (as strict does)",
+           words=("auto", "cached", "none")),
     Option("strategy", "choice", "str", "adaptive",
            "adaptive (the routing rules), local (never the cloud), cloud (cloud first), "
            "cached (muscle memory only)", words=("adaptive", "local", "cloud", "cached")),
@@ -128,7 +139,7 @@ OPTIONS: tuple[Option, ...] = (
            metavar="DURATION"),
     Option("strict", "flag", "bool", False,
            "refuse a degraded result (a cached model of other data, a partial run, a synthetic "
-           "signal): raise instead, as fallback=none does"),
+           "signal) after trying every pathway that answers as asked; as fallback=none does"),
     Option("workers", "count", "int | None", None,
            "train: data-parallel processes (DDP; gloo on CPU, NCCL on GPUs; unset: one, or one "
            "per GPU when the probe sees several)", metavar="N"),

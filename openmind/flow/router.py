@@ -52,6 +52,11 @@ class Plan:
         failure and tries the next candidate), or None when it is an answer: `refusal`."""
         return refusal(self.intent, self.policy)
 
+    def refuses(self, *, within_terms: bool = False) -> str | None:
+        """`refuses_degraded` for one result: one cut short only by the call's own terms (its
+        budget) is what the call asked for, never refused."""
+        return refusal(self.intent, self.policy, within_terms=within_terms)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "intent": self.intent.to_dict(),
@@ -87,9 +92,14 @@ def route(intent: Intent | str, *, resources: Resources | None = None,
     return plan(it, resources, pol)
 
 
-def refusal(intent: Intent, pol: Policy) -> str | None:
-    """The router's one rule on degraded results: strict=True or fallback="none" refuse them
-    (the option that does, as the executor's message names it); None accepts them."""
+def refusal(intent: Intent, pol: Policy, *, within_terms: bool = False) -> str | None:
+    """The router's one rule on degraded results: strict=True and fallback="none" both refuse
+    them (the option that does, as the executor's message names it); None accepts them. Both
+    still try every candidate in order, so a pathway that answers as asked (training what fits
+    the budget) runs before a stand-in is refused. `within_terms`: the result is cut short only
+    by the call's own budget, which is what the call asked for (the most that fits): accepted."""
+    if within_terms:
+        return None
     if pol.strict:
         return "strict=True"
     if pol.fallback == "none":
@@ -195,9 +205,6 @@ def _apply_prefer(cands: list[Candidate], pol: Policy) -> list[Candidate]:
 
 
 def _apply_fallback(cands: list[Candidate], pol: Policy, excluded: list) -> list[Candidate]:
-    if pol.fallback == "none" and len(cands) > 1:
-        excluded.extend((c.pathway, "fallback=none") for c in cands[1:])
-        return cands[:1]
     if pol.fallback == "cached" and len(cands) > 1:
         rest = [c for c in cands[1:] if c.pathway is Pathway.MUSCLE_MEMORY]
         excluded.extend((c.pathway, "fallback=cached") for c in cands[1:] if c not in rest)

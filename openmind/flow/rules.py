@@ -150,14 +150,11 @@ def _train(it: Intent, res: Resources, pol: Policy, excluded: list) -> list[Cand
     fallback = Candidate(Pathway.MUSCLE_MEMORY, Decision.CACHED,
                          f"the cached model named '{name}' (trained on other data or config)",
                          {"ancestor": True})
-    if fits:
-        out.append(train)
-        if ancestor:
-            out.append(fallback)
-    else:
-        if ancestor:
-            out.append(fallback)
-        out.append(train)
+    # training (all of it, or what fits the budget) answers as asked: it comes before a model of
+    # that name trained on other data, whatever the estimate
+    out.append(train)
+    if ancestor:
+        out.append(fallback)
     return out
 
 

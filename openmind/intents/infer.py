@@ -314,8 +314,9 @@ def _as_data(data: Any) -> tuple[np.ndarray, str]:
         arr = arr.reshape(1, -1)
     if arr.ndim != 2 or arr.shape[0] == 0:
         raise BadInput(f"data must be a non-empty 2-D array (rows x features), got shape {arr.shape}")
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise BadInput("data contains NaN or infinity; clean or impute it before inference")
+    from openmind.pathways.ternary.checks import check_finite
+
+    check_finite(arr, "data")  # NaN, infinity, or beyond float32 where the model computes
     return arr, "tabular"
 
 

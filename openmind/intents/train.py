@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from openmind.errors import PathwayUnavailable
+from openmind.errors import BadInput, PathwayUnavailable
 from openmind.flow.executor import Served, execute
 from openmind.flow.policy import split_policy
 from openmind.flow.resources import Resources
@@ -87,7 +87,8 @@ class _Training:
         entry = hit.entry
         model.info.update(cached=True, key=entry.key, cached_at=entry.created,
                           hits=entry.hits + 1)
-        return Served(model, degraded=self._stand_in(hit), note=entry.origin)  # team's memory?
+        return Served(model, degraded=self._stand_in(hit), note=entry.origin,  # team's memory?
+                      within_terms=answers(hit.meta, self.req.key, self.req.policy.budget))
 
     def _stand_in(self, hit: Version) -> str | None:
         """Why a stored version does not answer this call (None: it does)."""
@@ -228,10 +229,13 @@ class _Training:
             job, run = self._job(cand, X, cfg, bar, desc, parent=parent, epochs=epochs,
                                  note=note, parent_key=parent_key, done=done)
             train = fit
-            if cand.params.get("workers", 1) > 1:  # data-parallel: N local processes or torchrun ranks
-                from openmind.pathways.colony.distributed import trainer
+            from openmind.pathways.colony.distributed import joined, trainer
 
-                train = trainer(cand.params)
+            # data-parallel: N local processes, or the torchrun group this call leads; under
+            # torchrun every route that trains (full, fine-tune, resume, planned) trains on all
+            # ranks, so none waits on rank 0 training alone
+            if cand.params.get("workers", 1) > 1 or joined() is not None:
+                train = trainer({**cand.params, "joined": joined() is not None})
             out = train(X, run.y_idx, job)
         except BaseException as exc:
             bar.end("interrupted" if isinstance(exc, KeyboardInterrupt) else "error")  # unless fit did
@@ -244,7 +248,9 @@ class _Training:
             raise
         bar.end(out.stopped)
         model, meta = self._keep(out, run)
-        return Served(model, degraded=partial_reason(meta), note=note if done else None)
+        # stopped by this call's budget: the most that fits, what the call asked for
+        return Served(model, degraded=partial_reason(meta), note=note if done else None,
+                      within_terms=meta.get("stopped") == "budget")
 
     def _job(self, cand: Candidate, X: np.ndarray, cfg: dict[str, Any], bar: Any, desc: str, *,
              parent: TernaryModel | None, epochs: int | None, note: str | None,
@@ -363,6 +369,10 @@ def _train_or_load(name: str, data: Any, labels: Any = None, *, resources: Resou
     pol, rest = split_policy(options)
     run = {k: rest.pop(k) for k in list(rest) if k in RUN_OPTIONS}
     fit_device = rest.pop("fit_device", False)
+    for what, value, ok, takes in (("fit_device", fit_device, (bool, dict), "True, False or a dict of limits"),
+                                   ("progress", run.get("progress", True), bool, "True or False")):
+        if not isinstance(value, ok):
+            raise BadInput(f"{what} takes {takes}, got {value!r}")
     cfg = resolve_config(rest)
     X, y, kind = prepare(name, data, labels)
     X, y, _labelled = join_labels(name, X, y)  # rows labelled from the queue join the data

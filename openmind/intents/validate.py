@@ -1,7 +1,10 @@
 """`validate`: the colony's validator. Scores a model version on labelled rows, keeps the figures
 beside the version in muscle memory, compares them with the previous version of that name and with
-the version it was fine-tuned from, and sheds a version that does worse beyond a tolerance: the
-train and infer lookups then pass it over (memory/health.py), unless the user pins it.
+the version it was fine-tuned from, and sheds a version only on evidence: worse by more than a
+tolerance AND worse with stated confidence (a one-sided exact sign test, McNemar's, on the rows
+where the two disagree, at a level the user sets) on at least `min_rows` rows; otherwise it says
+"not enough evidence" and keeps both. The train and infer lookups pass a shed version over
+(memory/health.py) unless the user pins it; it stays loadable by name and version (`load_version`).
 
 Figures: accuracy, per-class precision and recall, the confusion matrix, calibration (expected
 calibration error over 10 confidence bins) and the abstention rate (the trit 0 of a binary model,
@@ -26,6 +29,8 @@ from openmind.memory.blobs import Entry, entries, fingerprint, get, key_for, lat
 from openmind.vocab import Decision, Pathway, Route
 
 TOLERANCE = 0.02  # a version may score this much accuracy below its predecessor and stay healthy
+LEVEL = 0.05  # shed only when "no worse" is this unlikely (one-sided exact test on paired rows)
+MIN_ROWS = 100  # fewer rows than this never shed nor clear a version (a few rows can be chosen)
 CONFIDENCE = 0.8
 ECE_BINS = 10
 
@@ -166,22 +171,63 @@ def _rows(X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- entry point
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """When a worse score is evidence: the accuracy `tolerance`, the test's `level` and the
+    fewest rows (`min_rows`) that may shed or clear a version."""
+
+    tolerance: float = TOLERANCE
+    level: float = LEVEL
+    min_rows: int = MIN_ROWS
+
+    @classmethod
+    def of(cls, tolerance: Any, level: Any, min_rows: Any) -> Evidence:
+        """Checked options (a BadInput says which is wrong and what it takes)."""
+        def number(what: str, v: Any, lo: float, hi: float) -> float:
+            try:
+                f = float(v)
+            except (TypeError, ValueError):
+                f = float("nan")
+            if isinstance(v, bool) or not lo <= f <= hi:
+                raise BadInput(f"{what} takes a number from {lo:g} to {hi:g}, got {v!r}")
+            return f
+
+        rows = number("min_rows", min_rows, 1, float("inf"))
+        if rows != int(rows):
+            raise BadInput(f"min_rows takes a whole number of rows, got {min_rows!r}")
+        return cls(number("tolerance", tolerance, 0, 1), number("level", level, 1e-12, 0.5), int(rows))
+
+
+def worse_p(mine: np.ndarray, theirs: np.ndarray) -> float:
+    """The one-sided p-value that `mine` is no worse than `theirs` (per-row correct, paired): the
+    exact sign test on the rows where they disagree (McNemar's exact test)."""
+    from scipy.stats import binomtest
+
+    losses = int(np.sum(theirs & ~mine))
+    wins = int(np.sum(mine & ~theirs))
+    if losses + wins == 0:
+        return 1.0
+    return float(binomtest(losses, losses + wins, 0.5, alternative="greater").pvalue)
+
+
 def validate(model: Any, X: Any, y: Any, *, tolerance: float = TOLERANCE,
-             confidence: float = CONFIDENCE, resources: Resources | None = None,
-             **policy: Any) -> Validation:
+             confidence: float = CONFIDENCE, level: float = LEVEL, min_rows: int = MIN_ROWS,
+             resources: Resources | None = None, **policy: Any) -> Validation:
     """Score `model` (a name: its newest version; or a model object) on labelled rows (X, y).
 
-    The figures are kept per version in muscle memory. A stored version that scores more than
-    `tolerance` accuracy below the previous version of its name, or below the version it was
-    fine-tuned from, is shed: `train_or_load` and `infer_adaptive` pass it over from then on,
-    unless it is pinned (`openmind.pin`). A later validation that clears it lifts the shedding.
+    The figures are kept per version in muscle memory. A stored version is shed when, on at least
+    `min_rows` rows, it scores more than `tolerance` accuracy below the previous version of its
+    name or the version it was fine-tuned from AND the paired rows show it worse at significance
+    `level` (one-sided exact sign test); fewer rows or a weaker signal: "not enough evidence",
+    both kept. `train_or_load` and `infer_adaptive` pass a shed version over from then on,
+    unless it is pinned (`openmind.pin`); `load_version` still loads it. A later validation that
+    clears it (with as many rows) lifts the shedding.
     """
     pol, rest = split_policy(policy)
     if rest:
         raise BadInput(f"unknown option {', '.join(map(repr, sorted(rest)))} for validate; valid: "
-                       "tolerance, confidence, resources and the policy options")
-    if not 0 <= float(tolerance) <= 1:
-        raise BadInput(f"tolerance is an accuracy difference between 0 and 1, got {tolerance!r}")
+                       "tolerance, confidence, level, min_rows, resources and the policy options")
+    rule = Evidence.of(tolerance, level, min_rows)
     Xv, yv = _rows(X, y)
     entry: Entry | None = None
     if isinstance(model, str):
@@ -218,7 +264,7 @@ def validate(model: Any, X: Any, y: Any, *, tolerance: float = TOLERANCE,
         if entry is None:
             result.verdict = "not a stored version: figures only (nothing to compare or shed)"
             return result
-        _judge(result, entry, Xv, yv, float(tolerance))
+        _judge(result, entry, Xv, yv, np.asarray(yv == pred), rule)
         put("validation", name, key_for("validation", entry.key, entry.blob, fingerprint(Xv, yv)),
             {"confusion": np.asarray(result.figures["confusion"], dtype=np.int64)},
             {**{k: v for k, v in result.figures.items() if k != "confusion"},
@@ -243,35 +289,52 @@ def validate(model: Any, X: Any, y: Any, *, tolerance: float = TOLERANCE,
     return result
 
 
-def _judge(result: Validation, entry: Entry, X: np.ndarray, y: np.ndarray, tolerance: float) -> None:
-    """Compare with the earlier versions on the same rows; shed, clear or keep the version."""
+def _judge(result: Validation, entry: Entry, X: np.ndarray, labels: np.ndarray,
+           right: np.ndarray, rule: Evidence) -> None:
+    """Compare with the earlier versions on the same rows (`right`: this version correct per
+    row); shed on evidence, clear, or keep both for want of it."""
     acc = result.accuracy or 0.0
-    worse = []
+    worse: list[dict[str, Any]] = []
+    unsure: list[dict[str, Any]] = []
+    rows = len(right)
     for role, other, model in _baselines(entry):
         if getattr(model, "n_features_in_", X.shape[1]) != X.shape[1]:
             continue
-        theirs = float(np.mean(model.predict(X) == y))
+        theirs_right = np.asarray(model.predict(X) == labels)
+        theirs = float(np.mean(theirs_right))
         line = {"against": role, "version": health.version(other), "accuracy": round(theirs, 4),
-                "delta": round(acc - theirs, 4)}
+                "delta": round(acc - theirs, 4), "losses": int(np.sum(theirs_right & ~right)),
+                "wins": int(np.sum(right & ~theirs_right)),
+                "p_worse": round(worse_p(right, theirs_right), 6)}
         result.comparison.append(line)
-        if theirs - acc > tolerance:
-            worse.append(line)
+        if theirs - acc > rule.tolerance:
+            (worse if rows >= rule.min_rows and line["p_worse"] < rule.level else unsure).append(line)
     current = health.status(entry) or {}
     pinned = current.get("status") == "pinned"
-    figures_ = {"accuracy": result.accuracy, "rows": result.figures.get("rows"),
-                "comparison": result.comparison, "tolerance": tolerance}
+    figures_ = {"accuracy": result.accuracy, "rows": rows, "comparison": result.comparison,
+                "tolerance": rule.tolerance, "level": rule.level, "min_rows": rule.min_rows}
     if worse:
         w = worse[0]
-        why = (f"accuracy {acc:.4f} on {len(y)} rows is {w['accuracy'] - acc:.4f} below the "
-               f"{w['against']} {w['version']} ({w['accuracy']:.4f}; tolerance {tolerance:g})")
+        why = (f"accuracy {acc:.4f} on {rows} rows is {w['accuracy'] - acc:.4f} below the "
+               f"{w['against']} {w['version']} ({w['accuracy']:.4f}; tolerance {rule.tolerance:g}), "
+               f"worse with p={w['p_worse']:.2g} < level {rule.level:g} ({w['losses']} rows lost, "
+               f"{w['wins']} won)")
         if pinned:
             result.healthy, result.verdict = True, f"kept because pinned: {why}"
         else:
             health.mark(entry, "shed", why, figures_)
             result.healthy, result.verdict = False, f"shed: {why}"
         return
-    result.healthy = True
     best = ", ".join(f"{c['delta']:+.4f} vs the {c['against']}" for c in result.comparison)
+    if result.comparison and (unsure or rows < rule.min_rows):
+        result.healthy = current.get("status") != "shed"
+        why = (f"{rows} rows, fewer than the {rule.min_rows} that may shed or clear a version"
+               if rows < rule.min_rows else
+               f"worse by more than {rule.tolerance:g} but p={unsure[0]['p_worse']:.2g} is not "
+               f"below level {rule.level:g}")
+        result.verdict = f"not enough evidence ({best}): {why}; both versions kept"
+        return
+    result.healthy = True
     result.verdict = "healthy" + (f" ({best})" if best else " (no earlier version to compare)")
     if not pinned:
         health.mark(entry, "healthy", result.verdict, figures_)
@@ -290,3 +353,22 @@ def pin(model: Any, pinned: bool = True) -> str:
     health.mark(entry, "pinned" if pinned else "healthy",
                 "pinned by the user" if pinned else "unpinned by the user")
     return health.version(entry)
+
+
+def load_version(name: str, version: str) -> Any:
+    """One stored version of `name`, shed or not: `version` is the label the validator and the
+    cards show (e.g. '1a2b3c4d·5e6f70'), or its memory key or a prefix of it (6+ characters).
+    Shedding only keeps a version out of the automatic lookups; it is never lost."""
+    want = str(version).strip()
+    if len(want) < 6:
+        raise BadInput(f"version {version!r} is too short: give the label a validation shows "
+                       f"(e.g. '1a2b3c4d·5e6f70') or 6+ characters of the key")
+    key, _, blob = want.partition("·")
+    found = [e for e in entries("model", name)
+             if e.key.startswith(key) and (e.blob or "").startswith(blob)]
+    if not found:
+        raise BadInput(f"no stored version {want!r} of '{name}'")
+    hit = get("model", found[0].key)
+    if hit is None or (found[0].blob and hit[1].blob != found[0].blob):
+        raise BadInput(f"version {want!r} of '{name}' was replaced by a retrain under the same key")
+    return _as_model(*hit)

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--workers", type=int, default=1,
                    help="processes answering on the port (default 1; one per core the server may use)")
     p.add_argument("--model", action="append", dest="models", help="serve only this model (repeatable)")
+    p.add_argument("--allowed-hosts", default="", metavar="NAME[,NAME]",
+                   help="Host header names answered besides loopback ones and --host (e.g. the "
+                        "machine's DNS name; '*' for any); others get 403 (DNS rebinding)")
     p.add_argument("--insecure", action="store_true",
                    help="allow listening beyond loopback without a token (anyone who reaches the port can query)")
     p.set_defaults(func=cmd_serve)
@@ -50,7 +53,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log_to_stderr()
     try:
         serve(args.host, args.port, token, max_body=args.max_body, models=args.models, insecure=insecure,
-              body_timeout=args.body_timeout, workers=args.workers)
+              body_timeout=args.body_timeout, workers=args.workers,
+              allowed_hosts=[h for h in args.allowed_hosts.split(",") if h.strip()])
     except OSError as exc:
         raise BadInput(f"cannot listen on {args.host}:{args.port} ({exc.strerror or exc}); "
                        "pick another --port or 0 for any free one") from None

@@ -17,7 +17,7 @@ class ServeProcess:
 
     def __init__(self, *, home: str | None = None, token: str | None = None, port: int = 0,
                  max_body: int | None = None, body_timeout: float | None = None, workers: int = 1,
-                 extra_env: dict[str, str] | None = None,
+                 extra_env: dict[str, str] | None = None, allowed_hosts: str | None = None,
                  timeout: float = 60.0) -> None:
         import selectors
         import subprocess
@@ -36,6 +36,8 @@ class ServeProcess:
             cmd += ["--body-timeout", str(body_timeout)]
         if workers != 1:
             cmd += ["--workers", str(workers)]
+        if allowed_hosts is not None:
+            cmd += ["--allowed-hosts", allowed_hosts]
         self._log = tempfile.NamedTemporaryFile("w+b", prefix="openmind-serve-", suffix=".log", delete=False)
         self.log_path = self._log.name
         self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=self._log,

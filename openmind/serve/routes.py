@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -159,6 +160,60 @@ class _BearerToken:
                                {"WWW-Authenticate": 'Bearer realm="openmind"'})
                 await answer(scope, receive, send)
                 return
+        await self.app(scope, receive, send)
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def host_of(value: str) -> str:
+    """The name in a Host header, without its port or IPv6 brackets, lower-cased."""
+    h = value.strip().lower()
+    if h.startswith("["):
+        return h[1:h.find("]")] if "]" in h else h
+    return h.rpartition(":")[0] if h.count(":") == 1 else h
+
+
+def _is_loopback_name(name: str) -> bool:
+    """'localhost', or an address only this machine reaches (127.0.0.0/8, ::1)."""
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class _TrustedHost:
+    """Answer only requests whose Host header names this server: loopback names, and the names
+    it was told (`--allowed-hosts`; "*": any), as Jupyter's server does. A web page cannot then
+    reach it through DNS rebinding (its requests carry the page's own host name). Checked first;
+    a Host seen before costs one set lookup."""
+
+    def __init__(self, app: Any, allowed: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.any = "*" in allowed
+        self.names = frozenset(host_of(a) for a in allowed if a != "*")
+        self.ok: set[bytes] = set()
+
+    def allows(self, raw: bytes) -> bool:
+        name = host_of(raw.decode("latin-1"))
+        return _is_loopback_name(name) or name in self.names
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and not self.any:
+            raw = next((v for k, v in scope["headers"] if k == b"host"), b"")
+            if raw not in self.ok:
+                if not self.allows(raw):
+                    shown = raw.decode("latin-1")[:100]
+                    log.warning("403 %s %s: Host %r is not this server's", scope["method"],
+                                scope["path"][:200], shown)
+                    answer = _json({"error": f"Host {shown!r} is not a name this server answers "
+                                             f"to; start it with --allowed-hosts NAME to add one"}, 403)
+                    await answer(scope, receive, send)
+                    return
+                if len(self.ok) < 64:
+                    self.ok.add(raw)
         await self.app(scope, receive, send)
 
 
@@ -330,8 +385,10 @@ async def _crashed(request: Request, exc: Exception) -> Response:
 
 def make_app(token: str | None = None, *, max_body: int = DEFAULT_MAX_BODY,
              max_rows: int = DEFAULT_MAX_ROWS, models: list[str] | None = None,
-             body_timeout: float = DEFAULT_BODY_TIMEOUT) -> Starlette:
-    """The ASGI application (exposed for embedding in another ASGI server; `serve` runs it)."""
+             body_timeout: float = DEFAULT_BODY_TIMEOUT,
+             allowed_hosts: list[str] | tuple[str, ...] = ()) -> Starlette:
+    """The ASGI application (exposed for embedding in another ASGI server; `serve` runs it).
+    `allowed_hosts`: Host names answered besides the loopback ones ("*": any)."""
     r = Routes(Registry(models), max_body, max_rows, body_timeout)
 
     def endpoint(op: Operation) -> Any:
@@ -339,7 +396,8 @@ def make_app(token: str | None = None, *, max_body: int = DEFAULT_MAX_BODY,
         return _Endpoint(handler) if op.asgi else handler
 
     routes = [Route(op.path, endpoint(op), methods=[op.method]) for op in OPERATIONS]
-    app = Starlette(routes=routes, middleware=[Middleware(_BearerToken, token=token)],
+    app = Starlette(routes=routes, middleware=[Middleware(_TrustedHost, allowed=tuple(allowed_hosts)),
+                                               Middleware(_BearerToken, token=token)],
                     exception_handlers={Refusal: _refused, HTTPException: _http_error, Exception: _crashed})
     app.router.redirect_slashes = False  # every path answers itself: a redirect would drop the body
     return app

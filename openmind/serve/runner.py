@@ -19,19 +19,21 @@ from openmind.serve.routes import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY, Regist
 def serve(host: str = "127.0.0.1", port: int = 8000, token: str | None = None, *,
           max_body: int = DEFAULT_MAX_BODY, models: list[str] | None = None,
           ready: Any = None, insecure: bool = False, body_timeout: float = DEFAULT_BODY_TIMEOUT,
-          workers: int = 1) -> None:
+          workers: int = 1, allowed_hosts: list[str] | None = None) -> None:
     """Run the server until interrupted; prints the URL it listens on (port 0 = any free port).
     Beyond loopback it needs a token, unless `insecure` says the caller means it. `workers` > 1
     runs that many processes on the one port (uvicorn's supervisor restarts one that dies): a
     process answers on one core, so a machine with cores to spare serves that many times more.
 
     uvicorn with httptools (and uvloop where it exists), as KServe and MLServer run: per request
-    it costs a third of what tornado did, which is most of a small model's round trip."""
+    it costs a third of what tornado did, which is most of a small model's round trip.
+    Requests are answered only when their Host header names the server (`trusted_hosts`)."""
     import tornado.netutil
     import uvicorn
 
     check_bind(host, token, insecure)
-    settings = {"max_body": max_body, "models": models, "body_timeout": body_timeout}
+    settings = {"max_body": max_body, "models": models, "body_timeout": body_timeout,
+                "allowed_hosts": trusted_hosts(host, allowed_hosts)}
     common = {"http": "auto", "loop": "auto", "lifespan": "off", "log_config": None, "access_log": False,
               "server_header": False, "proxy_headers": False, "ws": "none", "timeout_keep_alive": 120,
               "timeout_graceful_shutdown": 3}
@@ -73,6 +75,15 @@ def app_from_env() -> Starlette:
 
 def log_to_stderr() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+def trusted_hosts(host: str, allowed: list[str] | None) -> list[str]:
+    """The Host names a server bound to `host` answers besides loopback: the address it was given
+    (when it is one, not every interface) and the `allowed` ones ("*": any)."""
+    out = [a.strip() for a in (allowed or []) if a.strip()]
+    if host.strip("[]") not in ("", "0.0.0.0", "::"):
+        out.append(host)
+    return out
 
 
 def check_bind(host: str, token: str | None, insecure: bool) -> None:

@@ -4,6 +4,7 @@ MLServer alike. Retries, Retry-After and cooldown come from `openmind.cloud.http
 from __future__ import annotations
 
 import json
+import math
 import time
 from typing import Any
 from urllib.parse import quote
@@ -191,8 +192,8 @@ def check_answer(answer: Any, rest: Any, rows: int | None, asked: list[str] | No
                  declared: dict[str, Any]) -> dict[str, np.ndarray]:
     """{name: array} from an infer answer (JSON or binary tensors), believed only when it fits what
     was sent: every output decodes, has one entry per row sent, is one of those asked for, and
-    agrees with the model's declared metadata (datatype, rank, fixed dimensions). TensorError says
-    what did not fit."""
+    agrees with the model's declared metadata (datatype, rank, fixed dimensions), and every value
+    is finite (a NaN label is no answer). TensorError says what did not fit."""
     tensors = answer.get("outputs") if isinstance(answer, dict) else None
     if not isinstance(tensors, list) or not tensors:
         raise TensorError("the answer has no 'outputs' list")
@@ -205,6 +206,10 @@ def check_answer(answer: Any, rest: Any, rows: int | None, asked: list[str] | No
         if rows is not None and (arr.ndim == 0 or arr.shape[0] != rows):
             got = arr.shape[0] if arr.ndim else "a scalar"
             raise TensorError(f"output '{key[:60]}' has {got} predictions for the {rows} rows sent")
+        bad = _non_finite(arr)
+        if bad:
+            raise TensorError(f"output '{key[:60]}' holds {bad} non-finite value(s) (NaN or "
+                              f"infinity): not an answer")
         meta = declared.get(key)
         if declared and meta is None:
             raise TensorError(f"output '{key[:60]}' is not among the model's declared outputs "
@@ -219,3 +224,13 @@ def check_answer(answer: Any, rest: Any, rows: int | None, asked: list[str] | No
                                       f"declares {shape}")
         result[key] = arr
     return result
+
+
+def _non_finite(arr: np.ndarray) -> int:
+    """How many values of an answer's array are NaN or infinite (numbers, or floats in an
+    object array); 0 for text and integers."""
+    if arr.dtype.kind in "fc":
+        return int(arr.size - np.count_nonzero(np.isfinite(arr)))
+    if arr.dtype.kind == "O":
+        return sum(1 for v in arr.reshape(-1).tolist() if isinstance(v, float) and not math.isfinite(v))
+    return 0

@@ -5,9 +5,12 @@ torch loop as a full train) and sends its update, the change of the latent weigh
 round's global model, coded as trits plus one scale per output row (the TWN rule of
 `ternary.net.ternarize`), 1.6 bits per weight; biases and scales go as float16. What the coding
 loses is kept by the client and added to its next update (error feedback), so nothing is lost for
-good. The server decodes every update and averages them weighted by each client's rows (FedAvg)
-into the global fp32 latent weights, evaluates the ternary model on its own rows after each
-round, and reports each round (clients, rows, bytes sent, accuracy) to `on_round`.
+good. The server checks and decodes every update (a bad one is dropped with its reason) and
+averages them weighted by each client's rows, capped (FedAvg), into the global fp32 latent
+weights, evaluates the ternary model on its own rows after each round, and reports each round
+(clients, rows, bytes both ways, lost and dropped members, accuracy) to `on_round`. The global
+model goes down whole once, then as its change, coded the same way (the server keeps what the
+coding left out for the next round), to each client holding the previous one.
 
 Flower runs the rounds: its gRPC server (`start_grpc_server`, `Server`, a FedAvg subclass) and its
 clients (`start_client`) - no Ray, no simulation. Clients are processes on this machine, each
@@ -96,6 +99,35 @@ def decode_layer(buf: bytes, shape: tuple[int, int] | None = None) -> tuple[np.n
     if not (np.isfinite(scale).all() and np.isfinite(bias).all()) or (scale < 0).any():
         raise BadInput("ternary update holds a negative or non-finite scale or bias")
     return trits * scale[:, None], bias
+
+
+def encode_update(delta: list[np.ndarray]) -> tuple[list[bytes], list[np.ndarray]]:
+    """A whole update [dW0, db0, dW1, db1, ...] coded layer by layer; with what the coding left
+    out (the residual its sender adds to the next update: error feedback)."""
+    tensors, left = [], []
+    for i in range(0, len(delta), 2):
+        buf = encode_layer(delta[i], delta[i + 1])
+        dw, db = decode_layer(buf)
+        tensors.append(buf)
+        left += [delta[i] - dw, delta[i + 1] - db]
+    return tensors, left
+
+
+def decode_update(tensors: list[bytes], weights: list[np.ndarray]) -> list[np.ndarray]:
+    """The update `encode_update` coded, checked against the model it applies to (one tensor per
+    layer, each of that layer's shape, every value finite); BadInput says what was wrong."""
+    layers = len(weights) // 2
+    if len(tensors) != layers:
+        raise BadInput(f"{len(tensors)} coded tensors for a model of {layers} layers")
+    out: list[np.ndarray] = []
+    for i, buf in enumerate(tensors):
+        if not isinstance(buf, (bytes, bytearray, memoryview)):
+            raise BadInput(f"layer {i}: a {type(buf).__name__}, not the bytes of a coded update")
+        dw, db = decode_layer(bytes(buf), weights[2 * i].shape)
+        if not (np.isfinite(dw).all() and np.isfinite(db).all()):
+            raise BadInput(f"layer {i}: the update holds non-finite values")
+        out += [dw, db]
+    return out
 
 
 def fp32_bytes(weights: list[np.ndarray]) -> int:
@@ -223,13 +255,7 @@ def local_update(spec: Spec, weights: list[np.ndarray], X: np.ndarray, y_idx: np
     delta = [n - w for n, w in zip(new, weights, strict=True)]
     if residual is not None:
         delta = [d + r for d, r in zip(delta, residual, strict=True)]
-    tensors, left = [], []
-    for i in range(0, len(delta), 2):
-        buf = encode_layer(delta[i], delta[i + 1])
-        dw, db = decode_layer(buf)
-        tensors.append(buf)
-        left += [delta[i] - dw, delta[i + 1] - db]
-    return tensors, left
+    return encode_update(delta)
 
 
 def make_client(X: np.ndarray, y: np.ndarray, cid: int = 0) -> Any:
@@ -240,6 +266,7 @@ def make_client(X: np.ndarray, y: np.ndarray, cid: int = 0) -> Any:
     class TernaryClient(fl.client.Client):
         def __init__(self) -> None:
             self.residual: list[np.ndarray] | None = None
+            self.held: tuple[int, list[np.ndarray]] | None = None  # (round, global weights)
 
         def get_parameters(self, ins: Any) -> Any:
             return GetParametersRes(status=Status(Code.OK, "ok"),
@@ -253,14 +280,24 @@ def make_client(X: np.ndarray, y: np.ndarray, cid: int = 0) -> Any:
             if Xc.shape[1] != spec.n_features:
                 raise BadInput(f"this client's rows have {Xc.shape[1]} features, the colony's "
                                f"model takes {spec.n_features}")
-            weights = parameters_to_ndarrays(ins.parameters)
             rnd = int(ins.config.get("round", 0))
+            if ins.parameters.tensor_type == TENSOR_TYPE:  # the global model's change, coded
+                base = int(ins.config.get("base", -1))
+                if self.held is None or self.held[0] != base:
+                    raise BadInput(f"a coded global update on round {base}'s model, this client "
+                                   f"holds {self.held[0] if self.held else 'none'}")
+                delta = decode_update(list(ins.parameters.tensors), self.held[1])
+                weights = [w + d for w, d in zip(self.held[1], delta, strict=True)]
+            else:
+                weights = parameters_to_ndarrays(ins.parameters)
+            self.held = (rnd, weights)
             tensors, self.residual = local_update(spec, weights, Xc, spec.indices(y),
                                                   self.residual, rnd, cid)
             sent = sum(len(t) for t in tensors)
             return FitRes(status=Status(Code.OK, "ok"),
                           parameters=Parameters(tensors=tensors, tensor_type=TENSOR_TYPE),
-                          num_examples=int(len(Xc)), metrics={"bytes": sent, "cid": cid})
+                          num_examples=int(len(Xc)),
+                          metrics={"bytes": sent, "cid": cid, "down": TENSOR_TYPE})
 
         def evaluate(self, ins: Any) -> Any:  # the server evaluates on its own rows
             return EvaluateRes(status=Status(Code.OK, "ok"), loss=0.0, num_examples=0, metrics={})
@@ -269,12 +306,17 @@ def make_client(X: np.ndarray, y: np.ndarray, cid: int = 0) -> Any:
 
 
 def join(address: str, X: np.ndarray, y: np.ndarray, *, cid: int = 0,
-         wait_s: float = 60.0) -> None:
-    """Join the colony at `address` (HOST:PORT) with these rows until the server ends the run."""
+         wait_s: float = 60.0, root_certificates: bytes | str | None = None) -> None:
+    """Join the colony at `address` (HOST:PORT) with these rows until the server ends the run.
+    `root_certificates` (the CA's PEM bytes or a path): TLS, as a server off loopback requires."""
     flower()
     from flwr.compat.client.app import start_client
 
-    start_client(server_address=address, client=make_client(X, y, cid), insecure=True,
+    if isinstance(root_certificates, str):
+        with open(root_certificates, "rb") as f:
+            root_certificates = f.read()
+    start_client(server_address=address, client=make_client(X, y, cid),
+                 insecure=root_certificates is None, root_certificates=root_certificates,
                  max_wait_time=wait_s)
 
 
@@ -321,4 +363,4 @@ def slices(y_idx: np.ndarray, clients: int, how: str = "dirichlet", alpha: float
     return [np.sort(p) for p in parts]
 
 
-__all__ = ["Spec", "decode_layer", "encode_layer", "fp32_bytes", "join", "make_client", "slices"]
+__all__ = ["Spec", "decode_layer", "decode_update", "encode_layer", "encode_update", "fp32_bytes", "join", "make_client", "slices"]

@@ -1,13 +1,17 @@
-"""The federated server: Flower's gRPC server runs the rounds, `TernaryFedAvg` decodes each
-client's ternary-coded update and averages them weighted by rows (FedAvg; a client that trained
-only the last layers, a device, counts in those layers' average only), `_Tally` evaluates the
-starting model and the global model after each round on the server's rows and keeps the best round. The codec, the
-model's spec and the client are `federated.py`'s.
+"""The federated server: Flower's gRPC server runs the rounds; `TernaryFedAvg` hands them to
+`_Tally`, which picks each round's clients (waiting for those still there as long as rounds have
+taken), sends the global model (then its coded change), checks each client's update (a bad one is
+dropped with its reason, never aborting the round), averages the rest weighted by their rows,
+capped (FedAvg; a client that trained only the last layers, a device, counts in those layers'
+average only), evaluates the starting model and the global model after each round on the
+server's rows and keeps the best round. Plain gRPC on loopback only; Flower's TLS otherwise. The
+codec, the model's spec and the client are `federated.py`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import tempfile
@@ -23,7 +27,8 @@ from openmind.errors import BadInput, PathwayUnavailable
 from openmind.pathways.colony.federated import (
     TENSOR_TYPE,
     Spec,
-    decode_layer,
+    decode_update,
+    encode_update,
     flower,
     fp32_bytes,
     get_weights,
@@ -39,6 +44,7 @@ class Colony:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     best_round: int = 0                # by accuracy on the server's rows (like early stopping)
+    degraded: str | None = None        # lost clients, dropped updates (None: all answered)
     start_accuracy: float | None = None  # the starting global model's, on the same rows
 
 
@@ -57,6 +63,19 @@ class Rounds:
     on_round: Callable[[dict[str, Any]], None] | None = None
     join_timeout: float = 120.0
     round_timeout: float = 600.0
+    certificates: tuple[bytes, bytes, bytes] | None = None  # (CA, server cert, key), PEM: TLS
+    insecure: bool = False  # plain gRPC beyond loopback, because the caller said so
+
+
+# A client's claimed rows above this are absurd: its update is dropped.
+MAX_CLIENT_ROWS = 10**9
+# No client weighs more in the average than this many times the median client's rows.
+ROW_CAP = 4.0
+# After round 1, a round waits for the clients still there at most this many times the slowest
+# round so far (at least ROUND_WAIT_MIN_S), and for their updates twice that (ROUND_FIT_MIN_S).
+ROUND_WAIT_FACTOR = 3.0
+ROUND_WAIT_MIN_S = 5.0
+ROUND_FIT_MIN_S = 30.0
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -66,8 +85,38 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def check_update(res: Any, weights: list[np.ndarray]) -> tuple[int, int, list[np.ndarray]]:
+    """(client number, rows, decoded update) of one client's FitRes, checked against the model
+    (a hostile or broken member's update raises BadInput saying why it is dropped)."""
+    if res.parameters.tensor_type != TENSOR_TYPE:
+        raise BadInput(f"sent {str(res.parameters.tensor_type)[:40]!r} parameters, not ternary updates")
+    cid = res.metrics.get("cid", 0)
+    if isinstance(cid, bool) or not isinstance(cid, int) or cid < 0:
+        raise BadInput(f"client number {str(cid)[:40]!r} is not one (a whole number >= 0)")
+    rows = res.num_examples
+    if isinstance(rows, bool) or not isinstance(rows, int) or not 1 <= rows <= MAX_CLIENT_ROWS:
+        raise BadInput(f"claimed {str(rows)[:40]} rows: a client trains on 1 to "
+                       f"{MAX_CLIENT_ROWS:.0e} rows")
+    return cid, rows, decode_update(list(res.parameters.tensors), weights)
+
+
+def shares(rows: list[int]) -> np.ndarray:
+    """FedAvg's weights by rows, each client's rows capped at ROW_CAP times the median client's,
+    so no one claim can take over the average."""
+    r = np.asarray(rows, dtype=np.float64)
+    w = np.minimum(r, ROW_CAP * float(np.median(r)))
+    return w / w.sum()
+
+
+def _who(proxy: Any, res: Any = None) -> str:
+    cid = getattr(res, "metrics", {}).get("cid") if res is not None else None
+    return f"client {str(cid)[:20]}" if isinstance(cid, int) and not isinstance(cid, bool) \
+        else f"peer {str(getattr(proxy, 'cid', '?'))[:40]}"
+
+
 class _Tally:
-    """The global weights across rounds: each round's averaged update applied, the model
+    """The global weights across rounds: what each client is sent (the first time the weights,
+    then the model's change ternary-coded), each round's checked updates averaged, the model
     evaluated on the server's rows, the best round kept, each round reported."""
 
     def __init__(self, spec: Spec, X_eval: np.ndarray, y_eval_idx: np.ndarray, run: Rounds) -> None:
@@ -78,37 +127,93 @@ class _Tally:
         self.pending: dict[str, Any] | None = None
         self.best: tuple[float, int, list[np.ndarray] | None] = (-1.0, 0, None)
         self.t0 = self.last = time.perf_counter()
+        self.sent: list[np.ndarray] | None = None   # the global model the clients hold
+        self.holders: set[str] = set()              # the peers holding `sent`
+        self.present = run.clients                  # clients still there (answered last round)
+        self.longest = 0.0                          # the slowest round so far, seconds
+        self.down: dict[str, Any] = {}
 
-    def aggregate(self, server_round: int, results: list, failures: int) -> bool:
-        """Apply the row-weighted average of the clients' decoded updates; False when no client
-        sent one."""
-        if not results:
-            self.pending = {"round": server_round, "clients": 0, "failures": failures}
-            return False
-        # in client order, not arrival order: the same colony gives the same model
-        results = sorted(results, key=lambda pr: int(pr[1].metrics.get("cid", 0)))
-        total = sum(r.num_examples for _, r in results)
-        kept, totals = _layer_counts(results, len(self.weights) // 2)
-        avg = [np.zeros_like(w) for w in self.weights]
-        sent = 0
-        for (_proxy, res), frozen in zip(results, kept, strict=True):
-            if res.parameters.tensor_type != TENSOR_TYPE:
-                raise BadInput(f"a client sent {res.parameters.tensor_type!r} parameters, "
-                               f"not ternary updates")
-            for i, buf in enumerate(res.parameters.tensors):
-                dw, db = decode_layer(buf, self.weights[2 * i].shape)
-                share = res.num_examples / totals[i] if i >= frozen else 0.0
-                avg[2 * i] += share * dw
-                avg[2 * i + 1] += share * db
-                sent += len(buf)
-        self.weights = [w + d for w, d in zip(self.weights, avg, strict=True)]
+    def deadline(self, server_round: int, fit: bool = False) -> float:
+        """How long round `server_round` waits for clients (or, `fit`, for their updates): the
+        run's limits in round 1, then a multiple of the slowest round seen."""
+        if server_round <= 1 or not self.longest:
+            return self.run.round_timeout if fit else self.run.join_timeout
+        if fit:
+            return min(self.run.round_timeout, max(ROUND_FIT_MIN_S, ROUND_WAIT_FACTOR * 2 * self.longest))
+        return min(self.run.join_timeout, max(ROUND_WAIT_MIN_S, ROUND_WAIT_FACTOR * self.longest))
+
+    def instructions(self, server_round: int, manager: Any) -> list:
+        """(client, FitIns) for the clients there: those holding last round's model (and saying
+        they take it coded) get its change ternary-coded, the others the whole model (fp32);
+        bytes counted both ways."""
+        from flwr.common import FitIns, Parameters, ndarrays_to_parameters
+
+        expected = self.present
+        manager.wait_for(expected, timeout=int(math.ceil(self.deadline(server_round))))
+        proxies = sorted(manager.all().values(), key=lambda p: str(p.cid))
+        base = server_round - 1
+        if self.sent is None:
+            self.sent, coded = [np.asarray(w, np.float32).copy() for w in self.weights], None
+        else:
+            coded, _left = encode_update([w - s for w, s in zip(self.weights, self.sent, strict=True)])
+            self.sent = [s + d for s, d in zip(self.sent, decode_update(coded, self.weights), strict=True)]
+        full = ndarrays_to_parameters(self.sent)
+        config = {"round": server_round, "spec": self.spec.to_json(), "base": base}
+        out, down = [], 0
+        for proxy in proxies:
+            params = Parameters(tensors=coded, tensor_type=TENSOR_TYPE) \
+                if coded is not None and proxy.cid in self.holders else full
+            down += sum(len(t) for t in params.tensors)
+            out.append((proxy, FitIns(params, config)))
+        self.down = {"expected": expected, "bytes_down": int(down),
+                     "fp32_down": int(self.fp32 * len(proxies))}
+        return out
+
+    def aggregate(self, server_round: int, results: list, failures: list | int) -> bool:
+        """Apply the capped row-weighted average of the clients' checked updates; a bad update
+        is dropped with its reason, a lost client noted. False when no update was accepted."""
+        failed = failures if isinstance(failures, list) else []
+        dropped, accepted = [], []
+        for proxy, res in results:
+            try:
+                cid, rows, delta = check_update(res, self.weights)
+            except Exception as exc:  # noqa: BLE001 - a hostile member is dropped, never fatal
+                dropped.append({"client": _who(proxy, res), "reason": str(exc)[:300]})
+                continue
+            accepted.append((cid, str(proxy.cid), rows, delta, res.metrics))
+        up = sum(sum(len(t) for t in res.parameters.tensors if isinstance(t, bytes)) for _p, res in results)
+        # a client that says it takes the coded change (metrics "down") gets it next round; any
+        # other (an older client, a device client) the whole model, as plain Flower sends it
+        self.holders = {str(p.cid) for p, r in results if r.metrics.get("down") == TENSOR_TYPE}
+        expected = self.down.get("expected", self.run.clients)
+        self.present = max(1, len(results))
+        row = {"round": server_round, "clients": len(accepted), "expected": expected,
+               "failures": len(failed) if isinstance(failures, list) else int(failures),
+               "lost": max(0, expected - len(results)), "dropped": dropped,
+               "failed": [_failure(f) for f in failed][:5], "bytes_sent": int(up),
+               "fp32_bytes": int(self.fp32 * len(results)),
+               "bytes_down": self.down.get("bytes_down", 0), "fp32_down": self.down.get("fp32_down", 0)}
+        row["bytes_received"] = row["bytes_down"]
         from openmind.pathways.colony.devclient import device_reports  # devices' own reports
 
-        devices = [d for _p, r in results if (d := device_reports(r.metrics)) is not None]
-        self.pending = {"round": server_round, "clients": len(results), "devices": devices,
-                        "failures": failures, "rows": int(total), "bytes_sent": int(sent),
-                        "fp32_bytes": int(self.fp32 * len(results)),
-                        "bytes_received": int(self.fp32 * len(results))}
+        row["devices"] = [d for _p, r in results if (d := device_reports(r.metrics)) is not None]
+        self.pending = row
+        if not accepted:
+            row["rows"] = 0
+            return False
+        # in client order, not arrival order: the same colony gives the same model
+        accepted.sort(key=lambda a: (a[0], a[1]))
+        layers = len(self.weights) // 2
+        avg = [np.zeros_like(w) for w in self.weights]
+        for i in range(layers):  # a client counts in the layers it trained (not those it froze)
+            part = [a for a in accepted if _frozen(a[4], layers) <= i]
+            if not part:
+                continue
+            for w, a in zip(shares([a[2] for a in part]), part, strict=True):
+                avg[2 * i] += w * a[3][2 * i]
+                avg[2 * i + 1] += w * a[3][2 * i + 1]
+        self.weights = [w + d for w, d in zip(self.weights, avg, strict=True)]
+        row["rows"] = int(sum(a[2] for a in accepted))
         return True
 
     def evaluate_start(self) -> None:
@@ -125,6 +230,7 @@ class _Tally:
         now = time.perf_counter()
         row = {**(self.pending or {}), "rounds": self.run.rounds, "accuracy": acc,
                "seconds": round(now - self.last, 3), "elapsed": round(now - self.t0, 3)}
+        self.longest = max(self.longest, now - self.last)
         self.last = now
         self.pending = None
         self.colony.rounds.append(row)
@@ -135,7 +241,8 @@ class _Tally:
         return acc
 
     def outcome(self) -> Colony:
-        """The colony: the best round's weights (the last ones when no round was evaluated)."""
+        """The colony: the best round's weights (the last ones when no round was evaluated), and
+        what it lacks (lost clients, dropped updates, rounds that never ran) as `degraded`."""
         colony = self.colony
         _acc, colony.best_round, best = self.best
         colony.weights = best if best is not None else self.weights
@@ -143,30 +250,61 @@ class _Tally:
         if not any(r.get("clients") for r in colony.rounds):
             raise PathwayUnavailable(f"no federated round completed ({len(colony.rounds)} of "
                                      f"{self.run.rounds} rounds had no client result)")
+        colony.degraded = shortfall(colony.rounds, self.run.rounds)
         return colony
 
 
-def _layer_counts(results: list, n_layers: int) -> tuple[list[int], list[int]]:
-    """Per client, how many leading layers it kept frozen (metrics "frozen": a device that
-    trained only the last layers), and per layer the rows of the clients that trained it: a
-    client counts in the average of the layers it trained only, so a device does not dilute the
-    feature layers."""
-    kept = [min(f if isinstance(f := r.metrics.get("frozen", 0), int) and f > 0 else 0, n_layers - 1)
-            for _, r in results]
-    totals = [sum(r.num_examples for (_, r), f in zip(results, kept, strict=True) if f <= i)
-              for i in range(n_layers)]
-    return kept, totals
+def _failure(f: Any) -> str:
+    if isinstance(f, BaseException):
+        return f"{type(f).__name__}: {str(f)[:200]}"
+    proxy, res = f
+    return f"{_who(proxy, res)}: {str(getattr(getattr(res, 'status', None), 'message', res))[:200]}"
+
+
+def _frozen(metrics: dict[str, Any], layers: int) -> int:
+    """How many leading layers a client kept frozen (metrics "frozen": a device that trained only
+    the last layers); it counts in the average of the layers it trained only, so a device does
+    not dilute the feature layers. Every client trains the last layer."""
+    f = metrics.get("frozen", 0)
+    return min(f, layers - 1) if isinstance(f, int) and not isinstance(f, bool) and f > 0 else 0
+
+
+def shortfall(rows: list[dict[str, Any]], rounds: int) -> str | None:
+    """What a colony's result lacks, in words (None: every member answered every round)."""
+    parts = []
+    lost = [(r["round"], r["lost"], r.get("expected")) for r in rows if r.get("lost")]
+    if lost:
+        parts.append("lost clients: " + ", ".join(f"round {n} lost {k} of {e}" for n, k, e in lost))
+    dropped = [(r["round"], d) for r in rows for d in r.get("dropped") or []]
+    if dropped:
+        parts.append(f"{len(dropped)} update(s) dropped: " + "; ".join(
+            f"round {n} {d['client']}: {d['reason']}" for n, d in dropped[:3]))
+    if len(rows) < rounds:
+        parts.append(f"{len(rows)} of {rounds} rounds ran")
+    return "; ".join(parts) or None
 
 
 def _strategy(fl: Any, tally: _Tally) -> Any:
-    """Flower's FedAvg with ternary updates decoded and averaged by `tally`."""
-    from flwr.common import ndarrays_to_parameters
+    """Flower's FedAvg whose rounds go to `tally`: it picks the clients and what each is sent,
+    and averages what they send back. Neither ever raises into Flower's loop: a round that
+    fails is a round with no result."""
+    from flwr.common import Parameters
 
     class TernaryFedAvg(fl.server.strategy.FedAvg):
+        def configure_fit(self, server_round: int, parameters: Any, client_manager: Any) -> list:
+            try:
+                return tally.instructions(server_round, client_manager)
+            except Exception as exc:  # noqa: BLE001 - the round is lost, the run goes on
+                tally.pending = {"round": server_round, "clients": 0, "error": str(exc)[:300]}
+                return []
+
         def aggregate_fit(self, server_round: int, results: list, failures: list) -> Any:
-            if not tally.aggregate(server_round, results, len(failures)):
-                return None, {}
-            return ndarrays_to_parameters(tally.weights), {}
+            try:
+                ok = tally.aggregate(server_round, results, failures)
+            except Exception as exc:  # noqa: BLE001
+                tally.pending = {"round": server_round, "clients": 0, "error": str(exc)[:300]}
+                ok = False
+            return (Parameters(tensors=[], tensor_type="openmind.tally"), {}) if ok else (None, {})
 
     def evaluate(server_round: int, weights: list[np.ndarray], config: dict) -> Any:
         if server_round == 0:  # the model every client starts from
@@ -176,12 +314,11 @@ def _strategy(fl: Any, tally: _Tally) -> Any:
             return None
         return 0.0, {"accuracy": tally.evaluate(server_round) or 0.0}
 
-    spec_json, clients = tally.spec.to_json(), tally.run.clients
+    clients = tally.run.clients
     return TernaryFedAvg(
         fraction_fit=1.0, fraction_evaluate=0.0, min_fit_clients=clients, min_evaluate_clients=0,
         min_available_clients=clients, evaluate_fn=evaluate,
-        initial_parameters=ndarrays_to_parameters(tally.weights),
-        on_fit_config_fn=lambda rnd: {"round": rnd, "spec": spec_json})
+        initial_parameters=Parameters(tensors=[], tensor_type="openmind.tally"))
 
 
 def serve(spec: Spec, X_eval: np.ndarray, y_eval_idx: np.ndarray, run: Rounds) -> Colony:
@@ -193,11 +330,18 @@ def serve(spec: Spec, X_eval: np.ndarray, y_eval_idx: np.ndarray, run: Rounds) -
     from flwr.server.client_manager import SimpleClientManager
     from flwr.server.superlink.fleet.grpc_bidi.grpc_server import start_grpc_server
 
+    check_listen(run.listen, run.certificates, run.insecure)
     tally = _Tally(spec, X_eval, y_eval_idx, run)
     manager = _bounded_manager(SimpleClientManager, run.join_timeout)
-    server = fl.server.Server(client_manager=manager, strategy=_strategy(fl, tally))
+
+    class Paced(fl.server.Server):  # a round waits for updates as long as rounds have taken
+        def fit_round(self, server_round: int, timeout: float | None) -> Any:
+            return super().fit_round(server_round, tally.deadline(server_round, fit=True))
+
+    server = Paced(client_manager=manager, strategy=_strategy(fl, tally))
     procs: list[Any] = []
-    grpc_server = start_grpc_server(client_manager=manager, server_address=run.listen)
+    grpc_server = start_grpc_server(client_manager=manager, server_address=run.listen,
+                                    certificates=run.certificates)
     try:
         with tempfile.TemporaryDirectory(prefix="openmind-colony-") as tmp:
             if run.local:
@@ -214,6 +358,25 @@ def serve(spec: Spec, X_eval: np.ndarray, y_eval_idx: np.ndarray, run: Rounds) -
         grpc_server.stop(grace=1)
         _stop_all(procs)
     return tally.outcome()
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def check_listen(listen: str, certificates: Any, insecure: bool = False) -> None:
+    """Plain gRPC only on loopback: any other address needs Flower's TLS certificates
+    (CA, server certificate, server key), or `insecure` (the caller means it), or BadInput."""
+    host = listen.rpartition(":")[0] if ":" in listen else listen
+    if host in LOOPBACK or host.startswith("127."):
+        return
+    if certificates is None and insecure:
+        return
+    if certificates is None:
+        raise BadInput(f"listening on {listen} serves every machine that can reach it: give TLS "
+                       f"certificates (CA, server certificate, server key; Flower's own option), "
+                       f"listen on 127.0.0.1, or say insecure=True on a trusted network")
+    if len(certificates) != 3 or not all(isinstance(c, bytes) and c for c in certificates):
+        raise BadInput("certificates are three PEM byte strings: CA, server certificate, server key")
 
 
 def _bounded_manager(base: type, timeout: float) -> Any:

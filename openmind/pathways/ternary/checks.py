@@ -42,18 +42,33 @@ def as_numeric(X: Any, what: str = "X") -> np.ndarray:
     return arr
 
 
+# The model computes in float32: a value beyond this is infinite there.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def check_finite(arr: np.ndarray, what: str = "X") -> None:
-    """BadInput naming the first NaN/inf cell (row, column) and how many there are."""
+    """BadInput naming the first NaN/inf cell (row, column) and how many there are, or the first
+    value beyond float32's range, where the model computes (it would be infinite there)."""
     if arr.dtype.kind != "f":
         return
-    bad = ~np.isfinite(arr)
-    if bad.any():
-        where = np.argwhere(bad)
-        r, c = (int(v) for v in where[0][:2]) if where.shape[1] >= 2 else (int(where[0][0]), 0)
-        kind = "NaN" if np.isnan(arr[tuple(where[0])]) else "an infinite value"
-        more = f" ({len(where) - 1} more bad cells)" if len(where) > 1 else ""
-        raise BadInput(f"{what} has {kind} at row {r}, column {c}{more}; impute or drop those "
-                       f"rows before training or predicting")
+    if arr.dtype.itemsize > 4:  # one pass finds NaN, infinity and float32 overflow alike
+        with np.errstate(over="ignore"):
+            bad = ~np.isfinite(arr.astype(np.float32))
+    else:
+        bad = ~np.isfinite(arr)
+    if not bad.any():
+        return
+    where = np.argwhere(bad)
+    r, c = (int(v) for v in where[0][:2]) if where.shape[1] >= 2 else (int(where[0][0]), 0)
+    value = arr[tuple(where[0])]
+    more = f" ({len(where) - 1} more bad cells)" if len(where) > 1 else ""
+    if np.isfinite(value):
+        raise BadInput(f"{what} has {value:.3g} at row {r}, column {c}{more}: beyond float32's "
+                       f"range (±{FLOAT32_MAX:.3g}), where the model computes; rescale those "
+                       f"columns (e.g. divide by a power of ten, or take a log)")
+    kind = "NaN" if np.isnan(value) else "an infinite value"
+    raise BadInput(f"{what} has {kind} at row {r}, column {c}{more}; impute or drop those "
+                   f"rows before training or predicting")
 
 
 def as_rows(data: Any, what: str = "X") -> np.ndarray:

@@ -61,9 +61,12 @@ def resolve_config(options: dict[str, Any]) -> dict[str, Any]:
     if isinstance(hidden, (int, np.integer)):
         hidden = (hidden,)
     try:
+        if isinstance(hidden, (str, bytes)) or any(
+                isinstance(h, bool) or not isinstance(h, (int, np.integer)) for h in hidden):
+            raise TypeError
         hidden = tuple(int(h) for h in hidden)
     except (TypeError, ValueError):
-        raise BadInput(f"hidden must be a width or a list of widths, got {cfg['hidden']!r}") from None
+        raise BadInput(f"hidden must be a width or a list of whole widths, got {cfg['hidden']!r}") from None
     if any(h < 1 or h > U16_MAX for h in hidden):
         raise BadInput(f"hidden widths must be between 1 and {U16_MAX}, got {hidden}")
     cfg["hidden"] = list(hidden)
@@ -72,22 +75,30 @@ def resolve_config(options: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(cfg["growth"], (bool, np.bool_)):
         raise BadInput(f"growth must be True or False, got {cfg['growth']!r}")
     cfg["growth"] = bool(cfg["growth"])
-    for key, low in (("epochs", 1), ("batch_size", 1), ("patience", 1), ("growth_patience", 1)):
-        if not isinstance(cfg[key], (int, np.integer)) or cfg[key] < low:
+    for key, low in (("epochs", 1), ("batch_size", 1), ("patience", 1), ("growth_patience", 1),
+                     ("seed", 0)):
+        if isinstance(cfg[key], bool) or not isinstance(cfg[key], (int, np.integer)) or cfg[key] < low:
             raise BadInput(f"{key} must be an integer >= {low}, got {cfg[key]!r}")
         cfg[key] = int(cfg[key])
+    if cfg["seed"] >= 2**63:
+        raise BadInput(f"seed must be below 2**63, got {cfg['seed']}")
     for key in ("lr", "weight_decay", "val_fraction"):
         try:
+            if isinstance(cfg[key], (bool, str, bytes)):
+                raise TypeError
             cfg[key] = float(cfg[key])
         except (TypeError, ValueError):
             raise BadInput(f"{key} must be a number, got {cfg[key]!r}") from None
+        if not np.isfinite(cfg[key]):
+            raise BadInput(f"{key} must be a finite number, got {cfg[key]}")
     if not cfg["lr"] > 0:
         raise BadInput(f"lr must be positive, got {cfg['lr']}")
+    if cfg["weight_decay"] < 0:
+        raise BadInput(f"weight_decay must be >= 0, got {cfg['weight_decay']}")
     if not 0 <= cfg["val_fraction"] < 0.9:
         raise BadInput(f"val_fraction must be in [0, 0.9), got {cfg['val_fraction']}")
     if cfg["scale"] not in ("layer", "row"):
         raise BadInput(f"scale must be 'layer' or 'row', got {cfg['scale']!r}")
-    cfg["seed"] = int(cfg["seed"])
     return cfg
 
 
