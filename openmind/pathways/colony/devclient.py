@@ -29,8 +29,10 @@ from openmind.pathways.colony.federated import (
     Spec,
     decode_layer,
     encode_layer,
+    fit_inputs,
     flower,
     model_of,
+    no_parameters,
 )
 from openmind.pathways.device import Link
 from openmind.pathways.learnlink import Learner, Scaling, frac_for, head_for, hidden_of, shift_for
@@ -111,7 +113,6 @@ def make_device_client(port: str, X: np.ndarray, y: np.ndarray, cid: int = 0, *,
         Code,
         EvaluateRes,
         FitRes,
-        GetParametersRes,
         Parameters,
         Status,
         parameters_to_ndarrays,
@@ -121,16 +122,10 @@ def make_device_client(port: str, X: np.ndarray, y: np.ndarray, cid: int = 0, *,
 
     class DeviceClient(fl.client.Client):
         def get_parameters(self, ins: Any) -> Any:
-            return GetParametersRes(status=Status(Code.OK, "ok"),
-                                    parameters=Parameters(tensors=[], tensor_type=TENSOR_TYPE))
+            return no_parameters()
 
         def fit(self, ins: Any) -> Any:
-            spec = Spec.from_json(str(ins.config["spec"]))
-            Xc = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
-            if Xc.shape[1] != spec.n_features:
-                raise BadInput(f"this device's rows have {Xc.shape[1]} features, the colony's model "
-                               f"takes {spec.n_features}")
-            rnd = int(ins.config.get("round", 0))
+            spec, Xc, rnd = fit_inputs(ins, X, "this device")
             tensors, report = device_round(state, spec, parameters_to_ndarrays(ins.parameters), Xc,
                                            spec.indices(y), rnd)
             if on_round is not None:

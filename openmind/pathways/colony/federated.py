@@ -258,10 +258,29 @@ def local_update(spec: Spec, weights: list[np.ndarray], X: np.ndarray, y_idx: np
     return encode_update(delta)
 
 
+def no_parameters() -> Any:
+    """A member's answer to get_parameters: none (the server holds the colony's model)."""
+    from flwr.common import Code, GetParametersRes, Parameters, Status
+
+    return GetParametersRes(status=Status(Code.OK, "ok"),
+                            parameters=Parameters(tensors=[], tensor_type=TENSOR_TYPE))
+
+
+def fit_inputs(ins: Any, X: np.ndarray, who: str) -> tuple[Spec, np.ndarray, int]:
+    """From a fit request: the colony's spec, this member's rows as float32 and the round (a
+    member whose rows do not fit the colony's model says so)."""
+    spec = Spec.from_json(str(ins.config["spec"]))
+    Xc = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
+    if Xc.shape[1] != spec.n_features:
+        raise BadInput(f"{who}'s rows have {Xc.shape[1]} features, the colony's model takes "
+                       f"{spec.n_features}")
+    return spec, Xc, int(ins.config.get("round", 0))
+
+
 def make_client(X: np.ndarray, y: np.ndarray, cid: int = 0) -> Any:
     """A Flower client over (X, y) that answers with ternary-coded updates."""
     fl = flower()
-    from flwr.common import Code, EvaluateRes, FitRes, GetParametersRes, Parameters, Status
+    from flwr.common import Code, EvaluateRes, FitRes, Parameters, Status
 
     class TernaryClient(fl.client.Client):
         def __init__(self) -> None:
@@ -269,18 +288,12 @@ def make_client(X: np.ndarray, y: np.ndarray, cid: int = 0) -> Any:
             self.held: tuple[int, list[np.ndarray]] | None = None  # (round, global weights)
 
         def get_parameters(self, ins: Any) -> Any:
-            return GetParametersRes(status=Status(Code.OK, "ok"),
-                                    parameters=Parameters(tensors=[], tensor_type=TENSOR_TYPE))
+            return no_parameters()
 
         def fit(self, ins: Any) -> Any:
             from flwr.common import parameters_to_ndarrays
 
-            spec = Spec.from_json(str(ins.config["spec"]))
-            Xc = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
-            if Xc.shape[1] != spec.n_features:
-                raise BadInput(f"this client's rows have {Xc.shape[1]} features, the colony's "
-                               f"model takes {spec.n_features}")
-            rnd = int(ins.config.get("round", 0))
+            spec, Xc, rnd = fit_inputs(ins, X, "this client")
             if ins.parameters.tensor_type == TENSOR_TYPE:  # the global model's change, coded
                 base = int(ins.config.get("base", -1))
                 if self.held is None or self.held[0] != base:
