@@ -218,6 +218,14 @@ def register_source(url: str) -> str:
     return shown_url(url)
 
 
+def forget_sources() -> None:
+    """Forget the secrets `register_source` collected (a test's, so the next test starts clean)."""
+    global _secrets_memo
+    with _lock:
+        _REGISTERED.clear()
+        _secrets_memo = None  # keyed on how many there are: a cleared set may refill to that size
+
+
 def shown_url(url: str) -> str:
     """A URL or DSN without its userinfo and with credential-named query values as '***'."""
     try:

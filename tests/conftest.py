@@ -64,6 +64,7 @@ def openmind_home(tmp_path, monkeypatch):
     from openmind.flow.resources import invalidate
 
     config.assume("reset")
+    config.forget_sources()  # secrets an earlier test's sources registered (redacted everywhere)
     invalidate()
     _forget_benched()
     yield home

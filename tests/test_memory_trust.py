@@ -148,8 +148,9 @@ def test_a_manifest_signed_by_an_untrusted_key_is_refused(monkeypatch, tmp_path)
     _as(monkeypatch, tmp_path, "ci", OPENMIND_REMOTE_WRITE="1")
     key = openmind.run_cell(cell, {}).key
     ci_line = keys.public_line()
-    path = shared / "entries" / "cell" / f"{key}.json"
-    doc = json.loads(path.read_text())
+    paths = sorted(shared.rglob(f"{key}.json"))  # the manifest, found by key and by name
+    assert len(paths) == 2
+    doc = json.loads(paths[0].read_text())
     _as(monkeypatch, tmp_path, "mallory")  # can write the shared store, not the CI's key
     planted = tmp_path / "pwned"
     evil = put("cell", doc["name"], "elsewhere", {"p/obj": np.frombuffer(
@@ -160,7 +161,8 @@ def test_a_manifest_signed_by_an_untrusted_key_is_refused(monkeypatch, tmp_path)
     meta = {**doc["meta"], "values": {"obj": {"as": "pickle"}}}
     forged = {**doc, "blob": evil.blob, "size": len(blob), "meta": meta,
               "sig": keys.sign("cell", doc["name"], key, evil.blob, len(blob), meta)}
-    path.write_text(json.dumps(forged))
+    for path in paths:
+        path.write_text(json.dumps(forged))
     trust = tmp_path / "trust"
     trust.write_text(ci_line + "\n")
     _as(monkeypatch, tmp_path, "laptop", OPENMIND_TRUST=str(trust))

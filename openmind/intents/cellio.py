@@ -134,11 +134,12 @@ def replay(outputs: list[dict[str, Any]], mark: dict[str, Any] | None = None) ->
 
         text = restored_text(mark)
         html = html_of("restored", mark)
-        if pub is not None and html is not None:
+        if pub is not None and html is not None and _rich(pub):
             sys.stdout.flush()
             pub.publish(data={"text/html": html, "text/plain": text}, metadata={})
-        else:
-            print(text)
+        else:  # a terminal: the mark beside the output, not in it (stdout stays the cell's own)
+            sys.stdout.flush()
+            print(text, file=sys.stderr, flush=True)
     for out in outputs:
         if "stream" in out:
             stream = sys.stderr if out["stream"] == "stderr" else sys.stdout
@@ -149,6 +150,12 @@ def replay(outputs: list[dict[str, Any]], mark: dict[str, Any] | None = None) ->
                 pub.publish(data=out["display"], metadata=out.get("metadata") or {})
             else:
                 print(out["display"].get("text/plain", ""))
+
+
+def _rich(pub: Any) -> bool:
+    """A display that draws HTML apart from the output (a kernel's front end), not a terminal
+    shell whose displays are printed into stdout."""
+    return type(pub).__module__.split(".")[0] == "ipykernel"
 
 
 def restored_text(mark: dict[str, Any]) -> str:
