@@ -14,6 +14,7 @@ import json
 import sqlite3
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from openmind.config import home
@@ -39,17 +40,9 @@ def remove(key: str) -> int:
     if len(key) < 6 or any(ch in key for ch in "%_"):
         raise BadInput(f"key prefix {key!r} is too short: give at least 6 characters (see "
                        f"`openmind memory ls`)")
-    start = time.time()
-    n = 0
-    try:
-        with connect(write=True, timeout=GC_LOCK_TIMEOUT_S) as con:
-            n = con.execute("DELETE FROM memory WHERE key LIKE ?", (key + "%",)).rowcount
-        changed()
-    except (OSError, sqlite3.Error) as exc:
-        _warn("remove", exc)
-        return n
-    sweep(start)
-    return n
+    return _delete_then_sweep(
+        "remove", lambda con: con.execute("DELETE FROM memory WHERE key LIKE ?",
+                                          (key + "%",)).rowcount)
 
 
 def _broken(folder: Path, r: sqlite3.Row, verify: bool) -> bool:
@@ -102,17 +95,25 @@ def gc(max_bytes: int | None = None, older_than: float | None = None, *,
     (with `broken`) entries whose blob is missing or of the wrong size or whose metadata is
     unreadable, (with `verify`) entries whose blob's content does not match its hash, then delete
     blobs no entry points at. Returns the number of entries evicted."""
+    return _delete_then_sweep(
+        "gc", lambda con: _evict(con, max_bytes, older_than, broken, verify))
+
+
+def _delete_then_sweep(what: str, delete: Callable[[sqlite3.Connection], int]) -> int:
+    """Index rows out under the write lock, then a sweep of the blobs no row points at that are
+    older than this call's start (a writer's newer blob is never judged). Never raises: an
+    unwritable store is a warning and 0."""
     start = time.time()
-    evicted = 0
+    n = 0
     try:
         with connect(write=True, timeout=GC_LOCK_TIMEOUT_S) as con:
-            evicted = _evict(con, max_bytes, older_than, broken, verify)
+            n = delete(con)
         changed()
     except (OSError, sqlite3.Error) as exc:
-        _warn("gc", exc)
-        return evicted
+        _warn(what, exc)
+        return n
     sweep(start)
-    return evicted
+    return n
 
 
 def _candidates(folder: Path, start: float) -> list[Path]:
